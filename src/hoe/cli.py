@@ -1,0 +1,143 @@
+"""``hoe``: a thin command line over the Python API. Errors print one line and exit 2."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from hoe.errors import HoEError
+
+app = typer.Typer(
+    help="Multi-objective alignment with hierarchical experts (HoE).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def user_errors(command):
+    """Turn HoEError (and a missing file) into one line on stderr and exit status 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except HoEError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        except FileNotFoundError as exc:
+            typer.echo(f"error: file not found: {exc.filename}", err=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _split(value: Optional[str]) -> Optional[list[str]]:
+    return [part.strip() for part in value.split(",") if part.strip()] if value else None
+
+
+@app.callback()
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details.")) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+
+
+@app.command()
+@user_errors
+def extract(
+    base: str = typer.Option(..., help="Base model: folder, .gguf file, hub name, or 'smollm2-135m-instruct'."),
+    finetuned: str = typer.Option(..., help="Fine-tuned model (any form as --base) or a peft LoRA folder."),
+    out: Path = typer.Option(..., help="Output folder: a standard peft LoRA adapter."),
+    rank: int = typer.Option(16, help="Rank of every module (the cap when --energy is given)."),
+    rank_attn: Optional[int] = typer.Option(None, help="Rank of attention projections (overrides --rank)."),
+    rank_mlp: Optional[int] = typer.Option(None, help="Rank of MLP projections (overrides --rank)."),
+    energy: Optional[float] = typer.Option(None, help="Smallest rank keeping this share of ||tau||_F^2, capped by the ranks."),
+    svd: str = typer.Option("exact", help="SVD backend: exact | randomized."),
+    dtype: str = typer.Option("float32", help="dtype of the saved factors (computation is float32/float64)."),
+    device: str = typer.Option("auto", help="cpu, cuda, cuda:N, or auto."),
+    target_modules: Optional[str] = typer.Option(None, help="Comma-separated module names (peft rules); default: all linear layers."),
+    seed: int = typer.Option(0, help="Seed of the randomized backend."),
+    overwrite: bool = typer.Option(False, help="Replace an existing --out."),
+    quiet: bool = typer.Option(False, help="No progress bar."),
+) -> None:
+    """Extract a LoRA expert from a fine-tuned model by task-SVD (tau = W_ft - W_base)."""
+    from hoe.experts import ExtractSettings, extract_expert
+    from hoe.models.loading import default_device
+
+    settings = ExtractSettings(
+        rank=rank, rank_attn=rank_attn, rank_mlp=rank_mlp, energy=energy, svd=svd, dtype=dtype,
+        device=default_device() if device == "auto" else device, target_modules=_split(target_modules), seed=seed,
+    )
+    report = extract_expert(base, finetuned, out, settings, overwrite=overwrite, progress=not quiet)
+    totals = report["totals"]
+    typer.echo(
+        f"{out}: {totals['modules']} modules, {totals['adapter_parameters']:,} parameters, "
+        f"mean relative error {totals['mean_relative_error']:.4f}, {totals['wall_time_s']:.1f} s, "
+        f"peak RSS {totals['peak_rss_mb']:.0f} MB (report: {out / 'extract_report.json'})"
+    )
+
+
+@app.command()
+@user_errors
+def finetune(
+    base: str = typer.Option("smollm2-135m-instruct", help="Model to fine-tune (any reference form)."),
+    data: str = typer.Option("hh-helpful-sft", help="Packaged dataset of (prompt, response) pairs."),
+    out: Path = typer.Option(..., help="Output transformers folder."),
+    steps: int = typer.Option(30, help="Optimiser steps."),
+    batch_size: int = typer.Option(8, help="Pairs per step."),
+    max_length: int = typer.Option(128, help="Tokens per pair (prompt + response)."),
+    learning_rate: float = typer.Option(5e-5, help="AdamW learning rate."),
+    seed: int = typer.Option(0, help="Seed of the data order."),
+    device: str = typer.Option("auto", help="cpu, cuda, or auto."),
+    overwrite: bool = typer.Option(False, help="Replace an existing --out."),
+) -> None:
+    """Full supervised fine-tune (resumable: rerun the same command after an interruption)."""
+    from hoe.data import sft_pairs
+    from hoe.models.loading import default_device
+    from hoe.training import SFTSettings, supervised_finetune
+
+    settings = SFTSettings(steps=steps, batch_size=batch_size, max_length=max_length, learning_rate=learning_rate, seed=seed)
+    log = supervised_finetune(base, sft_pairs(data), out, settings, device=default_device() if device == "auto" else device, overwrite=overwrite)
+    typer.echo(f"{out}: {log['step']} steps, final loss {log['losses'][-1]:.3f}, {log['seconds']:.0f} s")
+
+
+@app.command()
+@user_errors
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), help="Where the demo's artifacts go."),
+    rank: int = typer.Option(16, help="Expert rank."),
+) -> None:
+    """The embedded default end to end (SmolLM2-135M-Instruct, offline)."""
+    from hoe.demo import run_demo
+
+    run_demo(out, rank=rank)
+
+
+@app.command()
+@user_errors
+def cache(clear: bool = typer.Option(False, help="Delete the cache (converted models, demo fine-tunes).")) -> None:
+    """Show (or clear) the cache of converted models and demo fine-tunes."""
+    import shutil
+
+    from hoe.models.loading import cache_root
+
+    root = cache_root()
+    if clear:
+        shutil.rmtree(root, ignore_errors=True)
+        typer.echo(f"cleared {root}")
+        return
+    typer.echo(str(root))
+    for entry in sorted(root.glob("*/*")) if root.exists() else []:
+        size = sum(f.stat().st_size for f in entry.rglob("*") if f.is_file())
+        typer.echo(f"  {entry.relative_to(root)}  {size / 2**20:.0f} MB")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

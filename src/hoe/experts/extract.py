@@ -1,0 +1,217 @@
+"""``hoe extract``: a LoRA expert from a fine-tuned model by task-SVD, streamed tensor by tensor."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import resource
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from hoe.errors import HoEError
+from hoe.experts.lora import LoraModule, read_lora, write_lora
+from hoe.experts.modules import LinearSpec, linear_layers, read_config, select_targets
+from hoe.experts.svd import SVD_BACKENDS, LowRankFactors, rerank_lora, single_threaded_lapack, task_svd
+from hoe.models.loading import hub_name_of, is_lora_folder, parse_dtype, resolve_checkpoint
+from hoe.models.tensors import CheckpointTensors
+from hoe.utils.io import atomic_dir, check_output_dir, write_json
+
+REPORT_NAME = "extract_report.json"
+
+
+@dataclass
+class ExtractSettings:
+    """Everything that decides the expert, recorded in the report."""
+
+    rank: int = 16
+    rank_attn: int | None = None
+    rank_mlp: int | None = None
+    energy: float | None = None
+    svd: str = "exact"
+    dtype: str = "float32"
+    device: str = "cpu"
+    target_modules: list[str] | None = None
+    seed: int = 0
+
+    def validate(self) -> None:
+        for label, value in (("--rank", self.rank), ("--rank-attn", self.rank_attn), ("--rank-mlp", self.rank_mlp)):
+            if value is not None and value <= 0:
+                raise HoEError(f"{label} must be a positive integer, got {value}")
+        if self.energy is not None and (math.isnan(self.energy) or not 0.0 < self.energy <= 1.0):
+            raise HoEError(f"--energy must lie in (0, 1], got {self.energy}")
+        if self.svd not in SVD_BACKENDS:
+            raise HoEError(f"--svd must be one of {', '.join(SVD_BACKENDS)}, got '{self.svd}'")
+        parse_dtype(self.dtype)
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise HoEError(f"--device {self.device} asked for, but no CUDA device is available")
+
+    def rank_for(self, spec: LinearSpec) -> int:
+        if spec.family == "attn" and self.rank_attn:
+            return self.rank_attn
+        if spec.family == "mlp" and self.rank_mlp:
+            return self.rank_mlp
+        return self.rank
+
+
+def extract_expert(
+    base: str | Path,
+    finetuned: str | Path,
+    out: str | Path,
+    settings: ExtractSettings | None = None,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Write a peft LoRA folder at ``out`` whose B A approximates ``finetuned − base`` per linear layer.
+
+    ``finetuned`` is a full model (any reference form) or a peft LoRA folder, which is re-ranked
+    without forming dense products. Returns the report, also saved as ``extract_report.json``.
+    """
+    settings = settings or ExtractSettings()
+    settings.validate()
+    check_output_dir(out, overwrite)
+    start = time.perf_counter()
+    if settings.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    base_folder = resolve_checkpoint(base)
+    base_tensors = CheckpointTensors(base_folder)
+    targets = select_targets(linear_layers(base_folder, base_tensors.shapes()), settings.target_modules)
+    with single_threaded_lapack():
+        factors, left_out, source = _factorise(finetuned, base_folder, base_tensors, targets, settings, progress)
+    modules = {name: LoraModule(B=f.B, A=f.A) for name, f in factors.items() if f.rank > 0}
+    report = _report(factors, left_out, settings, source, str(base), str(finetuned))
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        write_lora(
+            tmp,
+            modules,
+            base_model=hub_name_of(base),
+            dtype=parse_dtype(settings.dtype),
+            fan_in_fan_out=any(t.transposed for t in targets),
+            candidates=[t.module for t in targets],
+        )
+        report["totals"]["wall_time_s"] = round(time.perf_counter() - start, 3)
+        report["totals"]["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        if settings.device.startswith("cuda"):
+            report["totals"]["cuda_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        write_json(tmp / REPORT_NAME, report)
+    return report
+
+
+def _factorise(finetuned, base_folder: Path, base_tensors: CheckpointTensors, targets, settings, progress):
+    """Factors, left-out delta norms and the input kind, from a LoRA (re-rank) or a full model (task-SVD)."""
+    ft_path = Path(str(finetuned)).expanduser()
+    if is_lora_folder(ft_path):
+        return (*_from_lora(ft_path, base_tensors, targets, settings, progress), "lora")
+    ft_folder = resolve_checkpoint(finetuned)
+    ft_tensors = CheckpointTensors(ft_folder)
+    _check_same_architecture(base_folder, ft_folder, base_tensors, ft_tensors)
+    return (*_from_full(base_tensors, ft_tensors, targets, settings, progress), "full")
+
+
+def _check_same_architecture(base_folder: Path, ft_folder: Path, base: CheckpointTensors, ft: CheckpointTensors) -> None:
+    """Refuse pairs that are not the same architecture, naming the first tensor that differs."""
+    base_type, ft_type = read_config(base_folder).get("model_type"), read_config(ft_folder).get("model_type")
+    if base_type != ft_type:
+        raise HoEError(f"base is a '{base_type}' model but the fine-tuned model is a '{ft_type}' model")
+    tied = {"lm_head.weight"}
+    for name in base.names():
+        if name not in ft:
+            if name in tied:
+                continue
+            raise HoEError(f"tensor '{name}' of the base is missing from the fine-tuned model")
+        if base.shape(name) != ft.shape(name):
+            raise HoEError(f"tensor '{name}' has shape {list(base.shape(name))} in the base but {list(ft.shape(name))} in the fine-tuned model")
+    extra = [name for name in ft.names() if name not in base and name not in tied]
+    if extra:
+        raise HoEError(f"tensor '{extra[0]}' of the fine-tuned model is not in the base")
+
+
+def _from_full(base: CheckpointTensors, ft: CheckpointTensors, targets, settings, progress):
+    """Stream tensor pairs: linear targets get task-SVD, everything else has its delta norm recorded."""
+    device = torch.device(settings.device)
+    by_weight = {t.weight: t for t in targets}
+    factors: dict[str, LowRankFactors] = {}
+    left_out: dict[str, float] = {}
+    names = [n for n in base.names() if n in ft]
+    for name in tqdm(names, desc="task-SVD", unit="tensor", disable=not progress):
+        delta = ft.get(name).to(device, torch.float32) - base.get(name).to(device, torch.float32)
+        spec = by_weight.get(name)
+        if spec is None or delta.ndim != 2:
+            left_out[name] = float(delta.norm())
+            continue
+        if spec.transposed:
+            delta = delta.T
+        factors[spec.module] = _to_cpu(
+            task_svd(delta, settings.rank_for(spec), energy=settings.energy, method=settings.svd, seed=settings.seed)
+        )
+    return factors, left_out
+
+
+def _from_lora(folder: Path, base: CheckpointTensors, targets, settings, progress):
+    """Re-rank each module of a LoRA input by QR + small SVD; shapes are checked against the base."""
+    adapter = read_lora(folder)
+    device = torch.device(settings.device)
+    by_module = {t.module: t for t in targets}
+    factors: dict[str, LowRankFactors] = {}
+    left_out: dict[str, float] = {}
+    for name, module in tqdm(adapter.modules.items(), desc="re-rank", unit="module", disable=not progress):
+        weight = f"{name}.weight"
+        if weight not in base:
+            raise HoEError(f"adapter module '{name}' does not exist in the base model")
+        shape = base.shape(weight)
+        out_dim, in_dim = (shape[1], shape[0]) if name in by_module and by_module[name].transposed else (shape[0], shape[1])
+        if (module.B.shape[0], module.A.shape[1]) != (out_dim, in_dim):
+            raise HoEError(
+                f"adapter module '{name}' maps {module.A.shape[1]}→{module.B.shape[0]} but the base layer "
+                f"maps {in_dim}→{out_dim}"
+            )
+        if name not in by_module:
+            left_out[name] = float(module.delta().norm())
+            continue
+        factors[name] = _to_cpu(
+            rerank_lora(module.B.to(device), module.A.to(device), module.scale, settings.rank_for(by_module[name]), energy=settings.energy)
+        )
+    for extra in adapter.extra_config.get("modules_to_save") or []:
+        left_out[f"{extra} (modules_to_save)"] = float("nan")
+    return factors, left_out
+
+
+def _to_cpu(f: LowRankFactors) -> LowRankFactors:
+    return dataclasses.replace(f, B=f.B.cpu(), A=f.A.cpu(), singular_values=f.singular_values.cpu())
+
+
+def _report(factors: dict[str, LowRankFactors], left_out: dict[str, float], settings, source, base, finetuned) -> dict:
+    per_module = [
+        {
+            "module": name,
+            "shape": [int(f.B.shape[0]), int(f.A.shape[1])],
+            "rank": f.rank,
+            "delta_norm": round(math.sqrt(f.total_energy), 6),
+            "retained_energy": round(f.retained_energy, 6),
+            "relative_error": round(f.relative_error, 6),
+        }
+        for name, f in factors.items()
+    ]
+    total_energy = sum(f.total_energy for f in factors.values())
+    discarded = sum(f.total_energy * (1 - f.retained_energy) for f in factors.values())
+    params = sum(f.rank * (f.B.shape[0] + f.A.shape[1]) for f in factors.values())
+    return {
+        "base": base,
+        "finetuned": finetuned,
+        "source": source,
+        "settings": asdict(settings),
+        "modules": per_module,
+        "left_out": {name: (None if math.isnan(v) else round(v, 6)) for name, v in left_out.items()},
+        "totals": {
+            "modules": len(per_module),
+            "zero_delta_modules": sum(1 for f in factors.values() if f.rank == 0),
+            "adapter_parameters": int(params),
+            "mean_relative_error": round(sum(m["relative_error"] for m in per_module) / max(1, len(per_module)), 6),
+            "overall_relative_error": round(math.sqrt(discarded / total_energy), 6) if total_energy > 0 else 0.0,
+            "left_out_delta_norm": round(math.sqrt(sum(v * v for v in left_out.values() if not math.isnan(v))), 6),
+        },
+    }

@@ -1,0 +1,169 @@
+"""Read and write standard peft LoRA folders (``adapter_config.json`` + ``adapter_model.safetensors``)."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from hoe.errors import HoEError
+
+PEFT_PREFIX = "base_model.model."
+WEIGHTS_NAME = "adapter_model.safetensors"
+
+
+@dataclass
+class LoraModule:
+    """One adapted linear layer: its delta is ``scale · B @ A`` with B (out, r) and A (r, in)."""
+
+    B: torch.Tensor
+    A: torch.Tensor
+    scale: float = 1.0
+
+    @property
+    def rank(self) -> int:
+        return int(self.A.shape[0])
+
+    def delta(self) -> torch.Tensor:
+        return self.scale * (self.B.float() @ self.A.float())
+
+
+@dataclass
+class LoraAdapter:
+    """A LoRA adapter as module name -> factors, plus the config entries that matter to HoE."""
+
+    modules: dict[str, LoraModule]
+    base_model: str | None = None
+    fan_in_fan_out: bool = False
+    extra_config: dict = field(default_factory=dict)
+
+
+def _pattern_key(patterns, module: str) -> str:
+    """peft's rule for rank_pattern/alpha_pattern keys: the first key that matches a dotted
+    suffix of the module name as a regular expression."""
+    for key in patterns:
+        if re.match(rf"(.*\.)?({key})$", module):
+            return key
+    return module
+
+
+def _scale(config: dict, module: str) -> tuple[int, float]:
+    """Rank and scaling of one module under peft's rules (rank/alpha patterns, rsLoRA)."""
+    rank_pattern = config.get("rank_pattern") or {}
+    alpha_pattern = config.get("alpha_pattern") or {}
+    r = rank_pattern.get(_pattern_key(rank_pattern, module), config["r"])
+    alpha = alpha_pattern.get(_pattern_key(alpha_pattern, module), config.get("lora_alpha", r))
+    scale = alpha / (r**0.5) if config.get("use_rslora") else alpha / r
+    return r, float(scale)
+
+
+def read_lora(folder: str | Path) -> LoraAdapter:
+    """Load a peft LoRA folder (safetensors, or a legacy .bin read with ``weights_only=True``)."""
+    folder = Path(folder)
+    config_file = folder / "adapter_config.json"
+    if not config_file.is_file():
+        raise HoEError(f"'{folder}' is not a LoRA adapter folder (no adapter_config.json)")
+    config = json.loads(config_file.read_text())
+    if config.get("peft_type", "LORA") != "LORA":
+        raise HoEError(f"'{folder}' is a {config.get('peft_type')} adapter; only LoRA adapters are supported")
+    if config.get("use_dora"):
+        raise HoEError(f"'{folder}' is a DoRA adapter; its magnitude vector is not a low-rank delta")
+    state = _read_adapter_weights(folder)
+    pairs: dict[str, dict[str, torch.Tensor]] = {}
+    for key, tensor in state.items():
+        for part in ("lora_A", "lora_B"):
+            marker = f".{part}."
+            if marker in key:
+                module = key.split(marker)[0].removeprefix(PEFT_PREFIX)
+                pairs.setdefault(module, {})[part] = tensor
+    modules = {}
+    for module, pair in pairs.items():
+        if set(pair) != {"lora_A", "lora_B"}:
+            raise HoEError(f"adapter '{folder}' has an incomplete pair for module '{module}'")
+        _, scale = _scale(config, module)
+        modules[module] = LoraModule(B=pair["lora_B"], A=pair["lora_A"], scale=scale)
+    if not modules:
+        raise HoEError(f"adapter '{folder}' holds no LoRA weights")
+    return LoraAdapter(
+        modules=modules,
+        base_model=config.get("base_model_name_or_path"),
+        fan_in_fan_out=bool(config.get("fan_in_fan_out")),
+        extra_config={k: config.get(k) for k in ("modules_to_save", "target_modules")},
+    )
+
+
+def _read_adapter_weights(folder: Path) -> dict[str, torch.Tensor]:
+    if (folder / WEIGHTS_NAME).is_file():
+        from safetensors.torch import load_file
+
+        return load_file(folder / WEIGHTS_NAME)
+    if (folder / "adapter_model.bin").is_file():
+        return torch.load(folder / "adapter_model.bin", map_location="cpu", weights_only=True)
+    raise HoEError(f"adapter folder '{folder}' has no adapter_model.safetensors")
+
+
+def _target_modules(module_names: list[str], all_candidates: list[str] | None) -> list[str]:
+    """Suffixes (``q_proj``...) when every candidate of those types is adapted, else full names."""
+    suffixes = sorted({name.rsplit(".", 1)[-1] for name in module_names})
+    if all_candidates is not None:
+        covered = [c for c in all_candidates if c.rsplit(".", 1)[-1] in suffixes]
+        if set(covered) == set(module_names):
+            return suffixes
+        return sorted(module_names)
+    return suffixes
+
+
+def write_lora(
+    folder: str | Path,
+    modules: dict[str, LoraModule],
+    *,
+    base_model: str | None,
+    dtype: torch.dtype = torch.float32,
+    fan_in_fan_out: bool = False,
+    candidates: list[str] | None = None,
+) -> dict:
+    """Save factors as a standard peft LoRA folder with scaling 1 (lora_alpha = r per module).
+
+    The most common rank becomes ``r``; others go to ``rank_pattern``/``alpha_pattern`` under their
+    full module names, as mergekit does. The config is written as peft's ``LoraConfig`` fields
+    (peft fills the rest with its defaults on load); peft itself is not imported, since that
+    alone costs seconds. Returns the adapter config as written.
+    """
+    from safetensors.torch import save_file
+
+    if not modules:
+        raise HoEError("nothing to save: every selected module has a zero delta")
+    ranks = {name: m.rank for name, m in modules.items()}
+    common = max(sorted(set(ranks.values())), key=list(ranks.values()).count)
+    pattern = {name: r for name, r in ranks.items() if r != common}
+    config = {
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "base_model_name_or_path": base_model,
+        "r": common,
+        "lora_alpha": common,
+        "rank_pattern": pattern,
+        "alpha_pattern": dict(pattern),
+        "target_modules": _target_modules(list(modules), candidates),
+        "lora_dropout": 0.0,
+        "bias": "none",
+        "fan_in_fan_out": fan_in_fan_out,
+        "use_rslora": False,
+        "use_dora": False,
+        "init_lora_weights": True,
+        "inference_mode": True,
+        "modules_to_save": None,
+    }
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    tensors = {}
+    for name, module in modules.items():
+        # scaling is 1: fold any input scale into B
+        tensors[f"{PEFT_PREFIX}{name}.lora_A.weight"] = module.A.to(dtype).contiguous()
+        tensors[f"{PEFT_PREFIX}{name}.lora_B.weight"] = (module.B * module.scale).to(dtype).contiguous()
+    save_file(tensors, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
+    return config

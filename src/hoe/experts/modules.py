@@ -1,0 +1,88 @@
+"""Which weights of a model are linear layers that a LoRA expert can carry.
+
+Found from the checkpoint's tensor names and shapes plus ``config.json``, without importing the
+model's code: importing a transformers modeling module costs seconds, more than extracting a
+small model. The test suite checks this agrees with the ``nn.Linear`` modules of the real classes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from hoe.errors import HoEError
+
+ATTENTION_HINTS = ("attn", "attention")
+MLP_HINTS = ("mlp", "feed_forward", "ffn")
+EMBEDDING_HINTS = ("embed", "wte", "wpe", "lm_head", "embed_out")
+# architectures whose projections are transformers' Conv1D, with weights stored (in, out)
+CONV1D_MODEL_TYPES = {"gpt2", "openai-gpt", "imagegpt", "decision_transformer"}
+
+
+@dataclass(frozen=True)
+class LinearSpec:
+    """A linear layer: module name, its weight's tensor name, and whether the weight is stored (in, out)."""
+
+    module: str
+    weight: str
+    transposed: bool = False  # GPT-2's Conv1D
+
+    @property
+    def family(self) -> str:
+        """'attn', 'mlp' or 'other': the groups that --rank-attn / --rank-mlp address."""
+        lowered = self.module.lower()
+        if any(h in lowered for h in ATTENTION_HINTS):
+            return "attn"
+        if any(h in lowered for h in MLP_HINTS):
+            return "mlp"
+        return "other"
+
+
+def read_config(folder: str | Path) -> dict:
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        raise HoEError(f"'{folder}' has no config.json")
+    return json.loads(path.read_text())
+
+
+def _vocab_size(config: dict) -> int | None:
+    for source in (config, config.get("text_config") or {}):
+        if "vocab_size" in source:
+            return int(source["vocab_size"])
+    return None
+
+
+def linear_layers(folder: str | Path, shapes: dict[str, tuple[int, ...]]) -> list[LinearSpec]:
+    """All linear layers except embeddings and the output head: 2-D ``*.weight`` tensors that are
+    not embedding tables (by name, or by a vocabulary-sized dimension)."""
+    config = read_config(folder)
+    vocab = _vocab_size(config)
+    transposed = config.get("model_type") in CONV1D_MODEL_TYPES
+    specs = []
+    for name, shape in shapes.items():
+        if len(shape) != 2 or not name.endswith(".weight"):
+            continue
+        module = name[: -len(".weight")]
+        leaf = module.rsplit(".", 1)[-1].lower()
+        if any(h in leaf for h in EMBEDDING_HINTS) or (vocab is not None and vocab in shape):
+            continue
+        specs.append(LinearSpec(module, name, transposed=transposed))
+    return specs
+
+
+def select_targets(layers: list[LinearSpec], target_modules: list[str] | None) -> list[LinearSpec]:
+    """Keep the layers named by ``target_modules`` (peft rules: exact name or dotted suffix;
+    'all-linear' or None keeps all)."""
+    if not target_modules or target_modules == ["all-linear"]:
+        return layers
+    chosen = [
+        spec
+        for spec in layers
+        if any(spec.module == t or spec.module.endswith(f".{t}") or re.fullmatch(t, spec.module) for t in target_modules)
+    ]
+    if not chosen:
+        available = sorted({spec.module.rsplit(".", 1)[-1] for spec in layers})
+        raise HoEError(f"--target-modules {','.join(target_modules)} matches no linear layer (available: {', '.join(available)})")
+    return chosen

@@ -1,0 +1,174 @@
+"""Tiny Llama-style models with random weights, built in the test: no network, no 135M model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+
+def tiny_llama_config(**overrides):
+    from transformers import LlamaConfig
+
+    values = dict(
+        vocab_size=128,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        tie_word_embeddings=False,
+    )
+    values.update(overrides)
+    return LlamaConfig(**values)
+
+
+def save_tiny_llama(folder: Path, seed: int = 0, **overrides) -> Path:
+    """Save a randomly initialised tiny Llama (2 layers, hidden 64) as a transformers folder."""
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(tiny_llama_config(**overrides))
+    model.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def plant_low_rank(base: Path, out: Path, rank: int, seed: int = 1, scale: float = 0.05, touch_norms: bool = False) -> dict:
+    """Write a fine-tuned copy of ``base`` whose every projection differs by an exact rank-``rank`` delta.
+
+    Returns the planted deltas by module name. With ``touch_norms`` the norm weights move too
+    (experts leave those out and report their delta norm).
+    """
+    from transformers import LlamaForCausalLM
+
+    model = LlamaForCausalLM.from_pretrained(base)
+    generator = torch.Generator().manual_seed(seed)
+    deltas = {}
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if name.rsplit(".", 1)[-1] in PROJECTIONS:
+                out_dim, in_dim = module.weight.shape
+                delta = scale * torch.randn(out_dim, rank, generator=generator) @ torch.randn(rank, in_dim, generator=generator) / rank**0.5
+                module.weight += delta
+                deltas[name] = delta
+            elif touch_norms and name.endswith("input_layernorm"):
+                module.weight += 0.01
+    model.save_pretrained(out, safe_serialization=True)
+    return deltas
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory) -> Path:
+    return save_tiny_llama(tmp_path_factory.mktemp("base") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_planted(tiny_base, tmp_path_factory):
+    """(folder, deltas) of a fine-tune of ``tiny_base`` with rank-4 deltas on all projections."""
+    folder = tmp_path_factory.mktemp("ft") / "model"
+    deltas = plant_low_rank(tiny_base, folder, rank=4)
+    return folder, deltas
+
+
+def logits_of(model, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, model.config.vocab_size, (2, 12), generator=generator)
+    with torch.no_grad():
+        return model(input_ids=ids).logits
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def save_tiny_tokenizer(folder: Path):
+    """A character-level tokenizer (ids < 128) with a chat template, saved beside a tiny model."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<unk>", "<pad>", "</s>", "<|user|>", "<|assistant|>"]
+    chars = [chr(c) for c in range(32, 127)] + ["\n"]
+    vocab = {token: i for i, token in enumerate(specials + chars)}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>", pad_token="<pad>", eos_token="</s>")
+    fast.add_special_tokens({"additional_special_tokens": ["<|user|>", "<|assistant|>"]})
+    fast.chat_template = CHAT_TEMPLATE
+    fast.save_pretrained(folder)
+    return fast
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_model(tmp_path_factory) -> Path:
+    """A tiny Llama with a tokenizer and chat template, for training and generation tests."""
+    folder = save_tiny_llama(tmp_path_factory.mktemp("chat") / "model")
+    save_tiny_tokenizer(folder)
+    return folder
+
+
+def _llama_cpp_permute(weight, heads: int):
+    """llama.cpp stores q/k rows interleaved for its rope; transformers undoes this on load."""
+    return weight.reshape(heads, 2, weight.shape[0] // heads // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
+
+
+def write_tiny_gguf(model_folder: Path, path: Path) -> Path:
+    """Write a tiny Llama as an F32 GGUF file the way llama.cpp's converter lays it out."""
+    import gguf
+    import numpy as np
+    from transformers import LlamaForCausalLM
+
+    model = LlamaForCausalLM.from_pretrained(model_folder)
+    c = model.config
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_name("tiny-llama")
+    writer.add_context_length(c.max_position_embeddings)
+    writer.add_embedding_length(c.hidden_size)
+    writer.add_block_count(c.num_hidden_layers)
+    writer.add_feed_forward_length(c.intermediate_size)
+    writer.add_head_count(c.num_attention_heads)
+    writer.add_head_count_kv(c.num_key_value_heads)
+    writer.add_rope_dimension_count(c.hidden_size // c.num_attention_heads)
+    writer.add_rope_freq_base(float(c.rope_parameters["rope_theta"]))
+    writer.add_layer_norm_rms_eps(c.rms_norm_eps)
+    writer.add_vocab_size(c.vocab_size)
+    tokens = ["<unk>", "<s>", "</s>", "a", "b", "ab"] + [f"x{i}" for i in range(c.vocab_size - 6)]
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list(tokens)
+    writer.add_token_types([1] * len(tokens))
+    writer.add_token_merges(["a b"])
+    writer.add_bos_token_id(1)
+    writer.add_eos_token_id(2)
+    top = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight", "lm_head.weight": "output.weight"}
+    block = {
+        "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+        "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+        "mlp.down_proj": "ffn_down", "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
+    }
+    for name, tensor in model.state_dict().items():
+        array = tensor.numpy().astype(np.float32)
+        if name in top:
+            writer.add_tensor(top[name], array)
+            continue
+        parts = name.split(".")
+        inner = ".".join(parts[3:-1])
+        if inner == "self_attn.q_proj":
+            array = _llama_cpp_permute(array, c.num_attention_heads)
+        elif inner == "self_attn.k_proj":
+            array = _llama_cpp_permute(array, c.num_key_value_heads)
+        writer.add_tensor(f"blk.{parts[2]}.{block[inner]}.weight", array)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path

@@ -1,0 +1,104 @@
+"""Model references: folders, missing paths, adapters given as models, streamed tensors, GGUF cache."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from conftest import logits_of
+from hoe.errors import HoEError
+from hoe.models import CheckpointTensors, load_model, resolve_checkpoint
+from hoe.models.loading import hub_name_of, parse_dtype
+
+
+def test_local_folder_resolves_to_itself(tiny_base):
+    assert resolve_checkpoint(tiny_base) == tiny_base
+    assert resolve_checkpoint(str(tiny_base)) == tiny_base
+
+
+@pytest.mark.parametrize("ref", ["/no/such/dir", "./relative/missing", "missing.gguf", "a/b/c"])
+def test_missing_paths_are_one_line_errors(ref):
+    with pytest.raises(HoEError, match=r"^model not found: '.*' \(no such file or folder\)$"):
+        resolve_checkpoint(ref)
+
+
+def test_hub_name_failure_is_one_line(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(HoEError, match="could not be fetched from the hub"):
+        resolve_checkpoint("someone/not-a-real-model-xyz")
+
+
+def test_folder_without_config_is_refused(tmp_path):
+    with pytest.raises(HoEError, match="is not a model"):
+        resolve_checkpoint(tmp_path)
+
+
+def test_tensors_stream_one_by_one(tiny_base):
+    tensors = CheckpointTensors(tiny_base)
+    name = "model.layers.1.mlp.down_proj.weight"
+    assert name in tensors and tensors.shape(name) == (64, 96)
+    assert tensors.get(name).shape == (64, 96)
+
+
+def test_legacy_bin_checkpoint_is_read_weights_only(tiny_base, tmp_path):
+    import shutil
+
+    folder = tmp_path / "legacy"
+    shutil.copytree(tiny_base, folder)
+    state = CheckpointTensors(tiny_base)
+    torch.save({n: state.get(n) for n in state.names()}, folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    legacy = CheckpointTensors(folder)
+    assert set(legacy.names()) == set(state.names())
+
+
+def test_load_model_any_form(tiny_base):
+    model = load_model(tiny_base, dtype="bf16")
+    assert next(model.parameters()).dtype == torch.bfloat16
+    with pytest.raises(HoEError, match="unknown dtype"):
+        parse_dtype("int3")
+
+
+def test_embedded_alias_records_hub_name():
+    assert hub_name_of("smollm2-135m-instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert hub_name_of("/some/folder") == "/some/folder"
+
+
+@pytest.mark.slow
+def test_embedded_model_is_cached_after_first_load():
+    folder = resolve_checkpoint("smollm2-135m-instruct")
+    start = time.perf_counter()
+    model = load_model("smollm2-135m-instruct")
+    assert time.perf_counter() - start < 10
+    assert resolve_checkpoint("smollm2-135m-instruct") == folder
+    assert model.config.num_hidden_layers == 30
+    assert torch.isfinite(logits_of(model)).all()
+
+
+def test_gguf_is_dequantised_once_and_cached(tiny_base, tmp_path, monkeypatch):
+    """A .gguf reference becomes a cached safetensors folder with the same logits; the second
+    resolve reuses it."""
+    from transformers import LlamaForCausalLM
+
+    from conftest import write_tiny_gguf
+
+    monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
+    gguf_file = write_tiny_gguf(tiny_base, tmp_path / "tiny.gguf")
+    folder = resolve_checkpoint(gguf_file)
+    assert str(folder).startswith(str(tmp_path / "cache")) and (folder / "model.safetensors").is_file()
+    assert "quantization_config" not in (folder / "config.json").read_text()
+    reference = logits_of(LlamaForCausalLM.from_pretrained(tiny_base).eval())
+    assert float((logits_of(load_model(gguf_file)) - reference).norm() / reference.norm()) < 1e-6
+    stamp = (folder / "model.safetensors").stat().st_mtime_ns
+    assert resolve_checkpoint(str(gguf_file)) == folder
+    assert (folder / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_broken_gguf_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "bad.gguf").write_bytes(b"not a gguf file")
+    with pytest.raises(HoEError, match="could not read GGUF file"):
+        resolve_checkpoint(tmp_path / "bad.gguf")
+    assert not list((tmp_path / "cache").rglob("*.safetensors"))
