@@ -88,7 +88,7 @@ def single_threaded_lapack() -> Iterator[None]:
     """Run scipy's OpenBLAS on one thread for the duration.
 
     torch's OpenMP workers keep spinning after each op and starve a multi-threaded OpenBLAS
-    eigensolver that follows; on 2 cores, extracting SmolLM2 went from 12.1 s to 8.1 s this way.
+    eigensolver that follows; on 2 cores, extracting SmolLM2 went from 12.1 s to 6.8 s this way.
     """
     import scipy.linalg  # noqa: F401  (loads the OpenBLAS that the limit applies to)
     from threadpoolctl import threadpool_limits
