@@ -102,3 +102,11 @@ def test_broken_gguf_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(HoEError, match="could not read GGUF file"):
         resolve_checkpoint(tmp_path / "bad.gguf")
     assert not list((tmp_path / "cache").rglob("*.safetensors"))
+
+
+def test_adapter_given_as_model_is_refused(tiny_base, tiny_planted, tmp_path):
+    from hoe.experts import ExtractSettings, extract_expert
+
+    extract_expert(tiny_base, tiny_planted[0], tmp_path / "e", ExtractSettings(rank=2), progress=False)
+    with pytest.raises(HoEError, match="is a LoRA adapter folder, not a full model"):
+        resolve_checkpoint(tmp_path / "e")
