@@ -47,3 +47,30 @@ def test_extract_cli_missing_model(tiny_base, tmp_path):
     result = runner.invoke(app, ["extract", "--base", str(tiny_base), "--finetuned", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and result.output.count("\n") == 1
     assert "model not found" in result.output
+
+
+def test_experts_take_several_values():
+    from hoe.cli import expand_multi_value
+
+    argv = ["merge", "--experts", "a", "b", "c", "--rank", "4", "--experts", "d"]
+    assert expand_multi_value(argv) == ["merge", "--experts", "a", "--experts", "b", "--experts", "c", "--rank", "4", "--experts", "d"]
+
+
+def test_merge_cli_end_to_end(tiny_base, tiny_planted, tmp_path):
+    """The installed console script, as a user types it."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    expert = tmp_path / "e"
+    runner.invoke(app, ["extract", "--base", str(tiny_base), "--finetuned", str(tiny_planted[0]), "--out", str(expert), "--rank", "2", "--quiet"])
+    hoe = shutil.which("hoe") or str(Path(sys.executable).parent / "hoe")
+    command = [hoe, "merge", "--base", str(tiny_base), "--experts", str(expert), str(expert), "--weights", "0.7,0.3",
+               "--method", "ties", "--density", "0.5", "--objectives", "helpful,harmless", "--rank", "2", "--out", str(tmp_path / "m"), "--quiet"]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "anchor (helpful=0.7, harmless=0.3)" in result.stdout
+    bad = subprocess.run([*command[:-3], "--out", str(tmp_path / "m2"), "--weights", "0.7,x"], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.strip() == "error: --weights must be comma-separated numbers, got '0.7,x'"
+    assert not (tmp_path / "m2").exists()

@@ -84,6 +84,58 @@ def extract(
     )
 
 
+def _floats(value: Optional[str], option: str) -> Optional[list[float]]:
+    if value is None:
+        return None
+    try:
+        return [float(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise HoEError(f"{option} must be comma-separated numbers, got '{value}'") from None
+
+
+@app.command()
+@user_errors
+def merge(
+    base: str = typer.Option(..., help="Base model the experts share (any reference form)."),
+    experts: list[str] = typer.Option(..., "--experts", help="Experts: peft LoRA folders or full fine-tuned models (repeat, or list after one flag)."),
+    out: Path = typer.Option(..., help="Output folder: a standard peft LoRA adapter."),
+    weights: Optional[str] = typer.Option(None, help="Comma-separated non-negative weights, one per expert (default: equal)."),
+    method: str = typer.Option("linear", help="linear | ties | dare_linear | dare_ties | pcb | tsv."),
+    rank: int = typer.Option(16, help="Rank of the merged expert."),
+    density: Optional[float] = typer.Option(None, help="ties/dare/pcb: share of entries kept (0, 1]."),
+    seed: Optional[int] = typer.Option(None, help="dare_*: seed of the random drop."),
+    majority_sign: Optional[str] = typer.Option(None, help="ties/dare_ties: 'total' (sign of the sum) or 'count'."),
+    normalize: Optional[bool] = typer.Option(None, "--normalize/--no-normalize", help="ties/dare_ties: weighted mean (default) or sum of the agreeing entries."),
+    keep: Optional[float] = typer.Option(None, help="tsv: share of each task's singular vectors kept (default 1/N)."),
+    clip: Optional[float] = typer.Option(None, help="pcb: outlier clipping quantile (default 1e-4)."),
+    objectives: Optional[str] = typer.Option(None, help="Objective names of the experts, in order (for the anchor)."),
+    svd: str = typer.Option("exact", help="SVD backend of the final compression: exact | randomized."),
+    dtype: str = typer.Option("float32", help="dtype of the saved factors."),
+    device: str = typer.Option("auto", help="cpu, cuda, cuda:N, or auto."),
+    target_modules: Optional[str] = typer.Option(None, help="Comma-separated module names (peft rules)."),
+    overwrite: bool = typer.Option(False, help="Replace an existing --out."),
+    quiet: bool = typer.Option(False, help="No progress bar."),
+) -> None:
+    """Merge LoRA experts (or full fine-tunes) into one multi-objective LoRA expert."""
+    from hoe.merging import MergeSettings, merge_experts
+    from hoe.models.loading import default_device
+
+    given = {"density": density, "seed": seed, "majority_sign": majority_sign, "normalize": normalize, "keep": keep, "clip": clip}
+    experts = [part for entry in experts for part in entry.split(",") if part]
+    settings = MergeSettings(
+        method=method, weights=_floats(weights, "--weights"), rank=rank,
+        params={k: v for k, v in given.items() if v is not None}, svd=svd, dtype=dtype,
+        device=default_device() if device == "auto" else device, target_modules=_split(target_modules),
+        objectives=_split(objectives),
+    )
+    report = merge_experts(base, experts, out, settings, overwrite=overwrite, progress=not quiet)
+    anchor = ", ".join(f"{n}={a:g}" for n, a in zip(report["objectives"], report["anchor"]))
+    typer.echo(
+        f"{out}: {method} merge of {len(experts)} experts at rank {rank}, anchor ({anchor}), "
+        f"{report['totals']['modules']} modules, {report['totals']['wall_time_s']:.1f} s (report: {out / 'merge_report.json'})"
+    )
+
+
 @app.command()
 @user_errors
 def finetune(
@@ -139,5 +191,30 @@ def cache(clear: bool = typer.Option(False, help="Delete the cache (converted mo
         typer.echo(f"  {entry.relative_to(root)}  {size / 2**20:.0f} MB")
 
 
+MULTI_VALUE_OPTIONS = {"--experts"}
+
+
+def expand_multi_value(argv: list[str]) -> list[str]:
+    """Let ``--experts A B C`` mean ``--experts A --experts B --experts C`` (click options take
+    one value each); the values run until the next token that starts with '-'."""
+    result, current = [], None
+    for token in argv:
+        if token in MULTI_VALUE_OPTIONS:
+            current = token
+            continue
+        if current and not token.startswith("-"):
+            result += [current, token]
+            continue
+        current = None
+        result.append(token)
+    return result
+
+
+def main_entry() -> None:
+    """Console entry point of ``hoe``."""
+    sys.argv = [sys.argv[0], *expand_multi_value(sys.argv[1:])]
+    app()
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())
+    main_entry()

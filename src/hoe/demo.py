@@ -21,12 +21,17 @@ DEMO_SFT = SFTSettings(steps=30, batch_size=8, max_length=128, learning_rate=5e-
 HELD_OUT_PROMPTS = 16
 
 
-def demo_finetune(base: str = DEFAULT_MODEL, settings: SFTSettings = DEMO_SFT, progress: bool = True) -> Path:
-    """A full fine-tune of the embedded model on HH helpful responses; made once, then cached."""
-    key = hashlib.sha1(json.dumps([base, asdict(settings)], sort_keys=True).encode()).hexdigest()[:10]
-    out = cache_root() / "finetunes" / f"helpful-sft-{key}"
+# expert name -> packaged dataset its fine-tune learns from
+DEMO_EXPERT_DATA = {"helpful": "hh-helpful-sft", "harmless": "hh-harmless", "instruct": "alpaca-davinci"}
+
+
+def demo_finetune(expert: str = "helpful", base: str = DEFAULT_MODEL, settings: SFTSettings = DEMO_SFT, progress: bool = True) -> Path:
+    """A full fine-tune of the embedded model on one packaged dataset; made once, then cached."""
+    data = DEMO_EXPERT_DATA[expert]
+    key = hashlib.sha1(json.dumps([base, data, asdict(settings)], sort_keys=True).encode()).hexdigest()[:10]
+    out = cache_root() / "finetunes" / f"{expert}-sft-{key}"
     if not (out / "sft_log.json").is_file():
-        supervised_finetune(base, sft_pairs("hh-helpful-sft"), out, settings, progress=progress)
+        supervised_finetune(base, sft_pairs(data), out, settings, progress=progress)
     return out
 
 

@@ -1,20 +1,48 @@
 """Small real datasets copied into the package so the default runs work offline.
 
-Sources and licenses are in ``files/ATTRIBUTION.md``; each record keeps its original fields.
+Sources and licenses are in ``files/ATTRIBUTION.md``; each file is kept as published.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+from dataclasses import dataclass
 from importlib import resources
+from typing import Callable
 
 from hoe.errors import HoEError
 
-# name -> (file, prompt field, response field)
-PACKAGED: dict[str, tuple[str, str, str]] = {
-    "hh-helpful-sft": ("dove_helpful_val_sft_500.jsonl.gz", "instruction", "response"),
-    "hh-helpful-test": ("dove_helpful_test_500.jsonl.gz", "instruction", "gold_response"),
+
+def _single_human_turn(record: dict) -> tuple[str, str] | None:
+    """HH-RLHF split rows: the human turn of one-turn dialogues and the chosen reply."""
+    if record.get("num_human_turns") != 1:
+        return None
+    prompt = record["prompt"].strip()
+    prompt = prompt.removeprefix("Human:").removesuffix("Assistant:").strip()
+    return prompt, record["chosen"].strip()
+
+
+@dataclass(frozen=True)
+class PackagedDataset:
+    file: str
+    to_pair: Callable[[dict], tuple[str, str] | None]
+    description: str
+
+
+PACKAGED: dict[str, PackagedDataset] = {
+    "hh-helpful-sft": PackagedDataset(
+        "dove_helpful_val_sft_500.jsonl.gz", lambda r: (r["instruction"], r["response"]),
+        "HH-RLHF helpful prompts with helpful responses (500)"),
+    "hh-helpful-test": PackagedDataset(
+        "dove_helpful_test_500.jsonl.gz", lambda r: (r["instruction"], r["gold_response"]),
+        "HH-RLHF helpful test prompts with reference responses (500); held out"),
+    "hh-harmless": PackagedDataset(
+        "harmless-base_test_split.jsonl.gz", _single_human_turn,
+        "HH-RLHF harmless-base one-turn prompts with the more harmless reply (662)"),
+    "alpaca-davinci": PackagedDataset(
+        "alpaca_eval_805.jsonl.gz", lambda r: (r["instruction"], r["output_text_davinci_003"]),
+        "AlpacaEval instructions with text-davinci-003 answers (805; CC BY-NC 4.0)"),
 }
 
 
@@ -22,20 +50,20 @@ def load_packaged(name: str) -> list[dict]:
     """All records of a packaged dataset, in file order."""
     if name not in PACKAGED:
         raise HoEError(f"unknown packaged dataset '{name}' (choose from {', '.join(PACKAGED)})")
-    file = resources.files("hoe.data").joinpath("files", PACKAGED[name][0])
+    file = PACKAGED[name].file
     records = []
-    with gzip.open(file.open("rb"), "rt", encoding="utf-8") as handle:
+    with gzip.open(resources.files("hoe.data").joinpath("files", file).open("rb"), "rt", encoding="utf-8") as handle:
         for line_number, line in enumerate(handle, 1):
             if not line.strip():
                 continue
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError as exc:
-                raise HoEError(f"{PACKAGED[name][0]} line {line_number}: malformed JSON ({exc.msg})") from None
+                raise HoEError(f"{file} line {line_number}: malformed JSON ({exc.msg})") from None
     return records
 
 
 def sft_pairs(name: str) -> list[tuple[str, str]]:
-    """(prompt, response) pairs of a packaged dataset, empty responses dropped."""
-    _, prompt_key, response_key = PACKAGED.get(name, (None, None, None))
-    return [(r[prompt_key], r[response_key]) for r in load_packaged(name) if r.get(response_key, "").strip()]
+    """(prompt, response) pairs of a packaged dataset; rows without a usable response are dropped."""
+    pairs = (PACKAGED[name].to_pair(record) for record in load_packaged(name))
+    return [pair for pair in pairs if pair and pair[0].strip() and pair[1].strip()]

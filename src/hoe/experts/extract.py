@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from hoe.errors import HoEError
 from hoe.experts.lora import LoraModule, read_lora, write_lora
-from hoe.experts.modules import LinearSpec, linear_layers, read_config, select_targets
+from hoe.experts.modules import LinearSpec, check_adapter_shapes, check_same_architecture, linear_layers, select_targets
 from hoe.experts.svd import SVD_BACKENDS, LowRankFactors, rerank_lora, single_threaded_lapack, task_svd
 from hoe.models.loading import hub_name_of, is_lora_folder, parse_dtype, resolve_checkpoint
 from hoe.models.tensors import CheckpointTensors
@@ -105,29 +105,12 @@ def _factorise(finetuned, base_folder: Path, base_tensors: CheckpointTensors, ta
     """Factors, left-out delta norms and the input kind, from a LoRA (re-rank) or a full model (task-SVD)."""
     ft_path = Path(str(finetuned)).expanduser()
     if is_lora_folder(ft_path):
-        return (*_from_lora(ft_path, base_tensors, targets, settings, progress), "lora")
+        layers = linear_layers(base_folder, base_tensors.shapes())
+        return (*_from_lora(ft_path, base_tensors, layers, targets, settings, progress), "lora")
     ft_folder = resolve_checkpoint(finetuned)
     ft_tensors = CheckpointTensors(ft_folder)
-    _check_same_architecture(base_folder, ft_folder, base_tensors, ft_tensors)
+    check_same_architecture(base_folder, ft_folder, base_tensors, ft_tensors)
     return (*_from_full(base_tensors, ft_tensors, targets, settings, progress), "full")
-
-
-def _check_same_architecture(base_folder: Path, ft_folder: Path, base: CheckpointTensors, ft: CheckpointTensors) -> None:
-    """Refuse pairs that are not the same architecture, naming the first tensor that differs."""
-    base_type, ft_type = read_config(base_folder).get("model_type"), read_config(ft_folder).get("model_type")
-    if base_type != ft_type:
-        raise HoEError(f"base is a '{base_type}' model but the fine-tuned model is a '{ft_type}' model")
-    tied = {"lm_head.weight"}
-    for name in base.names():
-        if name not in ft:
-            if name in tied:
-                continue
-            raise HoEError(f"tensor '{name}' of the base is missing from the fine-tuned model")
-        if base.shape(name) != ft.shape(name):
-            raise HoEError(f"tensor '{name}' has shape {list(base.shape(name))} in the base but {list(ft.shape(name))} in the fine-tuned model")
-    extra = [name for name in ft.names() if name not in base and name not in tied]
-    if extra:
-        raise HoEError(f"tensor '{extra[0]}' of the fine-tuned model is not in the base")
 
 
 def _from_full(base: CheckpointTensors, ft: CheckpointTensors, targets, settings, progress):
@@ -151,24 +134,15 @@ def _from_full(base: CheckpointTensors, ft: CheckpointTensors, targets, settings
     return factors, left_out
 
 
-def _from_lora(folder: Path, base: CheckpointTensors, targets, settings, progress):
+def _from_lora(folder: Path, base: CheckpointTensors, layers, targets, settings, progress):
     """Re-rank each module of a LoRA input by QR + small SVD; shapes are checked against the base."""
     adapter = read_lora(folder)
+    check_adapter_shapes(adapter, folder, base, layers)
     device = torch.device(settings.device)
     by_module = {t.module: t for t in targets}
     factors: dict[str, LowRankFactors] = {}
     left_out: dict[str, float] = {}
     for name, module in tqdm(adapter.modules.items(), desc="re-rank", unit="module", disable=not progress):
-        weight = f"{name}.weight"
-        if weight not in base:
-            raise HoEError(f"adapter module '{name}' does not exist in the base model")
-        shape = base.shape(weight)
-        out_dim, in_dim = (shape[1], shape[0]) if name in by_module and by_module[name].transposed else (shape[0], shape[1])
-        if (module.B.shape[0], module.A.shape[1]) != (out_dim, in_dim):
-            raise HoEError(
-                f"adapter module '{name}' maps {module.A.shape[1]}→{module.B.shape[0]} but the base layer "
-                f"maps {in_dim}→{out_dim}"
-            )
         if name not in by_module:
             left_out[name] = float(module.delta().norm())
             continue

@@ -9,7 +9,7 @@ import torch
 from hoe.models.loading import load_model, load_tokenizer
 
 
-def _chat_batch(tokenizer, prompts: list[str], max_length: int) -> dict[str, torch.Tensor]:
+def chat_batch(tokenizer, prompts: list[str], max_length: int) -> dict[str, torch.Tensor]:
     texts = [
         tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
         if tokenizer.chat_template
@@ -20,8 +20,14 @@ def _chat_batch(tokenizer, prompts: list[str], max_length: int) -> dict[str, tor
 
 
 @torch.no_grad()
-def _log_probs(model, batch) -> torch.Tensor:
+def next_token_log_probs(model, batch) -> torch.Tensor:
     return torch.log_softmax(model(**batch).logits.float(), dim=-1)
+
+
+def mean_kl(reference: torch.Tensor, other: torch.Tensor, mask: torch.Tensor) -> float:
+    """Mean over real tokens of KL(reference ‖ other), both given as log-probabilities."""
+    kl = (reference.exp() * (reference - other)).sum(-1)
+    return float(kl[mask].mean())
 
 
 def logit_fidelity(base: str | Path, finetuned: str | Path, adapter: str | Path, prompts: list[str], max_length: int = 96) -> dict:
@@ -34,18 +40,14 @@ def logit_fidelity(base: str | Path, finetuned: str | Path, adapter: str | Path,
 
     tokenizer = load_tokenizer(base)
     tokenizer.padding_side = "right"
-    batch = _chat_batch(tokenizer, prompts, max_length)
+    batch = chat_batch(tokenizer, prompts, max_length)
     mask = batch["attention_mask"].bool()
 
-    def kl_to(reference: torch.Tensor, other: torch.Tensor) -> float:
-        kl = (reference.exp() * (reference - other)).sum(-1)
-        return float(kl[mask].mean())
-
-    ft_lp = _log_probs(load_model(finetuned), batch)
+    ft_lp = next_token_log_probs(load_model(finetuned), batch)
     base_model = load_model(base)
-    base_lp = _log_probs(base_model, batch)
-    expert_lp = _log_probs(PeftModel.from_pretrained(base_model, str(adapter)).eval(), batch)
-    kl_base, kl_expert = kl_to(ft_lp, base_lp), kl_to(ft_lp, expert_lp)
+    base_lp = next_token_log_probs(base_model, batch)
+    expert_lp = next_token_log_probs(PeftModel.from_pretrained(base_model, str(adapter)).eval(), batch)
+    kl_base, kl_expert = mean_kl(ft_lp, base_lp, mask), mean_kl(ft_lp, expert_lp, mask)
     return {
         "prompts": len(prompts),
         "tokens": int(mask.sum()),

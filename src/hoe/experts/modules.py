@@ -14,6 +14,8 @@ from pathlib import Path
 
 from hoe.errors import HoEError
 
+TIED_HEADS = {"lm_head.weight"}  # absent from checkpoints that tie it to the input embedding
+
 ATTENTION_HINTS = ("attn", "attention")
 MLP_HINTS = ("mlp", "feed_forward", "ffn")
 EMBEDDING_HINTS = ("embed", "wte", "wpe", "lm_head", "embed_out")
@@ -86,3 +88,36 @@ def select_targets(layers: list[LinearSpec], target_modules: list[str] | None) -
         available = sorted({spec.module.rsplit(".", 1)[-1] for spec in layers})
         raise HoEError(f"--target-modules {','.join(target_modules)} matches no linear layer (available: {', '.join(available)})")
     return chosen
+
+
+def check_same_architecture(base_folder: Path, other_folder: Path, base, other, label: str = "fine-tuned model") -> None:
+    """Refuse a pair that is not the same architecture, naming the first tensor that differs."""
+    base_type, other_type = read_config(base_folder).get("model_type"), read_config(other_folder).get("model_type")
+    if base_type != other_type:
+        raise HoEError(f"base is a '{base_type}' model but the {label} is a '{other_type}' model")
+    for name in base.names():
+        if name not in other:
+            if name in TIED_HEADS:
+                continue
+            raise HoEError(f"tensor '{name}' of the base is missing from the {label}")
+        if base.shape(name) != other.shape(name):
+            raise HoEError(f"tensor '{name}' has shape {list(base.shape(name))} in the base but {list(other.shape(name))} in the {label}")
+    extra = [name for name in other.names() if name not in base and name not in TIED_HEADS]
+    if extra:
+        raise HoEError(f"tensor '{extra[0]}' of the {label} is not in the base")
+
+
+def check_adapter_shapes(adapter, folder, base, layers: list[LinearSpec]) -> None:
+    """Refuse an adapter with a module the base lacks or whose B A does not fit the base layer."""
+    transposed = {spec.module for spec in layers if spec.transposed}
+    for name, module in adapter.modules.items():
+        weight = f"{name}.weight"
+        if weight not in base:
+            raise HoEError(f"adapter '{folder}': module '{name}' does not exist in the base model")
+        shape = base.shape(weight)
+        out_dim, in_dim = (shape[1], shape[0]) if name in transposed else (shape[0], shape[1])
+        if (module.B.shape[0], module.A.shape[1]) != (out_dim, in_dim):
+            raise HoEError(
+                f"adapter '{folder}': module '{name}' maps {module.A.shape[1]}→{module.B.shape[0]} "
+                f"but the base layer maps {in_dim}→{out_dim}"
+            )

@@ -1,0 +1,163 @@
+"""Each merge method against an independent dense computation written here on small matrices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hoe.errors import HoEError
+from hoe.merging import MERGE_METHODS, get_method
+from hoe.merging.methods import linear_factored, tsv_factored
+
+RNG = np.random.default_rng(0)
+DELTAS = RNG.normal(size=(3, 12, 10))
+WEIGHTS = np.array([0.5, 0.3, 0.2])
+
+
+def run(name: str, deltas=DELTAS, weights=WEIGHTS, seed: int = 0, **params) -> np.ndarray:
+    method = get_method(name)
+    resolved = method.resolve(params)
+    generator = torch.Generator().manual_seed(seed)
+    out = method.function(torch.tensor(deltas), torch.tensor(weights), generator=generator, **resolved)
+    return out.numpy()
+
+
+def reference_trim(delta: np.ndarray, density: float) -> np.ndarray:
+    keep = int(round(density * delta.size))
+    order = np.argsort(-np.abs(delta).ravel(), kind="stable")
+    mask = np.zeros(delta.size, bool)
+    mask[order[:keep]] = True
+    return np.where(mask.reshape(delta.shape), delta, 0.0)
+
+
+def reference_disjoint_mean(deltas, weights, elected):
+    out = np.zeros(deltas.shape[1:])
+    for idx in np.ndindex(out.shape):
+        num = den = 0.0
+        for k in range(len(deltas)):
+            value = deltas[k][idx]
+            if value != 0 and np.sign(value) == elected[idx] and elected[idx] != 0:
+                num += weights[k] * value
+                den += weights[k]
+        out[idx] = num / den if den > 0 else 0.0
+    return out
+
+
+def test_linear():
+    np.testing.assert_allclose(run("linear"), np.tensordot(WEIGHTS, DELTAS, 1), atol=1e-12)
+
+
+@pytest.mark.parametrize("majority", ["total", "count"])
+def test_ties(majority):
+    trimmed = np.stack([reference_trim(d, 0.3) for d in DELTAS])
+    weighted = trimmed * WEIGHTS[:, None, None]
+    elected = np.sign(weighted.sum(0)) if majority == "total" else np.sign(np.sign(weighted).sum(0))
+    expected = reference_disjoint_mean(trimmed, WEIGHTS, elected)
+    np.testing.assert_allclose(run("ties", density=0.3, majority_sign=majority), expected, atol=1e-12)
+
+
+def test_ties_without_normalisation_sums():
+    trimmed = np.stack([reference_trim(d, 0.5) for d in DELTAS])
+    elected = np.sign((trimmed * WEIGHTS[:, None, None]).sum(0))
+    agree = (np.sign(trimmed) == elected) & (elected != 0)
+    expected = (trimmed * agree * WEIGHTS[:, None, None]).sum(0)
+    np.testing.assert_allclose(run("ties", density=0.5, normalize=False), expected, atol=1e-12)
+
+
+def _dare_masks(seed: int, density: float):
+    generator = torch.Generator().manual_seed(seed)
+    return [(torch.rand(DELTAS.shape[1:], generator=generator) < density).numpy() for _ in DELTAS]
+
+
+def test_dare_linear():
+    masks = _dare_masks(7, 0.4)
+    dropped = np.stack([np.where(m, d / 0.4, 0.0) for m, d in zip(masks, DELTAS)])
+    np.testing.assert_allclose(run("dare_linear", seed=7, density=0.4), np.tensordot(WEIGHTS, dropped, 1), atol=1e-12)
+
+
+def test_dare_ties():
+    masks = _dare_masks(3, 0.6)
+    dropped = np.stack([np.where(m, d / 0.6, 0.0) for m, d in zip(masks, DELTAS)])
+    elected = np.sign((dropped * WEIGHTS[:, None, None]).sum(0))
+    np.testing.assert_allclose(run("dare_ties", seed=3, density=0.6), reference_disjoint_mean(dropped, WEIGHTS, elected), atol=1e-12)
+
+
+def test_dare_is_deterministic_per_seed():
+    np.testing.assert_array_equal(run("dare_linear", seed=5), run("dare_linear", seed=5))
+    assert not np.allclose(run("dare_linear", seed=5), run("dare_linear", seed=6))
+
+
+def reference_pcb(deltas, weights, density, clip):
+    n, flat = len(deltas), deltas.reshape(len(deltas), -1)
+    d = flat.shape[1]
+
+    def order_stat(row, q):  # the reference code's sorted[int(d*q)]
+        return np.sort(row)[min(d - 1, int(d * q))]
+
+    def minmax(row):
+        span = row.max() - row.min()
+        return (row - row.min()) / span if span > 0 else np.zeros_like(row)
+
+    magnitude = np.abs(flat)
+    if clip > 0:
+        magnitude = np.stack([np.clip(r, order_stat(r, clip), order_stat(r, 1 - clip)) for r in magnitude])
+    clipped = np.sign(flat) * magnitude
+    intra = np.exp(n * np.stack([minmax(r) for r in magnitude]) ** 2)
+    inter = np.tanh(flat * (weights[:, None] * flat).sum(0))
+    score = intra * inter
+    scale = np.stack([minmax(np.maximum(r, order_stat(r, 1 - density))) for r in score]) * weights[:, None]
+    return ((clipped * scale).sum(0) / np.maximum(scale.sum(0), 1e-12)).reshape(deltas.shape[1:])
+
+
+@pytest.mark.parametrize("clip", [0.0, 0.05])
+def test_pcb(clip):
+    np.testing.assert_allclose(run("pcb", density=0.25, clip=clip), reference_pcb(DELTAS, WEIGHTS, 0.25, clip), atol=1e-10)
+
+
+def reference_tsv(deltas, weights, keep):
+    rank = max(1, int(keep * min(deltas.shape[1:])))
+    us, ss, vs = [], [], []
+    for delta, w in zip(deltas, weights):
+        U, S, Vh = np.linalg.svd(delta, full_matrices=False)
+        us.append(U[:, :rank]), ss.append(w * S[:rank]), vs.append(Vh[:rank].T)
+
+    def polar(M):
+        P, _, Qh = np.linalg.svd(M, full_matrices=False)
+        return P @ Qh
+
+    U, V = polar(np.concatenate(us, 1)), polar(np.concatenate(vs, 1))
+    return U @ np.diag(np.concatenate(ss)) @ V.T
+
+
+@pytest.mark.parametrize("keep", [None, 0.2])
+def test_tsv(keep):
+    expected = reference_tsv(DELTAS, WEIGHTS, keep if keep is not None else 1 / 3)
+    np.testing.assert_allclose(run("tsv", **({} if keep is None else {"keep": keep})), expected, atol=1e-10)
+
+
+def _low_rank_inputs(rank: int = 2):
+    generator = torch.Generator().manual_seed(4)
+    return [(torch.randn(12, rank, generator=generator, dtype=torch.float64), torch.randn(rank, 10, generator=generator, dtype=torch.float64)) for _ in range(3)]
+
+
+def test_factored_paths_equal_dense():
+    factors = _low_rank_inputs()
+    dense = torch.stack([b @ a for b, a in factors])
+    weights = torch.tensor(WEIGHTS)
+    B, A = linear_factored(factors, weights)
+    torch.testing.assert_close(B @ A, get_method("linear").function(dense, weights))
+    B, A = tsv_factored(factors, weights, keep=0.2)
+    torch.testing.assert_close(B @ A, get_method("tsv").function(dense, weights, keep=0.2))
+
+
+def test_registry_and_parameter_errors():
+    assert set(MERGE_METHODS) == {"linear", "ties", "dare_linear", "dare_ties", "pcb", "tsv"}
+    with pytest.raises(HoEError, match="unknown merge method 'slerp'"):
+        get_method("slerp")
+    with pytest.raises(HoEError, match="merge method 'linear' takes no parameters; got density"):
+        get_method("linear").resolve({"density": 0.5})
+    with pytest.raises(HoEError, match=r"--density must lie in \(0, 1\], got 0"):
+        get_method("ties").resolve({"density": 0})
+    with pytest.raises(HoEError, match="--majority-sign must be 'total' or 'count'"):
+        get_method("ties").resolve({"majority_sign": "max"})
