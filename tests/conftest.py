@@ -172,3 +172,44 @@ def write_tiny_gguf(model_folder: Path, path: Path) -> Path:
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+# ---- a small HoE bundle on the tiny chat model: 2 objectives, 2 extracted experts, 1 merge, 1 router
+
+RECIPE = """
+base: {base}
+objectives: [helpful, harmless]
+rank: 3
+experts:
+  - name: helpful
+    anchor: {{helpful: 1}}
+    finetuned: ft-helpful
+  - name: harmless
+    anchor: [0, 1]
+    finetuned: ft-harmless
+merges:
+  - name: balanced
+    experts: [helpful, harmless]
+    method: linear
+routers:
+  - name: mostly-harmless
+    anchor: [0.25, 0.75]
+"""
+
+
+@pytest.fixture(scope="session")
+def recipe_dir(tiny_chat_model, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("recipe")
+    plant_low_rank(tiny_chat_model, root / "ft-helpful", rank=3, seed=21, scale=0.3)
+    plant_low_rank(tiny_chat_model, root / "ft-harmless", rank=3, seed=22, scale=0.3)
+    (root / "recipe.yaml").write_text(RECIPE.format(base=tiny_chat_model))
+    return root
+
+
+@pytest.fixture(scope="session")
+def bundle_dir(recipe_dir, tmp_path_factory) -> Path:
+    from hoe.model.build import build_bundle
+
+    out = tmp_path_factory.mktemp("bundle") / "b"
+    build_bundle(recipe_dir / "recipe.yaml", out, progress=False)
+    return out

@@ -1,0 +1,185 @@
+"""``HoEModel``: a transformers causal LM whose adapted linear layers mix LoRA experts per token,
+routed by the user's preference vector (method doc, Levels 2 and 3)."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from hoe.errors import HoEError
+from hoe.experts.lora import read_lora
+from hoe.model.bundle import Bundle, check_against_base, load_bundle
+from hoe.model.layer import MixtureLinear
+from hoe.model.state import RoutingState
+from hoe.models.loading import load_model, load_tokenizer, parse_dtype, resolve_checkpoint
+from hoe.models.tensors import CheckpointTensors
+from hoe.routing import PreferenceLike, parse_preference, route
+
+LOG_FLOOR = 1e-12  # log of a zero static weight in a router's bias
+
+
+class HoEModel(nn.Module):
+    """One model, any preference: see ``from_bundle``, ``forward`` and ``generate``."""
+
+    def __init__(self, bundle: Bundle, model, tokenizer, ranks: dict[str, dict[str, int]]) -> None:
+        super().__init__()
+        self.bundle, self.model, self.tokenizer = bundle, model, tokenizer
+        names = [e.name for e in bundle.experts]
+        self.state = RoutingState(len(names), [[names.index(c) for c in r.covers] for r in bundle.routers])
+        self.layers: dict[str, MixtureLinear] = {}
+        router_sizes = [len(r.covers) for r in bundle.routers]
+        for module_name, expert_ranks in ranks.items():
+            base = model.get_submodule(module_name)
+            if not isinstance(base, nn.Linear):
+                raise HoEError(f"module '{module_name}' is a {type(base).__name__}; HoE mixes nn.Linear layers only")
+            layer = MixtureLinear(base, [expert_ranks.get(n, 0) for n in names], router_sizes, self.state)
+            parent, _, child = module_name.rpartition(".")
+            setattr(model.get_submodule(parent) if parent else model, child, layer)
+            self.layers[module_name] = layer
+
+    # ---- construction -------------------------------------------------------------------
+    @classmethod
+    def from_bundle(cls, path: str | Path, *, device: str = "cpu", dtype: str | torch.dtype = "float32", trust_remote_code: bool = False) -> "HoEModel":
+        """Load a bundle: every check runs on tensor headers before any weight is read."""
+        bundle = load_bundle(path)
+        base_shapes = CheckpointTensors(resolve_checkpoint(bundle.spec.base_model)).shapes()
+        ranks = check_against_base(bundle, base_shapes)
+        model = load_model(bundle.spec.base_model, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
+        tokenizer = load_tokenizer(bundle.spec.base_model, trust_remote_code=trust_remote_code)
+        hoe = cls(bundle, model, tokenizer, ranks)
+        hoe._load_weights()
+        return hoe.eval()
+
+    def _load_weights(self) -> None:
+        from safetensors.torch import load_file
+
+        for k, entry in enumerate(self.bundle.experts):
+            adapter = read_lora(self.bundle.expert_path(entry))
+            for module_name, lora in adapter.modules.items():
+                layer = self.layers[module_name]
+                layer.set_expert(k, (lora.scale * lora.B).to(layer.fused.dtype), lora.A.to(layer.fused.dtype))
+        for j, router in enumerate(self.bundle.routers):
+            tensors = load_file(self.bundle.router_path(router))
+            for module_name, layer in self.layers.items():
+                with torch.no_grad():
+                    layer.router_weight[layer.router_slice(j)].copy_(tensors[f"{module_name}.weight"])
+                    layer.router_bias[layer.router_slice(j)].copy_(tensors[f"{module_name}.bias"])
+
+    # ---- routing --------------------------------------------------------------------------
+    @property
+    def objectives(self) -> list[str]:
+        return self.bundle.objectives
+
+    @property
+    def pool(self) -> np.ndarray:
+        """Anchors of the pool: LoRA experts first, then router experts."""
+        anchors = [e.anchor for e in self.bundle.experts] + [r.anchor for r in self.bundle.routers]
+        return np.asarray(anchors, dtype=np.float64)
+
+    def routing(self, preference: PreferenceLike) -> dict[int, float]:
+        """Pool index -> weight for one λ (Level 3)."""
+        return route(self.pool, parse_preference(preference, self.objectives), len(self.objectives))
+
+    def describe_routing(self, preference: PreferenceLike) -> dict[str, float]:
+        names = [e.name for e in self.bundle.experts] + [r.name for r in self.bundle.routers]
+        return {names[i]: round(w, 6) for i, w in sorted(self.routing(preference).items())}
+
+    @contextlib.contextmanager
+    def preference(self, preference: PreferenceLike | None = None, *, preferences: Sequence[PreferenceLike] | None = None) -> Iterator[None]:
+        """Route every forward inside the block: one λ for all rows, or one per row."""
+        if (preference is None) == (preferences is None):
+            raise HoEError("give either preference= (one λ for every row) or preferences= (one per row)")
+        rows = [preference] if preferences is None else list(preferences)
+        if not rows:
+            raise HoEError("preferences= is empty")
+        routings = [self.routing(p) for p in rows]
+        self.state.set(routings)
+        try:
+            yield
+        finally:
+            self.state.clear()
+
+    def forward(self, *args, preference: PreferenceLike | None = None, preferences: Sequence[PreferenceLike] | None = None, **kwargs):
+        """The wrapped model's forward under a preference (one λ, or one per row)."""
+        if preference is None and preferences is None:
+            if not self.state.active:
+                raise HoEError("no preference given: pass preference= or preferences=")
+            return self.model(*args, **kwargs)
+        with self.preference(preference, preferences=preferences):
+            batch = _batch_size(args, kwargs)
+            if preferences is not None and batch is not None and batch != len(preferences):
+                raise HoEError(f"{len(preferences)} preferences for a batch of {batch} rows")
+            return self.model(*args, **kwargs)
+
+    # ---- generation -----------------------------------------------------------------------
+    def chat_inputs(self, prompts: Sequence[str], chat: bool = True) -> dict[str, torch.Tensor]:
+        """Tokenise prompts (chat template applied), left-padded for generation."""
+        tokenizer = self.tokenizer
+        tokenizer.padding_side = "left"
+        texts = [
+            tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
+            if chat and tokenizer.chat_template else p
+            for p in prompts
+        ]
+        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not (chat and tokenizer.chat_template))
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompts: str | Sequence[str],
+        preference: PreferenceLike | None = None,
+        *,
+        preferences: Sequence[PreferenceLike] | None = None,
+        chat: bool = True,
+        **generate_kwargs,
+    ) -> list[str]:
+        """Answer each prompt under its preference; generation arguments go to transformers."""
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        if preferences is not None and len(preferences) != len(prompts):
+            raise HoEError(f"{len(preferences)} preferences for {len(prompts)} prompts")
+        inputs = self.chat_inputs(prompts, chat)
+        generate_kwargs.setdefault("max_new_tokens", 128)
+        generate_kwargs.setdefault("pad_token_id", self.tokenizer.pad_token_id)
+        with self.preference(preference, preferences=preferences):
+            output = self.model.generate(**inputs, **generate_kwargs)
+        new_tokens = output[:, inputs["input_ids"].shape[1]:]
+        return self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+
+    # ---- bookkeeping ----------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Base model, LoRA experts and router experts, in parameters."""
+        experts = sum(layer.lora_A.numel() + layer.lora_B.numel() for layer in self.layers.values())
+        routers = sum(layer.router_weight.numel() + layer.router_bias.numel() for layer in self.layers.values())
+        total = sum(p.numel() for p in self.model.parameters())
+        return {"base": total - experts - routers, "lora_experts": experts, "routers": routers, "per_router": routers // max(1, len(self.bundle.routers))}
+
+
+def _batch_size(args, kwargs) -> int | None:
+    for value in (*args, kwargs.get("input_ids"), kwargs.get("inputs_embeds")):
+        if isinstance(value, torch.Tensor):
+            return value.shape[0]
+    return None
+
+
+def router_init(static_weights: Sequence[float], layers: dict[str, tuple[int, torch.dtype]]) -> dict[str, torch.Tensor]:
+    """Router tensors that reproduce ``static_weights`` exactly: zero weight, bias = log w.
+
+    ``layers`` maps module name -> (input features, dtype).
+    """
+    bias = torch.tensor([math.log(max(w, LOG_FLOOR)) for w in static_weights], dtype=torch.float32)
+    tensors = {}
+    for module, (in_features, dtype) in layers.items():
+        tensors[f"{module}.weight"] = torch.zeros(len(static_weights), in_features, dtype=dtype)
+        tensors[f"{module}.bias"] = bias.to(dtype).clone()
+    return tensors

@@ -1,0 +1,146 @@
+"""The YAML recipe that ``hoe build`` turns into a bundle.
+
+```yaml
+base: smollm2-135m-instruct
+objectives: [helpful, harmless]
+rank: 16                          # default rank of every expert
+experts:
+  - name: helpful
+    anchor: {helpful: 1}          # by name (others 0) or a list in objective order
+    finetuned: ./helpful-sft      # a full model to extract ...
+  - name: harmless
+    anchor: [0, 1]
+    lora: ./harmless-lora         # ... or a ready peft LoRA folder
+merges:
+  - name: balanced
+    experts: [helpful, harmless]
+    weights: [0.5, 0.5]           # default equal
+    method: pcb                   # any hoe merge method
+    params: {density: 0.2}
+    # anchor: default Σ weights·anchors, normalised
+routers:
+  - anchor: [0.25, 0.75]          # covers: default the N nearest LoRA experts
+```
+Relative paths are relative to the recipe file.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Union
+
+import yaml
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel
+
+from hoe.errors import HoEError
+from hoe.model.bundle import first_error
+
+AnchorLike = Union[list[float], dict[str, float]]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ExpertSpec(_Strict):
+    name: str
+    anchor: AnchorLike
+    lora: str | None = None
+    finetuned: str | None = None
+    rank: int | None = Field(default=None, gt=0)
+    svd: str = "exact"
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.lora is None) == (self.finetuned is None):
+            raise ValueError("give exactly one of 'lora' (a ready adapter) or 'finetuned' (a model to extract)")
+        return self
+
+
+class MergeSpec(_Strict):
+    name: str
+    experts: list[str] = Field(min_length=2)
+    weights: list[float] | None = None
+    method: str = "linear"
+    params: dict = {}
+    rank: int | None = Field(default=None, gt=0)
+    anchor: AnchorLike | None = None
+
+
+class RouterSpec(_Strict):
+    name: str | None = None
+    anchor: AnchorLike
+    covers: list[str] | None = None
+
+
+class Recipe(_Strict):
+    base: str
+    objectives: list[str] = Field(min_length=1)
+    rank: int = Field(default=16, gt=0)
+    target_modules: list[str] | None = None
+    experts: list[ExpertSpec] = Field(min_length=1)
+    merges: list[MergeSpec] = []
+    routers: list[RouterSpec] = []
+
+    @field_validator("objectives")
+    @classmethod
+    def _unique_objectives(cls, value):
+        if len(set(value)) != len(value):
+            raise ValueError("objective names must be unique")
+        return value
+
+    @model_validator(mode="after")
+    def _names(self):
+        names = [e.name for e in self.experts] + [m.name for m in self.merges]
+        duplicate = next((n for n in names if names.count(n) > 1), None)
+        if duplicate:
+            raise ValueError(f"expert name '{duplicate}' is used twice")
+        for i, merge in enumerate(self.merges):
+            known = names[: len(self.experts) + i]
+            unknown = [e for e in merge.experts if e not in known]
+            if unknown:
+                raise ValueError(f"merges.{i}: unknown expert '{unknown[0]}' (experts and earlier merges: {', '.join(known)})")
+            if merge.weights is not None and len(merge.weights) != len(merge.experts):
+                raise ValueError(f"merges.{i}: {len(merge.weights)} weights for {len(merge.experts)} experts")
+        return self
+
+
+def anchor_vector(value: AnchorLike, objectives: list[str], where: str) -> list[float]:
+    """A normalised anchor from a list (objective order) or a {name: weight} mapping."""
+    from hoe.routing import parse_preference
+
+    try:
+        return [round(float(v), 12) for v in parse_preference(value, objectives)]
+    except HoEError as exc:
+        raise HoEError(f"{where}: {exc}") from None
+
+
+def load_recipe(path: str | Path) -> tuple[Recipe, Path]:
+    """Parse and validate a recipe file; errors name the file and the field."""
+    path = Path(path)
+    if not path.is_file():
+        raise HoEError(f"recipe not found: '{path}'")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise HoEError(f"{path}:{where} not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(raw, dict):
+        raise HoEError(f"{path}: a recipe is a mapping with base, objectives and experts")
+    try:
+        recipe = Recipe.model_validate(raw)
+    except ValidationError as exc:
+        raise HoEError(f"{path}: {first_error(exc)}") from None
+    for i, expert in enumerate(recipe.experts):
+        anchor_vector(expert.anchor, recipe.objectives, f"{path}: experts.{i}.anchor")
+    for i, router in enumerate(recipe.routers):
+        anchor_vector(router.anchor, recipe.objectives, f"{path}: routers.{i}.anchor")
+    for i, merge in enumerate(recipe.merges):
+        if merge.anchor is not None:
+            anchor_vector(merge.anchor, recipe.objectives, f"{path}: merges.{i}.anchor")
+        if merge.weights is not None and (any(w < 0 or math.isnan(w) for w in merge.weights) or sum(merge.weights) <= 0):
+            raise HoEError(f"{path}: merges.{i}.weights must be non-negative with a positive sum")
+    return recipe, path.parent
