@@ -74,3 +74,49 @@ def test_merge_cli_end_to_end(tiny_base, tiny_planted, tmp_path):
     bad = subprocess.run([*command[:-3], "--out", str(tmp_path / "m2"), "--weights", "0.7,x"], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.strip() == "error: --weights must be comma-separated numbers, got '0.7,x'"
     assert not (tmp_path / "m2").exists()
+
+
+def test_build_info_generate_export_cli(recipe_dir, tmp_path):
+    bundle = tmp_path / "bundle"
+    result = runner.invoke(app, ["build", "--recipe", str(recipe_dir / "recipe.yaml"), "--out", str(bundle), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "3 LoRA experts, 1 routers over helpful, harmless" in result.output
+    result = runner.invoke(app, ["info", "--bundle", str(bundle)])
+    assert "expert balanced" in result.output and "router mostly-harmless" in result.output and "(untrained)" in result.output
+
+    result = runner.invoke(app, ["generate", "--bundle", str(bundle), "--preference", "helpful=0.7,harmless=0.3", "--max-new-tokens", "4", "hi", "hello"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("\n---\n") == 1 and "Loading" not in result.stdout
+
+    requests = tmp_path / "in.jsonl"
+    requests.write_text(json.dumps({"prompt": "hi", "preference": {"harmless": 1}}) + "\n" + json.dumps({"prompt": "yo"}) + "\n")
+    result = runner.invoke(app, ["generate", "--bundle", str(bundle), "--input", str(requests), "--output", str(tmp_path / "out.jsonl"),
+                                 "--preference", "0.5,0.5", "--max-new-tokens", "3"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert rows[0]["routing"] == {"harmless": 1.0} and rows[1]["routing"] == {"balanced": 1.0}
+    assert all("response" in row for row in rows)
+
+    result = runner.invoke(app, ["export", "--bundle", str(bundle), "--preference", "1,0", "--out", str(tmp_path / "lora")])
+    assert result.exit_code == 0 and "LoRA adapter for gates helpful=1" in result.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--preference", "1,0,0"], "error: preference has 3 values but the bundle has 2 objectives (helpful, harmless)"),
+        (["--preference", "funny=1"], "error: unknown objective 'funny' in the preference (objectives: helpful, harmless)"),
+        ([], "error: prompt 1 has no preference: pass --preference or a 'preference' field"),
+    ],
+)
+def test_generate_bad_input(bundle_dir, args, message):
+    result = runner.invoke(app, ["generate", "--bundle", str(bundle_dir), *args, "hi"])
+    assert result.exit_code == 2 and result.output.strip() == message
+
+
+def test_generate_bad_jsonl(bundle_dir, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "ok"}\n{"prompt": \n')
+    result = runner.invoke(app, ["generate", "--bundle", str(bundle_dir), "--input", str(bad), "--output", str(tmp_path / "o.jsonl"), "--preference", "1,0"])
+    assert result.exit_code == 2 and result.output.startswith(f"error: {bad} line 2: malformed JSON")
+    assert not (tmp_path / "o.jsonl").exists()

@@ -27,8 +27,7 @@ from pathlib import Path
 import torch
 
 from hoe.data import sft_pairs
-from hoe.demo import demo_finetune
-from hoe.experts import ExtractSettings, extract_expert
+from hoe.demo import demo_experts
 from hoe.experts.fidelity import chat_batch, mean_kl, next_token_log_probs
 from hoe.merging import MERGE_METHODS
 from hoe.models import load_model, load_tokenizer, resolve_checkpoint
@@ -63,11 +62,7 @@ def main() -> None:
     args = parser.parse_args()
 
     base_dir = resolve_checkpoint(DEFAULT_MODEL)
-    experts = {}
-    for name in SOURCES:
-        experts[name] = args.work / "experts" / name
-        if not (experts[name] / "adapter_config.json").is_file():
-            extract_expert(DEFAULT_MODEL, demo_finetune(name), experts[name], ExtractSettings(rank=args.rank), overwrite=True)
+    experts = demo_experts(args.work / "experts", rank=args.rank)
     hoe = str(Path(sys.executable).parent / "hoe")
     timings = {}
     for method in MERGE_METHODS:
@@ -75,8 +70,10 @@ def main() -> None:
         command = [hoe, "merge", "--base", str(base_dir), "--experts", *map(str, experts.values()), "--method", method,
                    "--rank", str(args.rank), "--objectives", ",".join(SOURCES), "--device", "cpu", "--out", str(out), "--overwrite", "--quiet"]
         runs = [measure(command) for _ in range(args.repeats)]
+        report = json.loads((out / "merge_report.json").read_text())
         timings[method] = {"wall_s_median": round(statistics.median(w for w, _ in runs), 2),
-                           "wall_s_all": [round(w, 2) for w, _ in runs], "peak_rss_mb": round(max(r for _, r in runs))}
+                           "wall_s_all": [round(w, 2) for w, _ in runs], "peak_rss_mb": round(max(r for _, r in runs)),
+                           "compression_error": report["totals"]["mean_relative_error"], "parameters": report["parameters"]}
         print(method, timings[method], flush=True)
 
     from peft import PeftModel
@@ -112,14 +109,15 @@ def main() -> None:
     }
     (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     lines = [
-        f"| model | merge time (s) | peak RSS (MB) | KL to helpful | KL to harmless | KL to instruct | mean KL |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| model | merge time (s) | peak RSS (MB) | rank-16 compression error | KL to helpful | KL to harmless | KL to instruct | mean KL |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for label, row in distances.items():
         timing = timings.get(label)
         time_cell = f"{timing['wall_s_median']:.2f}" if timing else "–"
         rss_cell = f"{timing['peak_rss_mb']}" if timing else "–"
-        lines.append(f"| {label} | {time_cell} | {rss_cell} | {row['helpful']:.4f} | {row['harmless']:.4f} | {row['instruct']:.4f} | {row['mean']:.4f} |")
+        error_cell = f"{timing['compression_error']:.3f}" if timing else "–"
+        lines.append(f"| {label} | {time_cell} | {rss_cell} | {error_cell} | {row['helpful']:.4f} | {row['harmless']:.4f} | {row['instruct']:.4f} | {row['mean']:.4f} |")
     lines.append(f"\nMean KL between two different sources: {source_gap:.4f}.")
     (HERE / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

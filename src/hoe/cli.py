@@ -109,7 +109,7 @@ def merge(
     keep: Optional[float] = typer.Option(None, help="tsv: share of each task's singular vectors kept (default 1/N)."),
     clip: Optional[float] = typer.Option(None, help="pcb: outlier clipping quantile (default 1e-4)."),
     objectives: Optional[str] = typer.Option(None, help="Objective names of the experts, in order (for the anchor)."),
-    svd: str = typer.Option("exact", help="SVD backend of the final compression: exact | randomized."),
+    svd: str = typer.Option("randomized", help="SVD backend of the final compression: randomized (default, within 1% of exact) | exact."),
     dtype: str = typer.Option("float32", help="dtype of the saved factors."),
     device: str = typer.Option("auto", help="cpu, cuda, cuda:N, or auto."),
     target_modules: Optional[str] = typer.Option(None, help="Comma-separated module names (peft rules)."),
@@ -134,6 +134,138 @@ def merge(
         f"{out}: {method} merge of {len(experts)} experts at rank {rank}, anchor ({anchor}), "
         f"{report['totals']['modules']} modules, {report['totals']['wall_time_s']:.1f} s (report: {out / 'merge_report.json'})"
     )
+
+
+@app.command()
+@user_errors
+def build(
+    recipe: Path = typer.Option(..., help="YAML recipe: base, objectives, experts, merges, routers."),
+    out: Path = typer.Option(..., help="Bundle folder (updated in place: unchanged experts are reused)."),
+    quiet: bool = typer.Option(False, help="No progress bars."),
+) -> None:
+    """Build a HoE bundle from a recipe, extracting and merging experts as needed."""
+    from hoe.model.build import build_bundle
+
+    bundle = build_bundle(recipe, out, progress=not quiet)
+    typer.echo(f"{out}: {len(bundle.experts)} LoRA experts, {len(bundle.routers)} routers over {', '.join(bundle.objectives)}")
+
+
+@app.command()
+@user_errors
+def info(bundle: Path = typer.Option(..., help="Bundle folder.")) -> None:
+    """Show a bundle: objectives, experts and routers with their anchors."""
+    from hoe.model import load_bundle
+    from hoe.model.bundle import adapter_shapes
+
+    spec = load_bundle(bundle)
+    typer.echo(f"base: {spec.spec.base_model}\nobjectives: {', '.join(spec.objectives)}")
+    for entry in spec.experts:
+        ranks = sorted({a[0] for a, _ in adapter_shapes(spec.expert_path(entry)).values()})
+        kind = (entry.source or {}).get("kind", "?")
+        typer.echo(f"  expert {entry.name:<20} anchor {entry.anchor}  rank {'/'.join(map(str, ranks))}  ({kind})")
+    for router in spec.routers:
+        state = "trained" if router.trained else "untrained"
+        typer.echo(f"  router {router.name:<20} anchor {router.anchor}  covers {', '.join(router.covers)}  ({state})")
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    import json
+
+    if not path.is_file():
+        raise HoEError(f"input file not found: '{path}'")
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise HoEError(f"{path} line {number}: malformed JSON ({exc.msg})") from None
+        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
+            raise HoEError(f"{path} line {number}: each line needs a string 'prompt'")
+        rows.append(row)
+    if not rows:
+        raise HoEError(f"{path} holds no prompts")
+    return rows
+
+
+@app.command()
+@user_errors
+def generate(
+    prompts: Optional[list[str]] = typer.Argument(None, help="Prompts (or use --input); answers are printed separated by '---' lines."),
+    bundle: Path = typer.Option(..., help="Bundle folder."),
+    preference: Optional[str] = typer.Option(None, help="λ: 'helpful=0.7,harmless=0.3' or '0.7,0.3' (normalised)."),
+    input: Optional[Path] = typer.Option(None, help="JSONL with {'prompt': ..., 'preference': optional} per line."),
+    output: Optional[Path] = typer.Option(None, help="JSONL to write (with --input)."),
+    max_new_tokens: int = typer.Option(128, help="Tokens to generate."),
+    sample: bool = typer.Option(False, "--sample/--greedy", help="Sample (with --temperature/--top-p) or decode greedily."),
+    temperature: float = typer.Option(0.7, help="Sampling temperature."),
+    top_p: float = typer.Option(0.9, help="Nucleus sampling mass."),
+    seed: int = typer.Option(0, help="Seed for sampling."),
+    batch_size: int = typer.Option(8, help="Prompts per batch; rows may carry different preferences."),
+    device: str = typer.Option("auto", help="cpu, cuda, or auto."),
+    dtype: str = typer.Option("float32", help="Model dtype."),
+) -> None:
+    """Answer prompts under a preference vector, per request."""
+    import json
+
+    import torch
+    from tqdm.auto import tqdm
+
+    from hoe.model import HoEModel, load_bundle
+    from hoe.models.loading import default_device
+    from hoe.routing import parse_preference
+
+    spec = load_bundle(bundle)
+    if input is not None:
+        rows = _read_jsonl(input)
+        if output is None:
+            raise HoEError("--input needs --output")
+    elif prompts:
+        rows = [{"prompt": p} for p in prompts]
+    else:
+        raise HoEError("give prompts as arguments or --input FILE.jsonl")
+    for number, row in enumerate(rows, 1):
+        chosen = row.get("preference", preference)
+        if chosen is None:
+            raise HoEError(f"prompt {number} has no preference: pass --preference or a 'preference' field")
+        row["preference"] = dict(zip(spec.objectives, map(float, parse_preference(chosen, spec.objectives))))
+    model = HoEModel.from_bundle(bundle, device=default_device() if device == "auto" else device, dtype=dtype)
+    torch.manual_seed(seed)
+    options = {"max_new_tokens": max_new_tokens, "do_sample": sample}
+    if sample:
+        options.update(temperature=temperature, top_p=top_p)
+    for start in tqdm(range(0, len(rows), batch_size), desc="generate", unit="batch", disable=output is None):
+        batch = rows[start : start + batch_size]
+        texts = model.generate([r["prompt"] for r in batch], preferences=[r["preference"] for r in batch], **options)
+        for row, text in zip(batch, texts):
+            row["response"] = text
+            row["routing"] = model.describe_routing(row["preference"])
+    if output is None:
+        typer.echo("\n---\n".join(row["response"] for row in rows))
+        return
+    from hoe.utils.io import write_text
+
+    write_text(output, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    typer.echo(f"{output}: {len(rows)} responses")
+
+
+@app.command()
+@user_errors
+def export(
+    bundle: Path = typer.Option(..., help="Bundle folder."),
+    preference: str = typer.Option(..., help="λ to fold, e.g. 'helpful=0.7,harmless=0.3'."),
+    out: Path = typer.Option(..., help="Output folder."),
+    merged: bool = typer.Option(False, help="Write a full model with the mixture merged in, not a LoRA folder."),
+    dtype: str = typer.Option("float32", help="dtype of the written weights."),
+    overwrite: bool = typer.Option(False, help="Replace an existing --out."),
+) -> None:
+    """Fold one preference into a plain peft LoRA folder (or a merged model) for peft or vLLM."""
+    from hoe.model.export import export_preference
+
+    record = export_preference(bundle, preference, out, merged=merged, overwrite=overwrite, dtype=dtype)
+    gates = ", ".join(f"{k}={v:.3g}" for k, v in record["gates"].items())
+    typer.echo(f"{out}: {'merged model' if merged else 'LoRA adapter'} for gates {gates}")
 
 
 @app.command()

@@ -35,6 +35,17 @@ def demo_finetune(expert: str = "helpful", base: str = DEFAULT_MODEL, settings: 
     return out
 
 
+def demo_experts(root: str | Path, rank: int = 16, progress: bool = True) -> dict[str, Path]:
+    """Rank-``rank`` LoRA experts of the three demo fine-tunes under ``root`` (made once)."""
+    experts = {}
+    for name in DEMO_EXPERT_DATA:
+        folder = Path(root) / name
+        if not (folder / "adapter_config.json").is_file():
+            extract_expert(DEFAULT_MODEL, demo_finetune(name, progress=progress), folder, ExtractSettings(rank=rank), overwrite=True, progress=progress)
+        experts[name] = folder
+    return experts
+
+
 def held_out_prompts(count: int = HELD_OUT_PROMPTS) -> list[str]:
     return [prompt for prompt, _ in sft_pairs("hh-helpful-test")[:count]]
 

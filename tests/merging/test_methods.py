@@ -18,7 +18,7 @@ WEIGHTS = np.array([0.5, 0.3, 0.2])
 def run(name: str, deltas=DELTAS, weights=WEIGHTS, seed: int = 0, **params) -> np.ndarray:
     method = get_method(name)
     resolved = method.resolve(params)
-    generator = torch.Generator().manual_seed(seed)
+    generator = np.random.default_rng(seed)
     out = method.function(torch.tensor(deltas), torch.tensor(weights), generator=generator, **resolved)
     return out.numpy()
 
@@ -66,8 +66,8 @@ def test_ties_without_normalisation_sums():
 
 
 def _dare_masks(seed: int, density: float):
-    generator = torch.Generator().manual_seed(seed)
-    return [(torch.rand(DELTAS.shape[1:], generator=generator) < density).numpy() for _ in DELTAS]
+    generator = np.random.default_rng(seed)
+    return [generator.random(DELTAS.shape[1:], dtype=np.float32) < density for _ in DELTAS]
 
 
 def test_dare_linear():

@@ -82,6 +82,21 @@ class Bundle:
     def router_path(self, entry: RouterEntry) -> Path:
         return self.folder / entry.path
 
+    def pool(self):
+        """Anchors of the routing pool: LoRA experts first, then router experts."""
+        import numpy as np
+
+        return np.asarray([e.anchor for e in self.experts] + [r.anchor for r in self.routers], dtype=np.float64)
+
+    def pool_names(self) -> list[str]:
+        return [e.name for e in self.experts] + [r.name for r in self.routers]
+
+    def route(self, preference) -> dict[int, float]:
+        """Pool index -> weight for one λ (Level 3)."""
+        from hoe.routing import parse_preference, route
+
+        return route(self.pool(), parse_preference(preference, self.objectives), len(self.objectives))
+
     def save(self, folder: Path | None = None) -> None:
         from hoe.utils.io import write_json
 

@@ -8,7 +8,6 @@ import math
 from pathlib import Path
 from typing import Iterator, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -19,7 +18,7 @@ from hoe.model.layer import MixtureLinear
 from hoe.model.state import RoutingState
 from hoe.models.loading import load_model, load_tokenizer, parse_dtype, resolve_checkpoint
 from hoe.models.tensors import CheckpointTensors
-from hoe.routing import PreferenceLike, parse_preference, route
+from hoe.routing import PreferenceLike
 
 LOG_FLOOR = 1e-12  # log of a zero static weight in a router's bias
 
@@ -76,18 +75,12 @@ class HoEModel(nn.Module):
     def objectives(self) -> list[str]:
         return self.bundle.objectives
 
-    @property
-    def pool(self) -> np.ndarray:
-        """Anchors of the pool: LoRA experts first, then router experts."""
-        anchors = [e.anchor for e in self.bundle.experts] + [r.anchor for r in self.bundle.routers]
-        return np.asarray(anchors, dtype=np.float64)
-
     def routing(self, preference: PreferenceLike) -> dict[int, float]:
         """Pool index -> weight for one λ (Level 3)."""
-        return route(self.pool, parse_preference(preference, self.objectives), len(self.objectives))
+        return self.bundle.route(preference)
 
     def describe_routing(self, preference: PreferenceLike) -> dict[str, float]:
-        names = [e.name for e in self.bundle.experts] + [r.name for r in self.bundle.routers]
+        names = self.bundle.pool_names()
         return {names[i]: round(w, 6) for i, w in sorted(self.routing(preference).items())}
 
     @contextlib.contextmanager

@@ -189,7 +189,9 @@ def load_model(
 ):
     """Load a causal LM from any reference form (see :func:`resolve_checkpoint`)."""
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # hoe shows its own progress; per-load bars are noise
     folder = resolve_checkpoint(ref, revision=revision)
     model = AutoModelForCausalLM.from_pretrained(
         folder, dtype=parse_dtype(dtype), trust_remote_code=trust_remote_code

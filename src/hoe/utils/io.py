@@ -46,9 +46,15 @@ def atomic_dir(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
         os.replace(tmp, out)
 
 
-def write_json(path: str | Path, data: Any) -> None:
-    """Write JSON through a temporary file and a rename."""
+def write_text(path: str | Path, text: str) -> None:
+    """Write a file through a temporary sibling and a rename: it appears whole or not at all."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    """Write JSON atomically (see write_text)."""
+    write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")

@@ -1,0 +1,64 @@
+"""``hoe export``: one preference folded into a plain peft LoRA folder (or a full model), so peft
+or vLLM can serve it without hoe. Only preferences that LoRA experts alone reach qualify: a
+router's gates depend on the input and cannot be folded into fixed weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from hoe.errors import HoEError
+from hoe.experts.lora import LoraModule, read_lora, write_lora
+from hoe.model.bundle import load_bundle
+from hoe.models.loading import hub_name_of, load_model, load_tokenizer, parse_dtype
+from hoe.routing import PreferenceLike, parse_preference
+from hoe.utils.io import atomic_dir, check_output_dir, write_json
+
+
+def static_gates(bundle, preference: PreferenceLike) -> dict[str, float]:
+    """Expert name -> gate for a λ served by LoRA experts alone; refuses router-routed λ."""
+    routing = bundle.route(preference)
+    names = bundle.pool_names()
+    through_router = [names[i] for i in routing if i >= len(bundle.experts)]
+    if through_router:
+        raise HoEError(
+            f"this preference routes through router expert '{through_router[0]}', whose gates depend on the input; "
+            "export folds preferences that the LoRA experts alone reach"
+        )
+    return {names[i]: w for i, w in routing.items()}
+
+
+def fold(bundle, gates: dict[str, float]) -> dict[str, LoraModule]:
+    """Σ g_k B_k A_k per module as one exact LoRA pair: B = [g_1 B_1 …], A = [A_1; …]."""
+    parts: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+    for entry in bundle.experts:
+        if entry.name not in gates:
+            continue
+        for module, lora in read_lora(bundle.expert_path(entry)).modules.items():
+            parts.setdefault(module, []).append((gates[entry.name] * lora.scale * lora.B.float(), lora.A.float()))
+    return {m: LoraModule(B=torch.cat([b for b, _ in p], 1), A=torch.cat([a for _, a in p], 0)) for m, p in parts.items()}
+
+
+def export_preference(bundle_path: str | Path, preference: PreferenceLike, out: str | Path, *, merged: bool = False,
+                      overwrite: bool = False, dtype: str = "float32") -> dict:
+    """Write the model for one λ at ``out``: a peft LoRA folder, or with ``merged`` a full model."""
+    bundle = load_bundle(bundle_path)
+    vector = parse_preference(preference, bundle.objectives)
+    gates = static_gates(bundle, vector)
+    check_output_dir(out, overwrite)
+    modules = fold(bundle, gates)
+    record = {"bundle": str(bundle_path), "preference": dict(zip(bundle.objectives, map(float, vector))), "gates": gates,
+              "merged": merged}
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        if merged:
+            model = load_model(bundle.spec.base_model, dtype="float32")
+            with torch.no_grad():
+                for name, module in modules.items():
+                    model.get_submodule(name).weight += module.delta()
+            model.to(parse_dtype(dtype)).save_pretrained(tmp, safe_serialization=True)
+            load_tokenizer(bundle.spec.base_model).save_pretrained(tmp)
+        else:
+            write_lora(tmp, modules, base_model=hub_name_of(bundle.spec.base_model), dtype=parse_dtype(dtype))
+        write_json(tmp / "hoe_export.json", record)
+    return record

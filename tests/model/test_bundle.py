@@ -1,0 +1,125 @@
+"""Recipes, builds, bundle checks and export."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from conftest import RECIPE, relative_error
+from hoe.errors import HoEError
+from hoe.model import HoEModel, load_bundle
+from hoe.model.build import build_bundle
+from hoe.model.export import export_preference
+
+IDS = torch.randint(5, 100, (2, 9), generator=torch.Generator().manual_seed(1))
+
+
+def test_bundle_layout(bundle_dir):
+    spec = json.loads((bundle_dir / "hoe.json").read_text())
+    assert spec["format_version"] == 1 and spec["objectives"] == ["helpful", "harmless"]
+    assert [e["name"] for e in spec["experts"]] == ["helpful", "harmless", "balanced"]
+    assert [e["anchor"] for e in spec["experts"]] == [[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]]
+    assert spec["routers"][0]["covers"] and (bundle_dir / spec["routers"][0]["path"]).is_file()
+    for entry in spec["experts"]:
+        folder = bundle_dir / entry["path"]
+        assert (folder / "adapter_config.json").is_file() and (folder / "hoe_expert.json").is_file()
+    assert len(spec["target_modules"]) == 14
+
+
+def test_rebuild_reuses_unchanged_experts(recipe_dir, tmp_path):
+    out = tmp_path / "b"
+    build_bundle(recipe_dir / "recipe.yaml", out, progress=False)
+    stamps = {p.name: (p / "adapter_model.safetensors").stat().st_mtime_ns for p in (out / "experts").iterdir()}
+    changed = (recipe_dir / "recipe.yaml").read_text().replace("method: linear", "method: ties")
+    (tmp_path / "recipe.yaml").write_text(changed)
+    for name in ("ft-helpful", "ft-harmless"):
+        (tmp_path / name).symlink_to(recipe_dir / name)
+    build_bundle(tmp_path / "recipe.yaml", out, progress=False)
+    after = {p.name: (p / "adapter_model.safetensors").stat().st_mtime_ns for p in (out / "experts").iterdir()}
+    assert json.loads((out / "experts" / "balanced" / "merge_report.json").read_text())["method"] == "ties"
+    # copies keep their bytes; only the changed merge was made again
+    assert after.keys() == stamps.keys()
+    assert load_bundle(out).experts[2].source["method"] == "ties"
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda r: r.replace("objectives: [helpful, harmless]", "objectives: [helpful]"), "experts.1.anchor: preference has 2 values but the bundle has 1"),
+        (lambda r: r.replace("    finetuned: ft-harmless\n", ""), "experts.1: Value error, give exactly one of 'lora'"),
+        (lambda r: r.replace("rank: 3", "rank: 0"), "rank: Input should be greater than 0"),
+        (lambda r: r.replace("experts: [helpful, harmless]", "experts: [helpful, nobody]"), "unknown expert 'nobody'"),
+        (lambda r: r.replace("anchor: [0.25, 0.75]", "anchor: [0.5, 0.5]"), "is the anchor of expert 'balanced'"),
+        (lambda r: r + "colour: blue\n", "colour: Extra inputs are not permitted"),
+        (lambda r: r.replace("anchor: [0, 1]", "anchor: [0, -1]"), "experts.1.anchor: preference values must be non-negative"),
+        (lambda r: r.replace("finetuned: ft-harmless", "finetuned: ./missing-model"), "model not found"),
+        (lambda r: r.replace("base: ", "base: [").replace("\nobjectives", "]\nobjectives", 1).replace("[", "[[", 1), "not valid YAML"),
+    ],
+)
+def test_bad_recipes_leave_nothing(recipe_dir, tmp_path, edit, message):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(edit((recipe_dir / "recipe.yaml").read_text()))
+    for name in ("ft-helpful", "ft-harmless"):
+        (tmp_path / name).symlink_to(recipe_dir / name)
+    with pytest.raises(HoEError, match=message):
+        build_bundle(recipe, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+
+
+def _copy(bundle_dir, tmp_path):
+    target = tmp_path / "copy"
+    shutil.copytree(bundle_dir, target)
+    return target
+
+
+def test_bundle_checks_refuse_before_loading(bundle_dir, tmp_path, tiny_base):
+    broken = _copy(bundle_dir, tmp_path)
+    spec = json.loads((broken / "hoe.json").read_text())
+    spec["format_version"] = 7
+    (broken / "hoe.json").write_text(json.dumps(spec))
+    with pytest.raises(HoEError, match="unknown format version 7"):
+        HoEModel.from_bundle(broken)
+
+    missing = _copy(bundle_dir, tmp_path / "m")
+    shutil.rmtree(missing / "experts" / "harmless")
+    with pytest.raises(HoEError, match="expert 'harmless': missing expert folder"):
+        HoEModel.from_bundle(missing)
+
+    other_base = _copy(bundle_dir, tmp_path / "o")
+    from conftest import save_tiny_llama
+
+    wide = save_tiny_llama(tmp_path / "wide", intermediate_size=80)
+    spec = json.loads((other_base / "hoe.json").read_text())
+    spec["base_model"] = str(wide)
+    (other_base / "hoe.json").write_text(json.dumps(spec))
+    with pytest.raises(HoEError, match="does not match the base: module 'model.layers.0.mlp.(down|gate|up)_proj' maps"):
+        HoEModel.from_bundle(other_base)
+
+
+def test_export_lora_and_merged_reproduce_the_model(bundle_dir, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    hoe = HoEModel.from_bundle(bundle_dir)
+    with torch.no_grad():
+        expected = hoe(input_ids=IDS, preference=[0.8, 0.2]).logits
+    record = export_preference(bundle_dir, "helpful=0.8,harmless=0.2", tmp_path / "lora")
+    assert record["gates"] == pytest.approx({"helpful": 0.6, "balanced": 0.4})
+    base = AutoModelForCausalLM.from_pretrained(hoe.bundle.spec.base_model)
+    with torch.no_grad():
+        via_peft = PeftModel.from_pretrained(base, str(tmp_path / "lora")).eval()(input_ids=IDS).logits
+    assert relative_error(via_peft, expected) < 1e-4
+    export_preference(bundle_dir, [0.8, 0.2], tmp_path / "merged", merged=True)
+    with torch.no_grad():
+        merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged").eval()(input_ids=IDS).logits
+    assert relative_error(merged, expected) < 1e-4
+
+
+def test_export_refuses_router_preferences(bundle_dir, tmp_path):
+    with pytest.raises(HoEError, match="routes through router expert 'mostly-harmless'"):
+        export_preference(bundle_dir, [0.25, 0.75], tmp_path / "x")
+    assert not (tmp_path / "x").exists()
