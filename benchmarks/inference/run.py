@@ -4,7 +4,7 @@ with the same experts (mixed-adapter batch, merged weighted adapter) and MOD ove
 Embedded SmolLM2-135M-Instruct, 3 experts of rank 16 on all 7 projections (the demo's), batch 8,
 greedy, exactly --new-tokens tokens per row (EOS suppressed), float32 on this CPU.
 
-    .venv/bin/python benchmarks/inference/run.py --repeats 3
+    .venv/bin/python benchmarks/inference/run.py --repeats 5
 """
 
 from __future__ import annotations
@@ -51,13 +51,16 @@ def bundle(work: Path, experts, routers: bool) -> Path:
     return out
 
 
-def timed(run, repeats: int) -> list[float]:
-    run(short=True)  # warm-up
-    seconds = []
+def timed_rounds(methods: dict, repeats: int) -> dict[str, list[float]]:
+    """Interleaved: every round runs each method once, so drift on the machine hits all alike."""
+    for run in methods.values():
+        run(short=True)  # warm-up
+    seconds: dict[str, list[float]] = {name: [] for name in methods}
     for _ in range(repeats):
-        start = time.perf_counter()
-        run(short=False)
-        seconds.append(time.perf_counter() - start)
+        for name, run in methods.items():
+            start = time.perf_counter()
+            run(short=False)
+            seconds[name].append(time.perf_counter() - start)
     return seconds
 
 
@@ -65,7 +68,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--new-tokens", type=int, default=48)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--work", type=Path, default=HERE / "work")
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -129,8 +132,7 @@ def main() -> None:
     tokens = args.batch * args.new_tokens
     results = {}
     with torch.inference_mode():
-        for name, run in methods.items():
-            seconds = timed(run, args.repeats)
+        for name, seconds in timed_rounds(methods, args.repeats).items():
             results[name] = {"seconds": [round(s, 3) for s in seconds], "tokens_per_s": round(tokens / statistics.median(seconds), 1)}
             print(name, results[name], flush=True)
     base_rate = results["base"]["tokens_per_s"]
@@ -143,7 +145,7 @@ def main() -> None:
         "results": results,
         "mixed_vs_one_lambda": round(results["hoe, λ per row"]["tokens_per_s"] / results["hoe, one λ"]["tokens_per_s"], 3),
         "parameters": static.parameter_counts() | {"routers": routed.parameter_counts()["routers"]},
-        "command": ".venv/bin/python benchmarks/inference/run.py --repeats 3",
+        "command": ".venv/bin/python benchmarks/inference/run.py --repeats 5",
     }
     (HERE / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     lines = ["| decoding | tokens/s | × base |", "|---|---:|---:|"]

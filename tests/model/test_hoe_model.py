@@ -101,11 +101,20 @@ def test_preference_count_must_match_batch(hoe):
         hoe(input_ids=IDS)
 
 
-def test_zero_gate_experts_are_skipped(hoe):
+def test_zero_gate_experts_are_skipped(hoe, monkeypatch):
+    import hoe.model.state as state
+
+    layer = next(iter(hoe.layers.values()))
     with hoe.preference([1, 0]):
-        layer = next(iter(hoe.layers.values()))
+        plan = hoe.state.plan_for(layer, torch.zeros(3, 1, layer.in_features))
+        assert plan.columns is None  # tiny experts: a gather would cost more than it saves
+    monkeypatch.setattr(state, "SKIP_MIN_ELEMENTS", 1)
+    with hoe.preference([1, 0]):
         plan = hoe.state.plan_for(layer, torch.zeros(3, 1, layer.in_features))
         assert plan.columns is not None and plan.columns.numel() == layer.ranks[0]
+        skipped = hoe(input_ids=IDS, preference=[1, 0]).logits
+    monkeypatch.setattr(state, "SKIP_MIN_ELEMENTS", 1 << 40)
+    torch.testing.assert_close(skipped, hoe(input_ids=IDS, preference=[1, 0]).logits)
 
 
 def test_generate_per_row_preferences(hoe):

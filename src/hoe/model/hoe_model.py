@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -53,6 +54,42 @@ class HoEModel(nn.Module):
         tokenizer = load_tokenizer(bundle.spec.base_model, trust_remote_code=trust_remote_code)
         hoe = cls(bundle, model, tokenizer, ranks)
         hoe._load_weights()
+        return hoe.eval()
+
+    @classmethod
+    def from_modules(
+        cls,
+        model,
+        tokenizer,
+        objectives: list[str],
+        experts: list[tuple[str, list[float], dict[str, tuple[torch.Tensor, torch.Tensor]]]],
+        routers: Sequence[tuple[str, list[float], list[str]]] = (),
+    ) -> "HoEModel":
+        """An in-memory HoE model (benchmarks, experiments): ``experts`` are (name, anchor,
+        {module: (B, A)}); ``routers`` are (name, anchor, covered expert names), initialised to
+        reproduce their anchor's static convex weights."""
+        from hoe.model.bundle import BundleSpec, LoraExpertEntry, RouterEntry
+        from hoe.routing import convex_weights
+
+        entries = [LoraExpertEntry(name=n, path="", anchor=list(a)) for n, a, _ in experts]
+        router_entries = [RouterEntry(name=n, anchor=list(a), covers=list(c), path="") for n, a, c in routers]
+        modules = sorted(set().union(*(f.keys() for _, _, f in experts)))
+        spec = BundleSpec(format_version=1, base_model=getattr(model, "name_or_path", "") or "in-memory", objectives=objectives,
+                          target_modules=modules, experts=entries, routers=router_entries)
+        ranks = {m: {n: f[m][1].shape[0] for n, _, f in experts if m in f} for m in modules}
+        hoe = cls(Bundle(Path("."), spec), model, tokenizer, ranks)
+        for k, (_, _, factors) in enumerate(experts):
+            for module_name, (B, A) in factors.items():
+                layer = hoe.layers[module_name]
+                layer.set_expert(k, B.to(layer.fused.dtype), A.to(layer.fused.dtype))
+        anchors = np.asarray([e.anchor for e in entries])
+        names = [e.name for e in entries]
+        for j, router in enumerate(router_entries):
+            weights, _ = convex_weights(anchors[[names.index(c) for c in router.covers]], np.asarray(router.anchor))
+            for layer in hoe.layers.values():
+                with torch.no_grad():
+                    layer.router_weight[layer.router_slice(j)].zero_()
+                    layer.router_bias[layer.router_slice(j)].copy_(torch.log(torch.tensor(weights).clamp_min(LOG_FLOOR)))
         return hoe.eval()
 
     def _load_weights(self) -> None:

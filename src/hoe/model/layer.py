@@ -68,11 +68,14 @@ class MixtureLinear(nn.Module):
             return F.linear(x, self.weight, self.bias)
         out = F.linear(x, self.fused)
         y, projections = out[..., : self.out_features], out[..., self.out_features :]
-        gates = plan.column_gates(self, x)  # (batch, 1 or seq, active columns)
         if plan.columns is not None:
             projections = projections.index_select(-1, plan.columns)
-        mixed = (projections * gates).reshape(-1, projections.shape[-1])
-        y = torch.addmm(y.reshape(-1, self.out_features), mixed, plan.lora_B(self).T).reshape(*x.shape[:-1], self.out_features)
+        gates = plan.column_gates(self, x)  # (batch, 1 or seq, active columns), or None when folded
+        if gates is not None:
+            projections = projections * gates
+        up = plan.up_projection(self)
+        y = torch.addmm(y.reshape(-1, self.out_features), projections.reshape(-1, up.shape[0]), up)
+        y = y.view(*x.shape[:-1], self.out_features)
         return y if self.bias is None else y + self.bias
 
     def router_probabilities(self, x: torch.Tensor, routers: list[int]) -> dict[int, torch.Tensor]:

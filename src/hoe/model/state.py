@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import torch
 
+SKIP_MIN_ELEMENTS = 1 << 18  # inactive B entries (columns × out features) worth a gather
+
 
 class LayerPlan:
     """Gates for one (layout, batch size, device, dtype): which rank columns take part, their
-    static gates, and the router mixing weights."""
+    static gates, and the router mixing weights.
+
+    When every row has the same λ and no router is involved, the gates are constants: they are
+    folded into each module's B factor once (``B·diag(g)``), saving a multiply per forward."""
 
     def __init__(self, state: "RoutingState", module, batch: int, device, dtype) -> None:
         repeat = batch // state.rows
@@ -22,22 +27,34 @@ class LayerPlan:
         self.static_experts = static[:, None, :]
         column_expert = module.column_expert.to(device)
         active = state.active_experts.to(device)[column_expert]
-        self.columns = None if bool(active.all()) else torch.nonzero(active).flatten()
-        self.empty = self.columns is not None and self.columns.numel() == 0
+        inactive = int((~active).sum())
+        # Leaving columns out costs a gather per forward; it pays only when it saves enough bytes
+        # of B (small experts on a CPU: no; rank-256 experts of a 7B model: yes).
+        skip = inactive > 0 and (inactive == active.numel() or inactive * module.out_features >= SKIP_MIN_ELEMENTS)
+        self.columns = torch.nonzero(active).flatten() if skip else None
+        self.empty = inactive == active.numel()
         self.column_expert = column_expert if self.columns is None else column_expert[self.columns]
         self.static_columns = static[:, self.column_expert][:, None, :]  # (batch, 1, C)
         self.covered = [torch.tensor(c, device=device) for c in state.router_experts]
-        self._lora_B: dict[int, torch.Tensor] = {}
+        self.uniform = not self.routers and bool((static == static[:1]).all())
+        self._up: dict[int, torch.Tensor] = {}
 
-    def lora_B(self, module) -> torch.Tensor:
-        if self.columns is None:
-            return module.lora_B
+    def up_projection(self, module) -> torch.Tensor:
+        """The (active columns × out) matrix the gated projections are multiplied by: Bᵀ, with
+        the gates folded in when they are the same constants for every row."""
         key = id(module)
-        if key not in self._lora_B:
-            self._lora_B[key] = module.lora_B.index_select(1, self.columns)
-        return self._lora_B[key]
+        up = self._up.get(key)
+        if up is None:
+            B = module.lora_B if self.columns is None else module.lora_B.index_select(1, self.columns)
+            if self.uniform:
+                B = B * self.static_columns[0]
+            up = self._up[key] = B.T.contiguous()
+        return up
 
-    def column_gates(self, module, x: torch.Tensor) -> torch.Tensor:
+    def column_gates(self, module, x: torch.Tensor) -> torch.Tensor | None:
+        """Per-row (and with routers per-token) gates of the active columns; None when folded."""
+        if self.uniform:
+            return None
         if not self.routers:
             return self.static_columns
         gates = self.static_experts.expand(-1, x.shape[1] if x.ndim == 3 else 1, -1).clone()
