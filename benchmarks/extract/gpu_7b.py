@@ -24,32 +24,38 @@ SHAPES = {
 }
 
 
-def planted(shape: tuple[int, int], generator: torch.Generator, signal_rank: int = 512) -> torch.Tensor:
+def planted(shape: tuple[int, int], generator: torch.Generator, device: str, signal_rank: int = 512) -> torch.Tensor:
     """A decaying-spectrum delta: rank-`signal_rank` signal plus dense noise (as a fine-tune delta looks)."""
     out_dim, in_dim = shape
-    decay = torch.logspace(0, -2, signal_rank, device="cuda")
-    left = torch.randn(out_dim, signal_rank, device="cuda", generator=generator) * decay
-    right = torch.randn(signal_rank, in_dim, device="cuda", generator=generator)
-    return (left @ right) * 1e-3 + 1e-5 * torch.randn(out_dim, in_dim, device="cuda", generator=generator)
+    decay = torch.logspace(0, -2, signal_rank, device=device)
+    left = torch.randn(out_dim, signal_rank, device=device, generator=generator) * decay
+    right = torch.randn(signal_rank, in_dim, device=device, generator=generator)
+    return (left @ right) * 1e-3 + 1e-5 * torch.randn(out_dim, in_dim, device=device, generator=generator)
 
 
-def run(method: str, rank: int, layers: int) -> dict:
-    generator = torch.Generator(device="cuda").manual_seed(0)
-    torch.cuda.reset_peak_memory_stats()
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def run(method: str, rank: int, layers: int, device: str) -> dict:
+    generator = torch.Generator(device=device).manual_seed(0)
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
     seconds, errors = 0.0, []
     for _ in range(layers):
         for shape in SHAPES.values():
-            delta = planted(shape, generator)
-            torch.cuda.synchronize()
+            delta = planted(shape, generator, device)
+            _sync(device)
             start = time.perf_counter()
             factors = task_svd(delta, rank, method=method)
-            torch.cuda.synchronize()
+            _sync(device)
             seconds += time.perf_counter() - start
             errors.append(factors.relative_error)
     return {
         "method": method, "rank": rank, "modules": len(errors), "svd_seconds": round(seconds, 2),
         "mean_relative_error": round(sum(errors) / len(errors), 6),
-        "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20),
+        "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20) if device.startswith("cuda") else None,
     }
 
 
@@ -57,13 +63,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rank", type=int, default=256)
     parser.add_argument("--layers", type=int, default=LAYERS)
+    parser.add_argument("--device", default="cuda", help="cuda (the measurement) or cpu (a smoke run: --layers 1 --rank 8)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    task_svd(torch.randn(512, 512, device="cuda"), 8, method="randomized")  # warm-up kernels
-    task_svd(torch.randn(512, 512, device="cuda"), 8, method="exact")
-    results = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "runs": []}
+    task_svd(torch.randn(512, 512, device=args.device), 8, method="randomized")  # warm-up kernels
+    task_svd(torch.randn(512, 512, device=args.device), 8, method="exact")
+    name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
+    results = {"device": name, "torch": torch.__version__, "runs": []}
     for method in ("randomized", "exact"):
-        results["runs"].append(run(method, args.rank, args.layers))
+        results["runs"].append(run(method, args.rank, args.layers, args.device))
         print(results["runs"][-1], flush=True)
     if args.out:
         with open(args.out, "w") as handle:

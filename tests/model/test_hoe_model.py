@@ -129,3 +129,20 @@ def test_parameter_counts(hoe):
     layers = list(hoe.layers.values())
     assert counts["routers"] == sum(2 * (l.in_features + 1) for l in layers)
     assert counts["lora_experts"] == sum(3 * 3 * (l.in_features + l.out_features) for l in layers)
+
+
+def test_trained_router_logits_agree_between_training_and_inference_paths(bundle_dir):
+    """The stacked inference copy of the routers must give what the trainable parameters give."""
+    model = HoEModel.from_bundle(bundle_dir)
+    generator = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for layer in model.layers.values():
+            layer.router_weight.copy_(torch.randn(layer.router_weight.shape, generator=generator))
+    model.sync_routers()
+    with torch.no_grad():
+        inference = model(input_ids=IDS, preference=[0.25, 0.75]).logits
+    with torch.enable_grad():
+        training = model(input_ids=IDS, preference=[0.25, 0.75]).logits
+    assert relative_error(inference, training.detach()) < 1e-5
+    static = model(input_ids=IDS, preference=[0.5, 0.5]).logits.detach()
+    assert relative_error(inference, static) > 1e-3  # the trained router really changes the output

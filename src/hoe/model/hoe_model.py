@@ -90,6 +90,7 @@ class HoEModel(nn.Module):
                 with torch.no_grad():
                     layer.router_weight[layer.router_slice(j)].zero_()
                     layer.router_bias[layer.router_slice(j)].copy_(torch.log(torch.tensor(weights).clamp_min(LOG_FLOOR)))
+        hoe.sync_routers()
         return hoe.eval()
 
     def _load_weights(self) -> None:
@@ -106,6 +107,12 @@ class HoEModel(nn.Module):
                 with torch.no_grad():
                     layer.router_weight[layer.router_slice(j)].copy_(tensors[f"{module_name}.weight"])
                     layer.router_bias[layer.router_slice(j)].copy_(tensors[f"{module_name}.bias"])
+        self.sync_routers()
+
+    def sync_routers(self) -> None:
+        """Refresh the inference copy of every router (after loading or training them)."""
+        for layer in self.layers.values():
+            layer.sync_routers()
 
     # ---- routing --------------------------------------------------------------------------
     @property
@@ -191,8 +198,10 @@ class HoEModel(nn.Module):
         """Base model, LoRA experts and router experts, in parameters."""
         experts = sum(layer.lora_A.numel() + layer.lora_B.numel() for layer in self.layers.values())
         routers = sum(layer.router_weight.numel() + layer.router_bias.numel() for layer in self.layers.values())
+        inference_copies = sum(layer.router_weight.numel() for layer in self.layers.values())  # router rows in the stacked GEMM
         total = sum(p.numel() for p in self.model.parameters())
-        return {"base": total - experts - routers, "lora_experts": experts, "routers": routers, "per_router": routers // max(1, len(self.bundle.routers))}
+        base = total - experts - routers - inference_copies
+        return {"base": base, "lora_experts": experts, "routers": routers, "per_router": routers // max(1, len(self.bundle.routers))}
 
 
 def _batch_size(args, kwargs) -> int | None:

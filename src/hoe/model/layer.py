@@ -1,10 +1,14 @@
 """The mixture-of-LoRA linear layer: y = W₀x + Σ_k g_k(x) B_k A_k x.
 
-Efficient form: one GEMM of x against the stacked [W₀; A_1; …; A_K] gives the base output and
-every expert's rank-r projection at once; the projections are scaled by per-token gates and
-one GEMM against the stacked [B_1 … B_K] adds them back. Router experts are one more GEMM
-(all routers of the module stacked) followed by a softmax per router. Rank columns of experts
-whose gate is zero for the whole batch are left out of the second GEMM.
+Efficient form: one GEMM of x against the stacked [W₀; A_1; …; A_K; R_1; …; R_J] gives the base
+output, every expert's rank-r projection and every router's logits at once; the projections
+are scaled by per-token gates and one GEMM against the stacked [B_1 … B_K] adds them back.
+Rank columns of experts whose gate is zero for the whole batch are left out of the second GEMM
+when that saves enough bytes to pay for the gather.
+
+The router rows inside the stacked matrix are an inference copy of the trainable
+``router_weight`` parameter (``sync_routers`` refreshes it); while routers are being trained
+their logits come from ``router_weight`` itself so gradients reach it.
 """
 
 from __future__ import annotations
@@ -24,18 +28,18 @@ class MixtureLinear(nn.Module):
     def __init__(self, base: nn.Linear, ranks: list[int], router_sizes: list[int], state) -> None:
         super().__init__()
         self.in_features, self.out_features = base.in_features, base.out_features
-        total_rank = sum(ranks)
-        fused = torch.empty(self.out_features + total_rank, self.in_features, dtype=base.weight.dtype, device=base.weight.device)
+        self.ranks, self.router_sizes = list(ranks), list(router_sizes)
+        self.total_rank, total_router = sum(ranks), sum(router_sizes)
+        dtype, device = base.weight.dtype, base.weight.device
+        fused = torch.zeros(self.out_features + self.total_rank + total_router, self.in_features, dtype=dtype, device=device)
         fused[: self.out_features].copy_(base.weight.detach())
-        self.fused = nn.Parameter(fused, requires_grad=False)  # [W₀; A_1; …; A_K]
+        self.fused = nn.Parameter(fused, requires_grad=False)  # [W₀; A_1; …; A_K; R_1; …; R_J]
         self.bias = None if base.bias is None else nn.Parameter(base.bias.detach().clone(), requires_grad=False)
-        self.lora_B = nn.Parameter(torch.zeros(self.out_features, total_rank, dtype=fused.dtype, device=fused.device), requires_grad=False)
-        self.ranks = list(ranks)
-        self.router_sizes = list(router_sizes)
-        total_router = sum(router_sizes)
-        self.router_weight = nn.Parameter(torch.zeros(total_router, self.in_features, dtype=fused.dtype, device=fused.device))
-        self.router_bias = nn.Parameter(torch.zeros(total_router, dtype=fused.dtype, device=fused.device))
-        self.register_buffer("column_expert", torch.repeat_interleave(torch.arange(len(ranks)), torch.tensor(ranks, dtype=torch.long)).to(fused.device), persistent=False)
+        self.lora_B = nn.Parameter(torch.zeros(self.out_features, self.total_rank, dtype=dtype, device=device), requires_grad=False)
+        self.router_weight = nn.Parameter(torch.zeros(total_router, self.in_features, dtype=dtype, device=device))
+        self.router_bias = nn.Parameter(torch.zeros(total_router, dtype=dtype, device=device))
+        experts = torch.repeat_interleave(torch.arange(len(ranks)), torch.tensor(ranks, dtype=torch.long))
+        self.register_buffer("column_expert", experts.to(device), persistent=False)
         self.layout = tuple(ranks)
         self._state = [state]  # a list keeps the shared state out of the module tree
 
@@ -45,40 +49,50 @@ class MixtureLinear(nn.Module):
 
     @property
     def lora_A(self) -> torch.Tensor:
-        return self.fused[self.out_features :]
+        return self.fused[self.out_features : self.out_features + self.total_rank]
 
     def expert_slice(self, k: int) -> slice:
         start = sum(self.ranks[:k])
         return slice(start, start + self.ranks[k])
 
+    def router_slice(self, j: int) -> slice:
+        start = sum(self.router_sizes[:j])
+        return slice(start, start + self.router_sizes[j])
+
     def set_expert(self, k: int, B: torch.Tensor, A: torch.Tensor) -> None:
         """Load expert k's factors (delta = B @ A) into the stacked storage."""
         columns = self.expert_slice(k)
         with torch.no_grad():
-            self.fused[self.out_features + columns.start : self.out_features + columns.stop].copy_(A)
+            self.lora_A[columns].copy_(A)
             self.lora_B[:, columns].copy_(B)
 
-    def router_slice(self, j: int) -> slice:
-        start = sum(self.router_sizes[:j])
-        return slice(start, start + self.router_sizes[j])
+    def sync_routers(self) -> None:
+        """Copy the router parameters into the stacked matrix used at inference."""
+        with torch.no_grad():
+            self.fused[self.out_features + self.total_rank :].copy_(self.router_weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         plan = self._state[0].plan_for(self, x)
         if plan is None or plan.empty:  # no expert active here: the base layer alone
             return F.linear(x, self.weight, self.bias)
         out = F.linear(x, self.fused)
-        y, projections = out[..., : self.out_features], out[..., self.out_features :]
+        y = out[..., : self.out_features]
+        projections = out[..., self.out_features : self.out_features + self.total_rank]
         if plan.columns is not None:
             projections = projections.index_select(-1, plan.columns)
-        gates = plan.column_gates(self, x)  # (batch, 1 or seq, active columns), or None when folded
-        if gates is not None:
+        if plan.routers:
+            gates = plan.router_gates(self, self.router_logits(x, out))
             projections = projections * gates
+        elif not plan.uniform:
+            projections = projections * plan.static_columns
         up = plan.up_projection(self)
         y = torch.addmm(y.reshape(-1, self.out_features), projections.reshape(-1, up.shape[0]), up)
         y = y.view(*x.shape[:-1], self.out_features)
         return y if self.bias is None else y + self.bias
 
-    def router_probabilities(self, x: torch.Tensor, routers: list[int]) -> dict[int, torch.Tensor]:
-        """Per-token softmax of each listed router over the experts it covers."""
-        logits = F.linear(x, self.router_weight, self.router_bias)
-        return {j: torch.softmax(logits[..., self.router_slice(j)].float(), dim=-1).to(x.dtype) for j in routers}
+    def router_logits(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """All routers' logits: from the stacked GEMM at inference, from the parameters when
+        they are being trained (so gradients reach them)."""
+        if self.router_weight.requires_grad and torch.is_grad_enabled():
+            return F.linear(x, self.router_weight, self.router_bias)
+        return out[..., self.out_features + self.total_rank :] + self.router_bias

@@ -24,7 +24,6 @@ class LayerPlan:
         static = state.static.to(device=device, dtype=dtype).repeat_interleave(repeat, 0)  # (batch, K)
         self.mix = state.mix.to(device=device, dtype=dtype).repeat_interleave(repeat, 0)  # (batch, J)
         self.routers = state.active_routers
-        self.static_experts = static[:, None, :]
         column_expert = module.column_expert.to(device)
         active = state.active_experts.to(device)[column_expert]
         inactive = int((~active).sum())
@@ -37,7 +36,10 @@ class LayerPlan:
         self.static_columns = static[:, self.column_expert][:, None, :]  # (batch, 1, C)
         self.covered = [torch.tensor(c, device=device) for c in state.router_experts]
         self.uniform = not self.routers and bool((static == static[:1]).all())
+        self.static_is_zero = not bool(static.any())
+        self.mix_is_one = [bool((self.mix[:, j] == 1).all()) for j in range(self.mix.shape[1])]
         self._up: dict[int, torch.Tensor] = {}
+        self._router_indices: dict[int, tuple[torch.Tensor, bool]] = {}
 
     def up_projection(self, module) -> torch.Tensor:
         """The (active columns × out) matrix the gated projections are multiplied by: Bᵀ, with
@@ -51,17 +53,32 @@ class LayerPlan:
             up = self._up[key] = B.T.contiguous()
         return up
 
-    def column_gates(self, module, x: torch.Tensor) -> torch.Tensor | None:
-        """Per-row (and with routers per-token) gates of the active columns; None when folded."""
-        if self.uniform:
-            return None
-        if not self.routers:
-            return self.static_columns
-        gates = self.static_experts.expand(-1, x.shape[1] if x.ndim == 3 else 1, -1).clone()
-        for j, probabilities in module.router_probabilities(x, self.routers).items():
-            weighted = probabilities * self.mix[:, j, None, None]
-            gates.index_add_(-1, self.covered[j], weighted.reshape(gates.shape[0], -1, len(self.covered[j])))
-        return gates[..., self.column_expert]
+    def router_gates(self, module, logits: torch.Tensor) -> torch.Tensor:
+        """Per-token gates of the active columns: static part plus each active router's softmax,
+        weighted by its routing weight, gathered straight onto the rank columns."""
+        gates = None
+        for j in self.routers:
+            probabilities = torch.softmax(logits[..., module.router_slice(j)].float(), dim=-1).to(logits.dtype)
+            index, padded = self._router_index(j)
+            if padded:
+                probabilities = torch.nn.functional.pad(probabilities, (0, 1))
+            term = probabilities.index_select(-1, index)
+            if not self.mix_is_one[j]:
+                term = term * self.mix[:, j, None, None]
+            gates = term if gates is None else gates + term
+        return gates if self.static_is_zero else gates + self.static_columns
+
+    def _router_index(self, j: int) -> tuple[torch.Tensor, bool]:
+        """For each active column, the position of its expert in router j's softmax (or a zero
+        pad column when router j does not cover that expert)."""
+        cached = self._router_indices.get(j)
+        if cached is None:
+            covered = self.covered[j].tolist()
+            position = {expert: i for i, expert in enumerate(covered)}
+            index = [position.get(int(e), len(covered)) for e in self.column_expert]
+            padded = any(i == len(covered) for i in index)
+            cached = self._router_indices[j] = (torch.tensor(index, device=self.column_expert.device), padded)
+        return cached
 
 
 class RoutingState:
