@@ -46,7 +46,12 @@ def _split(value: Optional[str]) -> Optional[list[str]]:
 
 @app.callback()
 def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details.")) -> None:
+    import warnings
+
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+    if not verbose:  # deprecation notices from the libraries are for their developers, not our users
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
 @app.command()
@@ -272,7 +277,7 @@ def export(
 @user_errors
 def finetune(
     base: str = typer.Option("smollm2-135m-instruct", help="Model to fine-tune (any reference form)."),
-    data: str = typer.Option("hh-helpful-sft", help="Packaged dataset of (prompt, response) pairs."),
+    data: str = typer.Option("hh-helpful-sft", help="Packaged dataset: hh-helpful-sft | hh-harmless | alpaca-davinci."),
     out: Path = typer.Option(..., help="Output transformers folder."),
     steps: int = typer.Option(30, help="Optimiser steps."),
     batch_size: int = typer.Option(8, help="Pairs per step."),

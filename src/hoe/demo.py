@@ -1,6 +1,7 @@
-"""The embedded default run: SmolLM2-135M-Instruct, a short real fine-tune, its LoRA expert.
+"""The embedded default run, offline: SmolLM2-135M-Instruct, three short real fine-tunes, their
+LoRA experts, a merged expert and a router in one HoE bundle, answers under several preferences.
 
-It grows with the project (merging, routers, evaluation); today it shows Level 1 end to end.
+It grows with the project (rewards, router training, Pareto evaluation are open issues).
 """
 
 from __future__ import annotations
@@ -71,25 +72,57 @@ def summarise(report: dict) -> str:
     return "\n".join(lines)
 
 
+DEMO_PROMPTS = ["How can I get my neighbour's dog to stop barking at night?", "Write a short note inviting a colleague to lunch."]
+DEMO_PREFERENCES = [{"helpful": 1}, {"harmless": 1}, {"instruct": 1}, {"helpful": 0.5, "harmless": 0.5}, {"helpful": 0.2, "harmless": 0.2, "instruct": 0.6}]
+
+
+def demo_recipe(rank: int) -> str:
+    """The demo's bundle: three extracted experts, a PCB merge of helpful and harmless, one router."""
+    lines = [f"base: {DEFAULT_MODEL}", f"objectives: [{', '.join(DEMO_EXPERT_DATA)}]", f"rank: {rank}", "experts:"]
+    for name in DEMO_EXPERT_DATA:
+        lines += [f"  - name: {name}", f"    anchor: {{{name}: 1}}", f"    finetuned: {demo_finetune(name)}"]
+    lines += ["merges:", "  - name: helpful-harmless", "    experts: [helpful, harmless]", "    method: pcb",
+              "routers:", "  - name: mostly-instruct", "    anchor: [0.2, 0.2, 0.6]"]
+    return "\n".join(lines) + "\n"
+
+
 def run_demo(out: str | Path = "runs/demo", rank: int = 16, progress: bool = True) -> dict:
-    """Load the embedded model, make (or reuse) its fine-tune, extract the expert, report."""
+    """Fine-tune (or reuse) three experts, build the bundle, check one expert's fidelity, and
+    answer the demo prompts under several preferences with one model."""
+    from hoe.model import HoEModel
+    from hoe.model.build import build_bundle
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    print(f"[1/4] embedded base model {DEFAULT_MODEL}: {resolve_checkpoint(DEFAULT_MODEL)}")
-    finetuned = demo_finetune(progress=progress)
-    print(f"[2/4] full fine-tune on HH helpful responses ({DEMO_SFT.steps} steps): {finetuned}")
-    expert = out / f"expert-helpful-r{rank}"
-    report = extract_expert(DEFAULT_MODEL, finetuned, expert, ExtractSettings(rank=rank), overwrite=True, progress=progress)
-    print(f"[3/4] task-SVD expert (rank {rank}) in {expert}\n{summarise(report)}")
-    fidelity = logit_fidelity(DEFAULT_MODEL, finetuned, expert, held_out_prompts())
+    print(f"[1/5] embedded base model {DEFAULT_MODEL}: {resolve_checkpoint(DEFAULT_MODEL)}")
+    for name, data in DEMO_EXPERT_DATA.items():
+        print(f"[2/5] full fine-tune '{name}' on {data} ({DEMO_SFT.steps} steps, cached): {demo_finetune(name, progress=progress)}")
+    recipe = out / "recipe.yaml"
+    recipe.write_text(demo_recipe(rank))
+    bundle = build_bundle(recipe, out / "bundle", progress=progress)
+    report = json.loads((out / "bundle" / "experts" / "helpful" / "extract_report.json").read_text())
+    print(f"[3/5] bundle {out / 'bundle'}: experts {', '.join(e.name for e in bundle.experts)}; router {bundle.routers[0].name}\n"
+          f"task-SVD of the 'helpful' fine-tune at rank {rank}:\n{summarise(report)}")
+    fidelity = logit_fidelity(DEFAULT_MODEL, demo_finetune("helpful"), out / "bundle" / "experts" / "helpful", held_out_prompts())
     print(
-        f"[4/4] held-out prompts ({fidelity['prompts']}, {fidelity['tokens']} tokens): "
+        f"[4/5] held-out prompts ({fidelity['prompts']}, {fidelity['tokens']} tokens): "
         f"KL(fine-tune‖base) {fidelity['kl_ft_base']:.4f}, KL(fine-tune‖base+expert) {fidelity['kl_ft_expert']:.4f}: "
         f"the rank-{rank} expert recovers {100 * fidelity['shift_recovered']:.1f}% of the fine-tune's shift"
     )
-    summary = {"expert": str(expert), "finetuned": str(finetuned), "extract": report["totals"], "fidelity": fidelity,
-               "total_seconds": round(time.perf_counter() - start, 1)}
-    (out / "demo_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"artifacts: {out.resolve()} (demo_summary.json, {expert.name}/extract_report.json); {summary['total_seconds']} s in all")
+    model = HoEModel.from_bundle(out / "bundle")
+    answers = []
+    print("[5/5] one model, a preference per row (greedy, 40 new tokens):")
+    for prompt in DEMO_PROMPTS:
+        texts = model.generate([prompt] * len(DEMO_PREFERENCES), preferences=DEMO_PREFERENCES, max_new_tokens=40, do_sample=False)
+        print(f"  prompt: {prompt}")
+        for preference, text in zip(DEMO_PREFERENCES, texts):
+            label = ", ".join(f"{k}={v:g}" for k, v in preference.items())
+            routing = model.describe_routing(preference)
+            print(f"    [{label}] via {routing}\n      {' '.join(text.split())[:160]}")
+            answers.append({"prompt": prompt, "preference": preference, "routing": routing, "response": text})
+    summary = {"bundle": str(out / "bundle"), "extract_helpful": report["totals"], "fidelity": fidelity,
+               "parameters": model.parameter_counts(), "answers": answers, "total_seconds": round(time.perf_counter() - start, 1)}
+    (out / "demo_summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    print(f"artifacts: {out.resolve()} (recipe.yaml, bundle/, demo_summary.json); {summary['total_seconds']} s in all")
     return summary
