@@ -23,6 +23,7 @@ demo: $(STAMP)
 	$(VENV)/bin/hoe demo
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/python -m pytest
 
 test-slow: $(STAMP)

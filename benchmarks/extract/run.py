@@ -15,9 +15,7 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -26,20 +24,10 @@ from hoe.demo import demo_finetune
 from hoe.experts import read_lora
 from hoe.models import CheckpointTensors, resolve_checkpoint
 from hoe.models.loading import DEFAULT_MODEL
+from hoe.utils.timing import measure_process
 
 HERE = Path(__file__).resolve().parent
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-
-
-def measure(command: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one child process."""
-    start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"failed: {' '.join(command)}\n{process.stderr.read().decode()[-2000:]}")
-    return wall, usage.ru_maxrss / 1024
 
 
 def module_errors(adapter_dir: Path, base: CheckpointTensors, ft: CheckpointTensors) -> dict[str, float]:
@@ -89,7 +77,7 @@ def main() -> None:
         walls, rss = [], []
         for _ in range(args.repeats):  # interleaving would be fairer on a noisy machine; runs are sequential here
             shutil.rmtree(out, ignore_errors=True)
-            wall, peak = measure(command(out))
+            wall, peak = measure_process(command(out))
             walls.append(wall)
             rss.append(peak)
         errors = module_errors(out, base, ft)

@@ -39,7 +39,7 @@ def recipe(experts: dict[str, Path], routers: bool) -> str:
         anchor = [1 if i == k else 0 for i in range(3)]
         lines += [f"  - name: {name}", f"    anchor: {anchor}", f"    lora: {experts[name]}"]
     if routers:
-        lines += ["routers:", f"  - name: router", f"    anchor: {ROUTER_ANCHOR}"]
+        lines += ["routers:", "  - name: router", f"    anchor: {ROUTER_ANCHOR}"]
     return "\n".join(lines) + "\n"
 
 

@@ -19,9 +19,7 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -32,18 +30,10 @@ from hoe.experts.fidelity import chat_batch, mean_kl, next_token_log_probs
 from hoe.merging import MERGE_METHODS
 from hoe.models import load_model, load_tokenizer, resolve_checkpoint
 from hoe.models.loading import DEFAULT_MODEL
+from hoe.utils.timing import measure_process
 
 HERE = Path(__file__).resolve().parent
 SOURCES = ("helpful", "harmless", "instruct")
-
-
-def measure(command: list[str]) -> tuple[float, float]:
-    start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"failed: {' '.join(command)}\n{process.stderr.read().decode()[-2000:]}")
-    return time.perf_counter() - start, usage.ru_maxrss / 1024
 
 
 def held_out_prompts(count: int) -> list[str]:
@@ -69,7 +59,7 @@ def main() -> None:
         out = args.work / "merged" / method
         command = [hoe, "merge", "--base", str(base_dir), "--experts", *map(str, experts.values()), "--method", method,
                    "--rank", str(args.rank), "--objectives", ",".join(SOURCES), "--device", "cpu", "--out", str(out), "--overwrite", "--quiet"]
-        runs = [measure(command) for _ in range(args.repeats)]
+        runs = [measure_process(command) for _ in range(args.repeats)]
         report = json.loads((out / "merge_report.json").read_text())
         timings[method] = {"wall_s_median": round(statistics.median(w for w, _ in runs), 2),
                            "wall_s_all": [round(w, 2) for w, _ in runs], "peak_rss_mb": round(max(r for _, r in runs)),

@@ -55,7 +55,7 @@ def test_gpt2_conv1d_expert_loads_in_peft(tmp_path):
     base = GPT2LMHeadModel(config)
     base.save_pretrained(tmp_path / "base")
     with torch.no_grad():
-        for module_name, module in base.named_modules():
+        for module in base.modules():
             if type(module).__name__ == "Conv1D":
                 module.weight += 0.05 * torch.randn(module.weight.shape[0], 2) @ torch.randn(2, module.weight.shape[1])
     base.save_pretrained(tmp_path / "ft")

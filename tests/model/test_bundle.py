@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 
-from conftest import RECIPE, relative_error
+from conftest import relative_error
 from hoe.errors import HoEError
 from hoe.model import HoEModel, load_bundle
 from hoe.model.build import build_bundle

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
-from conftest import logits_of, relative_error
+from conftest import relative_error
 from hoe.errors import HoEError
 from hoe.experts import read_lora
 from hoe.model import HoEModel

@@ -17,7 +17,7 @@ from hoe.experts.lora import read_lora
 from hoe.model.bundle import Bundle, check_against_base, load_bundle
 from hoe.model.layer import MixtureLinear
 from hoe.model.state import RoutingState
-from hoe.models.loading import load_model, load_tokenizer, parse_dtype, resolve_checkpoint
+from hoe.models.loading import load_model, load_tokenizer, resolve_checkpoint
 from hoe.models.tensors import CheckpointTensors
 from hoe.routing import PreferenceLike
 
