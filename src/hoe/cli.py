@@ -201,7 +201,7 @@ def generate(
     bundle: Path = typer.Option(..., help="Bundle folder."),
     preference: Optional[str] = typer.Option(None, help="λ: 'helpful=0.7,harmless=0.3' or '0.7,0.3' (normalised)."),
     input: Optional[Path] = typer.Option(None, help="JSONL with {'prompt': ..., 'preference': optional} per line."),
-    output: Optional[Path] = typer.Option(None, help="JSONL to write (with --input)."),
+    output: Optional[Path] = typer.Option(None, help="JSONL to write (with --input); an interrupted run resumes from <output>.partial."),
     max_new_tokens: int = typer.Option(128, help="Tokens to generate."),
     sample: bool = typer.Option(False, "--sample/--greedy", help="Sample (with --temperature/--top-p) or decode greedily."),
     temperature: float = typer.Option(0.7, help="Sampling temperature."),
@@ -212,12 +212,8 @@ def generate(
     dtype: str = typer.Option("float32", help="Model dtype."),
 ) -> None:
     """Answer prompts under a preference vector, per request."""
-    import json
-
-    import torch
-    from tqdm.auto import tqdm
-
     from hoe.model import HoEModel, load_bundle
+    from hoe.model.batch import generate_rows
     from hoe.models.loading import default_device
     from hoe.routing import parse_preference
 
@@ -236,23 +232,14 @@ def generate(
             raise HoEError(f"prompt {number} has no preference: pass --preference or a 'preference' field")
         row["preference"] = dict(zip(spec.objectives, map(float, parse_preference(chosen, spec.objectives))))
     model = HoEModel.from_bundle(bundle, device=default_device() if device == "auto" else device, dtype=dtype)
-    torch.manual_seed(seed)
     options = {"max_new_tokens": max_new_tokens, "do_sample": sample}
     if sample:
         options.update(temperature=temperature, top_p=top_p)
-    for start in tqdm(range(0, len(rows), batch_size), desc="generate", unit="batch", disable=output is None):
-        batch = rows[start : start + batch_size]
-        texts = model.generate([r["prompt"] for r in batch], preferences=[r["preference"] for r in batch], **options)
-        for row, text in zip(batch, texts):
-            row["response"] = text
-            row["routing"] = model.describe_routing(row["preference"])
+    answered = generate_rows(model, rows, options, batch_size=batch_size, seed=seed, output=output, progress=output is not None)
     if output is None:
-        typer.echo("\n---\n".join(row["response"] for row in rows))
+        typer.echo("\n---\n".join(row["response"] for row in answered))
         return
-    from hoe.utils.io import write_text
-
-    write_text(output, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
-    typer.echo(f"{output}: {len(rows)} responses")
+    typer.echo(f"{output}: {len(answered)} responses")
 
 
 @app.command()

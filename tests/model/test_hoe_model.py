@@ -145,3 +145,40 @@ def test_trained_router_logits_agree_between_training_and_inference_paths(bundle
     assert relative_error(inference, training.detach()) < 1e-5
     static = model(input_ids=IDS, preference=[0.5, 0.5]).logits.detach()
     assert relative_error(inference, static) > 1e-3  # the trained router really changes the output
+
+
+def test_batch_generation_resumes_to_the_same_answers(hoe, tmp_path, monkeypatch):
+    from hoe.model.batch import generate_rows
+
+    def requests():
+        return [{"prompt": f"question {i}", "preference": {"helpful": i / 5, "harmless": 1 - i / 5}} for i in range(5)]
+
+    options = {"max_new_tokens": 4, "do_sample": True, "temperature": 1.0}
+    whole = generate_rows(hoe, requests(), options, batch_size=2, seed=3, output=tmp_path / "whole.jsonl", progress=False)
+    original = type(hoe).generate
+    calls = {"n": 0}
+
+    def dying(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(hoe), "generate", dying)
+    with pytest.raises(KeyboardInterrupt):
+        generate_rows(hoe, requests(), options, batch_size=2, seed=3, output=tmp_path / "resumed.jsonl", progress=False)
+    assert not (tmp_path / "resumed.jsonl").exists() and (tmp_path / "resumed.jsonl.partial").is_file()
+    monkeypatch.setattr(type(hoe), "generate", original)
+    resumed = generate_rows(hoe, requests(), options, batch_size=2, seed=3, output=tmp_path / "resumed.jsonl", progress=False)
+    assert [r["response"] for r in resumed] == [r["response"] for r in whole]
+    assert (tmp_path / "resumed.jsonl").read_text() == (tmp_path / "whole.jsonl").read_text()
+    assert not (tmp_path / "resumed.jsonl.partial").exists()
+
+
+def test_partial_file_of_other_requests_is_refused(hoe, tmp_path):
+    from hoe.model.batch import generate_rows
+
+    (tmp_path / "out.jsonl.partial").write_text('{"prompt": "something else", "preference": {"helpful": 1.0, "harmless": 0.0}}\n')
+    with pytest.raises(HoEError, match="holds answers to other requests"):
+        generate_rows(hoe, [{"prompt": "hi", "preference": {"helpful": 1.0, "harmless": 0.0}}], {"max_new_tokens": 2},
+                      batch_size=1, seed=0, output=tmp_path / "out.jsonl", progress=False)

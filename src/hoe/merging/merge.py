@@ -96,14 +96,15 @@ class _Input:
         lora = self.adapter.modules.get(module) if self.adapter is not None else None
         return None if lora is None else (lora.scale * lora.B.double(), lora.A.double())
 
-    def dense(self, spec, base: CheckpointTensors, device) -> torch.Tensor:
+    def dense(self, spec, base: CheckpointTensors, base_weight: torch.Tensor | None, device) -> torch.Tensor:
+        """This input's delta of one module as an (out, in) float32 matrix; ``base_weight`` is
+        read once per module by the caller, when some input is a full model."""
         if self.adapter is not None:
             lora = self.adapter.modules.get(spec.module)
-            out_in = _out_in(spec, base)
             if lora is None:
-                return torch.zeros(out_in, device=device)
+                return torch.zeros(_out_in(spec, base), device=device)
             return lora.delta().to(device)
-        delta = self.tensors.get(spec.weight).to(device, torch.float32) - base.get(spec.weight).to(device, torch.float32)
+        delta = self.tensors.get(spec.weight).to(device, torch.float32) - base_weight
         return delta.T if spec.transposed else delta
 
 
@@ -163,6 +164,7 @@ def merge_experts(
     device = torch.device(settings.device)
     merged: dict[str, LowRankFactors] = {}
     factored_modules = 0
+    any_full = any(i.tensors is not None for i in inputs)
     with single_threaded_lapack():
         for spec in tqdm(specs, desc=f"merge ({settings.method})", unit="module", disable=not progress):
             factors = [i.factors(spec.module) for i in inputs]
@@ -173,7 +175,8 @@ def merge_experts(
                 merged[spec.module] = _cpu(rerank_lora(B, A, 1.0, settings.rank))
                 factored_modules += 1
                 continue
-            deltas = torch.stack([i.dense(spec, base_tensors, device) for i in inputs])
+            base_weight = base_tensors.get(spec.weight).to(device, torch.float32) if any_full else None
+            deltas = torch.stack([i.dense(spec, base_tensors, base_weight, device) for i in inputs])
             generator = np.random.default_rng(_module_seed(int(params.get("seed", 0)), spec.module))
             delta = method.function(deltas, weights.to(device), generator=generator, **params)
             merged[spec.module] = _cpu(task_svd(delta, settings.rank, method=settings.svd, seed=int(params.get("seed", 0))))
