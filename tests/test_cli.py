@@ -120,3 +120,22 @@ def test_generate_bad_jsonl(bundle_dir, tmp_path):
     result = runner.invoke(app, ["generate", "--bundle", str(bundle_dir), "--input", str(bad), "--output", str(tmp_path / "o.jsonl"), "--preference", "1,0"])
     assert result.exit_code == 2 and result.output.startswith(f"error: {bad} line 2: malformed JSON")
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_score_cli(tmp_path):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"prompt": "Thanks?", "response": "You are welcome!", "id": 7}) + "\n"
+                     + json.dumps({"prompt": "Thanks?", "response": "Get lost, idiot."}) + "\n")
+    result = runner.invoke(app, ["score", "--objectives", "civility,concision", "--input", str(pairs), "--out", str(tmp_path / "s.jsonl"),
+                                 "--cache", str(tmp_path / "c.sqlite")])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
+    assert rows[0]["id"] == 7 and rows[0]["scores"]["civility"] > rows[1]["scores"]["civility"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "x"}\n')
+    result = runner.invoke(app, ["score", "--objectives", "civility", "--input", str(bad), "--out", str(tmp_path / "o.jsonl")])
+    assert result.exit_code == 2 and result.output.strip() == f"error: {bad} line 1: each line needs a string 'response'"
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    result = runner.invoke(app, ["score", "--objectives", "civility", "--input", str(empty), "--out", str(tmp_path / "o.jsonl")])
+    assert result.exit_code == 2 and "holds no prompts" in result.output

@@ -262,6 +262,42 @@ def export(
 
 @app.command()
 @user_errors
+def score(
+    objectives: str = typer.Option(..., help="Comma-separated: civility, relevance, positivity, concision, readability, rm:MODEL[#preset], py:module:function."),
+    input: Path = typer.Option(..., help="JSONL with {'prompt', 'response'} per line (other fields are kept)."),
+    out: Path = typer.Option(..., help="JSONL to write, each line with 'scores' added."),
+    cache: Optional[Path] = typer.Option(None, help="SQLite score cache (reused across runs)."),
+    device: str = typer.Option("cpu", help="Device of reward models."),
+    batch_size: int = typer.Option(8, help="Pairs per reward-model forward."),
+    trust_remote_code: bool = typer.Option(False, help="Allow reward-model code from the checkpoint (only if you trust it)."),
+) -> None:
+    """Score (prompt, response) pairs for each objective."""
+    import json
+    import time
+
+    from hoe.rewards import ScoreCache, score_objectives
+    from hoe.utils.io import write_text
+
+    rows = _read_jsonl(input)
+    for number, row in enumerate(rows, 1):
+        if not isinstance(row.get("response"), str):
+            raise HoEError(f"{input} line {number}: each line needs a string 'response'")
+    names = _split(objectives) or []
+    if not names:
+        raise HoEError("--objectives is empty")
+    start = time.perf_counter()
+    scores = score_objectives(names, [r["prompt"] for r in rows], [r["response"] for r in rows],
+                              cache=ScoreCache(cache) if cache else None, device=device, batch_size=batch_size,
+                              trust_remote_code=trust_remote_code)
+    for index, row in enumerate(rows):
+        row["scores"] = {name: values[index] for name, values in scores.items()}
+    write_text(out, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    means = ", ".join(f"{name} {sum(values) / len(values):.4f}" for name, values in scores.items())
+    typer.echo(f"{out}: {len(rows)} pairs in {time.perf_counter() - start:.1f} s; means: {means}")
+
+
+@app.command()
+@user_errors
 def finetune(
     base: str = typer.Option("smollm2-135m-instruct", help="Model to fine-tune (any reference form)."),
     data: str = typer.Option("hh-helpful-sft", help="Packaged dataset: hh-helpful-sft | hh-harmless | alpaca-davinci."),

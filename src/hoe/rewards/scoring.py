@@ -1,0 +1,130 @@
+"""Scorers by name, a persistent score cache, and per-objective normalisation statistics.
+
+An objective is named by one of:
+- an offline scorer: ``relevance``, ``civility``, ``positivity``, ``concision``, ``readability``;
+- a reward model: ``rm:NAME_OR_PATH`` or ``rm:NAME_OR_PATH#PRESET`` (presets in ``reward_model``);
+- a Python callable: ``py:module:function`` taking (prompts, responses) and returning floats.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import math
+import sqlite3
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+from hoe.errors import HoEError
+from hoe.rewards.offline import OFFLINE_SCORERS
+
+
+class CallableScorer:
+    """``py:module:function``: any function (prompts, responses) -> floats."""
+
+    def __init__(self, spec: str) -> None:
+        target = spec.removeprefix("py:")
+        module_name, _, function_name = target.rpartition(":")
+        if not module_name or not function_name:
+            raise HoEError(f"'{spec}' must look like py:module:function")
+        try:
+            self.function = getattr(importlib.import_module(module_name), function_name)
+        except (ImportError, AttributeError) as exc:
+            raise HoEError(f"cannot load scorer '{spec}': {exc}") from None
+        self.key = spec
+
+    def score(self, prompts, responses):
+        values = [float(v) for v in self.function(list(prompts), list(responses))]
+        if len(values) != len(prompts):
+            raise HoEError(f"scorer '{self.key}' returned {len(values)} scores for {len(prompts)} pairs")
+        return values
+
+
+def get_scorer(spec: str, *, device: str = "cpu", batch_size: int = 8, trust_remote_code: bool = False):
+    """A scorer from its name (see the module docstring)."""
+    if spec in OFFLINE_SCORERS:
+        return OFFLINE_SCORERS[spec]()
+    if spec.startswith("rm:"):
+        from hoe.rewards.reward_model import RewardModelScorer
+
+        reference, _, preset = spec[3:].partition("#")
+        return RewardModelScorer(reference, preset or None, device=device, batch_size=batch_size, trust_remote_code=trust_remote_code)
+    if spec.startswith("py:"):
+        return CallableScorer(spec)
+    raise HoEError(f"unknown objective '{spec}' (offline scorers: {', '.join(OFFLINE_SCORERS)}; or rm:MODEL, py:module:function)")
+
+
+class ScoreCache:
+    """Scores keyed by (scorer key, prompt, response) in an SQLite file: scoring the same
+    response twice, in training or evaluation, costs a lookup."""
+
+    def __init__(self, path: str | Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(path))
+        self.db.execute("CREATE TABLE IF NOT EXISTS scores (key TEXT PRIMARY KEY, value REAL NOT NULL)")
+
+    @staticmethod
+    def key(scorer_key: str, prompt: str, response: str) -> str:
+        return hashlib.sha256("\0".join((scorer_key, prompt, response)).encode()).hexdigest()
+
+    def score(self, scorer, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+        keys = [self.key(scorer.key, p, r) for p, r in zip(prompts, responses)]
+        found = dict(self.db.execute(f"SELECT key, value FROM scores WHERE key IN ({','.join('?' * len(keys))})", keys)) if keys else {}
+        missing = [i for i, k in enumerate(keys) if k not in found]
+        if missing:
+            values = scorer.score([prompts[i] for i in missing], [responses[i] for i in missing])
+            with self.db:
+                self.db.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?)", [(keys[i], v) for i, v in zip(missing, values)])
+            found.update({keys[i]: v for i, v in zip(missing, values)})
+        return [found[k] for k in keys]
+
+
+def score_objectives(objectives: Sequence[str], prompts: Sequence[str], responses: Sequence[str], *, cache: ScoreCache | None = None,
+                     batch_size: int = 64, **scorer_options) -> dict[str, list[float]]:
+    """Every objective's scores for the pairs, in order."""
+    if len(prompts) != len(responses):
+        raise HoEError(f"{len(prompts)} prompts for {len(responses)} responses")
+    results = {}
+    for spec in objectives:
+        scorer = get_scorer(spec, **scorer_options)
+        values: list[float] = []
+        for start in range(0, len(prompts), batch_size):
+            chunk_p, chunk_r = prompts[start : start + batch_size], responses[start : start + batch_size]
+            values += cache.score(scorer, chunk_p, chunk_r) if cache else scorer.score(chunk_p, chunk_r)
+        results[spec] = values
+    return results
+
+
+@dataclass
+class NormStats:
+    """Per-objective mean and standard deviation, fitted once and shared by training and evaluation."""
+
+    mean: float
+    std: float
+    count: int
+
+    @classmethod
+    def fit(cls, values: Sequence[float]) -> "NormStats":
+        if not values:
+            raise HoEError("cannot fit normalisation statistics on no scores")
+        mean = sum(values) / len(values)
+        std = math.sqrt(sum((v - mean) ** 2 for v in values) / max(1, len(values) - 1))
+        return cls(mean=mean, std=std if std > 1e-12 else 1.0, count=len(values))
+
+    def apply(self, values: Sequence[float]) -> list[float]:
+        return [(v - self.mean) / self.std for v in values]
+
+
+def save_stats(path: str | Path, stats: dict[str, NormStats]) -> None:
+    from hoe.utils.io import write_json
+
+    write_json(path, {name: asdict(s) for name, s in stats.items()})
+
+
+def load_stats(path: str | Path) -> dict[str, NormStats]:
+    path = Path(path)
+    if not path.is_file():
+        raise HoEError(f"normalisation statistics not found: '{path}'")
+    return {name: NormStats(**values) for name, values in json.loads(path.read_text()).items()}
