@@ -296,6 +296,33 @@ def score(
     typer.echo(f"{out}: {len(rows)} pairs in {time.perf_counter() - start:.1f} s; means: {means}")
 
 
+@app.command("make-expert")
+@user_errors
+def make_expert_command(
+    objective: str = typer.Option(..., help="The objective to maximise (an offline scorer, rm:MODEL, or py:module:function)."),
+    out: Path = typer.Option(..., help="Output transformers folder."),
+    base: str = typer.Option("smollm2-135m-instruct", help="Model to align (any reference form)."),
+    method: str = typer.Option("raft", help="raft: best-of-k responses, then supervised fine-tuning."),
+    prompts: str = typer.Option("packaged:hh-helpful-sft", help="Prompt spec: packaged:NAME or hub:DATASET[:CONFIG]@SPLIT#FIELD (train split)."),
+    prompt_count: int = typer.Option(96, help="Training prompts."),
+    k: int = typer.Option(4, help="Responses sampled per prompt (shared across objectives)."),
+    max_new_tokens: int = typer.Option(64, help="Length of sampled responses."),
+    steps: int = typer.Option(24, help="Fine-tuning steps."),
+    learning_rate: float = typer.Option(2e-5, help="AdamW learning rate."),
+    device: str = typer.Option("auto", help="cpu, cuda, or auto."),
+    overwrite: bool = typer.Option(False, help="Replace an existing --out."),
+) -> None:
+    """Make a single-objective expert of the base (resumable: sampling and training both continue after an interruption)."""
+    from hoe.models.loading import default_device
+    from hoe.training.make_expert import MakeExpertSettings, make_expert
+
+    settings = MakeExpertSettings.from_options(objective, method=method, prompts=prompts, prompt_count=prompt_count, k=k,
+                                               max_new_tokens=max_new_tokens, steps=steps, learning_rate=learning_rate)
+    report = make_expert(base, settings, out, device=default_device() if device == "auto" else device, overwrite=overwrite)
+    typer.echo(f"{out}: {objective} expert by {method}; chosen responses score {report['chosen_mean']:.4f} "
+               f"against {report['candidate_mean']:.4f} for all candidates; {report['train_seconds']:.0f} s of training")
+
+
 @app.command()
 @user_errors
 def finetune(

@@ -123,3 +123,21 @@ def test_export_refuses_router_preferences(bundle_dir, tmp_path):
     with pytest.raises(HoEError, match="routes through router expert 'mostly-harmless'"):
         export_preference(bundle_dir, [0.25, 0.75], tmp_path / "x")
     assert not (tmp_path / "x").exists()
+
+
+def response_length(prompts, responses):
+    return [float(len(r)) for r in responses]
+
+
+def test_recipe_can_make_its_experts(tiny_chat_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
+    make = "{objective: 'py:%s:response_length', prompt_count: 4, k: 2, max_new_tokens: 4, steps: 2}" % __name__
+    (tmp_path / "recipe.yaml").write_text(
+        f"base: {tiny_chat_model}\nobjectives: [long, short]\nrank: 2\nexperts:\n"
+        f"  - name: long\n    anchor: [1, 0]\n    make: {make}\n"
+        f"  - name: other\n    anchor: [0, 1]\n    make: {make.replace('steps: 2', 'steps: 3')}\n"
+    )
+    bundle = build_bundle(tmp_path / "recipe.yaml", tmp_path / "bundle", progress=False)
+    assert [e.source["kind"] for e in bundle.experts] == ["make", "make"]
+    assert len(list((tmp_path / "cache" / "experts").iterdir())) == 2
+    HoEModel.from_bundle(tmp_path / "bundle")(input_ids=IDS, preference=[0.5, 0.5])

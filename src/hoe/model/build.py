@@ -96,12 +96,27 @@ def _make_expert(recipe: Recipe, root: Path, spec, index: int, target: Path, bas
         check_adapter_shapes(read_lora(folder), folder, base, layers)
         shutil.copytree(folder, target, ignore=shutil.ignore_patterns(EXPERT_META))
         return {"kind": "lora", "from": str(folder)}
-    finetuned = spec.finetuned
-    local = _resolve(root, finetuned)
-    reference = str(local) if local.exists() else finetuned
     settings = ExtractSettings(rank=spec.rank or recipe.rank, svd=spec.svd, target_modules=recipe.target_modules)
+    if spec.make is not None:
+        reference = str(_made_model(recipe.base, spec.make, progress))
+        extract_expert(recipe.base, reference, target, settings, progress=progress)
+        return {"kind": "make", "from": reference, "rank": settings.rank, "make": spec.make.model_dump()}
+    local = _resolve(root, spec.finetuned)
+    reference = str(local) if local.exists() else spec.finetuned
     extract_expert(recipe.base, reference, target, settings, progress=progress)
     return {"kind": "extract", "from": reference, "rank": settings.rank}
+
+
+def _made_model(base: str, make, progress: bool) -> Path:
+    """The model ``hoe make-expert`` makes for a recipe entry, cached by its settings."""
+    from hoe.models.loading import cache_root
+    from hoe.training.make_expert import REPORT_NAME, MakeExpertSettings, make_expert
+
+    out = cache_root() / "experts" / f"{make.objective.replace('/', '_').replace(':', '_')}-{_fingerprint(base, make.model_dump())}"
+    if not (out / REPORT_NAME).is_file():
+        options = make.model_dump()
+        make_expert(base, MakeExpertSettings.from_options(options.pop("objective"), **options), out, overwrite=True, progress=progress)
+    return out
 
 
 def _make_merge(recipe: Recipe, spec, index: int, target: Path, tmp: Path, anchors, progress) -> dict:

@@ -10,7 +10,10 @@ experts:
     finetuned: ./helpful-sft      # a full model to extract ...
   - name: harmless
     anchor: [0, 1]
-    lora: ./harmless-lora         # ... or a ready peft LoRA folder
+    lora: ./harmless-lora         # ... or a ready peft LoRA folder ...
+  - name: concise
+    anchor: [0, 1]
+    make: {objective: concision}  # ... or a model hoe make-expert makes first (then extracted)
 merges:
   - name: balanced
     experts: [helpful, harmless]
@@ -44,18 +47,32 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class MakeSpec(_Strict):
+    """Make the single-objective model first (``hoe make-expert``), then extract it."""
+
+    objective: str
+    method: str = "raft"
+    prompts: str = "packaged:hh-helpful-sft"
+    prompt_count: int = Field(default=96, gt=0)
+    k: int = Field(default=4, ge=2)
+    max_new_tokens: int = Field(default=64, gt=0)
+    steps: int = Field(default=24, gt=0)
+    learning_rate: float = Field(default=2e-5, gt=0)
+
+
 class ExpertSpec(_Strict):
     name: str
     anchor: AnchorLike
     lora: str | None = None
     finetuned: str | None = None
+    make: MakeSpec | None = None
     rank: int | None = Field(default=None, gt=0)
     svd: str = "exact"
 
     @model_validator(mode="after")
     def _one_source(self):
-        if (self.lora is None) == (self.finetuned is None):
-            raise ValueError("give exactly one of 'lora' (a ready adapter) or 'finetuned' (a model to extract)")
+        if sum(x is not None for x in (self.lora, self.finetuned, self.make)) != 1:
+            raise ValueError("give exactly one of 'lora' (a ready adapter), 'finetuned' (a model to extract) or 'make' (an expert to make)")
         return self
 
 
@@ -134,8 +151,15 @@ def load_recipe(path: str | Path) -> tuple[Recipe, Path]:
         recipe = Recipe.model_validate(raw)
     except ValidationError as exc:
         raise HoEError(f"{path}: {first_error(exc)}") from None
+    from hoe.rewards.scoring import check_objective_name
+
     for i, expert in enumerate(recipe.experts):
         anchor_vector(expert.anchor, recipe.objectives, f"{path}: experts.{i}.anchor")
+        if expert.make is not None:
+            try:
+                check_objective_name(expert.make.objective)
+            except HoEError as exc:
+                raise HoEError(f"{path}: experts.{i}.make.objective: {exc}") from None
     for i, router in enumerate(recipe.routers):
         anchor_vector(router.anchor, recipe.objectives, f"{path}: routers.{i}.anchor")
     for i, merge in enumerate(recipe.merges):

@@ -42,6 +42,12 @@ class CallableScorer:
         return values
 
 
+def check_objective_name(spec: str) -> None:
+    """Refuse a name that cannot be an objective, without loading anything."""
+    if spec not in OFFLINE_SCORERS and not spec.startswith(("rm:", "py:")):
+        raise HoEError(f"unknown objective '{spec}' (offline scorers: {', '.join(OFFLINE_SCORERS)}; or rm:MODEL, py:module:function)")
+
+
 def get_scorer(spec: str, *, device: str = "cpu", batch_size: int = 8, trust_remote_code: bool = False):
     """A scorer from its name (see the module docstring)."""
     if spec in OFFLINE_SCORERS:
@@ -51,9 +57,8 @@ def get_scorer(spec: str, *, device: str = "cpu", batch_size: int = 8, trust_rem
 
         reference, _, preset = spec[3:].partition("#")
         return RewardModelScorer(reference, preset or None, device=device, batch_size=batch_size, trust_remote_code=trust_remote_code)
-    if spec.startswith("py:"):
-        return CallableScorer(spec)
-    raise HoEError(f"unknown objective '{spec}' (offline scorers: {', '.join(OFFLINE_SCORERS)}; or rm:MODEL, py:module:function)")
+    check_objective_name(spec)
+    return CallableScorer(spec)
 
 
 class ScoreCache:

@@ -76,8 +76,10 @@ def supervised_finetune(
     device: str = "cpu",
     overwrite: bool = False,
     progress: bool = True,
+    extra_json: dict[str, dict] | None = None,
 ) -> dict:
-    """Fine-tune every weight of ``base`` on ``pairs`` and save a transformers folder at ``out``.
+    """Fine-tune every weight of ``base`` on ``pairs`` and save a transformers folder at ``out``
+    (with ``extra_json`` files written inside it, atomically with the weights).
 
     Checkpoints go to ``<out>.partial`` every ``save_every`` steps; calling again with the same
     arguments resumes from there. Returns the training log (also saved in the folder).
@@ -127,6 +129,8 @@ def supervised_finetune(
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         write_json(tmp / "sft_log.json", log)
+        for name, content in (extra_json or {}).items():
+            write_json(tmp / name, content)
     shutil.rmtree(partial, ignore_errors=True)
     return log
 

@@ -1,0 +1,99 @@
+"""Single-objective experts made by `hoe make-expert` (RAFT) on the offline assistant suite:
+does each one improve its own objective on held-out prompts, and what does it cost the others?
+
+Training prompts: 96 of the assistant suite's train split (HH-RLHF helpful + harmless prompts),
+k = 4 candidates each, sampled once and shared by every objective. Evaluation: 64 held-out
+HH-RLHF helpful test prompts, greedy, 64 new tokens, every model scored on every objective.
+
+    .venv/bin/python benchmarks/experts/run.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from hoe.data import load_prompts
+from hoe.models import load_model, load_tokenizer
+from hoe.models.loading import DEFAULT_MODEL, cache_root
+from hoe.rewards import OFFLINE_SCORERS, ScoreCache, score_objectives
+from hoe.training.make_expert import MakeExpertSettings, make_expert
+from hoe.training.sampling import SamplingSettings
+
+HERE = Path(__file__).resolve().parent
+ASSISTANT_PROMPTS = "packaged:hh-helpful-sft+packaged:hh-harmless"
+
+
+@torch.no_grad()
+def answers(model_ref: str, prompts: list[str], batch: int = 16, new_tokens: int = 64) -> list[str]:
+    model = load_model(model_ref)
+    tokenizer = load_tokenizer(DEFAULT_MODEL)
+    tokenizer.padding_side = "left"
+    texts = []
+    for start in range(0, len(prompts), batch):
+        chunk = [tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
+                 for p in prompts[start : start + batch]]
+        inputs = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
+        out = model.generate(**inputs, max_new_tokens=new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        texts += [t.strip() for t in tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)]
+    return texts
+
+
+def mean_se(values: list[float]) -> tuple[float, float]:
+    return statistics.mean(values), statistics.stdev(values) / math.sqrt(len(values))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--objectives", default="concision,positivity,readability")
+    parser.add_argument("--work", type=Path, default=HERE / "work")
+    args = parser.parse_args()
+    objectives = args.objectives.split(",")
+    heldout = load_prompts("packaged:hh-helpful-test", "all", limit=64)
+    models, timings = {"base": DEFAULT_MODEL}, {}
+    for objective in objectives:
+        out = args.work / objective
+        if not (out / "make_expert_report.json").is_file():
+            settings = MakeExpertSettings(objective=objective, prompts=ASSISTANT_PROMPTS, prompt_count=96,
+                                          sampling=SamplingSettings(k=4, max_new_tokens=64, batch_prompts=8))
+            start = time.perf_counter()
+            make_expert(DEFAULT_MODEL, settings, out, overwrite=True)
+            timings[objective] = round(time.perf_counter() - start, 1)
+        models[objective] = str(out)
+    cache = ScoreCache(cache_root() / "scores.sqlite")
+    table = {}
+    for label, ref in models.items():
+        responses = answers(ref, heldout)
+        scores = score_objectives(list(OFFLINE_SCORERS), heldout, responses, cache=cache)
+        table[label] = {name: mean_se(values) for name, values in scores.items()}
+        print(label, {k: round(v[0], 4) for k, v in table[label].items()}, flush=True)
+    verdicts = {}
+    for objective in objectives:
+        (em, es), (bm, bs) = table[objective][objective], table["base"][objective]
+        verdicts[objective] = {"expert": round(em, 4), "base": round(bm, 4), "gain": round(em - bm, 4),
+                               "gain_in_se": round((em - bm) / math.sqrt(es**2 + bs**2), 2)}
+    reports = {o: json.loads((args.work / o / "make_expert_report.json").read_text()) for o in objectives}
+    results = {"heldout_prompts": len(heldout), "objectives": objectives, "verdicts": verdicts,
+               "table": {m: {o: [round(v[0], 4), round(v[1], 4)] for o, v in row.items()} for m, row in table.items()},
+               "make_expert_seconds": timings, "raft": {o: {k: r[k] for k in ("candidate_mean", "chosen_mean", "pairs")} for o, r in reports.items()},
+               "machine": {"cpus": os.cpu_count(), "torch": torch.__version__}, "command": ".venv/bin/python benchmarks/experts/run.py"}
+    (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    names = list(OFFLINE_SCORERS)
+    lines = ["| model | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for label, row in table.items():
+        lines.append(f"| {label} | " + " | ".join(f"{row[n][0]:.3f} ± {row[n][1]:.3f}" for n in names) + " |")
+    lines += ["", "| expert | own objective: base → expert | gain in standard errors |", "|---|---|---:|"]
+    lines += [f"| {o} | {v['base']:.3f} → {v['expert']:.3f} | {v['gain_in_se']:+.1f} |" for o, v in verdicts.items()]
+    (HERE / "results.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

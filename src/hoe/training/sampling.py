@@ -1,0 +1,85 @@
+"""Candidate responses sampled from a model, k per prompt, cached and resumable.
+
+Candidates are sampled once and shared: by the conflict measurement, and by every expert that
+RAFT or DPO makes from the same base and prompts. Each finished batch is appended to the cache
+file, so an interrupted run continues where it stopped (batch b samples with seed + b).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from hoe.errors import HoEError
+from hoe.models.loading import cache_root, load_model, load_tokenizer, resolve_checkpoint
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    k: int = 4
+    max_new_tokens: int = 64
+    temperature: float = 0.9
+    top_p: float = 0.95
+    batch_prompts: int = 8
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.k < 2:
+            raise HoEError(f"k must be at least 2 (best and worst of k), got {self.k}")
+        if self.max_new_tokens <= 0 or self.batch_prompts <= 0:
+            raise HoEError("max_new_tokens and batch_prompts must be positive")
+        if not (self.temperature > 0 and 0 < self.top_p <= 1):
+            raise HoEError(f"temperature must be positive and top_p in (0, 1], got {self.temperature}, {self.top_p}")
+
+
+def candidates_file(model: str, prompts: list[str], settings: SamplingSettings) -> Path:
+    source = str(resolve_checkpoint(model).resolve())
+    key = hashlib.sha1(json.dumps([source, prompts, asdict(settings)]).encode()).hexdigest()[:16]
+    return cache_root() / "candidates" / f"{key}.jsonl"
+
+
+def sample_candidates(model: str, prompts: list[str], settings: SamplingSettings | None = None, *, device: str = "cpu",
+                      progress: bool = True) -> list[dict]:
+    """[{"prompt", "responses": [k texts]}] for ``prompts``, from the cache where already sampled."""
+    settings = settings or SamplingSettings()
+    settings.validate()
+    path = candidates_file(model, prompts, settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = path.read_text().splitlines() if path.is_file() else []
+    done = []
+    for line in lines:
+        try:
+            done.append(json.loads(line))
+        except json.JSONDecodeError:
+            break  # a line cut short by a kill: everything from here is sampled again
+    if len(done) < len(prompts):  # keep whole batches only, so batch b still samples with seed + b
+        done = done[: len(done) - len(done) % settings.batch_prompts]
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in done))
+    if len(done) >= len(prompts):
+        return done[: len(prompts)]
+    lm = load_model(model, device=device)
+    tokenizer = load_tokenizer(model)
+    tokenizer.padding_side = "left"
+    starts = range(len(done), len(prompts), settings.batch_prompts)
+    for start in tqdm(starts, desc="sample", unit="batch", disable=not progress):
+        batch = prompts[start : start + settings.batch_prompts]
+        texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
+                 if tokenizer.chat_template else p for p in batch]
+        inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not tokenizer.chat_template).to(device)
+        torch.manual_seed(settings.seed + start // settings.batch_prompts)
+        with torch.no_grad():
+            output = lm.generate(**inputs, do_sample=True, temperature=settings.temperature, top_p=settings.top_p,
+                                 max_new_tokens=settings.max_new_tokens, num_return_sequences=settings.k,
+                                 pad_token_id=tokenizer.pad_token_id)
+        decoded = tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+        rows = [{"prompt": p, "responses": [d.strip() for d in decoded[i * settings.k : (i + 1) * settings.k]]} for i, p in enumerate(batch)]
+        with path.open("a") as handle:
+            for row in rows:
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        done += rows
+    return done

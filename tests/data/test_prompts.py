@@ -1,0 +1,39 @@
+"""Prompt specs and deterministic splits."""
+
+from __future__ import annotations
+
+import pytest
+
+from hoe.data import load_prompts, split_of
+from hoe.errors import HoEError
+
+
+def test_splits_are_disjoint_deterministic_and_sized():
+    train = load_prompts("packaged:hh-helpful-sft", "train")
+    held = load_prompts("packaged:hh-helpful-sft", "heldout")
+    assert not set(train) & set(held)
+    assert load_prompts("packaged:hh-helpful-sft", "train") == train
+    assert 0.7 < len(train) / len(load_prompts("packaged:hh-helpful-sft")) < 0.9
+    assert all(split_of(p) == "heldout" for p in held)
+    assert len(load_prompts("packaged:hh-harmless", "eval", limit=5)) == 5
+
+
+@pytest.mark.parametrize(
+    "spec, split, message",
+    [
+        ("packaged:nope", "all", "unknown packaged dataset 'nope'"),
+        ("files:x", "all", "must start with packaged: or hub:"),
+        ("packaged:hh-harmless", "test", "unknown split 'test'"),
+        ("hub:someone/data@train", "all", "needs the prompt field"),
+    ],
+)
+def test_bad_specs(spec, split, message):
+    with pytest.raises(HoEError, match=message):
+        load_prompts(spec, split)
+
+
+def test_hub_dataset_failure_is_one_line(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(HoEError, match="could not load hub dataset 'someone/not-a-dataset-xyz'"):
+        load_prompts("hub:someone/not-a-dataset-xyz@train#prompt")

@@ -1,0 +1,77 @@
+"""Candidate sampling (cached, resumable), conflict measurement and RAFT on the tiny chat model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hoe.errors import HoEError
+from hoe.rewards.conflict import conflict_table, within_prompt_correlation
+from hoe.training.make_expert import MakeExpertSettings, make_expert
+from hoe.training.sampling import SamplingSettings, sample_candidates
+from hoe.training.sft import SFTSettings
+
+PROMPTS = ["hello", "what is up", "tell me a story", "how are you", "name a fruit"]
+SETTINGS = SamplingSettings(k=3, max_new_tokens=6, batch_prompts=2)
+
+
+def response_length(prompts, responses):
+    return [float(len(r)) for r in responses]
+
+
+def test_sampling_is_cached_and_resumes_identically(tiny_chat_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOE_CACHE", str(tmp_path / "whole"))
+    whole = sample_candidates(str(tiny_chat_model), PROMPTS, SETTINGS, progress=False)
+    assert [len(r["responses"]) for r in whole] == [3] * 5
+    assert sample_candidates(str(tiny_chat_model), PROMPTS, SETTINGS, progress=False) == whole  # from the cache
+
+    monkeypatch.setenv("HOE_CACHE", str(tmp_path / "resumed"))
+    from transformers import LlamaForCausalLM
+
+    original, calls = LlamaForCausalLM.generate, {"n": 0}
+
+    def dying(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(LlamaForCausalLM, "generate", dying)
+    with pytest.raises(KeyboardInterrupt):
+        sample_candidates(str(tiny_chat_model), PROMPTS, SETTINGS, progress=False)
+    monkeypatch.setattr(LlamaForCausalLM, "generate", original)
+    assert sample_candidates(str(tiny_chat_model), PROMPTS, SETTINGS, progress=False) == whole
+
+
+def test_within_prompt_correlation():
+    mean, error, count = within_prompt_correlation([[1, 2, 3], [3, 2, 1], [5, 5, 5]], [[3, 2, 1], [1, 2, 3], [1, 2, 3]])
+    assert mean == pytest.approx(-1.0) and count == 2  # the all-tied prompt is skipped
+    table = conflict_table({"a": [[1, 2, 3], [1, 2, 3]], "b": [[3, 2, 1], [3, 1, 2]], "c": [[1, 2, 3], [1, 3, 2]]})
+    assert table[0]["pair"] in (["a", "b"], ["b", "c"]) and table[0]["spearman"] < 0
+
+
+def test_raft_fine_tunes_on_the_best_responses(tiny_chat_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
+    settings = MakeExpertSettings(objective=f"py:{__name__}:response_length", prompt_count=4,
+                                  sampling=SamplingSettings(k=3, max_new_tokens=6, batch_prompts=2),
+                                  sft=SFTSettings(steps=2, batch_size=2, max_length=64, learning_rate=1e-3))
+    report = make_expert(str(tiny_chat_model), settings, tmp_path / "expert", progress=False)
+    assert report["pairs"] == 4 and report["chosen_mean"] >= report["candidate_mean"]
+    saved = json.loads((tmp_path / "expert" / "make_expert_report.json").read_text())
+    assert saved["chosen_mean"] == report["chosen_mean"] and (tmp_path / "expert" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (MakeExpertSettings(objective="civility", method="ppo"), "unknown method 'ppo'"),
+        (MakeExpertSettings(objective="wit"), "unknown objective 'wit'"),
+        (MakeExpertSettings(objective="civility", sampling=SamplingSettings(k=1)), "k must be at least 2"),
+        (MakeExpertSettings(objective="civility", prompt_count=0), "--prompt-count must be positive"),
+    ],
+)
+def test_bad_settings_fail_before_sampling(tiny_chat_model, tmp_path, settings, message):
+    with pytest.raises(HoEError, match=message):
+        make_expert(str(tiny_chat_model), settings, tmp_path / "x", progress=False)
+    assert not (tmp_path / "x").exists()
