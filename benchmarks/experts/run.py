@@ -68,17 +68,22 @@ def main() -> None:
             timings[objective] = round(time.perf_counter() - start, 1)
         models[objective] = str(out)
     cache = ScoreCache(cache_root() / "scores.sqlite")
-    table = {}
+    table, per_prompt = {}, {}
     for label, ref in models.items():
         responses = answers(ref, heldout)
-        scores = score_objectives(list(OFFLINE_SCORERS), heldout, responses, cache=cache)
-        table[label] = {name: mean_se(values) for name, values in scores.items()}
+        per_prompt[label] = score_objectives(list(OFFLINE_SCORERS), heldout, responses, cache=cache)
+        table[label] = {name: mean_se(values) for name, values in per_prompt[label].items()}
         print(label, {k: round(v[0], 4) for k, v in table[label].items()}, flush=True)
     verdicts = {}
     for objective in objectives:
         (em, es), (bm, bs) = table[objective][objective], table["base"][objective]
-        verdicts[objective] = {"expert": round(em, 4), "base": round(bm, 4), "gain": round(em - bm, 4),
-                               "gain_in_se": round((em - bm) / math.sqrt(es**2 + bs**2), 2)}
+        # the same prompts answer both models: the paired difference is the fair test
+        gain, gain_se = mean_se([e - b for e, b in zip(per_prompt[objective][objective], per_prompt["base"][objective])])
+        verdicts[objective] = {"expert": round(em, 4), "base": round(bm, 4), "gain": round(gain, 4), "paired_se": round(gain_se, 4),
+                               "gain_in_paired_se": round(gain / gain_se, 2) if gain_se > 0 else None,
+                               "gain_in_unpaired_se": round((em - bm) / math.sqrt(es**2 + bs**2), 2)}
+    if not timings and (HERE / "results.json").is_file():  # experts reused: keep the times measured when they were made
+        timings = json.loads((HERE / "results.json").read_text()).get("make_expert_seconds", {})
     reports = {o: json.loads((args.work / o / "make_expert_report.json").read_text()) for o in objectives}
     results = {"heldout_prompts": len(heldout), "objectives": objectives, "verdicts": verdicts,
                "table": {m: {o: [round(v[0], 4), round(v[1], 4)] for o, v in row.items()} for m, row in table.items()},
@@ -89,8 +94,9 @@ def main() -> None:
     lines = ["| model | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     for label, row in table.items():
         lines.append(f"| {label} | " + " | ".join(f"{row[n][0]:.3f} ± {row[n][1]:.3f}" for n in names) + " |")
-    lines += ["", "| expert | own objective: base → expert | gain in standard errors |", "|---|---|---:|"]
-    lines += [f"| {o} | {v['base']:.3f} → {v['expert']:.3f} | {v['gain_in_se']:+.1f} |" for o, v in verdicts.items()]
+    lines += ["", "| expert | own objective: base → expert | gain ± paired SE | gain in paired SE | in unpaired SE |", "|---|---|---:|---:|---:|"]
+    lines += [f"| {o} | {v['base']:.3f} → {v['expert']:.3f} | {v['gain']:+.3f} ± {v['paired_se']:.3f} | {v['gain_in_paired_se']:+.1f} | {v['gain_in_unpaired_se']:+.1f} |"
+              for o, v in verdicts.items()]
     (HERE / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
