@@ -141,3 +141,20 @@ def test_recipe_can_make_its_experts(tiny_chat_model, tmp_path, monkeypatch):
     assert [e.source["kind"] for e in bundle.experts] == ["make", "make"]
     assert len(list((tmp_path / "cache" / "experts").iterdir())) == 2
     HoEModel.from_bundle(tmp_path / "bundle")(input_ids=IDS, preference=[0.5, 0.5])
+
+
+def test_lora_expert_takes_the_anchor_its_folder_records(bundle_dir, tiny_chat_model, tmp_path):
+    # the bundle's experts carry hoe_expert.json: a new recipe can use them without anchors
+    experts = bundle_dir / "experts"
+    (tmp_path / "recipe.yaml").write_text(
+        f"base: {tiny_chat_model}\nobjectives: [helpful, harmless]\nexperts:\n"
+        f"  - {{name: a, lora: {experts / 'helpful'}}}\n  - {{name: b, lora: {experts / 'harmless'}}}\n"
+        f"  - {{name: c, lora: {experts / 'balanced'}}}\n"
+    )
+    bundle = build_bundle(tmp_path / "recipe.yaml", tmp_path / "b", progress=False)
+    assert [e.anchor for e in bundle.experts] == [[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]]
+    (tmp_path / "bad.yaml").write_text(
+        f"base: {tiny_chat_model}\nobjectives: [helpful]\nexperts:\n  - {{name: b, lora: {experts / 'harmless'}}}\n"
+    )
+    with pytest.raises(HoEError, match="records weights objective 'harmless' that the recipe lacks"):
+        build_bundle(tmp_path / "bad.yaml", tmp_path / "b2", progress=False)

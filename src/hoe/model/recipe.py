@@ -62,7 +62,7 @@ class MakeSpec(_Strict):
 
 class ExpertSpec(_Strict):
     name: str
-    anchor: AnchorLike
+    anchor: AnchorLike | None = None  # may be left out for a LoRA folder whose hoe_expert.json records it
     lora: str | None = None
     finetuned: str | None = None
     make: MakeSpec | None = None
@@ -73,6 +73,8 @@ class ExpertSpec(_Strict):
     def _one_source(self):
         if sum(x is not None for x in (self.lora, self.finetuned, self.make)) != 1:
             raise ValueError("give exactly one of 'lora' (a ready adapter), 'finetuned' (a model to extract) or 'make' (an expert to make)")
+        if self.anchor is None and self.lora is None:
+            raise ValueError("'anchor' is required (only a 'lora' expert may take the anchor its folder records)")
         return self
 
 
@@ -134,6 +136,20 @@ def anchor_vector(value: AnchorLike, objectives: list[str], where: str) -> list[
         raise HoEError(f"{where}: {exc}") from None
 
 
+def recorded_anchor(folder: Path, objectives: list[str], where: str) -> dict[str, float]:
+    """The anchor a LoRA folder records in hoe_expert.json (from hoe merge or a bundle), by name."""
+    import json
+
+    meta = Path(folder).expanduser() / "hoe_expert.json"
+    if not meta.is_file():
+        raise HoEError(f"{where}: missing, and '{folder}' records no anchor (no hoe_expert.json)")
+    record = json.loads(meta.read_text())
+    unknown = [name for name, weight in zip(record["objectives"], record["anchor"]) if weight > 0 and name not in objectives]
+    if unknown:
+        raise HoEError(f"{where}: missing, and the anchor '{folder}' records weights objective '{unknown[0]}' that the recipe lacks")
+    return {name: weight for name, weight in zip(record["objectives"], record["anchor"]) if name in objectives}
+
+
 def load_recipe(path: str | Path) -> tuple[Recipe, Path]:
     """Parse and validate a recipe file; errors name the file and the field."""
     path = Path(path)
@@ -154,6 +170,8 @@ def load_recipe(path: str | Path) -> tuple[Recipe, Path]:
     from hoe.rewards.scoring import check_objective_name
 
     for i, expert in enumerate(recipe.experts):
+        if expert.anchor is None:
+            expert.anchor = recorded_anchor(path.parent / expert.lora, recipe.objectives, f"{path}: experts.{i}.anchor")
         anchor_vector(expert.anchor, recipe.objectives, f"{path}: experts.{i}.anchor")
         if expert.make is not None:
             try:
