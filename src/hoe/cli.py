@@ -302,13 +302,14 @@ def make_expert_command(
     objective: str = typer.Option(..., help="The objective to maximise (an offline scorer, rm:MODEL, or py:module:function)."),
     out: Path = typer.Option(..., help="Output transformers folder."),
     base: str = typer.Option("smollm2-135m-instruct", help="Model to align (any reference form)."),
-    method: str = typer.Option("raft", help="raft: best-of-k responses, then supervised fine-tuning."),
+    method: str = typer.Option("raft", help="raft (best of k, then supervised fine-tuning) or dpo (best vs worst, TRL's DPOTrainer)."),
     prompts: str = typer.Option("packaged:hh-helpful-sft", help="Prompt spec: packaged:NAME or hub:DATASET[:CONFIG]@SPLIT#FIELD (train split)."),
     prompt_count: int = typer.Option(96, help="Training prompts."),
     k: int = typer.Option(4, help="Responses sampled per prompt (shared across objectives)."),
     max_new_tokens: int = typer.Option(64, help="Length of sampled responses."),
     steps: int = typer.Option(24, help="Fine-tuning steps."),
     learning_rate: float = typer.Option(2e-5, help="AdamW learning rate."),
+    beta: float = typer.Option(0.1, help="dpo: KL strength."),
     device: str = typer.Option("auto", help="cpu, cuda, or auto."),
     overwrite: bool = typer.Option(False, help="Replace an existing --out."),
 ) -> None:
@@ -317,7 +318,7 @@ def make_expert_command(
     from hoe.training.make_expert import MakeExpertSettings, make_expert
 
     settings = MakeExpertSettings.from_options(objective, method=method, prompts=prompts, prompt_count=prompt_count, k=k,
-                                               max_new_tokens=max_new_tokens, steps=steps, learning_rate=learning_rate)
+                                               max_new_tokens=max_new_tokens, steps=steps, learning_rate=learning_rate, beta=beta)
     report = make_expert(base, settings, out, device=default_device() if device == "auto" else device, overwrite=overwrite)
     typer.echo(f"{out}: {objective} expert by {method}; chosen responses score {report['chosen_mean']:.4f} "
                f"against {report['candidate_mean']:.4f} for all candidates; {report['train_seconds']:.0f} s of training")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from hoe.errors import HoEError
 from hoe.rewards.conflict import conflict_table, within_prompt_correlation
@@ -75,3 +76,40 @@ def test_bad_settings_fail_before_sampling(tiny_chat_model, tmp_path, settings, 
     with pytest.raises(HoEError, match=message):
         make_expert(str(tiny_chat_model), settings, tmp_path / "x", progress=False)
     assert not (tmp_path / "x").exists()
+
+
+def _dpo_settings(steps: int = 3) -> MakeExpertSettings:
+    return MakeExpertSettings(objective=f"py:{__name__}:response_length", method="dpo", prompt_count=4,
+                              sampling=SamplingSettings(k=3, max_new_tokens=6, batch_prompts=2),
+                              sft=SFTSettings(steps=steps, batch_size=2, max_length=64, learning_rate=1e-3, save_every=1))
+
+
+def test_dpo_trains_on_best_versus_worst_and_resumes(tiny_chat_model, tmp_path, monkeypatch):
+    pytest.importorskip("trl")
+    from trl import DPOTrainer
+
+    from hoe.models import CheckpointTensors
+
+    monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
+    report = make_expert(str(tiny_chat_model), _dpo_settings(), tmp_path / "whole", progress=False)
+    assert report["pairs"] > 0 and report["mean_margin"] > 0 and report["resumed_from"] is None
+    assert (tmp_path / "whole" / "make_expert_report.json").is_file() and not (tmp_path / "whole.partial").exists()
+
+    original, calls = DPOTrainer.training_step, {"n": 0}
+
+    def dying(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(DPOTrainer, "training_step", dying)
+    with pytest.raises(KeyboardInterrupt):
+        make_expert(str(tiny_chat_model), _dpo_settings(), tmp_path / "resumed", progress=False)
+    assert not (tmp_path / "resumed").exists() and (tmp_path / "resumed.partial").is_dir()
+    monkeypatch.setattr(DPOTrainer, "training_step", original)
+    resumed = make_expert(str(tiny_chat_model), _dpo_settings(), tmp_path / "resumed", progress=False)
+    assert resumed["resumed_from"] and resumed["resumed_from"].endswith("checkpoint-2")
+    whole, again = CheckpointTensors(tmp_path / "whole"), CheckpointTensors(tmp_path / "resumed")
+    name = "model.layers.0.self_attn.q_proj.weight"
+    torch.testing.assert_close(again.get(name), whole.get(name), rtol=1e-4, atol=1e-5)

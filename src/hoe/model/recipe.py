@@ -58,6 +58,7 @@ class MakeSpec(_Strict):
     max_new_tokens: int = Field(default=64, gt=0)
     steps: int = Field(default=24, gt=0)
     learning_rate: float = Field(default=2e-5, gt=0)
+    beta: float = Field(default=0.1, gt=0)
 
 
 class ExpertSpec(_Strict):

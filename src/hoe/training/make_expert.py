@@ -1,8 +1,13 @@
 """``hoe make-expert``: a single-objective aligned model of the base, for objectives that have
-no off-the-shelf expert. RAFT (Dong et al. 2023): sample k responses per training prompt, keep
-the best by the objective, fine-tune the whole model on the kept ones (a full fine-tune, so
-task-SVD has real work to do afterwards). Candidates are sampled once per (base, prompts,
-sampling settings) and shared by every objective; scores go through the shared cache."""
+no off-the-shelf expert. Candidates are sampled once per (base, prompts, sampling settings) and
+shared by every objective; scores go through the shared cache. Then, on the whole model (a full
+fine-tune, so task-SVD has real work to do afterwards):
+
+- ``raft`` (Dong et al. 2023): supervised fine-tuning on the best of k responses per prompt;
+- ``dpo`` (Rafailov et al. 2023): TRL's ``DPOTrainer`` on best-versus-worst pairs.
+
+Both resume after an interruption: RAFT from its own checkpoints, DPO from the trainer's.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from hoe.training.sampling import SamplingSettings, sample_candidates
 from hoe.training.sft import SFTSettings, supervised_finetune
 from hoe.utils.io import check_output_dir
 
-METHODS = ("raft",)
+METHODS = ("raft", "dpo")
 REPORT_NAME = "make_expert_report.json"
 
 
@@ -30,20 +35,24 @@ class MakeExpertSettings:
     prompt_count: int = 96
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
     sft: SFTSettings = field(default_factory=lambda: SFTSettings(steps=24, batch_size=8, max_length=160, learning_rate=2e-5))
+    beta: float = 0.1  # DPO's KL strength
 
     @classmethod
     def from_options(cls, objective: str, *, method: str = "raft", prompts: str = "packaged:hh-helpful-sft", prompt_count: int = 96,
-                     k: int = 4, max_new_tokens: int = 64, steps: int = 24, learning_rate: float = 2e-5) -> "MakeExpertSettings":
+                     k: int = 4, max_new_tokens: int = 64, steps: int = 24, learning_rate: float = 2e-5,
+                     beta: float = 0.1) -> "MakeExpertSettings":
         """Settings from the flat options the CLI and recipes expose."""
         return cls(objective=objective, method=method, prompts=prompts, prompt_count=prompt_count,
                    sampling=SamplingSettings(k=k, max_new_tokens=max_new_tokens),
-                   sft=SFTSettings(steps=steps, batch_size=8, max_length=160, learning_rate=learning_rate))
+                   sft=SFTSettings(steps=steps, batch_size=8, max_length=160, learning_rate=learning_rate), beta=beta)
 
     def validate(self) -> None:
         if self.method not in METHODS:
             raise HoEError(f"unknown method '{self.method}' (available: {', '.join(METHODS)})")
         if self.prompt_count <= 0:
             raise HoEError(f"--prompt-count must be positive, got {self.prompt_count}")
+        if not self.beta > 0:
+            raise HoEError(f"--beta must be positive, got {self.beta}")
         self.sampling.validate()
         self.sft.validate()
 
@@ -63,9 +72,13 @@ def make_expert(base: str, settings: MakeExpertSettings, out: str | Path, *, dev
     flat_prompts = [row["prompt"] for row in candidates for _ in row["responses"]]
     flat_responses = [r for row in candidates for r in row["responses"]]
     scores = score_objectives([settings.objective], flat_prompts, flat_responses, cache=ScoreCache(cache_root() / "scores.sqlite"))[settings.objective]
+    groups = [(row, scores[i * k : (i + 1) * k]) for i, row in enumerate(candidates)]
+    if settings.method == "dpo":
+        return _dpo(base, groups, settings, Path(out), device=device, overwrite=overwrite, progress=progress,
+                    report={"base": base, "settings": asdict(settings), "prompts": len(prompts),
+                            "candidate_mean": round(sum(scores) / len(scores), 6)})
     pairs, chosen_scores = [], []
-    for index, row in enumerate(candidates):
-        group = scores[index * k : (index + 1) * k]
+    for row, group in groups:
         best = max(range(k), key=lambda i: group[i])
         if row["responses"][best].strip():
             pairs.append((row["prompt"], row["responses"][best]))
@@ -79,3 +92,59 @@ def make_expert(base: str, settings: MakeExpertSettings, out: str | Path, *, dev
     log = supervised_finetune(base, pairs, out, settings.sft, device=device, overwrite=overwrite, progress=progress,
                               extra_json={REPORT_NAME: report})
     return {**report, "final_loss": log["losses"][-1], "train_seconds": round(log["seconds"], 1)}
+
+
+def preference_pairs(groups) -> list[dict]:
+    """Best-versus-worst pairs in TRL's conversational format (ties and empty answers skipped)."""
+    rows = []
+    for row, group in groups:
+        order = sorted(range(len(group)), key=lambda i: group[i])
+        worst, best = order[0], order[-1]
+        chosen, rejected = row["responses"][best], row["responses"][worst]
+        if group[best] > group[worst] and chosen.strip() and chosen != rejected:
+            rows.append({"prompt": [{"role": "user", "content": row["prompt"]}],
+                         "chosen": [{"role": "assistant", "content": chosen}],
+                         "rejected": [{"role": "assistant", "content": rejected}],
+                         "margin": group[best] - group[worst], "chosen_score": group[best]})
+    return rows
+
+
+def _dpo(base: str, groups, settings: MakeExpertSettings, out: Path, *, device: str, overwrite: bool, progress: bool, report: dict) -> dict:
+    """DPO through TRL, checkpointing to ``<out>.partial`` and resuming from the last checkpoint."""
+    import shutil
+    import time
+
+    try:
+        from datasets import Dataset
+        from transformers.trainer_utils import get_last_checkpoint
+        from trl import DPOConfig, DPOTrainer
+    except ImportError as exc:
+        raise HoEError(f"--method dpo needs TRL and datasets ({exc.name} is missing): pip install 'hoe[training]'") from None
+    from hoe.models.loading import load_model, load_tokenizer
+    from hoe.utils.io import atomic_dir, write_json
+
+    rows = preference_pairs(groups)
+    if not rows:
+        raise HoEError("no prompt has a better and a worse response: nothing to learn from")
+    partial = out.with_name(out.name + ".partial")
+    sft = settings.sft
+    config = DPOConfig(output_dir=str(partial), per_device_train_batch_size=sft.batch_size, max_steps=sft.steps,
+                       learning_rate=sft.learning_rate, beta=settings.beta, max_length=sft.max_length, logging_steps=1,
+                       save_strategy="steps", save_steps=sft.save_every, report_to=[], use_cpu=device == "cpu",
+                       seed=sft.seed, data_seed=sft.seed, disable_tqdm=not progress)
+    tokenizer = load_tokenizer(base)
+    trainer = DPOTrainer(model=load_model(base, device=device), args=config, processing_class=tokenizer,
+                         train_dataset=Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows]))
+    start = time.perf_counter()
+    resume = get_last_checkpoint(str(partial)) if partial.is_dir() else None
+    trainer.train(resume_from_checkpoint=resume)
+    report = {**report, "pairs": len(rows), "chosen_mean": round(sum(r["chosen_score"] for r in rows) / len(rows), 6),
+              "mean_margin": round(sum(r["margin"] for r in rows) / len(rows), 6), "resumed_from": resume}
+    history = [h for h in trainer.state.log_history if "loss" in h]
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        trainer.model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        write_json(tmp / REPORT_NAME, report)
+        write_json(tmp / "dpo_log.json", {"history": history})
+    shutil.rmtree(partial, ignore_errors=True)
+    return {**report, "final_loss": history[-1]["loss"] if history else None, "train_seconds": round(time.perf_counter() - start, 1)}
