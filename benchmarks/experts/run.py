@@ -1,11 +1,11 @@
-"""Single-objective experts made by `hoe make-expert` (RAFT) on the offline assistant suite:
+"""Single-objective experts made by `hoe make-expert` (RAFT and DPO) on the offline assistant suite:
 does each one improve its own objective on held-out prompts, and what does it cost the others?
 
 Training prompts: 96 of the assistant suite's train split (HH-RLHF helpful + harmless prompts),
 k = 4 candidates each, sampled once and shared by every objective. Evaluation: 64 held-out
 HH-RLHF helpful test prompts, greedy, 64 new tokens, every model scored on every objective.
 
-    .venv/bin/python benchmarks/experts/run.py
+    .venv/bin/python benchmarks/experts/run.py --objectives concision,positivity,civility --methods raft,dpo
 """
 
 from __future__ import annotations
@@ -52,21 +52,27 @@ def mean_se(values: list[float]) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--objectives", default="concision,positivity,readability")
+    parser.add_argument("--objectives", default="concision,positivity,civility")
+    parser.add_argument("--methods", default="raft,dpo")
     parser.add_argument("--work", type=Path, default=HERE / "work")
     args = parser.parse_args()
-    objectives = args.objectives.split(",")
+    objectives, methods = args.objectives.split(","), args.methods.split(",")
     heldout = load_prompts("packaged:hh-helpful-test", "all", limit=64)
-    models, timings = {"base": DEFAULT_MODEL}, {}
+    models, timings, own = {"base": DEFAULT_MODEL}, {}, {}
+    previous = json.loads((HERE / "results.json").read_text()).get("make_expert_seconds", {}) if (HERE / "results.json").is_file() else {}
     for objective in objectives:
-        out = args.work / objective
-        if not (out / "make_expert_report.json").is_file():
-            settings = MakeExpertSettings(objective=objective, prompts=ASSISTANT_PROMPTS, prompt_count=96,
-                                          sampling=SamplingSettings(k=4, max_new_tokens=64, batch_prompts=8))
-            start = time.perf_counter()
-            make_expert(DEFAULT_MODEL, settings, out, overwrite=True)
-            timings[objective] = round(time.perf_counter() - start, 1)
-        models[objective] = str(out)
+        for method in methods:
+            label = f"{objective} ({method})"
+            out = args.work / f"{objective}-{method}"
+            if not (out / "make_expert_report.json").is_file():
+                settings = MakeExpertSettings(objective=objective, method=method, prompts=ASSISTANT_PROMPTS, prompt_count=96,
+                                              sampling=SamplingSettings(k=4, max_new_tokens=64, batch_prompts=8))
+                start = time.perf_counter()
+                make_expert(DEFAULT_MODEL, settings, out, overwrite=True)
+                timings[label] = round(time.perf_counter() - start, 1)
+            elif label in previous:  # reused: keep the time measured when it was made
+                timings[label] = previous[label]
+            models[label], own[label] = str(out), objective
     cache = ScoreCache(cache_root() / "scores.sqlite")
     table, per_prompt = {}, {}
     for label, ref in models.items():
@@ -75,19 +81,17 @@ def main() -> None:
         table[label] = {name: mean_se(values) for name, values in per_prompt[label].items()}
         print(label, {k: round(v[0], 4) for k, v in table[label].items()}, flush=True)
     verdicts = {}
-    for objective in objectives:
-        (em, es), (bm, bs) = table[objective][objective], table["base"][objective]
+    for label, objective in own.items():
+        (em, es), (bm, bs) = table[label][objective], table["base"][objective]
         # the same prompts answer both models: the paired difference is the fair test
-        gain, gain_se = mean_se([e - b for e, b in zip(per_prompt[objective][objective], per_prompt["base"][objective])])
-        verdicts[objective] = {"expert": round(em, 4), "base": round(bm, 4), "gain": round(gain, 4), "paired_se": round(gain_se, 4),
+        gain, gain_se = mean_se([e - b for e, b in zip(per_prompt[label][objective], per_prompt["base"][objective])])
+        verdicts[label] = {"expert": round(em, 4), "base": round(bm, 4), "gain": round(gain, 4), "paired_se": round(gain_se, 4),
                                "gain_in_paired_se": round(gain / gain_se, 2) if gain_se > 0 else None,
                                "gain_in_unpaired_se": round((em - bm) / math.sqrt(es**2 + bs**2), 2)}
-    if not timings and (HERE / "results.json").is_file():  # experts reused: keep the times measured when they were made
-        timings = json.loads((HERE / "results.json").read_text()).get("make_expert_seconds", {})
-    reports = {o: json.loads((args.work / o / "make_expert_report.json").read_text()) for o in objectives}
-    results = {"heldout_prompts": len(heldout), "objectives": objectives, "verdicts": verdicts,
+    reports = {label: json.loads((Path(path) / "make_expert_report.json").read_text()) for label, path in models.items() if label != "base"}
+    results = {"heldout_prompts": len(heldout), "objectives": objectives, "methods": methods, "verdicts": verdicts,
                "table": {m: {o: [round(v[0], 4), round(v[1], 4)] for o, v in row.items()} for m, row in table.items()},
-               "make_expert_seconds": timings, "raft": {o: {k: r[k] for k in ("candidate_mean", "chosen_mean", "pairs")} for o, r in reports.items()},
+               "make_expert_seconds": timings, "training_pairs": {o: {k: r[k] for k in ("candidate_mean", "chosen_mean", "pairs")} for o, r in reports.items()},
                "machine": {"cpus": os.cpu_count(), "torch": torch.__version__}, "command": ".venv/bin/python benchmarks/experts/run.py"}
     (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     names = list(OFFLINE_SCORERS)
