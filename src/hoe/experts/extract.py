@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import resource
 import time
@@ -128,9 +127,7 @@ def _from_full(base: CheckpointTensors, ft: CheckpointTensors, targets, settings
             continue
         if spec.transposed:
             delta = delta.T
-        factors[spec.module] = _to_cpu(
-            task_svd(delta, settings.rank_for(spec), energy=settings.energy, method=settings.svd, seed=settings.seed)
-        )
+        factors[spec.module] = task_svd(delta, settings.rank_for(spec), energy=settings.energy, method=settings.svd, seed=settings.seed).cpu()
     return factors, left_out
 
 
@@ -146,16 +143,11 @@ def _from_lora(folder: Path, base: CheckpointTensors, layers, targets, settings,
         if name not in by_module:
             left_out[name] = float(module.delta().norm())
             continue
-        factors[name] = _to_cpu(
-            rerank_lora(module.B.to(device), module.A.to(device), module.scale, settings.rank_for(by_module[name]), energy=settings.energy)
-        )
+        factors[name] = rerank_lora(module.B.to(device), module.A.to(device), module.scale, settings.rank_for(by_module[name]),
+                                    energy=settings.energy).cpu()
     for extra in adapter.extra_config.get("modules_to_save") or []:
         left_out[f"{extra} (modules_to_save)"] = float("nan")
     return factors, left_out
-
-
-def _to_cpu(f: LowRankFactors) -> LowRankFactors:
-    return dataclasses.replace(f, B=f.B.cpu(), A=f.A.cpu(), singular_values=f.singular_values.cpu())
 
 
 def _report(factors: dict[str, LowRankFactors], left_out: dict[str, float], settings, source, base, finetuned) -> dict:

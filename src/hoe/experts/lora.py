@@ -41,6 +41,15 @@ class LoraAdapter:
     extra_config: dict = field(default_factory=dict)
 
 
+def split_adapter_key(key: str) -> tuple[str, str] | None:
+    """(module name, 'lora_A' | 'lora_B') of a saved peft LoRA tensor name, None for other tensors."""
+    for part in ("lora_A", "lora_B"):
+        marker = f".{part}."
+        if marker in key:
+            return key.split(marker)[0].removeprefix(PEFT_PREFIX), part
+    return None
+
+
 def _pattern_key(patterns, module: str) -> str:
     """peft's rule for rank_pattern/alpha_pattern keys: the first key that matches a dotted
     suffix of the module name as a regular expression."""
@@ -74,11 +83,9 @@ def read_lora(folder: str | Path) -> LoraAdapter:
     state = _read_adapter_weights(folder)
     pairs: dict[str, dict[str, torch.Tensor]] = {}
     for key, tensor in state.items():
-        for part in ("lora_A", "lora_B"):
-            marker = f".{part}."
-            if marker in key:
-                module = key.split(marker)[0].removeprefix(PEFT_PREFIX)
-                pairs.setdefault(module, {})[part] = tensor
+        found = split_adapter_key(key)
+        if found:
+            pairs.setdefault(found[0], {})[found[1]] = tensor
     modules = {}
     for module, pair in pairs.items():
         if set(pair) != {"lora_A", "lora_B"}:

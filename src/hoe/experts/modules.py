@@ -31,6 +31,10 @@ class LinearSpec:
     weight: str
     transposed: bool = False  # GPT-2's Conv1D
 
+    def out_in(self, shape: tuple[int, ...]) -> tuple[int, int]:
+        """(out, in) features of the layer from its stored weight shape."""
+        return (shape[1], shape[0]) if self.transposed else (shape[0], shape[1])
+
     @property
     def family(self) -> str:
         """'attn', 'mlp' or 'other': the groups that --rank-attn / --rank-mlp address."""
@@ -109,13 +113,13 @@ def check_same_architecture(base_folder: Path, other_folder: Path, base, other, 
 
 def check_adapter_shapes(adapter, folder, base, layers: list[LinearSpec]) -> None:
     """Refuse an adapter with a module the base lacks or whose B A does not fit the base layer."""
-    transposed = {spec.module for spec in layers if spec.transposed}
+    by_module = {spec.module: spec for spec in layers}
     for name, module in adapter.modules.items():
         weight = f"{name}.weight"
         if weight not in base:
             raise HoEError(f"adapter '{folder}': module '{name}' does not exist in the base model")
-        shape = base.shape(weight)
-        out_dim, in_dim = (shape[1], shape[0]) if name in transposed else (shape[0], shape[1])
+        spec = by_module.get(name, LinearSpec(name, weight))
+        out_dim, in_dim = spec.out_in(base.shape(weight))
         if (module.B.shape[0], module.A.shape[1]) != (out_dim, in_dim):
             raise HoEError(
                 f"adapter '{folder}': module '{name}' maps {module.A.shape[1]}→{module.B.shape[0]} "

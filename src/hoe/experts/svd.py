@@ -13,6 +13,7 @@ Factors are split symmetrically, B = U_r S_r^½ and A = S_r^½ V_rᵀ, so the ad
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Iterator
@@ -38,6 +39,10 @@ class LowRankFactors:
     @property
     def rank(self) -> int:
         return int(self.singular_values.numel())
+
+    def cpu(self) -> "LowRankFactors":
+        """The same factors with every tensor moved to the CPU."""
+        return dataclasses.replace(self, B=self.B.cpu(), A=self.A.cpu(), singular_values=self.singular_values.cpu())
 
     @property
     def retained_energy(self) -> float:

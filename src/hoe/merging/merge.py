@@ -102,15 +102,10 @@ class _Input:
         if self.adapter is not None:
             lora = self.adapter.modules.get(spec.module)
             if lora is None:
-                return torch.zeros(_out_in(spec, base), device=device)
+                return torch.zeros(spec.out_in(base.shape(spec.weight)), device=device)
             return lora.delta().to(device)
         delta = self.tensors.get(spec.weight).to(device, torch.float32) - base_weight
         return delta.T if spec.transposed else delta
-
-
-def _out_in(spec, base: CheckpointTensors) -> tuple[int, int]:
-    shape = base.shape(spec.weight)
-    return (shape[1], shape[0]) if spec.transposed else (shape[0], shape[1])
 
 
 def _read_meta(folder: Path) -> dict | None:
@@ -172,14 +167,14 @@ def merge_experts(
                 present = [(f, w) for f, w in zip(factors, weights) if f is not None]
                 pairs = [(b.to(device), a.to(device)) for (b, a), _ in present]
                 B, A = method.factored(pairs, torch.stack([w for _, w in present]), **{k: v for k, v in params.items() if k != "seed"})
-                merged[spec.module] = _cpu(rerank_lora(B, A, 1.0, settings.rank))
+                merged[spec.module] = rerank_lora(B, A, 1.0, settings.rank).cpu()
                 factored_modules += 1
                 continue
             base_weight = base_tensors.get(spec.weight).to(device, torch.float32) if any_full else None
             deltas = torch.stack([i.dense(spec, base_tensors, base_weight, device) for i in inputs])
             generator = np.random.default_rng(_module_seed(int(params.get("seed", 0)), spec.module))
             delta = method.function(deltas, weights.to(device), generator=generator, **params)
-            merged[spec.module] = _cpu(task_svd(delta, settings.rank, method=settings.svd, seed=int(params.get("seed", 0))))
+            merged[spec.module] = task_svd(delta, settings.rank, method=settings.svd, seed=int(params.get("seed", 0))).cpu()
     objectives, anchor = anchor_of(inputs, settings.weights, settings.objectives)
     report = _report(merged, settings, params, experts, objectives, anchor, factored_modules)
     with atomic_dir(out, overwrite=overwrite) as tmp:
@@ -199,12 +194,6 @@ def merge_experts(
         report["totals"]["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         write_json(tmp / REPORT_NAME, report)
     return report
-
-
-def _cpu(f: LowRankFactors) -> LowRankFactors:
-    import dataclasses
-
-    return dataclasses.replace(f, B=f.B.cpu(), A=f.A.cpu(), singular_values=f.singular_values.cpu())
 
 
 def _report(merged, settings: MergeSettings, params, experts, objectives, anchor, factored_modules) -> dict:

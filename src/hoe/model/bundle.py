@@ -15,6 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from hoe.errors import HoEError
+from hoe.experts.lora import split_adapter_key
 from hoe.models.tensors import read_safetensors_header
 
 BUNDLE_FILE = "hoe.json"
@@ -164,10 +165,9 @@ def adapter_shapes(folder: Path) -> dict[str, tuple[tuple[int, ...], tuple[int, 
     header, _ = read_safetensors_header(folder / "adapter_model.safetensors")
     shapes: dict[str, dict[str, tuple[int, ...]]] = {}
     for key, entry in header.items():
-        for part in ("lora_A", "lora_B"):
-            if f".{part}." in key:
-                module = key.split(f".{part}.")[0].removeprefix("base_model.model.")
-                shapes.setdefault(module, {})[part] = tuple(entry["shape"])
+        found = split_adapter_key(key)
+        if found:
+            shapes.setdefault(found[0], {})[found[1]] = tuple(entry["shape"])
     return {m: (p["lora_A"], p["lora_B"]) for m, p in shapes.items() if len(p) == 2}
 
 
