@@ -213,3 +213,19 @@ def bundle_dir(recipe_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("bundle") / "b"
     build_bundle(recipe_dir / "recipe.yaml", out, progress=False)
     return out
+
+
+def interrupt_at_call(monkeypatch, owner, name: str, call: int):
+    """Make ``owner.name`` raise KeyboardInterrupt on its ``call``-th call, as a kill would.
+    Returns a function that puts the original back."""
+    original = getattr(owner, name)
+    calls = {"n": 0}
+
+    def dying(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == call:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, dying)
+    return lambda: monkeypatch.setattr(owner, name, original)

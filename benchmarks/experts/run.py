@@ -22,6 +22,7 @@ import torch
 
 from hoe.data import load_prompts
 from hoe.models import load_model, load_tokenizer
+from hoe.models.chat import encode_prompts
 from hoe.models.loading import DEFAULT_MODEL, cache_root
 from hoe.rewards import OFFLINE_SCORERS, ScoreCache, score_objectives
 from hoe.training.make_expert import MakeExpertSettings, make_expert
@@ -38,9 +39,7 @@ def answers(model_ref: str, prompts: list[str], batch: int = 16, new_tokens: int
     tokenizer.padding_side = "left"
     texts = []
     for start in range(0, len(prompts), batch):
-        chunk = [tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
-                 for p in prompts[start : start + batch]]
-        inputs = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
+        inputs = encode_prompts(tokenizer, prompts[start : start + batch])
         out = model.generate(**inputs, max_new_tokens=new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
         texts += [t.strip() for t in tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)]
     return texts

@@ -40,6 +40,13 @@ def user_errors(command):
     return wrapper
 
 
+def _device(device: str) -> str:
+    """'auto' means CUDA when there is one, else the CPU."""
+    from hoe.models.loading import default_device
+
+    return default_device() if device == "auto" else device
+
+
 def _split(value: Optional[str]) -> Optional[list[str]]:
     return [part.strip() for part in value.split(",") if part.strip()] if value else None
 
@@ -74,11 +81,10 @@ def extract(
 ) -> None:
     """Extract a LoRA expert from a fine-tuned model by task-SVD (tau = W_ft - W_base)."""
     from hoe.experts import ExtractSettings, extract_expert
-    from hoe.models.loading import default_device
 
     settings = ExtractSettings(
         rank=rank, rank_attn=rank_attn, rank_mlp=rank_mlp, energy=energy, svd=svd, dtype=dtype,
-        device=default_device() if device == "auto" else device, target_modules=_split(target_modules), seed=seed,
+        device=_device(device), target_modules=_split(target_modules), seed=seed,
     )
     report = extract_expert(base, finetuned, out, settings, overwrite=overwrite, progress=not quiet)
     totals = report["totals"]
@@ -123,14 +129,13 @@ def merge(
 ) -> None:
     """Merge LoRA experts (or full fine-tunes) into one multi-objective LoRA expert."""
     from hoe.merging import MergeSettings, merge_experts
-    from hoe.models.loading import default_device
 
     given = {"density": density, "seed": seed, "majority_sign": majority_sign, "normalize": normalize, "keep": keep, "clip": clip}
     experts = [part for entry in experts for part in entry.split(",") if part]
     settings = MergeSettings(
         method=method, weights=_floats(weights, "--weights"), rank=rank,
         params={k: v for k, v in given.items() if v is not None}, svd=svd, dtype=dtype,
-        device=default_device() if device == "auto" else device, target_modules=_split(target_modules),
+        device=_device(device), target_modules=_split(target_modules),
         objectives=_split(objectives),
     )
     report = merge_experts(base, experts, out, settings, overwrite=overwrite, progress=not quiet)
@@ -214,7 +219,6 @@ def generate(
     """Answer prompts under a preference vector, per request."""
     from hoe.model import HoEModel, load_bundle
     from hoe.model.batch import generate_rows
-    from hoe.models.loading import default_device
     from hoe.routing import parse_preference
 
     spec = load_bundle(bundle)
@@ -231,7 +235,7 @@ def generate(
         if chosen is None:
             raise HoEError(f"prompt {number} has no preference: pass --preference or a 'preference' field")
         row["preference"] = dict(zip(spec.objectives, map(float, parse_preference(chosen, spec.objectives))))
-    model = HoEModel.from_bundle(bundle, device=default_device() if device == "auto" else device, dtype=dtype)
+    model = HoEModel.from_bundle(bundle, device=_device(device), dtype=dtype)
     options = {"max_new_tokens": max_new_tokens, "do_sample": sample}
     if sample:
         options.update(temperature=temperature, top_p=top_p)
@@ -314,12 +318,11 @@ def make_expert_command(
     overwrite: bool = typer.Option(False, help="Replace an existing --out."),
 ) -> None:
     """Make a single-objective expert of the base (resumable: sampling and training both continue after an interruption)."""
-    from hoe.models.loading import default_device
     from hoe.training.make_expert import MakeExpertSettings, make_expert
 
     settings = MakeExpertSettings.from_options(objective, method=method, prompts=prompts, prompt_count=prompt_count, k=k,
                                                max_new_tokens=max_new_tokens, steps=steps, learning_rate=learning_rate, beta=beta)
-    report = make_expert(base, settings, out, device=default_device() if device == "auto" else device, overwrite=overwrite)
+    report = make_expert(base, settings, out, device=_device(device), overwrite=overwrite)
     typer.echo(f"{out}: {objective} expert by {method}; chosen responses score {report['chosen_mean']:.4f} "
                f"against {report['candidate_mean']:.4f} for all candidates; {report['train_seconds']:.0f} s of training")
 
@@ -340,11 +343,10 @@ def finetune(
 ) -> None:
     """Full supervised fine-tune (resumable: rerun the same command after an interruption)."""
     from hoe.data import sft_pairs
-    from hoe.models.loading import default_device
     from hoe.training import SFTSettings, supervised_finetune
 
     settings = SFTSettings(steps=steps, batch_size=batch_size, max_length=max_length, learning_rate=learning_rate, seed=seed)
-    log = supervised_finetune(base, sft_pairs(data), out, settings, device=default_device() if device == "auto" else device, overwrite=overwrite)
+    log = supervised_finetune(base, sft_pairs(data), out, settings, device=_device(device), overwrite=overwrite)
     typer.echo(f"{out}: {log['step']} steps, final loss {log['losses'][-1]:.3f}, {log['seconds']:.0f} s")
 
 

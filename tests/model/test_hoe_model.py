@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import relative_error
+from conftest import interrupt_at_call, relative_error
 from hoe.errors import HoEError
 from hoe.experts import read_lora
 from hoe.model import HoEModel
@@ -155,20 +155,11 @@ def test_batch_generation_resumes_to_the_same_answers(hoe, tmp_path, monkeypatch
 
     options = {"max_new_tokens": 4, "do_sample": True, "temperature": 1.0}
     whole = generate_rows(hoe, requests(), options, batch_size=2, seed=3, output=tmp_path / "whole.jsonl", progress=False)
-    original = type(hoe).generate
-    calls = {"n": 0}
-
-    def dying(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(type(hoe), "generate", dying)
+    restore = interrupt_at_call(monkeypatch, type(hoe), "generate", 2)
     with pytest.raises(KeyboardInterrupt):
         generate_rows(hoe, requests(), options, batch_size=2, seed=3, output=tmp_path / "resumed.jsonl", progress=False)
     assert not (tmp_path / "resumed.jsonl").exists() and (tmp_path / "resumed.jsonl.partial").is_file()
-    monkeypatch.setattr(type(hoe), "generate", original)
+    restore()
     resumed = generate_rows(hoe, requests(), options, batch_size=2, seed=3, output=tmp_path / "resumed.jsonl", progress=False)
     assert [r["response"] for r in resumed] == [r["response"] for r in whole]
     assert (tmp_path / "resumed.jsonl").read_text() == (tmp_path / "whole.jsonl").read_text()

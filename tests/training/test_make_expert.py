@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from conftest import interrupt_at_call
 from hoe.errors import HoEError
 from hoe.rewards.conflict import conflict_table, within_prompt_correlation
 from hoe.training.make_expert import MakeExpertSettings, make_expert
@@ -30,18 +31,10 @@ def test_sampling_is_cached_and_resumes_identically(tiny_chat_model, tmp_path, m
     monkeypatch.setenv("HOE_CACHE", str(tmp_path / "resumed"))
     from transformers import LlamaForCausalLM
 
-    original, calls = LlamaForCausalLM.generate, {"n": 0}
-
-    def dying(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(LlamaForCausalLM, "generate", dying)
+    restore = interrupt_at_call(monkeypatch, LlamaForCausalLM, "generate", 2)
     with pytest.raises(KeyboardInterrupt):
         sample_candidates(str(tiny_chat_model), PROMPTS, SETTINGS, progress=False)
-    monkeypatch.setattr(LlamaForCausalLM, "generate", original)
+    restore()
     assert sample_candidates(str(tiny_chat_model), PROMPTS, SETTINGS, progress=False) == whole
 
 
@@ -95,19 +88,11 @@ def test_dpo_trains_on_best_versus_worst_and_resumes(tiny_chat_model, tmp_path, 
     assert report["pairs"] > 0 and report["mean_margin"] > 0 and report["resumed_from"] is None
     assert (tmp_path / "whole" / "make_expert_report.json").is_file() and not (tmp_path / "whole.partial").exists()
 
-    original, calls = DPOTrainer.training_step, {"n": 0}
-
-    def dying(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(DPOTrainer, "training_step", dying)
+    restore = interrupt_at_call(monkeypatch, DPOTrainer, "training_step", 3)
     with pytest.raises(KeyboardInterrupt):
         make_expert(str(tiny_chat_model), _dpo_settings(), tmp_path / "resumed", progress=False)
     assert not (tmp_path / "resumed").exists() and (tmp_path / "resumed.partial").is_dir()
-    monkeypatch.setattr(DPOTrainer, "training_step", original)
+    restore()
     resumed = make_expert(str(tiny_chat_model), _dpo_settings(), tmp_path / "resumed", progress=False)
     assert resumed["resumed_from"] and resumed["resumed_from"].endswith("checkpoint-2")
     whole, again = CheckpointTensors(tmp_path / "whole"), CheckpointTensors(tmp_path / "resumed")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import interrupt_at_call
 from hoe.errors import HoEError
 from hoe.models import CheckpointTensors
 from hoe.training import SFTSettings, supervised_finetune
@@ -36,20 +37,11 @@ def test_interrupted_run_resumes_to_same_weights(tiny_chat_model, tmp_path, monk
     settings = SFTSettings(steps=6, batch_size=2, learning_rate=1e-3, save_every=2)
     supervised_finetune(tiny_chat_model, PAIRS, tmp_path / "whole", settings, progress=False)
 
-    original_step = torch.optim.AdamW.step
-    calls = {"n": 0}
-
-    def dying_step(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt
-        return original_step(self, *args, **kwargs)
-
-    monkeypatch.setattr(torch.optim.AdamW, "step", dying_step)
+    restore = interrupt_at_call(monkeypatch, torch.optim.AdamW, "step", 5)
     with pytest.raises(KeyboardInterrupt):
         supervised_finetune(tiny_chat_model, PAIRS, tmp_path / "resumed", settings, progress=False)
     assert (tmp_path / "resumed.partial").is_dir() and not (tmp_path / "resumed").exists()
-    monkeypatch.setattr(torch.optim.AdamW, "step", original_step)
+    restore()
     log = supervised_finetune(tiny_chat_model, PAIRS, tmp_path / "resumed", settings, progress=False)
     assert log["step"] == 6
     whole, resumed = CheckpointTensors(tmp_path / "whole"), CheckpointTensors(tmp_path / "resumed")

@@ -6,17 +6,12 @@ from pathlib import Path
 
 import torch
 
+from hoe.models.chat import encode_prompts
 from hoe.models.loading import load_model, load_tokenizer
 
 
 def chat_batch(tokenizer, prompts: list[str], max_length: int) -> dict[str, torch.Tensor]:
-    texts = [
-        tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
-        if tokenizer.chat_template
-        else p
-        for p in prompts
-    ]
-    return tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=max_length, add_special_tokens=False)
+    return encode_prompts(tokenizer, prompts, truncation=True, max_length=max_length)
 
 
 @torch.no_grad()

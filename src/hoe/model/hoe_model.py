@@ -17,6 +17,7 @@ from hoe.experts.lora import read_lora
 from hoe.model.bundle import Bundle, check_against_base, load_bundle
 from hoe.model.layer import MixtureLinear
 from hoe.model.state import RoutingState
+from hoe.models.chat import encode_prompts
 from hoe.models.loading import load_model, load_tokenizer, resolve_checkpoint
 from hoe.models.tensors import CheckpointTensors
 from hoe.routing import PreferenceLike
@@ -89,7 +90,7 @@ class HoEModel(nn.Module):
             for layer in hoe.layers.values():
                 with torch.no_grad():
                     layer.router_weight[layer.router_slice(j)].zero_()
-                    layer.router_bias[layer.router_slice(j)].copy_(torch.log(torch.tensor(weights).clamp_min(LOG_FLOOR)))
+                    layer.router_bias[layer.router_slice(j)].copy_(router_bias(weights))
         hoe.sync_routers()
         return hoe.eval()
 
@@ -157,14 +158,8 @@ class HoEModel(nn.Module):
     # ---- generation -----------------------------------------------------------------------
     def chat_inputs(self, prompts: Sequence[str], chat: bool = True) -> dict[str, torch.Tensor]:
         """Tokenise prompts (chat template applied), left-padded for generation."""
-        tokenizer = self.tokenizer
-        tokenizer.padding_side = "left"
-        texts = [
-            tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
-            if chat and tokenizer.chat_template else p
-            for p in prompts
-        ]
-        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not (chat and tokenizer.chat_template))
+        self.tokenizer.padding_side = "left"
+        batch = encode_prompts(self.tokenizer, prompts, chat=chat)
         return {k: v.to(self.device) for k, v in batch.items()}
 
     @torch.no_grad()
@@ -211,12 +206,17 @@ def _batch_size(args, kwargs) -> int | None:
     return None
 
 
+def router_bias(static_weights: Sequence[float]) -> torch.Tensor:
+    """Bias of an untrained router: log of its anchor's static weights, so softmax gives them back."""
+    return torch.tensor([math.log(max(float(w), LOG_FLOOR)) for w in static_weights], dtype=torch.float32)
+
+
 def router_init(static_weights: Sequence[float], layers: dict[str, tuple[int, torch.dtype]]) -> dict[str, torch.Tensor]:
     """Router tensors that reproduce ``static_weights`` exactly: zero weight, bias = log w.
 
     ``layers`` maps module name -> (input features, dtype).
     """
-    bias = torch.tensor([math.log(max(w, LOG_FLOOR)) for w in static_weights], dtype=torch.float32)
+    bias = router_bias(static_weights)
     tensors = {}
     for module, (in_features, dtype) in layers.items():
         tensors[f"{module}.weight"] = torch.zeros(len(static_weights), in_features, dtype=dtype)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Sequence
 
 from hoe.errors import HoEError
+from hoe.rewards.base import batched
 from hoe.rewards.offline import OFFLINE_SCORERS
 
 
@@ -95,8 +96,8 @@ def score_objectives(objectives: Sequence[str], prompts: Sequence[str], response
     for spec in objectives:
         scorer = get_scorer(spec, **scorer_options)
         values: list[float] = []
-        for start in range(0, len(prompts), batch_size):
-            chunk_p, chunk_r = prompts[start : start + batch_size], responses[start : start + batch_size]
+        for start, chunk_p in batched(prompts, batch_size):
+            chunk_r = responses[start : start + len(chunk_p)]
             values += cache.score(scorer, chunk_p, chunk_r) if cache else scorer.score(chunk_p, chunk_r)
         results[spec] = values
     return results

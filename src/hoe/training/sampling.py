@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from hoe.errors import HoEError
+from hoe.models.chat import encode_prompts
 from hoe.models.loading import cache_root, load_model, load_tokenizer, resolve_checkpoint
 
 
@@ -59,7 +60,8 @@ def sample_candidates(model: str, prompts: list[str], settings: SamplingSettings
             break  # a line cut short by a kill: everything from here is sampled again
     if len(done) < len(prompts):  # keep whole batches only, so batch b still samples with seed + b
         done = done[: len(done) - len(done) % settings.batch_prompts]
-    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in done))
+    if len(done) != len(lines):  # cut back a partial batch or a broken line before appending
+        path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in done))
     if len(done) >= len(prompts):
         return done[: len(prompts)]
     lm = load_model(model, device=device)
@@ -68,9 +70,7 @@ def sample_candidates(model: str, prompts: list[str], settings: SamplingSettings
     starts = range(len(done), len(prompts), settings.batch_prompts)
     for start in tqdm(starts, desc="sample", unit="batch", disable=not progress):
         batch = prompts[start : start + settings.batch_prompts]
-        texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
-                 if tokenizer.chat_template else p for p in batch]
-        inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not tokenizer.chat_template).to(device)
+        inputs = encode_prompts(tokenizer, batch).to(device)
         torch.manual_seed(settings.seed + start // settings.batch_prompts)
         with torch.no_grad():
             output = lm.generate(**inputs, do_sample=True, temperature=settings.temperature, top_p=settings.top_p,

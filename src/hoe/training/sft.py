@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from hoe.errors import HoEError
+from hoe.models.chat import chat_prompt, uses_template
 from hoe.models.loading import load_model, load_tokenizer
 from hoe.utils.io import atomic_dir, check_output_dir, write_json
 
@@ -43,11 +44,7 @@ class SFTSettings:
 
 def encode_pair(tokenizer, prompt: str, response: str, max_length: int) -> tuple[list[int], list[int]]:
     """Token ids of the chat-formatted pair and labels that mask the prompt (-100)."""
-    messages = [{"role": "user", "content": prompt}]
-    if tokenizer.chat_template:
-        prefix = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    else:
-        prefix = f"{prompt}\n"
+    prefix = chat_prompt(tokenizer, prompt) if uses_template(tokenizer) else f"{prompt}\n"
     prefix_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"]
     response_ids = tokenizer(response + (tokenizer.eos_token or ""), add_special_tokens=False)["input_ids"]
     ids = (prefix_ids + response_ids)[:max_length]
