@@ -139,3 +139,31 @@ def test_score_cli(tmp_path):
     empty.write_text("\n")
     result = runner.invoke(app, ["score", "--objectives", "civility", "--input", str(empty), "--out", str(tmp_path / "o.jsonl")])
     assert result.exit_code == 2 and "holds no prompts" in result.output
+
+
+def test_evaluate_cli(bundle_dir, tmp_path):
+    out = tmp_path / "run"
+    args = ["evaluate", "--bundle", str(bundle_dir), "--out", str(out), "--methods", "hoe,soup,base", "--preferences", "grid:2",
+            "--limit", "2", "--max-new-tokens", "3", "--scorers", "helpful=concision,harmless=civility", "--batch-size", "2"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "| hoe | 2 |" in result.output and (out / "fronts.png").is_file()
+    again = runner.invoke(app, ["evaluate", "--out", str(out), "--report-only"])
+    assert again.exit_code == 0 and "| soup | 2 |" in again.output
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--methods", "hoe,magic"], "error: unknown method 'magic' (choose from base, experts, hoe, soup, merged, rs, morlhf, mod)"),
+    (["--preferences", "grid:0"], "error: 'grid:0': a grid needs at least 2 points per edge"),
+    (["--scorers", "helpful"], "error: --scorers entry 'helpful' must look like objective=SPEC"),
+    (["--reference", "a,b"], "error: --reference must be comma-separated numbers, got 'a,b'"),
+])
+def test_evaluate_cli_bad_input(bundle_dir, tmp_path, extra, message):
+    result = runner.invoke(app, ["evaluate", "--bundle", str(bundle_dir), "--out", str(tmp_path / "o"), *extra])
+    assert result.exit_code == 2 and result.output.strip() == message
+    assert not (tmp_path / "o").exists()
+
+
+def test_evaluate_report_only_needs_a_run(tmp_path):
+    result = runner.invoke(app, ["evaluate", "--out", str(tmp_path), "--report-only"])
+    assert result.exit_code == 2 and "holds no evaluation run" in result.output

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from hoe.demo import demo_finetune
+from hoe.training.reference_finetunes import reference_finetune
 from hoe.experts import read_lora
 from hoe.models import CheckpointTensors, resolve_checkpoint
 from hoe.models.loading import DEFAULT_MODEL
@@ -51,7 +51,7 @@ def main() -> None:
     args = parser.parse_args()
 
     base_dir = resolve_checkpoint(DEFAULT_MODEL)
-    ft_dir = demo_finetune()
+    ft_dir = reference_finetune()
     bin_dir = Path(sys.executable).parent
     projection_regex = "|".join(PROJECTIONS)
     tools = {

@@ -20,7 +20,7 @@ import torch
 
 from hoe.baselines import mod_generate
 from hoe.data import sft_pairs
-from hoe.demo import demo_experts
+from hoe.training.reference_finetunes import reference_experts
 from hoe.model import HoEModel
 from hoe.model.build import build_bundle
 from hoe.models import load_model, load_tokenizer
@@ -73,7 +73,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     args.work.mkdir(parents=True, exist_ok=True)
-    experts = demo_experts(args.work.parent.parent / "merge" / "work" / "experts")
+    experts = reference_experts(args.work.parent.parent / "merge" / "work" / "experts")
     prompts = [p for p, _ in sft_pairs("hh-helpful-test")[: args.batch]]
     tokenizer = load_tokenizer(DEFAULT_MODEL)
     tokenizer.padding_side = "left"

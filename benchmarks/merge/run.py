@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from hoe.data import sft_pairs
-from hoe.demo import demo_experts
+from hoe.training.reference_finetunes import reference_experts
 from hoe.experts.fidelity import chat_batch, mean_kl, next_token_log_probs
 from hoe.merging import MERGE_METHODS
 from hoe.models import load_model, load_tokenizer, resolve_checkpoint
@@ -52,7 +52,7 @@ def main() -> None:
     args = parser.parse_args()
 
     base_dir = resolve_checkpoint(DEFAULT_MODEL)
-    experts = demo_experts(args.work / "experts", rank=args.rank)
+    experts = reference_experts(args.work / "experts", rank=args.rank)
     hoe = str(Path(sys.executable).parent / "hoe")
     timings = {}
     for method in MERGE_METHODS:

@@ -179,24 +179,9 @@ def info(bundle: Path = typer.Option(..., help="Bundle folder.")) -> None:
 
 
 def _read_jsonl(path: Path) -> list[dict]:
-    import json
+    from hoe.utils.io import read_prompt_rows
 
-    if not path.is_file():
-        raise HoEError(f"input file not found: '{path}'")
-    rows = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise HoEError(f"{path} line {number}: malformed JSON ({exc.msg})") from None
-        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
-            raise HoEError(f"{path} line {number}: each line needs a string 'prompt'")
-        rows.append(row)
-    if not rows:
-        raise HoEError(f"{path} holds no prompts")
-    return rows
+    return read_prompt_rows(path)
 
 
 @app.command()
@@ -266,6 +251,90 @@ def export(
 
 @app.command()
 @user_errors
+def evaluate(
+    bundle: Optional[Path] = typer.Option(None, help="Bundle folder (not needed with --report-only)."),
+    out: Path = typer.Option(..., help="Run folder: generations (cached, resumable), results.json/.csv, report.md, fronts.png."),
+    preferences: str = typer.Option("grid:5", help="grid:K (K points per simplex edge), simplex:STEP, or a file of preferences."),
+    methods: str = typer.Option(",".join(["hoe", "soup", "merged", "rs", "mod", "experts", "base"]),
+                                help="Comma-separated: hoe, soup, merged, rs, mod, morlhf (a PPO run per λ), experts, base."),
+    prompts: str = typer.Option("packaged:hh-helpful-test", help="Prompt spec: packaged:NAME, hub:DATASET@SPLIT#FIELD, A+B."),
+    split: str = typer.Option("heldout", help="train, eval, heldout or all (hash split of each prompt)."),
+    limit: Optional[int] = typer.Option(64, help="At most this many prompts."),
+    scorers: Optional[str] = typer.Option(None, help="objective=SPEC,... where an objective is not itself a scorer name."),
+    max_new_tokens: int = typer.Option(64, help="Tokens to generate per answer."),
+    max_prompt_tokens: Optional[int] = typer.Option(None, help="Cut longer prompts from the left (the latest turn stays)."),
+    sample: bool = typer.Option(False, "--sample/--greedy", help="Sample (seeded) or decode greedily; the same for every method."),
+    temperature: float = typer.Option(1.0, help="Sampling temperature."),
+    top_p: float = typer.Option(1.0, help="Nucleus sampling mass (not used by mod)."),
+    batch_size: int = typer.Option(16, help="Prompts per batch, the same for every method."),
+    seed: int = typer.Option(0, help="Seed of everything random in the run."),
+    task_vectors: str = typer.Option("auto", help="For rs and the expert models: full (fine-tuned models), lora, or auto."),
+    merge_method: Optional[str] = typer.Option(None, help="Merge method of `merged` (default: the bundle's, else pcb)."),
+    reference: Optional[str] = typer.Option(None, help="Hypervolume reference point, comma-separated (default: from the run)."),
+    morlhf_config: Optional[Path] = typer.Option(None, help="PPO config (YAML, hoe.rl.TrainConfig) of morlhf's per-λ LoRA runs."),
+    report_only: bool = typer.Option(False, help="Rebuild the report from cached generations; no model loads."),
+    overwrite: bool = typer.Option(False, help="Discard cached generations made with other settings."),
+    device: str = typer.Option("cpu", help="cpu, cuda, or auto (each accelerate process takes its own device)."),
+    dtype: str = typer.Option("float32", help="Model dtype."),
+) -> None:
+    """Pareto fronts of HoE and its peers on the same prompts: hypervolume, controllability, cost."""
+    from hoe.evaluation import Decoding, EvalSettings, build_report, evaluate, methods_table
+
+    try:
+        reference_point = [float(v) for v in _split(reference)] if reference else None
+    except ValueError:
+        raise HoEError(f"--reference must be comma-separated numbers, got '{reference}'") from None
+    if report_only:
+        results = build_report(out, reference=reference_point)
+    else:
+        if bundle is None:
+            raise HoEError("--bundle is required (or pass --report-only to rebuild a report)")
+        mapping = {}
+        for item in _split(scorers) or []:
+            objective, sep, spec = item.partition("=")
+            if not sep or not spec:
+                raise HoEError(f"--scorers entry '{item}' must look like objective=SPEC")
+            mapping[objective.strip()] = spec.strip()
+        decoding = Decoding(max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature, top_p=top_p,
+                            batch_size=batch_size, seed=seed, max_prompt_tokens=max_prompt_tokens)
+        settings = EvalSettings(bundle=str(bundle), preferences=preferences, methods=_split(methods) or [], prompts=prompts, split=split,
+                                limit=limit, decoding=decoding, scorers=mapping, task_vectors=task_vectors, merge_method=merge_method,
+                                reference=reference_point, device=device, dtype=dtype,
+                                morlhf_config=str(morlhf_config) if morlhf_config else None)
+        results = evaluate(settings, out, overwrite=overwrite)
+        if not results:  # a non-main accelerate process
+            return
+    typer.echo(methods_table(results))
+    typer.echo(f"{out}: report.md, results.json, results.csv, fronts.png")
+
+
+@app.command("train-router")
+@user_errors
+def train_router_command(
+    bundle: Path = typer.Option(..., help="Bundle folder; the trained router is written into it."),
+    anchor: str = typer.Option(..., help="The router's anchor λ, e.g. '0.5,0.5' or 'civility=0.3,concision=0.7'."),
+    config: Optional[Path] = typer.Option(None, help="Training config (YAML); see hoe.rl.TrainConfig for every key."),
+    steps: Optional[int] = typer.Option(None, help="Override the config's PPO steps."),
+    scalarisation: Optional[str] = typer.Option(None, help="Override: tchebycheff-omd, linear or single."),
+    work: Optional[Path] = typer.Option(None, help="Checkpoints, curve.csv, TensorBoard logs (default BUNDLE/training/ROUTER)."),
+    resume: bool = typer.Option(False, help="Continue a killed run from its last checkpoint (bit for bit)."),
+    overwrite: bool = typer.Option(False, help="Train again a router that is trained already."),
+    device: str = typer.Option("cpu", help="cpu, cuda, or auto."),
+) -> None:
+    """Train the router expert at one anchor by PPO (Tchebycheff + OMD by default)."""
+    from hoe.rl import load_config, train_router
+
+    settings = load_config(config, steps=steps, scalarisation=scalarisation)
+    summary = train_router(bundle, anchor, settings, work=work, resume=resume, overwrite=overwrite, device=_device(device))
+    if summary.get("last") and summary["main_process"]:
+        first, last = summary["first"], summary["last"]
+        typer.echo(f"router '{summary['router']}' at {summary['anchor']}: {summary['steps']} steps, "
+                   f"{summary['trainable_parameters']:,} trainable parameters; Tchebycheff {first['tchebycheff']:.3f} → {last['tchebycheff']:.3f}; "
+                   f"curve {summary['work']}/curve.csv")
+
+
+@app.command()
+@user_errors
 def score(
     objectives: str = typer.Option(..., help="Comma-separated: civility, relevance, positivity, concision, readability, rm:MODEL[#preset], py:module:function."),
     input: Path = typer.Option(..., help="JSONL with {'prompt', 'response'} per line (other fields are kept)."),
@@ -306,13 +375,14 @@ def make_expert_command(
     objective: str = typer.Option(..., help="The objective to maximise (an offline scorer, rm:MODEL, or py:module:function)."),
     out: Path = typer.Option(..., help="Output transformers folder."),
     base: str = typer.Option("smollm2-135m-instruct", help="Model to align (any reference form)."),
-    method: str = typer.Option("raft", help="raft (best of k, then supervised fine-tuning) or dpo (best vs worst, TRL's DPOTrainer)."),
+    method: str = typer.Option("raft", help="raft (best of k, then supervised fine-tuning), dpo (best vs worst, TRL's DPOTrainer) "
+                                            "or ppo (hoe's PPO on a LoRA, merged; steps and learning rate apply)."),
     prompts: str = typer.Option("packaged:hh-helpful-sft", help="Prompt spec: packaged:NAME or hub:DATASET[:CONFIG]@SPLIT#FIELD (train split)."),
     prompt_count: int = typer.Option(96, help="Training prompts."),
     k: int = typer.Option(4, help="Responses sampled per prompt (shared across objectives)."),
     max_new_tokens: int = typer.Option(64, help="Length of sampled responses."),
     steps: int = typer.Option(24, help="Fine-tuning steps."),
-    learning_rate: float = typer.Option(2e-5, help="AdamW learning rate."),
+    learning_rate: Optional[float] = typer.Option(None, help="AdamW learning rate (default 2e-5 for raft/dpo, 1e-4 for ppo)."),
     beta: float = typer.Option(0.1, help="dpo: KL strength."),
     device: str = typer.Option("auto", help="cpu, cuda, or auto."),
     overwrite: bool = typer.Option(False, help="Replace an existing --out."),
@@ -354,12 +424,13 @@ def finetune(
 @user_errors
 def demo(
     out: Path = typer.Option(Path("runs/demo"), help="Where the demo's artifacts go."),
+    profile: str = typer.Option("quick", help="quick (about 20 min on 2 cores the first time) or full (the README's numbers)."),
     rank: int = typer.Option(16, help="Expert rank."),
 ) -> None:
-    """The embedded default end to end (SmolLM2-135M-Instruct, offline)."""
+    """The embedded default end to end (SmolLM2-135M-Instruct, offline): experts, bundle, Pareto evaluation."""
     from hoe.demo import run_demo
 
-    run_demo(out, rank=rank)
+    run_demo(out, profile=profile, rank=rank)
 
 
 @app.command()

@@ -1,54 +1,81 @@
-"""The embedded default run, offline: SmolLM2-135M-Instruct, three short real fine-tunes, their
-LoRA experts, a merged expert and a router in one HoE bundle, answers under several preferences.
+"""The embedded default run, offline and end to end (``hoe demo`` / ``make demo``).
 
-It grows with the project (rewards, router training, Pareto evaluation are open issues).
+On the offline assistant suite (HH-RLHF prompts, offline scorers), with two objectives
+(civility, concision) and with three (civility, concision, positivity): make the
+single-objective experts of SmolLM2-135M-Instruct by RAFT (candidates sampled once, every step
+cached), extract them by task-SVD, merge with PCB, build the HoE bundle, answer under several
+preferences with one model, and evaluate HoE against soup, merged, Rewarded Soups, MOD, the
+experts and the base on held-out prompts: fronts, hypervolume, cost per token.
+
+``quick`` fits a fresh 2-core machine in about 20 minutes (a few minutes once cached); ``full``
+makes the numbers the README quotes.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from hoe.data import sft_pairs
-from hoe.experts import ExtractSettings, extract_expert
-from hoe.experts.fidelity import logit_fidelity
-from hoe.models.loading import DEFAULT_MODEL, cache_root, resolve_checkpoint
-from hoe.training import SFTSettings, supervised_finetune
+from hoe.models.loading import DEFAULT_MODEL, resolve_checkpoint
 
-DEMO_SFT = SFTSettings(steps=30, batch_size=8, max_length=128, learning_rate=5e-5)
-HELD_OUT_PROMPTS = 16
+TRAIN_PROMPTS = "packaged:hh-helpful-sft+packaged:hh-harmless"
+EVAL_PROMPTS = "packaged:hh-helpful-test+packaged:hh-harmless"  # the heldout split: no expert trained on these
 
 
-# expert name -> packaged dataset its fine-tune learns from
-DEMO_EXPERT_DATA = {"helpful": "hh-helpful-sft", "harmless": "hh-harmless", "instruct": "alpaca-davinci"}
+@dataclass(frozen=True)
+class Profile:
+    prompt_count: int  # training prompts per expert (candidates shared by every expert)
+    steps: int  # RAFT fine-tuning steps per expert
+    eval_prompts: int
+    max_new_tokens: int
+    preferences_2: str
+    preferences_3: str
+    max_prompt_tokens: int  # held-out prompts are cut from the left to this (prefill dominates on the CPU)
+    svd: str = "exact"
 
 
-def demo_finetune(expert: str = "helpful", base: str = DEFAULT_MODEL, settings: SFTSettings = DEMO_SFT, progress: bool = True) -> Path:
-    """A full fine-tune of the embedded model on one packaged dataset; made once, then cached."""
-    data = DEMO_EXPERT_DATA[expert]
-    key = hashlib.sha1(json.dumps([base, data, asdict(settings)], sort_keys=True).encode()).hexdigest()[:10]
-    out = cache_root() / "finetunes" / f"{expert}-sft-{key}"
-    if not (out / "sft_log.json").is_file():
-        supervised_finetune(base, sft_pairs(data), out, settings, progress=progress)
-    return out
+PROFILES = {
+    "quick": Profile(prompt_count=48, steps=12, eval_prompts=12, max_new_tokens=24, preferences_2="grid:3", preferences_3="simplex:0.5",
+                     max_prompt_tokens=96, svd="randomized"),
+    "full": Profile(prompt_count=96, steps=24, eval_prompts=64, max_new_tokens=48, preferences_2="grid:6", preferences_3="simplex:0.5",
+                    max_prompt_tokens=192),
+}
+
+SUITES = {
+    "2-objectives": {
+        "objectives": ["civility", "concision"],
+        "experts": {"civil": "civility", "concise": "concision"},
+        "merges": [("balanced", ["civil", "concise"])],
+        "routers": [[0.25, 0.75], [0.75, 0.25]],
+    },
+    "3-objectives": {
+        "objectives": ["civility", "concision", "positivity"],
+        "experts": {"civil": "civility", "concise": "concision", "warm": "positivity"},
+        "merges": [("civil-concise", ["civil", "concise"])],
+        "routers": [[0.2, 0.4, 0.4]],
+    },
+}
+
+SAMPLE_PROMPT = "How can I get my neighbour's dog to stop barking at night?"
 
 
-def demo_experts(root: str | Path, rank: int = 16, progress: bool = True) -> dict[str, Path]:
-    """Rank-``rank`` LoRA experts of the three demo fine-tunes under ``root`` (made once)."""
-    experts = {}
-    for name in DEMO_EXPERT_DATA:
-        folder = Path(root) / name
-        if not (folder / "adapter_config.json").is_file():
-            extract_expert(DEFAULT_MODEL, demo_finetune(name, progress=progress), folder, ExtractSettings(rank=rank), overwrite=True, progress=progress)
-        experts[name] = folder
-    return experts
-
-
-def held_out_prompts(count: int = HELD_OUT_PROMPTS) -> list[str]:
-    return [prompt for prompt, _ in sft_pairs("hh-helpful-test")[:count]]
+def suite_recipe(suite: str, profile: Profile, rank: int = 16) -> str:
+    """The YAML recipe of one suite under a profile (the recipes/ folder holds the full-profile ones)."""
+    spec = SUITES[suite]
+    objectives = spec["objectives"]
+    make = f"prompts: \"{TRAIN_PROMPTS}\", prompt_count: {profile.prompt_count}, steps: {profile.steps}"
+    lines = [f"base: {DEFAULT_MODEL}", f"objectives: [{', '.join(objectives)}]", f"rank: {rank}", "experts:"]
+    for name, objective in spec["experts"].items():
+        lines += [f"  - name: {name}", f"    anchor: {{{objective}: 1}}", f"    svd: {profile.svd}",
+                  f"    make: {{objective: {objective}, {make}}}"]
+    lines.append("merges:")
+    for name, experts in spec["merges"]:
+        lines += [f"  - name: {name}", f"    experts: [{', '.join(experts)}]", "    method: pcb"]
+    lines.append("routers:")
+    lines += [f"  - anchor: [{', '.join(f'{v:g}' for v in anchor)}]" for anchor in spec["routers"]]
+    return "\n".join(lines) + "\n"
 
 
 def summarise(report: dict) -> str:
@@ -72,57 +99,74 @@ def summarise(report: dict) -> str:
     return "\n".join(lines)
 
 
-DEMO_PROMPTS = ["How can I get my neighbour's dog to stop barking at night?", "Write a short note inviting a colleague to lunch."]
-DEMO_PREFERENCES = [{"helpful": 1}, {"harmless": 1}, {"instruct": 1}, {"helpful": 0.5, "harmless": 0.5}, {"helpful": 0.2, "harmless": 0.2, "instruct": 0.6}]
-
-
-def demo_recipe(rank: int) -> str:
-    """The demo's bundle: three extracted experts, a PCB merge of helpful and harmless, one router."""
-    lines = [f"base: {DEFAULT_MODEL}", f"objectives: [{', '.join(DEMO_EXPERT_DATA)}]", f"rank: {rank}", "experts:"]
-    for name in DEMO_EXPERT_DATA:
-        lines += [f"  - name: {name}", f"    anchor: {{{name}: 1}}", f"    finetuned: {demo_finetune(name)}"]
-    lines += ["merges:", "  - name: helpful-harmless", "    experts: [helpful, harmless]", "    method: pcb",
-              "routers:", "  - name: mostly-instruct", "    anchor: [0.2, 0.2, 0.6]"]
-    return "\n".join(lines) + "\n"
-
-
-def run_demo(out: str | Path = "runs/demo", rank: int = 16, progress: bool = True) -> dict:
-    """Fine-tune (or reuse) three experts, build the bundle, check one expert's fidelity, and
-    answer the demo prompts under several preferences with one model."""
-    from hoe.model import HoEModel
+def run_suite(suite: str, profile: Profile, out: Path, rank: int, progress: bool) -> dict:
+    """Build one suite's bundle and evaluate every method on held-out prompts."""
+    from hoe.evaluation import Decoding, EvalSettings, evaluate, methods_table
     from hoe.model.build import build_bundle
 
+    folder = out / suite
+    folder.mkdir(parents=True, exist_ok=True)
+    recipe = folder / "recipe.yaml"
+    recipe.write_text(suite_recipe(suite, profile, rank))
+    start = time.perf_counter()
+    bundle = build_bundle(recipe, folder / "bundle", progress=progress)
+    built = time.perf_counter() - start
+    first = bundle.experts[0]
+    report = json.loads((bundle.expert_path(first) / "extract_report.json").read_text())
+    print(f"  bundle {folder / 'bundle'} ({built:.0f} s): LoRA experts {', '.join(e.name for e in bundle.experts)}; "
+          f"routers {', '.join(r.name for r in bundle.routers)} (untrained: the static mix at their anchors)")
+    print(f"  task-SVD of expert '{first.name}' (rank {rank}, {profile.svd}):\n" + _indent(summarise(report), 4))
+    settings = EvalSettings(bundle=str(folder / "bundle"), preferences=profile.preferences_2 if len(bundle.objectives) == 2 else profile.preferences_3,
+                            prompts=EVAL_PROMPTS, split="heldout", limit=profile.eval_prompts,
+                            decoding=Decoding(max_new_tokens=profile.max_new_tokens, batch_size=16, max_prompt_tokens=profile.max_prompt_tokens))
+    start = time.perf_counter()
+    results = evaluate(settings, folder / "evaluation", overwrite=True, progress=progress)
+    print(f"  evaluation ({time.perf_counter() - start:.0f} s), {results['settings']['prompts']['count']} held-out prompts, "
+          f"{len(results['points'])} models:\n" + _indent(methods_table(results), 4))
+    print(f"  report: {folder / 'evaluation' / 'report.md'}; fronts: {folder / 'evaluation' / 'fronts.png'}")
+    return {"bundle": str(folder / "bundle"), "build_seconds": round(built, 1), "methods": results["methods"]}
+
+
+def sample_answers(bundle: Path, objectives: list[str]) -> list[dict]:
+    """One prompt answered under three preferences in one batch: one model, a λ per row."""
+    from hoe.model import HoEModel
+
+    model = HoEModel.from_bundle(bundle)
+    preferences = [[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]]
+    texts = model.generate([SAMPLE_PROMPT] * 3, preferences=preferences, max_new_tokens=40, do_sample=False)
+    answers = []
+    print(f"  prompt: {SAMPLE_PROMPT}")
+    for preference, text in zip(preferences, texts):
+        label = ", ".join(f"{o}={v:g}" for o, v in zip(objectives, preference))
+        print(f"    [{label}] {' '.join(text.split())[:150]}")
+        answers.append({"preference": preference, "response": text})
+    return answers
+
+
+def run_demo(out: str | Path = "runs/demo", profile: str = "quick", rank: int = 16, progress: bool = True) -> dict:
+    """Both suites end to end; returns (and writes) a summary with every artifact's place."""
+    from hoe.errors import HoEError
+
+    if profile not in PROFILES:
+        raise HoEError(f"unknown profile '{profile}' (choose from {', '.join(PROFILES)})")
+    chosen = PROFILES[profile]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    print(f"[1/5] embedded base model {DEFAULT_MODEL}: {resolve_checkpoint(DEFAULT_MODEL)}")
-    for name, data in DEMO_EXPERT_DATA.items():
-        print(f"[2/5] full fine-tune '{name}' on {data} ({DEMO_SFT.steps} steps, cached): {demo_finetune(name, progress=progress)}")
-    recipe = out / "recipe.yaml"
-    recipe.write_text(demo_recipe(rank))
-    bundle = build_bundle(recipe, out / "bundle", progress=progress)
-    report = json.loads((out / "bundle" / "experts" / "helpful" / "extract_report.json").read_text())
-    print(f"[3/5] bundle {out / 'bundle'}: experts {', '.join(e.name for e in bundle.experts)}; router {bundle.routers[0].name}\n"
-          f"task-SVD of the 'helpful' fine-tune at rank {rank}:\n{summarise(report)}")
-    fidelity = logit_fidelity(DEFAULT_MODEL, demo_finetune("helpful"), out / "bundle" / "experts" / "helpful", held_out_prompts())
-    print(
-        f"[4/5] held-out prompts ({fidelity['prompts']}, {fidelity['tokens']} tokens): "
-        f"KL(fine-tune‖base) {fidelity['kl_ft_base']:.4f}, KL(fine-tune‖base+expert) {fidelity['kl_ft_expert']:.4f}: "
-        f"the rank-{rank} expert recovers {100 * fidelity['shift_recovered']:.1f}% of the fine-tune's shift"
-    )
-    model = HoEModel.from_bundle(out / "bundle")
-    answers = []
-    print("[5/5] one model, a preference per row (greedy, 40 new tokens):")
-    for prompt in DEMO_PROMPTS:
-        texts = model.generate([prompt] * len(DEMO_PREFERENCES), preferences=DEMO_PREFERENCES, max_new_tokens=40, do_sample=False)
-        print(f"  prompt: {prompt}")
-        for preference, text in zip(DEMO_PREFERENCES, texts):
-            label = ", ".join(f"{k}={v:g}" for k, v in preference.items())
-            routing = model.describe_routing(preference)
-            print(f"    [{label}] via {routing}\n      {' '.join(text.split())[:160]}")
-            answers.append({"prompt": prompt, "preference": preference, "routing": routing, "response": text})
-    summary = {"bundle": str(out / "bundle"), "extract_helpful": report["totals"], "fidelity": fidelity,
-               "parameters": model.parameter_counts(), "answers": answers, "total_seconds": round(time.perf_counter() - start, 1)}
+    print(f"[1/4] embedded base model {DEFAULT_MODEL}: {resolve_checkpoint(DEFAULT_MODEL)} (profile '{profile}')")
+    summary = {"profile": profile, "settings": asdict(chosen), "suites": {}}
+    for step, suite in enumerate(SUITES, 2):
+        objectives = SUITES[suite]["objectives"]
+        print(f"[{step}/4] {suite} ({', '.join(objectives)}): RAFT experts (cached), task-SVD, PCB merge, bundle, evaluation")
+        summary["suites"][suite] = run_suite(suite, chosen, out, rank, progress)
+    print("[4/4] one model, a preference per row (greedy, 40 new tokens):")
+    summary["answers"] = sample_answers(out / "2-objectives" / "bundle", SUITES["2-objectives"]["objectives"])
+    summary["total_seconds"] = round(time.perf_counter() - start, 1)
     (out / "demo_summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-    print(f"artifacts: {out.resolve()} (recipe.yaml, bundle/, demo_summary.json); {summary['total_seconds']} s in all")
+    print(f"artifacts: {out.resolve()} (per suite: recipe.yaml, bundle/, evaluation/report.md, evaluation/fronts.png); "
+          f"{summary['total_seconds']} s in all")
     return summary
+
+
+def _indent(text: str, spaces: int) -> str:
+    return "\n".join(" " * spaces + line for line in text.splitlines())

@@ -22,7 +22,7 @@ def test_splits_are_disjoint_deterministic_and_sized():
     "spec, split, message",
     [
         ("packaged:nope", "all", "unknown packaged dataset 'nope'"),
-        ("files:x", "all", "must start with packaged: or hub:"),
+        ("files:x", "all", "must start with packaged:, hub: or file:"),
         ("packaged:hh-harmless", "test", "unknown split 'test'"),
         ("hub:someone/data@train", "all", "needs the prompt field"),
     ],
@@ -37,3 +37,18 @@ def test_hub_dataset_failure_is_one_line(monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     with pytest.raises(HoEError, match="could not load hub dataset 'someone/not-a-dataset-xyz'"):
         load_prompts("hub:someone/not-a-dataset-xyz@train#prompt")
+
+
+def test_file_prompt_specs(tmp_path):
+    from hoe.data import load_prompts
+    from hoe.errors import HoEError
+
+    (tmp_path / "p.txt").write_text("first prompt\n\nsecond prompt\n")
+    assert load_prompts(f"file:{tmp_path / 'p.txt'}") == ["first prompt", "second prompt"]
+    (tmp_path / "p.jsonl").write_text('{"prompt": "a"}\n{"prompt": "b", "other": 1}\n')
+    assert load_prompts(f"file:{tmp_path / 'p.jsonl'}") == ["a", "b"]
+    (tmp_path / "bad.jsonl").write_text('{"prompt": "a"}\n{"text": "b"}\n')
+    with pytest.raises(HoEError, match="bad.jsonl line 2: each line needs a string 'prompt'"):
+        load_prompts(f"file:{tmp_path / 'bad.jsonl'}")
+    with pytest.raises(HoEError, match="prompt file not found"):
+        load_prompts(f"file:{tmp_path / 'nope.txt'}")

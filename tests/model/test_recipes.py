@@ -14,8 +14,12 @@ RECIPES = sorted((Path(__file__).resolve().parents[2] / "recipes").glob("*.yaml"
 
 @pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
 def test_shipped_recipes_validate(path):
+    from hoe.rewards.scoring import check_objective_name
+
     recipe, _ = load_recipe(path)
     assert len(recipe.experts) >= len(recipe.objectives)
+    for objective in recipe.objectives:
+        check_objective_name(recipe.scorers.get(objective, objective))  # every objective has a scorer
 
 
 def test_make_entries_name_a_known_objective(tmp_path):
@@ -25,3 +29,21 @@ def test_make_entries_name_a_known_objective(tmp_path):
     )
     with pytest.raises(HoEError, match=r"experts\.0\.make\.objective: unknown objective 'wit'"):
         load_recipe(tmp_path / "r.yaml")
+
+
+def test_recipe_scorers_reach_the_bundle_and_the_evaluation(bundle_dir, tmp_path):
+    import json
+    import shutil
+
+    from hoe.evaluation import EvalSettings, plan
+
+    (tmp_path / "bad.yaml").write_text("base: x\nobjectives: [a]\nscorers: {b: civility}\nexperts:\n  - {name: e, anchor: [1], lora: l}\n")
+    with pytest.raises(HoEError, match="scorers: 'b' is not one of the objectives"):
+        load_recipe(tmp_path / "bad.yaml")
+    spec = json.loads((bundle_dir / "hoe.json").read_text())
+    assert "scorers" not in spec  # bundles without a mapping keep their old hoe.json
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle_dir, copy)
+    spec["scorers"] = {"helpful": "concision", "harmless": "civility"}
+    (copy / "hoe.json").write_text(json.dumps(spec))
+    assert plan(EvalSettings(bundle=str(copy), limit=2)).scorers == {"helpful": "concision", "harmless": "civility"}

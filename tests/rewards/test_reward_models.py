@@ -110,3 +110,36 @@ def test_normalisation_stats_round_trip(tmp_path):
     assert loaded["civility"].apply([2.0, 3.0]) == pytest.approx([0.0, 1.0])
     assert loaded["flat"].apply([5.0]) == [0.0]
     assert json.loads((tmp_path / "norm.json").read_text())["civility"]["count"] == 3
+
+
+def test_armo_preset_reads_one_reward_dimension(tiny_chat_model, tmp_path):
+    folder = _tiny_classifier(tmp_path / "rm", 19, tiny_chat_model)
+    by_name = RewardModelScorer(str(folder), "armo:correctness")
+    by_index = RewardModelScorer(str(folder), "armo:1")
+    text = by_name.texts(PROMPTS[:1], RESPONSES[:1])[0][0]
+    assert by_name.score(PROMPTS[:1], RESPONSES[:1]) == by_index.score(PROMPTS[:1], RESPONSES[:1])
+    assert by_name.score(PROMPTS[:1], RESPONSES[:1])[0] == pytest.approx(_manual(folder, text, label=1), abs=1e-5)
+    with pytest.raises(HoEError, match="ArmoRM dimension 'wit'"):
+        RewardModelScorer(str(folder), "armo:wit")
+    with pytest.raises(HoEError, match="dimension 40 is out of range"):
+        RewardModelScorer(str(folder), "armo:40")
+    with pytest.raises(HoEError, match="unknown reward-model preset 'hh:2'"):
+        RewardModelScorer(str(folder), "hh:2")
+
+
+def test_beaver_presets_read_a_safe_rlhf_score_head(tiny_chat_model, tmp_path):
+    """A safe-rlhf score model (LlamaForScore, weights under score_head) loads as a 1-label head;
+    the cost preset negates it."""
+    from safetensors.torch import load_file, save_file
+
+    folder = _tiny_classifier(tmp_path / "rm", 1, tiny_chat_model)
+    expected = _manual(folder, "BEGINNING OF CONVERSATION: USER: name a colour ASSISTANT:blue")
+    weights = load_file(str(folder / "model.safetensors"))
+    save_file({k.replace("score.", "score_head."): v for k, v in weights.items()}, str(folder / "model.safetensors"))
+    config = json.loads((folder / "config.json").read_text())
+    config.update(architectures=["LlamaForScore"], num_labels=2, id2label={"0": "LABEL_0", "1": "LABEL_1"},
+                  label2id={"LABEL_0": 0, "LABEL_1": 1})
+    (folder / "config.json").write_text(json.dumps(config))
+    reward = RewardModelScorer(str(folder), "beaver").score(["name a colour"], ["blue"])[0]
+    cost = RewardModelScorer(str(folder), "beaver-cost").score(["name a colour"], ["blue"])[0]
+    assert reward == pytest.approx(expected, abs=1e-5) and cost == pytest.approx(-expected, abs=1e-5)

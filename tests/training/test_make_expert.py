@@ -59,7 +59,7 @@ def test_raft_fine_tunes_on_the_best_responses(tiny_chat_model, tmp_path, monkey
 @pytest.mark.parametrize(
     "settings, message",
     [
-        (MakeExpertSettings(objective="civility", method="ppo"), "unknown method 'ppo'"),
+        (MakeExpertSettings(objective="civility", method="rlhf"), "unknown method 'rlhf'"),
         (MakeExpertSettings(objective="wit"), "unknown objective 'wit'"),
         (MakeExpertSettings(objective="civility", sampling=SamplingSettings(k=1)), "k must be at least 2"),
         (MakeExpertSettings(objective="civility", prompt_count=0), "--prompt-count must be positive"),
@@ -98,3 +98,28 @@ def test_dpo_trains_on_best_versus_worst_and_resumes(tiny_chat_model, tmp_path, 
     whole, again = CheckpointTensors(tmp_path / "whole"), CheckpointTensors(tmp_path / "resumed")
     name = "model.layers.0.self_attn.q_proj.weight"
     torch.testing.assert_close(again.get(name), whole.get(name), rtol=1e-4, atol=1e-5)
+
+
+def test_ppo_makes_a_merged_lora_expert_and_resumes(tiny_chat_model, tmp_path, monkeypatch):
+    """PPO on a LoRA for one objective; a killed run resumes to the same weights."""
+    from safetensors.torch import load_file
+
+    from conftest import interrupt_at_call
+    from hoe.rl import trainer as trainer_module
+
+    monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
+    settings = MakeExpertSettings.from_options("concision", method="ppo", prompts="packaged:hh-helpful-sft", prompt_count=8,
+                                               max_new_tokens=4, steps=3)
+    settings.sft.batch_size, settings.sft.save_every = 4, 1
+    whole = make_expert(str(tiny_chat_model), settings, tmp_path / "whole", progress=False)
+    assert whole["method"] == "ppo" and (tmp_path / "whole" / "ppo_curve.csv").read_text().count("\n") == 4
+    restore = interrupt_at_call(monkeypatch, trainer_module.Trainer, "train_step", 3)
+    with pytest.raises(KeyboardInterrupt):
+        make_expert(str(tiny_chat_model), settings, tmp_path / "resumed", progress=False)
+    restore()
+    assert not (tmp_path / "resumed").exists() and (tmp_path / "resumed.partial").is_dir()
+    make_expert(str(tiny_chat_model), settings, tmp_path / "resumed", progress=False)
+    a, b = load_file(str(tmp_path / "whole" / "model.safetensors")), load_file(str(tmp_path / "resumed" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    base = load_file(str(tiny_chat_model / "model.safetensors"))
+    assert any(not torch.equal(a[k], base[k]) for k in a if "q_proj" in k)  # the LoRA learned something and was merged in

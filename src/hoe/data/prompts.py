@@ -1,8 +1,9 @@
 """Prompts for training and evaluation, from packaged files or hub datasets, with deterministic
 splits.
 
-A prompt spec is ``packaged:NAME`` (see ``hoe.data.PACKAGED``) or ``hub:DATASET[:CONFIG]@SPLIT#FIELD``
-(loaded with ``datasets`` where the hub is reachable); ``A+B`` mixes specs. A split is assigned per prompt from a
+A prompt spec is ``packaged:NAME`` (see ``hoe.data.PACKAGED``), ``hub:DATASET[:CONFIG]@SPLIT#FIELD``
+(loaded with ``datasets`` where the hub is reachable) or ``file:PATH`` (JSON lines with a
+``prompt`` field, or one prompt per line of text); ``A+B`` mixes specs. A split is assigned per prompt from a
 hash of its text, so it does not depend on file order or on which other prompts are present:
 ``train`` 80%, ``eval`` 10%, ``heldout`` 10%.
 """
@@ -41,6 +42,19 @@ def _hub_prompts(spec: str) -> list[str]:
     return [str(row[field]) for row in rows]
 
 
+def _file_prompts(path_text: str) -> list[str]:
+    from pathlib import Path
+
+    from hoe.utils.io import read_prompt_rows
+
+    path = Path(path_text)
+    if path.suffix == ".jsonl":
+        return [row["prompt"] for row in read_prompt_rows(path)]
+    if not path.is_file():
+        raise HoEError(f"prompt file not found: '{path}'")
+    return [line for line in path.read_text().splitlines() if line.strip()]
+
+
 def load_prompts(spec: str, split: str = "all", limit: int | None = None) -> list[str]:
     """Unique prompts of ``spec`` in ``split``, in source order, at most ``limit``. Specs joined
     by '+' are concatenated, each giving an equal share of the limit."""
@@ -57,8 +71,10 @@ def load_prompts(spec: str, split: str = "all", limit: int | None = None) -> lis
         prompts = [p for p, _ in sft_pairs(name)]
     elif spec.startswith("hub:"):
         prompts = _hub_prompts(spec)
+    elif spec.startswith("file:"):
+        prompts = _file_prompts(spec.removeprefix("file:"))
     else:
-        raise HoEError(f"prompt spec '{spec}' must start with packaged: or hub:")
+        raise HoEError(f"prompt spec '{spec}' must start with packaged:, hub: or file:")
     seen, chosen = set(), []
     for prompt in prompts:
         if prompt in seen or (split != "all" and split_of(prompt) != split):

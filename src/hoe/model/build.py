@@ -80,7 +80,8 @@ def build_bundle(recipe_path: str | Path, out: str | Path, *, progress: bool = T
         _check_distinct_anchors(entries)
         routers = _make_routers(recipe, entries, tmp, base)
         spec = BundleSpec(format_version=FORMAT_VERSION, base_model=recipe.base, objectives=recipe.objectives,
-                          target_modules=sorted(_adapted_modules(tmp, entries)), experts=entries, routers=routers)
+                          target_modules=sorted(_adapted_modules(tmp, entries)), experts=entries, routers=routers,
+                          scorers=dict(recipe.scorers))
         bundle = Bundle(tmp, spec)
         check_against_base(bundle, base.shapes())
         bundle.save()

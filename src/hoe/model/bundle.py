@@ -50,6 +50,7 @@ class BundleSpec(_Strict):
     target_modules: list[str]
     experts: list[LoraExpertEntry]
     routers: list[RouterEntry] = []
+    scorers: dict[str, str] = {}  # objective -> scorer spec (from the recipe); evaluation and training default to it
 
     @field_validator("objectives")
     @classmethod
@@ -101,7 +102,12 @@ class Bundle:
     def save(self, folder: Path | None = None) -> None:
         from hoe.utils.io import write_json
 
-        write_json((folder or self.folder) / BUNDLE_FILE, self.spec.model_dump())
+        write_json((folder or self.folder) / BUNDLE_FILE, spec_record(self.spec))
+
+
+def spec_record(spec: BundleSpec) -> dict:
+    """``hoe.json``'s content; an empty scorer mapping is left out (bundles from before it existed stay byte-identical)."""
+    return spec.model_dump(exclude={"scorers"} if not spec.scorers else None)
 
 
 def load_bundle(folder: str | Path) -> Bundle:

@@ -48,7 +48,12 @@ class HoEModel(nn.Module):
     @classmethod
     def from_bundle(cls, path: str | Path, *, device: str = "cpu", dtype: str | torch.dtype = "float32", trust_remote_code: bool = False) -> "HoEModel":
         """Load a bundle: every check runs on tensor headers before any weight is read."""
-        bundle = load_bundle(path)
+        return cls.from_loaded_bundle(load_bundle(path), device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+
+    @classmethod
+    def from_loaded_bundle(cls, bundle: Bundle, *, device: str = "cpu", dtype: str | torch.dtype = "float32",
+                           trust_remote_code: bool = False) -> "HoEModel":
+        """A model for an in-memory (already checked) bundle, e.g. one with a router being added."""
         base_shapes = CheckpointTensors(resolve_checkpoint(bundle.spec.base_model)).shapes()
         ranks = check_against_base(bundle, base_shapes)
         model = load_model(bundle.spec.base_model, dtype=dtype, device=device, trust_remote_code=trust_remote_code)

@@ -57,7 +57,7 @@ class MakeSpec(_Strict):
     k: int = Field(default=4, ge=2)
     max_new_tokens: int = Field(default=64, gt=0)
     steps: int = Field(default=24, gt=0)
-    learning_rate: float = Field(default=2e-5, gt=0)
+    learning_rate: float = Field(default=2e-5, gt=0)  # set it for method ppo (a LoRA: about 1e-4)
     beta: float = Field(default=0.1, gt=0)
 
 
@@ -98,6 +98,7 @@ class RouterSpec(_Strict):
 class Recipe(_Strict):
     base: str
     objectives: list[str] = Field(min_length=1)
+    scorers: dict[str, str] = {}  # objective -> scorer spec, where the name is not one; kept in the bundle
     rank: int = Field(default=16, gt=0)
     target_modules: list[str] | None = None
     experts: list[ExpertSpec] = Field(min_length=1)
@@ -124,6 +125,9 @@ class Recipe(_Strict):
                 raise ValueError(f"merges.{i}: unknown expert '{unknown[0]}' (experts and earlier merges: {', '.join(known)})")
             if merge.weights is not None and len(merge.weights) != len(merge.experts):
                 raise ValueError(f"merges.{i}: {len(merge.weights)} weights for {len(merge.experts)} experts")
+        unknown = [k for k in self.scorers if k not in self.objectives]
+        if unknown:
+            raise ValueError(f"scorers: '{unknown[0]}' is not one of the objectives")
         return self
 
 

@@ -21,3 +21,34 @@ def encode_prompts(tokenizer, prompts: Sequence[str], *, chat: bool = True, **to
     template = uses_template(tokenizer, chat)
     texts = [chat_prompt(tokenizer, p) if template else p for p in prompts]
     return tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not template, **tokenizer_kwargs)
+
+
+def context_length(model_ref) -> int | None:
+    """The model's context window from its config (no weights are read)."""
+    from transformers import AutoConfig
+
+    from hoe.models.loading import resolve_checkpoint
+
+    config = AutoConfig.from_pretrained(resolve_checkpoint(model_ref))
+    return getattr(config, "max_position_embeddings", None)
+
+
+def fit_prompts(tokenizer, prompts: Sequence[str], context: int | None, new_tokens: int, chat: bool = True,
+                max_prompt_tokens: int | None = None) -> tuple[list[str], int]:
+    """Prompts cut from the left (the latest turn is kept) so prompt and answer fit ``context``
+    and the prompt text keeps at most ``max_prompt_tokens``; returns them and how many were cut."""
+    if context is None and max_prompt_tokens is None:
+        return list(prompts), 0
+    overhead = len(encode_prompts(tokenizer, [""], chat=chat)["input_ids"][0])
+    budget = min(context - new_tokens - overhead if context is not None else max_prompt_tokens, max_prompt_tokens or 10**12)
+    if budget <= 0:
+        from hoe.errors import HoEError
+
+        raise HoEError(f"the model's context ({context} tokens) leaves no room for a prompt and {new_tokens} new tokens")
+    fitted, cut = [], 0
+    for prompt in prompts:
+        ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        if len(ids) > budget:
+            prompt, cut = tokenizer.decode(ids[-budget:], skip_special_tokens=True), cut + 1
+        fitted.append(prompt)
+    return fitted, cut

@@ -9,6 +9,9 @@ uses and their quirks (method doc, "Experiments").
 | ``summary`` | ``response + bos + post`` (Tristan/gpt2_reward_summarization) | logit 0 |
 | ``faithful`` | the pair (post, summary) (CogComp/bart-faithful-summary-detector) | the logit of label ``FAITHFUL`` |
 | ``pair`` | the pair (prompt, response) (OpenAssistant deberta reward models) | logit 0 |
+| ``armo:DIM`` | the chat template (RLHFlow/ArmoRM-Llama3-8B-v0.1, ``trust_remote_code``) | reward dimension DIM: an index, or a HelpSteer name (helpfulness, correctness, coherence, complexity, verbosity = 0–4) |
+| ``beaver`` | ``"BEGINNING OF CONVERSATION: USER: {prompt} ASSISTANT:{response}"`` (PKU-Alignment beaver-7b-v1.0-reward; safe-rlhf's ``score_head`` read as a 1-label head) | the score at the last token |
+| ``beaver-cost`` | as ``beaver`` (beaver-7b-v1.0-cost) | minus the cost, so higher is safer |
 """
 
 from __future__ import annotations
@@ -34,7 +37,10 @@ class Preset:
 
 PRESETS = {p.name: p for p in (
     Preset("scalar", 1), Preset("hh", 1), Preset("two-class", 2), Preset("summary", 1), Preset("faithful", None), Preset("pair", 1),
+    Preset("armo", None, 4096), Preset("beaver", 1, 2048), Preset("beaver-cost", 1, 2048),
 )}
+ARMO_HELPSTEER = ["helpfulness", "correctness", "coherence", "complexity", "verbosity"]  # ArmoRM's reward dimensions 0–4
+BEAVER_TEMPLATE = "BEGINNING OF CONVERSATION: USER: {prompt} ASSISTANT:{response}"
 
 # hub names -> preset, for the reward models of the paper's settings
 KNOWN_MODELS = {
@@ -44,7 +50,20 @@ KNOWN_MODELS = {
     "Tristan/gpt2_reward_summarization": "summary",
     "CogComp/bart-faithful-summary-detector": "faithful",
     "OpenAssistant/reward-model-deberta-v3-large-v2": "pair",
+    "PKU-Alignment/beaver-7b-v1.0-reward": "beaver",
+    "PKU-Alignment/beaver-7b-v1.0-cost": "beaver-cost",
+    "RLHFlow/ArmoRM-Llama3-8B-v0.1": "armo:helpfulness",
 }
+
+
+def armo_dimension(preset: str) -> int:
+    """The reward dimension of an ``armo:DIM`` preset (index or HelpSteer name)."""
+    text = preset.partition(":")[2] or "0"
+    if text in ARMO_HELPSTEER:
+        return ARMO_HELPSTEER.index(text)
+    if text.isdigit():
+        return int(text)
+    raise HoEError(f"ArmoRM dimension '{text}' is neither an index nor one of {', '.join(ARMO_HELPSTEER)}")
 
 
 class RewardModelScorer:
@@ -56,22 +75,31 @@ class RewardModelScorer:
         from transformers.utils import logging as hf_logging
 
         preset = preset or KNOWN_MODELS.get(reference, "scalar")
-        if preset not in PRESETS:
-            raise HoEError(f"unknown reward-model preset '{preset}' (choose from {', '.join(PRESETS)})")
-        self.preset, self.device, self.batch_size = PRESETS[preset], device, batch_size
+        family = preset.partition(":")[0]
+        if family not in PRESETS or (":" in preset and family != "armo"):
+            raise HoEError(f"unknown reward-model preset '{preset}' (choose from {', '.join(PRESETS)}; armo takes :DIM)")
+        self.preset, self.device, self.batch_size = PRESETS[family], device, batch_size
+        self.dimension = armo_dimension(preset) if family == "armo" else None
         path = Path(reference).expanduser()
         if not path.exists() and (reference.startswith((".", "/", "~")) or reference.count("/") != 1):
             raise HoEError(f"reward model not found: '{reference}'")
         hf_logging.disable_progress_bar()
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(reference, trust_remote_code=trust_remote_code)
-            self.model = AutoModelForSequenceClassification.from_pretrained(reference, trust_remote_code=trust_remote_code).to(device).eval()
+            extra = {"num_labels": 1, "key_mapping": {"^score_head": "score"}} if family.startswith("beaver") else {}  # safe-rlhf's head
+            self.model = AutoModelForSequenceClassification.from_pretrained(reference, trust_remote_code=trust_remote_code,
+                                                                            **extra).to(device).eval()
         except OSError as exc:
             raise HoEError(f"could not load reward model '{reference}': {str(exc).splitlines()[0]}") from None
         labels = self.model.config.num_labels
         if self.preset.labels is not None and labels != self.preset.labels:
             raise HoEError(f"reward model '{reference}' has a {labels}-label head but preset '{preset}' needs {self.preset.labels}")
         self.label = 1 if preset == "two-class" else 0
+        self.sign = -1.0 if family == "beaver-cost" else 1.0
+        if self.dimension is not None:
+            self.label = self.dimension
+            if labels <= self.dimension and not getattr(self.model.config, "num_objectives", 0) > self.dimension:
+                raise HoEError(f"reward model '{reference}' has {labels} outputs; ArmoRM dimension {self.dimension} is out of range")
         if preset == "faithful":
             names = {str(v).upper(): int(k) for k, v in self.model.config.id2label.items()}
             if "FAITHFUL" not in names:
@@ -95,6 +123,8 @@ class RewardModelScorer:
             return [f"{r}{bos}{p}" for p, r in zip(prompts, responses)], None
         if name in ("faithful", "pair"):
             return list(prompts), list(responses)
+        if name.startswith("beaver"):
+            return [BEAVER_TEMPLATE.format(prompt=p, response=r) for p, r in zip(prompts, responses)], None
         if self.tokenizer.chat_template:
             chats = [[{"role": "user", "content": p}, {"role": "assistant", "content": r}] for p, r in zip(prompts, responses)]
             return [self.tokenizer.apply_chat_template(c, tokenize=False) for c in chats], None
@@ -113,6 +143,7 @@ class RewardModelScorer:
                 log.warning("%s: %d input(s) longer than %d tokens were truncated", self.key, cut, limit)
             self.truncated += cut
             batch = self.tokenizer(chunk, pair, return_tensors="pt", padding=True, truncation=True, max_length=limit)
-            logits = self.model(**{k: v.to(self.device) for k, v in batch.items()}).logits
-            scores += [float(v) for v in logits[:, self.label]]
+            out = self.model(**{k: v.to(self.device) for k, v in batch.items()})
+            values = out.rewards if self.dimension is not None and hasattr(out, "rewards") else out.logits  # ArmoRM: per-dimension rewards
+            scores += [self.sign * float(v) for v in values[:, self.label]]
         return scores

@@ -4,9 +4,12 @@ shared by every objective; scores go through the shared cache. Then, on the whol
 fine-tune, so task-SVD has real work to do afterwards):
 
 - ``raft`` (Dong et al. 2023): supervised fine-tuning on the best of k responses per prompt;
-- ``dpo`` (Rafailov et al. 2023): TRL's ``DPOTrainer`` on best-versus-worst pairs.
+- ``dpo`` (Rafailov et al. 2023): TRL's ``DPOTrainer`` on best-versus-worst pairs;
+- ``ppo``: hoe's own PPO (``hoe.rl``) on a LoRA of the base with the objective alone, merged
+  into a full model at the end (its delta has the LoRA's rank).
 
-Both resume after an interruption: RAFT from its own checkpoints, DPO from the trainer's.
+All resume after an interruption: RAFT from its own checkpoints, DPO from the trainer's, PPO
+from ``hoe.rl``'s.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from hoe.training.sampling import SamplingSettings, sample_candidates
 from hoe.training.sft import SFTSettings, supervised_finetune
 from hoe.utils.io import check_output_dir
 
-METHODS = ("raft", "dpo")
+METHODS = ("raft", "dpo", "ppo")
 REPORT_NAME = "make_expert_report.json"
 
 
@@ -39,9 +42,12 @@ class MakeExpertSettings:
 
     @classmethod
     def from_options(cls, objective: str, *, method: str = "raft", prompts: str = "packaged:hh-helpful-sft", prompt_count: int = 96,
-                     k: int = 4, max_new_tokens: int = 64, steps: int = 24, learning_rate: float = 2e-5,
+                     k: int = 4, max_new_tokens: int = 64, steps: int = 24, learning_rate: float | None = None,
                      beta: float = 0.1) -> "MakeExpertSettings":
-        """Settings from the flat options the CLI and recipes expose."""
+        """Settings from the flat options the CLI and recipes expose (the learning rate defaults
+        to 2e-5 for the full fine-tunes of raft and dpo, 1e-4 for ppo's LoRA)."""
+        if learning_rate is None:
+            learning_rate = 1e-4 if method == "ppo" else 2e-5
         return cls(objective=objective, method=method, prompts=prompts, prompt_count=prompt_count,
                    sampling=SamplingSettings(k=k, max_new_tokens=max_new_tokens),
                    sft=SFTSettings(steps=steps, batch_size=8, max_length=160, learning_rate=learning_rate), beta=beta)
@@ -67,6 +73,8 @@ def make_expert(base: str, settings: MakeExpertSettings, out: str | Path, *, dev
     check_objective_name(settings.objective)
     get_scorer(settings.objective)  # a scorer that cannot load fails here, before any sampling
     prompts = load_prompts(settings.prompts, "train", limit=settings.prompt_count)
+    if settings.method == "ppo":
+        return _ppo(base, prompts, settings, Path(out), device=device, overwrite=overwrite, progress=progress)
     candidates = sample_candidates(base, prompts, settings.sampling, device=device, progress=progress)
     k = settings.sampling.k
     flat_prompts = [row["prompt"] for row in candidates for _ in row["responses"]]
@@ -92,6 +100,42 @@ def make_expert(base: str, settings: MakeExpertSettings, out: str | Path, *, dev
     log = supervised_finetune(base, pairs, out, settings.sft, device=device, overwrite=overwrite, progress=progress,
                               extra_json={REPORT_NAME: report})
     return {**report, "final_loss": log["losses"][-1], "train_seconds": round(log["seconds"], 1)}
+
+
+def _ppo(base: str, prompts: list[str], settings: MakeExpertSettings, out: Path, *, device: str, overwrite: bool, progress: bool) -> dict:
+    """PPO on a LoRA of the base for the one objective; checkpoints in ``<out>.partial``."""
+    import shutil
+
+    import numpy as np
+
+    from hoe.models.loading import load_model, load_tokenizer
+    from hoe.rl.config import TrainConfig
+    from hoe.rl.policies import LoraPolicy
+    from hoe.rl.trainer import CHECKPOINT, Trainer
+    from hoe.utils.io import atomic_dir, write_json
+
+    sft, sampling = settings.sft, settings.sampling
+    config = TrainConfig(trainable="lora", scalarisation="single", objective=settings.objective, prompt_count=len(prompts),
+                         steps=sft.steps, batch_size=sft.batch_size, max_new_tokens=sampling.max_new_tokens, learning_rate=sft.learning_rate,
+                         temperature=sampling.temperature, top_p=sampling.top_p, seed=sft.seed, checkpoint_every=sft.save_every,
+                         calibration_prompts=min(16, len(prompts)))
+    work = out.with_name(out.name + ".partial")
+    tokenizer = load_tokenizer(base)
+    policy = LoraPolicy(load_model(base, device=device), tokenizer, np.array([1.0]), rank=config.lora_rank, alpha=config.lora_alpha,
+                        seed=config.seed)
+    trainer = Trainer(policy, [settings.objective], {}, config, prompts, work, device=device, progress=progress)
+    rows = trainer.train(resume=(work / CHECKPOINT).is_dir())
+    report = {"base": base, "settings": asdict(settings), "prompts": len(prompts), "method": "ppo", "config": config.model_dump(),
+              "first_reward": rows[0][f"raw_{settings.objective}"], "last_reward": rows[-1][f"raw_{settings.objective}"],
+              "candidate_mean": rows[0][f"raw_{settings.objective}"], "chosen_mean": rows[-1][f"raw_{settings.objective}"]}
+    merged = policy.model.merge_and_unload()
+    with atomic_dir(out, overwrite=True) as tmp:
+        merged.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        shutil.copyfile(work / "curve.csv", tmp / "ppo_curve.csv")
+        write_json(tmp / REPORT_NAME, report)
+    shutil.rmtree(work, ignore_errors=True)
+    return report
 
 
 def preference_pairs(groups) -> list[dict]:

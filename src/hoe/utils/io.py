@@ -58,3 +58,25 @@ def write_text(path: str | Path, text: str) -> None:
 def write_json(path: str | Path, data: Any) -> None:
     """Write JSON atomically (see write_text)."""
     write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def read_prompt_rows(path: str | Path) -> list[dict]:
+    """The rows of a JSON-lines file in which every line has a string 'prompt'; one line naming
+    the file and line on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise HoEError(f"input file not found: '{path}'")
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise HoEError(f"{path} line {number}: malformed JSON ({exc.msg})") from None
+        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
+            raise HoEError(f"{path} line {number}: each line needs a string 'prompt'")
+        rows.append(row)
+    if not rows:
+        raise HoEError(f"{path} holds no prompts")
+    return rows

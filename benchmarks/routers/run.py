@@ -1,0 +1,131 @@
+"""Router training on the embedded default: does PPO at a router's anchor beat the untrained
+(static) router, and what does a PPO step cost?
+
+    .venv/bin/python benchmarks/routers/run.py   # after benchmarks/results/run.py made the bundle
+
+Takes the two-objective bundle of the full-profile demo (civility, concision; LoRA experts
+civil and concise, the PCB-merged 'balanced', routers at [0.25, 0.75] and [0.75, 0.25]), trains
+the router at [0.25, 0.75] twice (Tchebycheff + OMD, and linear scalarisation), and evaluates
+on held-out prompts, same decoding for all: the bundle with that router untrained, trained with
+Tchebycheff, trained with linear; plus the ablation LoRA experts only (soup) / + merged expert
+(bundle without routers) / + routers. Times each PPO phase and a plain forward+backward of the
+LM (every weight trainable) on the same tokens. Results: results.json, results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from hoe.evaluation import Decoding, EvalSettings, evaluate
+from hoe.rl import load_config, train_router
+
+HERE = Path(__file__).resolve().parent
+ANCHOR = [0.25, 0.75]
+
+
+def train(bundle: Path, scalarisation: str, steps: int, work: Path) -> dict:
+    config = load_config(None, scalarisation=scalarisation, steps=steps, batch_size=8, max_new_tokens=32, prompt_count=128,
+                         max_prompt_tokens=128, learning_rate=5e-4, kl_coef=0.05, calibration_prompts=16, checkpoint_every=4)
+    start = time.perf_counter()
+    summary = train_router(bundle, ANCHOR, config, overwrite=True, work=work)
+    summary["wall_s"] = time.perf_counter() - start
+    summary["config"] = config.model_dump()
+    return summary
+
+
+def evaluate_bundle(bundle: Path, out: Path, methods: list[str], prompts: int, tokens: int) -> dict:
+    settings = EvalSettings(bundle=str(bundle), preferences="grid:5", methods=methods, prompts="packaged:hh-helpful-test+packaged:hh-harmless",
+                            split="heldout", limit=prompts, decoding=Decoding(max_new_tokens=tokens, batch_size=16, max_prompt_tokens=192))
+    return evaluate(settings, out, overwrite=True)
+
+
+def plain_forward_backward(bundle: Path, rows: int, length: int, repeats: int = 3) -> float:
+    """Seconds for one forward+backward of the base LM, every weight trainable, on rows × length tokens."""
+    from hoe.model.bundle import load_bundle
+    from hoe.models.loading import load_model
+
+    model = load_model(load_bundle(bundle).spec.base_model)
+    model.train()
+    ids = torch.randint(100, 20000, (rows, length))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model(input_ids=ids, labels=ids).loss.backward()
+        times.append(time.perf_counter() - start)
+        model.zero_grad(set_to_none=True)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bundle", type=Path, default=HERE.parent / "results" / "work" / "2-objectives" / "bundle")
+    parser.add_argument("--work", type=Path, default=HERE / "work")
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--prompts", type=int, default=32)
+    parser.add_argument("--tokens", type=int, default=48)
+    args = parser.parse_args()
+    shutil.rmtree(args.work, ignore_errors=True)
+    args.work.mkdir(parents=True)
+    bundles = {"untrained": args.work / "untrained", "tchebycheff": args.work / "tchebycheff", "linear": args.work / "linear",
+               "no-routers": args.work / "no-routers"}
+    for path in bundles.values():
+        shutil.copytree(args.bundle, path, ignore=shutil.ignore_patterns("training"))
+    spec = json.loads((bundles["no-routers"] / "hoe.json").read_text())
+    spec["routers"] = []
+    (bundles["no-routers"] / "hoe.json").write_text(json.dumps(spec, indent=2))
+
+    runs = {kind: train(bundles[kind], kind if kind == "linear" else "tchebycheff-omd", args.steps, args.work / f"train-{kind}")
+            for kind in ("tchebycheff", "linear")}
+    evaluations = {}
+    for name, path in bundles.items():
+        methods = ["hoe", "soup"] if name == "untrained" else ["hoe"]
+        evaluations[name] = evaluate_bundle(path, args.work / f"eval-{name}", methods, args.prompts, args.tokens)
+
+    curve = list(csv.DictReader((args.work / "train-tchebycheff" / "curve.csv").open()))
+    phases = {k: statistics.median(float(r[k]) for r in curve) for k in ("generation_s", "logprob_s", "scoring_s", "update_s")}
+    tokens = statistics.median(float(r["tokens"]) for r in curve)
+    config = runs["tchebycheff"]["config"]
+    rows, length = config["batch_size"], int(statistics.median(int(r["sequence_length"]) for r in curve))
+    plain = plain_forward_backward(args.bundle, rows, length)
+    per_pass = phases["update_s"] / config["ppo_epochs"]
+    results = {"anchor": ANCHOR, "steps": args.steps, "runs": runs, "phases_median_s": phases, "response_tokens_per_step": tokens,
+               "plain_forward_backward_s": plain, "plain_shape": [rows, length], "router_pass_s": per_pass,
+               "router_pass_vs_plain": per_pass / plain,
+               "evaluations": {name: {"methods": e["methods"], "points": e["points"], "reference_point": e["reference_point"]}
+                               for name, e in evaluations.items()}}
+    (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (HERE / "results.md").write_text(markdown(results) + "\n")
+    print(markdown(results))
+
+
+def at_anchor(evaluation: dict, method: str = "hoe") -> list[float]:
+    label = "-".join(f"{v:.4g}" for v in ANCHOR)
+    return next(p["mean"] for p in evaluation["points"] if p["method"] == method and p["label"] == label)
+
+
+def markdown(results: dict) -> str:
+    ev = results["evaluations"]
+    lines = ["| model | civility at [0.25, 0.75] | concision | hypervolume (grid:5, hoe) |", "|---|---:|---:|---:|"]
+    for name, label, method in (("untrained", "LoRA experts only (soup)", "soup"), ("no-routers", "+ merged expert (no routers)", "hoe"),
+                                ("untrained", "+ routers, untrained (static mix)", "hoe"), ("tchebycheff", "+ router trained, Tchebycheff + OMD", "hoe"),
+                                ("linear", "+ router trained, linear", "hoe")):
+        mean = at_anchor(ev[name], method)
+        lines.append(f"| {label} | {mean[0]:.4f} | {mean[1]:.4f} | {ev[name]['methods'][method]['hypervolume']:.4g} |")
+    phases = results["phases_median_s"]
+    lines += ["", f"PPO step (median over {results['steps']} steps, batch 8, 32 new tokens): generation {phases['generation_s']:.1f} s, "
+              f"policy + reference log-probs {phases['logprob_s']:.1f} s, scoring {phases['scoring_s']:.2f} s, "
+              f"PPO update {phases['update_s']:.1f} s; one router forward+backward pass {results['router_pass_s']:.1f} s vs a plain "
+              f"forward+backward of the LM {results['plain_forward_backward_s']:.1f} s: {results['router_pass_vs_plain']:.2f}×."]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+"""``hoe evaluate``: every method at every preference on the same prompts with the same decoding.
+
+Generations are cached per (method, point) under ``OUT/generations`` and appended batch by batch,
+so an interrupted run resumes where it stopped; ``OUT/run.json`` records what the generations
+depend on and a run with other settings is refused rather than mixed in. Under ``accelerate
+launch`` each process takes every n-th (method, point) job; the main process then scores and
+writes the report (``hoe.evaluation.report``), which can also be rebuilt from the cache alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from hoe.errors import HoEError
+from hoe.evaluation.methods import METHODS, Context, Decoding, Point, check_methods, single_experts
+from hoe.evaluation.preference_sets import preference_set
+from hoe.utils.io import write_json
+from hoe.utils.resumable import resumable_batches
+
+log = logging.getLogger(__name__)
+RUN_FILE = "run.json"
+TIMING_FILE = "timing.json"
+DEFAULT_METHODS = ["hoe", "soup", "merged", "rs", "mod", "experts", "base"]
+
+
+@dataclass
+class EvalSettings:
+    """One evaluation run; everything is checked by ``plan`` before a model loads."""
+
+    bundle: str
+    preferences: str = "grid:5"
+    methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))
+    prompts: str = "packaged:hh-helpful-test"
+    split: str = "heldout"
+    limit: int | None = 64
+    decoding: Decoding = field(default_factory=Decoding)
+    scorers: dict[str, str] = field(default_factory=dict)  # objective -> scorer spec; default: the objective's name
+    task_vectors: str = "auto"
+    merge_method: str | None = None
+    reference: list[float] | None = None
+    morlhf_config: str | None = None  # YAML of hoe.rl.TrainConfig for the morlhf method
+    device: str = "cpu"
+    dtype: str = "float32"
+    chat: bool = True
+    trust_remote_code: bool = False
+
+
+@dataclass
+class Plan:
+    settings: EvalSettings
+    bundle: object
+    prompts: list[str]
+    preferences: list[np.ndarray]
+    points: list[Point]
+    scorers: dict[str, str]
+
+
+def plan(settings: EvalSettings) -> Plan:
+    """Validate the whole run (methods, preferences, prompts, scorers, experts) without loading a model."""
+    from hoe.data import load_prompts
+    from hoe.merging.methods import get_method
+    from hoe.model.bundle import load_bundle
+    from hoe.rewards.scoring import check_objective_name
+
+    check_methods(settings.methods)
+    settings.decoding.validate()
+    if settings.task_vectors not in ("auto", "lora", "full"):
+        raise HoEError(f"--task-vectors must be auto, lora or full, got '{settings.task_vectors}'")
+    if settings.merge_method is not None:
+        get_method(settings.merge_method)
+    bundle = load_bundle(settings.bundle)
+    preferences = preference_set(settings.preferences, bundle.objectives)
+    unknown = [k for k in settings.scorers if k not in bundle.objectives]
+    if unknown:
+        raise HoEError(f"--scorers names '{unknown[0]}', which is not an objective of the bundle ({', '.join(bundle.objectives)})")
+    scorers = {o: settings.scorers.get(o, bundle.spec.scorers.get(o, o)) for o in bundle.objectives}
+    for objective, spec in scorers.items():
+        try:
+            check_objective_name(spec)
+        except HoEError as exc:
+            raise HoEError(f"objective '{objective}' needs a scorer (--scorers {objective}=SPEC): {exc}") from None
+    if settings.reference is not None and len(settings.reference) != len(bundle.objectives):
+        raise HoEError(f"--reference has {len(settings.reference)} values for {len(bundle.objectives)} objectives")
+    if settings.limit is not None and settings.limit <= 0:
+        raise HoEError(f"--limit must be positive, got {settings.limit}")
+    prompts = load_prompts(settings.prompts, settings.split, limit=settings.limit)
+    if "morlhf" in settings.methods or settings.morlhf_config is not None:
+        from hoe.rl.config import load_config
+
+        load_config(settings.morlhf_config)  # unknown keys and bad values fail here
+    if any(METHODS[m].needs_experts for m in settings.methods):
+        single_experts(bundle, settings.task_vectors)
+    context = Context(bundle, None, settings.decoding, Path("."), settings.task_vectors)
+    points = [p for m in settings.methods for p in METHODS[m](context).points(preferences)]
+    return Plan(settings, bundle, prompts, preferences, points, scorers)
+
+
+def evaluate(settings: EvalSettings, out: str | Path, *, overwrite: bool = False, progress: bool = True) -> dict:
+    """Generate what is not cached yet, then (main process) score and write the report."""
+    from accelerate import PartialState
+
+    from hoe.evaluation.report import build_report
+
+    the_plan = plan(settings)
+    out = Path(out)
+    state = PartialState(cpu=settings.device == "cpu")
+    if state.is_main_process:
+        _claim_output(out, the_plan, overwrite)
+    state.wait_for_everyone()
+    device = str(state.device) if settings.device == "auto" else settings.device
+    mine = the_plan.points[state.process_index :: state.num_processes]
+    _generate(the_plan, mine, out, device, progress and state.is_main_process, timing=False)
+    state.wait_for_everyone()
+    if state.is_main_process:  # timing runs alone, so processes do not slow each other down
+        _generate(the_plan, [], out, device, progress, timing=True)
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        return {}
+    return build_report(out, reference=settings.reference)
+
+
+def _fingerprint(the_plan: Plan) -> dict:
+    """What the cached generations depend on (methods and preferences may change between runs)."""
+    s = the_plan.settings
+    bundle_text = (the_plan.bundle.folder / "hoe.json").read_bytes()
+    fingerprint = {
+        "bundle_sha": hashlib.sha256(bundle_text).hexdigest()[:16],
+        "prompts_sha": hashlib.sha256("\0".join(the_plan.prompts).encode()).hexdigest()[:16],
+        "decoding": asdict(s.decoding), "task_vectors": s.task_vectors, "merge_method": s.merge_method, "chat": s.chat,
+        "dtype": s.dtype,
+    }
+    if "morlhf" in s.methods:
+        fingerprint["morlhf"] = _morlhf_config(s).model_dump()
+    return fingerprint
+
+
+def _claim_output(out: Path, the_plan: Plan, overwrite: bool) -> None:
+    """Refuse to mix generations of different settings in one output folder."""
+    fingerprint = _fingerprint(the_plan)
+    run_file = out / RUN_FILE
+    if run_file.is_file():
+        old = json.loads(run_file.read_text()).get("fingerprint")
+        if old != fingerprint:
+            if not overwrite:
+                changed = next(k for k in fingerprint if (old or {}).get(k) != fingerprint[k])
+                raise HoEError(f"'{out}' holds generations of another run ({changed} differs); pass --overwrite or choose another --out")
+            shutil.rmtree(out / "generations", ignore_errors=True)
+            shutil.rmtree(out / "work", ignore_errors=True)
+    s = the_plan.settings
+    write_json(run_file, {
+        "format": 1, "fingerprint": fingerprint, "bundle": str(Path(s.bundle).resolve()), "objectives": the_plan.bundle.objectives,
+        "scorers": the_plan.scorers, "methods": s.methods, "preferences": [[float(v) for v in p] for p in the_plan.preferences],
+        "points": [asdict(p) for p in the_plan.points], "prompts": {"spec": s.prompts, "split": s.split, "limit": s.limit,
+                                                                     "count": len(the_plan.prompts)},
+        "decoding": asdict(s.decoding), "task_vectors": s.task_vectors, "device": s.device,
+        "merge": dict(zip(("method", "params"), Context(the_plan.bundle, None, s.decoding, out, merge_method=s.merge_method).merge_setting())),
+    })
+
+
+def _morlhf_config(settings: EvalSettings):
+    from hoe.rl.config import load_config
+
+    return load_config(settings.morlhf_config)
+
+
+def job_path(out: Path, point: Point) -> Path:
+    return out / "generations" / point.method / f"{point.label}.jsonl"
+
+
+def _generate(the_plan: Plan, points: list[Point], out: Path, device: str, progress: bool, timing: bool) -> None:
+    """Generate the missing jobs; with ``timing`` (the main process) also time every method side by
+    side once (``timing.json``: interleaved rounds, the cost ratios the report quotes)."""
+    from hoe.models.chat import context_length, fit_prompts
+    from hoe.models.loading import load_tokenizer
+
+    s = the_plan.settings
+    todo = [p for p in points if not (job_path(out, p).is_file() and job_path(out, p).with_suffix(".meta.json").is_file())]
+    if not todo and not (timing and "base" in s.methods and not (out / TIMING_FILE).is_file()):
+        return
+    tokenizer = load_tokenizer(the_plan.bundle.spec.base_model, trust_remote_code=s.trust_remote_code)
+    tokenizer.padding_side = "left"
+    prompts, truncated = fit_prompts(tokenizer, the_plan.prompts, context_length(the_plan.bundle.spec.base_model),
+                                     s.decoding.max_new_tokens, s.chat, s.decoding.max_prompt_tokens)
+    if truncated:
+        log.warning("%d of %d prompts were longer than the context or --max-prompt-tokens allow and were cut from the left",
+                    truncated, len(prompts))
+    context = Context(the_plan.bundle, tokenizer, s.decoding, out / "work", s.task_vectors, s.merge_method, device, s.dtype,
+                      s.trust_remote_code, scorers=the_plan.scorers, progress=progress,
+                      morlhf=_morlhf_config(s) if "morlhf" in s.methods else None)
+    methods: dict[str, object] = {}
+    bar = tqdm(todo, desc="evaluate", unit="model", disable=not progress or not todo)
+    for point in bar:
+        bar.set_postfix_str(f"{point.method} {point.label}")
+        method = methods.setdefault(point.method, METHODS[point.method](context))
+        _run_job(method, point, prompts, context, job_path(out, point), s.chat, truncated)
+    if timing and "base" in s.methods and not (out / TIMING_FILE).is_file():
+        from hoe.evaluation.timing import measure_costs
+
+        write_json(out / TIMING_FILE, measure_costs(methods, the_plan.points, context, prompts, chat=s.chat, progress=progress))
+
+
+def _run_job(method, point: Point, prompts: list[str], context: Context, path: Path, chat: bool, truncated: int) -> None:
+    from hoe.models.chat import encode_prompts
+
+    start = time.perf_counter()
+    method.setup(point)
+    setup_s = time.perf_counter() - start
+    tokenizer, decoding = context.tokenizer, context.decoding
+
+    def answer(index: int, batch: list[dict]) -> list[dict]:
+        torch.manual_seed(_seed(decoding.seed, point, index))
+        inputs = {k: v.to(context.device) for k, v in encode_prompts(tokenizer, [r["prompt"] for r in batch], chat=chat).items()}
+        begin = time.perf_counter()
+        with torch.no_grad():
+            ids = method.generate(inputs, point).cpu()
+        wall = time.perf_counter() - begin
+        counts = token_counts(ids, tokenizer.eos_token_id)
+        total = max(1, sum(counts))
+        texts = [tokenizer.decode(row[:n], skip_special_tokens=True) for row, n in zip(ids.tolist(), counts)]
+        return [{**r, "response": t, "tokens": n, "wall_s": wall * n / total} for r, t, n in zip(batch, texts, counts)]
+
+    requests = [{"index": i, "prompt": p} for i, p in enumerate(prompts)]
+    resumable_batches(requests, answer, batch_size=decoding.batch_size, output=path, key_fields=("index", "prompt"),
+                      progress=False)
+    write_json(path.with_suffix(".meta.json"), {**asdict(point), "setup_s": setup_s, "truncated_prompts": truncated})
+
+
+def token_counts(ids: torch.Tensor, eos_token_id: int | None) -> list[int]:
+    """Generated tokens per row: up to and including the first end-of-sequence token."""
+    counts = []
+    for row in ids.tolist():
+        counts.append(row.index(eos_token_id) + 1 if eos_token_id is not None and eos_token_id in row else len(row))
+    return counts
+
+
+def _seed(seed: int, point: Point, batch: int) -> int:
+    digest = hashlib.sha256(f"{seed}/{point.method}/{point.label}/{batch}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")

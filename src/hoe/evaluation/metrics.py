@@ -1,0 +1,62 @@
+"""Front metrics: hypervolume (moocore), non-dominated points, controllability, and the
+Tchebycheff scalarised reward per preference. Every reward is maximised."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from hoe.errors import HoEError
+
+
+def hypervolume(points: np.ndarray, reference: np.ndarray) -> float:
+    """Volume dominated by ``points`` above ``reference`` (points not above it add nothing)."""
+    import moocore
+
+    points = np.atleast_2d(np.asarray(points, dtype=np.float64))
+    reference = np.asarray(reference, dtype=np.float64)
+    if points.shape[1] != reference.shape[0]:
+        raise HoEError(f"reference point has {reference.shape[0]} values for {points.shape[1]} objectives")
+    above = points[(points > reference).all(axis=1)]
+    if len(above) == 0:
+        return 0.0
+    return float(moocore.hypervolume(above, ref=reference, maximise=True))
+
+
+def nondominated(points: np.ndarray) -> np.ndarray:
+    """Mask of the points no other point dominates (duplicates count once)."""
+    import moocore
+
+    return np.asarray(moocore.is_nondominated(np.atleast_2d(points), maximise=True), dtype=bool)
+
+
+def reference_point(points: np.ndarray, margin: float = 0.1) -> np.ndarray:
+    """Shared by every method of a run: the worst value per objective, less ``margin`` of its range."""
+    low, high = points.min(axis=0), points.max(axis=0)
+    spread = np.where(high > low, high - low, np.maximum(np.abs(low), 1.0) * 0.1)
+    return low - margin * spread
+
+
+def ideal_point(points: np.ndarray) -> np.ndarray:
+    return points.max(axis=0)
+
+
+def tchebycheff_gap(preference: np.ndarray, reward: np.ndarray, ideal: np.ndarray, reference: np.ndarray) -> float:
+    """max_i λ_i (z*_i − R_i) on rewards scaled so reference → 0 and ideal → 1; lower is better."""
+    scale = np.where(ideal > reference, ideal - reference, 1.0)
+    return float(np.max(preference * (ideal - reward) / scale))
+
+
+def controllability(preferences: np.ndarray, rewards: np.ndarray) -> list[float | None]:
+    """Per objective, Spearman's rank correlation between λ_i and the reward reached on i."""
+    from scipy.stats import spearmanr
+
+    values: list[float | None] = []
+    for i in range(preferences.shape[1]):
+        if len(preferences) < 3 or np.ptp(preferences[:, i]) == 0 or np.ptp(rewards[:, i]) == 0:
+            values.append(None)
+            continue
+        rho = spearmanr(preferences[:, i], rewards[:, i]).statistic
+        values.append(None if math.isnan(rho) else float(rho))
+    return values

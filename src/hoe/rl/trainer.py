@@ -1,0 +1,315 @@
+"""The PPO training loop: rollouts, rewards, scalarisation, updates, checkpoints and logs.
+
+Resumable bit for bit: every ``checkpoint_every`` steps the trainable tensors, value head,
+optimiser, scalarisation state (w, z*), KL coefficient, normalisation statistics and the random
+generator state are written atomically to ``WORK/checkpoint``; a resumed run reloads them and
+replays the remaining steps exactly. Several processes (``accelerate launch``) each roll out
+their share of prompts; gradients and reward means are averaged across them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from hoe.errors import HoEError
+from hoe.rl.config import TrainConfig
+from hoe.rl.ppo import AdaptiveKL, Rollout, ValueHead, combine, gae, ppo_loss, response_mask, token_logprobs, token_rewards, whiten
+from hoe.rl.scalarisation import Scalarisation
+from hoe.utils.io import atomic_dir, write_json
+
+log = logging.getLogger(__name__)
+CHECKPOINT = "checkpoint"
+CURVE = "curve.csv"
+
+
+class Distributed:
+    """The few collective operations the trainer needs; a single process when not launched."""
+
+    def __init__(self, cpu: bool) -> None:
+        from accelerate import PartialState
+
+        self.state = PartialState(cpu=cpu)
+        self.rank, self.size = self.state.process_index, self.state.num_processes
+        self.is_main = self.state.is_main_process
+
+    def mean(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.size == 1:
+            return tensor
+        tensor = tensor.clone()
+        torch.distributed.all_reduce(tensor)
+        return tensor / self.size
+
+    def barrier(self) -> None:
+        self.state.wait_for_everyone()
+
+
+class Trainer:
+    """PPO on ``policy`` (a RouterPolicy or LoraPolicy) for the objectives' scorers."""
+
+    def __init__(self, policy, objectives: list[str], scorers: dict[str, str], config: TrainConfig, prompts: list[str], work: Path,
+                 *, device: str = "cpu", progress: bool = True) -> None:
+        from hoe.rewards.scoring import ScoreCache
+
+        self.policy, self.objectives, self.config, self.prompts = policy, objectives, config, prompts
+        self.scorers = [scorers.get(o, o) for o in objectives]
+        self.work, self.device, self.progress = Path(work), device, progress
+        self.dist = Distributed(cpu=device == "cpu")
+        self.tokenizer = policy.tokenizer
+        self.tokenizer.padding_side = "left"
+        hidden = policy.model.config.get_text_config().hidden_size if hasattr(policy.model.config, "get_text_config") else policy.model.config.hidden_size
+        torch.manual_seed(config.seed)
+        self.value_head = ValueHead(hidden, len(objectives)).to(device)
+        self.optimizer = torch.optim.AdamW([
+            {"params": policy.parameters(), "lr": config.learning_rate},
+            {"params": list(self.value_head.parameters()), "lr": config.value_learning_rate},
+        ], weight_decay=0.0)
+        self.kl = AdaptiveKL(config.kl_coef, config.kl_target, config.kl_horizon)
+        self.scalarisation: Scalarisation | None = None
+        self.norm: dict[str, tuple[float, float]] = {}
+        self.step = 0
+        self.cache = ScoreCache(self.work / f"scores-{self.dist.rank}.sqlite")
+
+    # ---- rollout and rewards ------------------------------------------------------------------
+    def prompts_for(self, step: int) -> list[str]:
+        """This process's prompts at ``step``: a fixed shuffled order, cycled, split by process."""
+        per_step = self.config.batch_size * self.dist.size
+        order = torch.randperm(len(self.prompts), generator=torch.Generator().manual_seed(self.config.seed + 7919 * (step * per_step // len(self.prompts))))
+        start = (step * per_step) % len(self.prompts)
+        indices = [order[(start + i) % len(self.prompts)].item() for i in range(per_step)]
+        mine = indices[self.dist.rank * self.config.batch_size : (self.dist.rank + 1) * self.config.batch_size]
+        return [self.prompts[i] for i in mine]
+
+    @torch.no_grad()
+    def sample(self, prompts: list[str], routed=None) -> tuple[torch.Tensor, torch.Tensor, int, list[str]]:
+        """Sample one response per prompt under ``routed`` (default: the policy)."""
+        from hoe.models.chat import encode_prompts
+
+        inputs = {k: v.to(self.device) for k, v in encode_prompts(self.tokenizer, prompts).items()}
+        c = self.config
+        with (routed or self.policy.routed)():
+            out = self.policy.model.generate(**inputs, do_sample=True, temperature=c.temperature, top_p=c.top_p, top_k=0,
+                                             max_new_tokens=c.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id)
+        length = out.shape[1] - inputs["input_ids"].shape[1]
+        response = out[:, -length:]
+        mask = response_mask(response, self.tokenizer.eos_token_id)
+        attention = torch.cat([inputs["attention_mask"].float(), mask], dim=1)
+        texts = [self.tokenizer.decode(row[: int(m.sum())], skip_special_tokens=True) for row, m in zip(response, mask)]
+        return out, attention, length, texts
+
+    def raw_scores(self, prompts: list[str], texts: list[str]) -> torch.Tensor:
+        from hoe.rewards.scoring import score_objectives
+
+        scored = score_objectives(self.scorers, prompts, texts, cache=self.cache)
+        return torch.tensor([scored[s] for s in self.scorers], dtype=torch.float32).T  # (B, N)
+
+    def normalise(self, raw: torch.Tensor) -> torch.Tensor:
+        mean = torch.tensor([self.norm[o][0] for o in self.objectives])
+        std = torch.tensor([self.norm[o][1] for o in self.objectives])
+        return (raw - mean) / std
+
+    @torch.no_grad()
+    def rollout(self, prompts: list[str], timings: dict | None = None) -> Rollout:
+        start = time.perf_counter()
+        sequences, attention, length, texts = self.sample(prompts)
+        middle = time.perf_counter()
+        with self.policy.routed():
+            logprobs, _, hidden = token_logprobs(self.policy.model, sequences, attention, length)
+        with self.policy.routed(reference=True):
+            ref_logprobs, _, _ = token_logprobs(self.policy.model, sequences, attention, length)
+        values = self.value_head(hidden)
+        if timings is not None:
+            timings["generation_s"], timings["logprob_s"] = middle - start, time.perf_counter() - middle
+        return Rollout(sequences, attention, attention[:, -length:], logprobs, ref_logprobs, values, texts, prompts)
+
+    # ---- calibration: normalisation statistics and the ideal point -------------------------------
+    def calibrate(self, expert_routings: dict | None = None) -> None:
+        """Fit per-objective normalisation on samples of the reference (and of each single-objective
+        expert, where given: objective index -> routing context) and set z*: each expert's mean
+        normalised reward on its own objective plus a margin."""
+        c = self.config
+        prompts = self.prompts[: c.calibration_prompts]
+        samples = {"reference": self.raw_scores(prompts, self.sample(prompts, lambda: self.policy.routed(reference=True))[3])}
+        for index, routed in (expert_routings or {}).items():
+            samples[index] = self.raw_scores(prompts, self.sample(prompts, routed)[3])
+        pooled = torch.cat(list(samples.values()))
+        mean = self.dist.mean(pooled.mean(0))
+        std = self.dist.mean(((pooled - mean) ** 2).mean(0)).sqrt()
+        self.norm = {o: (float(m), float(s) if s > 1e-6 else 1.0) for o, m, s in zip(self.objectives, mean, std)}
+        if c.ideal is not None:
+            if len(c.ideal) != len(self.objectives):
+                raise HoEError(f"training config: ideal has {len(c.ideal)} values for {len(self.objectives)} objectives")
+            ideal = np.asarray(c.ideal, dtype=np.float64)
+        else:
+            best = [self.normalise(samples.get(i, samples["reference"]))[:, i].mean() for i in range(len(self.objectives))]
+            ideal = self.dist.mean(torch.stack(best)).numpy().astype(np.float64) + c.ideal_margin
+        objective = self.objectives.index(c.objective) if c.scalarisation == "single" else None
+        self.scalarisation = Scalarisation(c.scalarisation, self.policy.preference, ideal=ideal, step=c.omd_step,
+                                           smoothing=c.omd_smoothing, objective=objective)
+
+    # ---- one PPO step --------------------------------------------------------------------------------
+    def train_step(self) -> dict:
+        c = self.config
+        timings: dict[str, float] = {}
+        prompts = self.prompts_for(self.step)
+        rollout = self.rollout(prompts, timings)
+        start = time.perf_counter()
+        raw = self.raw_scores(prompts, rollout.texts)
+        scores = self.normalise(raw)
+        timings["scoring_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        mask = rollout.mask
+        kl = rollout.logprobs - rollout.ref_logprobs
+        rewards = token_rewards(scores, kl, mask, self.kl.coef)
+        advantages, returns = gae(rewards, rollout.values, mask, c.gamma, c.lam)
+        coefficients = torch.tensor(self.scalarisation.coefficients(), dtype=torch.float32)
+        combined = whiten(combine(advantages, coefficients), mask)
+        stats = self._update(rollout, combined, returns)
+        timings["update_s"] = time.perf_counter() - start
+        mean_scores = self.dist.mean(scores.mean(0)).numpy().astype(np.float64)
+        mean_raw = self.dist.mean(raw.mean(0)).numpy()
+        mean_kl = float(self.dist.mean(((kl * mask).sum(1)).mean()))
+        row = {"step": self.step + 1, "tchebycheff": self.scalarisation.objective_value(mean_scores), "kl": mean_kl,
+               "kl_coef": self.kl.coef, **stats, **timings,
+               **{f"reward_{o}": float(v) for o, v in zip(self.objectives, mean_scores)},
+               **{f"raw_{o}": float(v) for o, v in zip(self.objectives, mean_raw)},
+               **{f"w_{o}": float(v) for o, v in zip(self.objectives, self.scalarisation.w)},
+               **{f"ideal_{o}": float(v) for o, v in zip(self.objectives, self.scalarisation.ideal)},
+               "tokens": int(self.dist.mean(mask.sum()) * self.dist.size), "sequence_length": int(rollout.sequences.shape[1])}
+        self.scalarisation.update(mean_scores)
+        self.kl.update(mean_kl, len(prompts) * self.dist.size)
+        self.step += 1
+        return row
+
+    def _update(self, rollout: Rollout, advantages: torch.Tensor, returns: torch.Tensor) -> dict:
+        c = self.config
+        rows = rollout.sequences.shape[0]
+        length = rollout.mask.shape[1]
+        generator = torch.Generator().manual_seed(c.seed * 1_000_003 + self.step)
+        totals: dict[str, float] = {}
+        updates = 0
+        params = self.policy.parameters() + list(self.value_head.parameters())
+        for _ in range(c.ppo_epochs):
+            order = torch.randperm(rows, generator=generator)
+            for chunk in order.chunk(min(c.minibatches, rows)):
+                with self.policy.routed():
+                    logprobs, entropy, hidden = token_logprobs(self.policy.model, rollout.sequences[chunk], rollout.attention[chunk], length)
+                values = self.value_head(hidden.detach())
+                loss, stats = ppo_loss(logprobs, rollout.logprobs[chunk], advantages[chunk], values, rollout.values[chunk], returns[chunk],
+                                       entropy, rollout.mask[chunk], clip_range=c.clip_range, value_clip=c.value_clip,
+                                       value_coef=c.value_coef, entropy_coef=c.entropy_coef)
+                self.optimizer.zero_grad(set_to_none=False)
+                loss.backward()
+                for p in params:
+                    if p.grad is not None:
+                        p.grad.copy_(self.dist.mean(p.grad))
+                # clipped apart: the value head's early, large gradients must not shrink the policy's
+                stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.policy.parameters(), c.max_grad_norm))
+                stats["value_grad_norm"] = float(torch.nn.utils.clip_grad_norm_(list(self.value_head.parameters()), c.max_grad_norm))
+                self.optimizer.step()
+                self.policy.after_update()
+                for key, value in stats.items():
+                    totals[key] = totals.get(key, 0.0) + value
+                updates += 1
+        return {k: v / max(1, updates) for k, v in totals.items()}
+
+    # ---- the loop, checkpoints, logs ----------------------------------------------------------------
+    def train(self, *, resume: bool = False, expert_routings=None, on_step=None) -> list[dict]:
+        curve_path = self.work / CURVE
+        rows: list[dict] = []
+        if resume and (self.work / CHECKPOINT).is_dir():
+            rows = self.load_checkpoint()
+        else:
+            if self.dist.is_main:
+                shutil.rmtree(self.work / CHECKPOINT, ignore_errors=True)
+            self.calibrate(expert_routings)
+        trackers = self._trackers()
+        bar = tqdm(total=self.config.steps, initial=self.step, desc="ppo", unit="step", disable=not (self.progress and self.dist.is_main))
+        while self.step < self.config.steps:
+            row = self.train_step()
+            rows.append(row)
+            bar.update(1)
+            bar.set_postfix(tchebycheff=f"{row['tchebycheff']:.3f}", kl=f"{row['kl']:.3f}")
+            if self.dist.is_main:
+                _write_curve(curve_path, rows)
+                if trackers is not None:
+                    trackers.log({k: v for k, v in row.items() if isinstance(v, (int, float))}, step=row["step"])
+            if self.step % self.config.checkpoint_every == 0 or self.step == self.config.steps:
+                self.save_checkpoint(rows)
+            if on_step is not None:
+                on_step(self)
+        bar.close()
+        if trackers is not None:
+            trackers.finish()
+        return rows
+
+    def _trackers(self):
+        """TensorBoard through accelerate's trackers, when tensorboard is installed (main process)."""
+        if not self.dist.is_main:
+            return None
+        try:
+            import tensorboard  # noqa: F401
+            from accelerate.tracking import TensorBoardTracker
+        except ImportError:
+            return None
+        tracker = TensorBoardTracker("ppo", str(self.work / "tensorboard"))
+        tracker.start()
+        tracker.store_init_configuration({k: v for k, v in self.config.model_dump().items() if isinstance(v, (int, float, str, bool))})
+        return tracker
+
+    def save_checkpoint(self, rows: list[dict]) -> None:
+        from safetensors.torch import save_file
+
+        if self.dist.is_main:
+            with atomic_dir(self.work / CHECKPOINT, overwrite=True) as tmp:
+                save_file(self.policy.trainable_state(), str(tmp / "trainable.safetensors"))
+                save_file({k: v.contiguous() for k, v in self.value_head.state_dict().items()}, str(tmp / "value_head.safetensors"))
+                torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
+                write_json(tmp / "state.json", {"step": self.step, "kl_coef": self.kl.coef, "norm": self.norm,
+                                                "scalarisation": self.scalarisation.state(), "rows": rows,
+                                                "config": self.config.model_dump()})
+        self.dist.barrier()
+        torch.save(torch.get_rng_state(), self.work / CHECKPOINT / f"rng-{self.dist.rank}.pt")
+        self.dist.barrier()
+
+    def load_checkpoint(self) -> list[dict]:
+        from safetensors.torch import load_file
+
+        folder = self.work / CHECKPOINT
+        state = json.loads((folder / "state.json").read_text())
+        if state["config"] != self.config.model_dump():
+            changed = next(k for k in state["config"] if state["config"][k] != self.config.model_dump().get(k))
+            raise HoEError(f"cannot resume: the checkpoint in '{folder}' was made with another config ({changed} differs)")
+        self.policy.load_trainable_state(load_file(str(folder / "trainable.safetensors")))
+        self.value_head.load_state_dict(load_file(str(folder / "value_head.safetensors")))
+        self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+        self.step, self.kl.coef = state["step"], state["kl_coef"]
+        self.norm = {k: tuple(v) for k, v in state["norm"].items()}
+        c = self.config
+        objective = self.objectives.index(c.objective) if c.scalarisation == "single" else None
+        self.scalarisation = Scalarisation(c.scalarisation, self.policy.preference, ideal=np.asarray(state["scalarisation"]["ideal"]),
+                                           step=c.omd_step, smoothing=c.omd_smoothing, objective=objective)
+        self.scalarisation.load_state(state["scalarisation"])
+        torch.set_rng_state(torch.load(folder / f"rng-{self.dist.rank}.pt", weights_only=True))
+        return state["rows"]
+
+
+def _write_curve(path: Path, rows: list[dict]) -> None:
+    from hoe.utils.io import write_text
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0].keys()))
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) and math.isfinite(v) else v) for k, v in row.items()})
+    write_text(path, buffer.getvalue())

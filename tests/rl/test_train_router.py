@@ -1,0 +1,146 @@
+"""``hoe train-router`` on the tiny bundle: only router parameters learn, a killed run resumes
+bit for bit, the router lands in the bundle, two processes work, bad input is refused early."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import interrupt_at_call
+from hoe.errors import HoEError
+from hoe.rl import load_config, train_router
+from hoe.rl import trainer as trainer_module
+
+SCORERS = {"helpful": "py:toy_rewards:first_letters", "harmless": "py:toy_rewards:second_letters"}
+
+
+@pytest.fixture()
+def bundle(bundle_dir, tmp_path) -> Path:
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle_dir, copy)
+    (tmp_path / "prompts.txt").write_text("".join(f"say {i}\n" for i in range(40)))
+    return copy
+
+
+def config(tmp_path, **overrides):
+    values = dict(scorers=SCORERS, prompts=f"file:{tmp_path / 'prompts.txt'}", prompt_count=24, batch_size=4, max_new_tokens=4,
+                  steps=4, checkpoint_every=2, calibration_prompts=4, ppo_epochs=2, minibatches=2, max_prompt_tokens=12)
+    values.update(overrides)
+    return load_config(None, **values)
+
+
+def test_gradients_reach_the_router_only(bundle):
+    from hoe.model import HoEModel
+    from hoe.rl.policies import RouterPolicy
+    from hoe.rl.ppo import token_logprobs
+
+    hoe = HoEModel.from_bundle(bundle)
+    policy = RouterPolicy(hoe, 0)
+    ids = torch.randint(5, 100, (2, 10))
+    with policy.routed():
+        logprobs, _, _ = token_logprobs(hoe.model, ids, torch.ones(2, 10), 4)
+    logprobs.sum().backward()
+    trainable = {id(p) for p in policy.parameters()}
+    for name, parameter in hoe.model.named_parameters():
+        if id(parameter) in trainable:
+            continue
+        assert parameter.grad is None and not parameter.requires_grad, name
+    grads = [p.grad for p in policy.parameters()]
+    assert all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads) > 0
+    # the reference (static mix) has no router in the path: no gradient at all
+    for p in policy.parameters():
+        p.grad = None
+    with torch.no_grad(), policy.routed(reference=True):
+        token_logprobs(hoe.model, ids, torch.ones(2, 10), 4)
+    assert policy.trainable_count() == sum(p.numel() for p in policy.parameters())  # one router in this bundle
+
+
+def test_trains_writes_back_and_resumes_bit_for_bit(bundle, tmp_path, monkeypatch):
+    settings = config(tmp_path)
+    whole = tmp_path / "whole"
+    shutil.copytree(bundle, whole)
+    summary = train_router(whole, [0.25, 0.75], settings, progress=False)
+    spec = json.loads((whole / "hoe.json").read_text())
+    router = spec["routers"][0]
+    assert router["trained"] and router["training"]["steps"] == 4 and router["training"]["config"]["steps"] == 4
+    assert (whole / router["training"]["curve"]).read_text().count("\n") == 5
+    assert summary["trainable_parameters"] > 0 and summary["last"]["step"] == 4
+    final = load_file(str(whole / router["path"]))
+
+    restore = interrupt_at_call(monkeypatch, trainer_module.Trainer, "train_step", 4)  # dies in step 4; last checkpoint: step 2
+    with pytest.raises(KeyboardInterrupt):
+        train_router(bundle, [0.25, 0.75], settings, progress=False)
+    restore()
+    assert not json.loads((bundle / "hoe.json").read_text())["routers"][0]["trained"]
+    train_router(bundle, [0.25, 0.75], settings, progress=False, resume=True)
+    resumed = load_file(str(bundle / json.loads((bundle / "hoe.json").read_text())["routers"][0]["path"]))
+    assert final.keys() == resumed.keys()
+    for key in final:
+        assert torch.equal(final[key], resumed[key]), key
+    # trained already: refused unless --overwrite
+    with pytest.raises(HoEError, match="trained already"):
+        train_router(bundle, [0.25, 0.75], settings, progress=False)
+
+
+def test_a_new_anchor_adds_a_router(bundle, tmp_path):
+    from hoe.model import HoEModel
+
+    train_router(bundle, "helpful=0.6,harmless=0.4", config(tmp_path, steps=1, scalarisation="linear"), progress=False)
+    spec = json.loads((bundle / "hoe.json").read_text())
+    assert [r["anchor"] for r in spec["routers"]] == [[0.25, 0.75], [0.6, 0.4]]
+    assert spec["routers"][1]["trained"] and spec["routers"][1]["covers"]
+    model = HoEModel.from_bundle(bundle)  # the bundle still loads and routes through the new router
+    assert "router-0.6-0.4" in model.describe_routing([0.6, 0.4])
+
+
+@pytest.mark.parametrize("anchor, overrides, message", [
+    ([0.2, 0.3, 0.5], {}, "preference has 3 values but the bundle has 2"),
+    ([1, 0], {}, "is the anchor of expert 'helpful'"),
+    ([0.5, 0.5], {}, "is the anchor of expert 'balanced'"),
+    ([0.3, 0.7], {"scorers": {"helpful": "nope"}}, "objective 'helpful' needs a scorer"),
+    ([0.3, 0.7], {"trainable": "lora"}, "trains a router"),
+    ([0.3, 0.7], {"scalarisation": "single", "objective": "funny"}, "objective 'funny' is not one of"),
+])
+def test_bad_input_before_training(bundle, tmp_path, monkeypatch, anchor, overrides, message):
+    import hoe.models.loading as loading
+
+    monkeypatch.setattr(loading, "load_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError("model loaded")))
+    with pytest.raises(HoEError, match=message):
+        train_router(bundle, anchor, config(tmp_path, **overrides), progress=False)
+
+
+def test_unknown_config_key_and_unreachable_anchor(bundle, tmp_path):
+    (tmp_path / "train.yaml").write_text("steps: 3\nlearning_rat: 0.1\n")
+    with pytest.raises(HoEError, match="training config: learning_rat: unknown key"):
+        load_config(tmp_path / "train.yaml")
+    spec = json.loads((bundle / "hoe.json").read_text())
+    spec["experts"] = [e for e in spec["experts"] if e["name"] != "harmless"]
+    spec["routers"] = []
+    (bundle / "hoe.json").write_text(json.dumps(spec))
+    with pytest.raises(HoEError, match="cannot reach it"):
+        train_router(bundle, [0.2, 0.8], config(tmp_path), progress=False)
+
+
+def test_two_processes(bundle, tmp_path):
+    launcher = Path(sys.executable).parent / "accelerate"
+    if not launcher.exists():
+        pytest.skip("accelerate launcher not installed")
+    (tmp_path / "train.yaml").write_text(
+        f"scorers: {json.dumps(SCORERS)}\nprompts: 'file:{tmp_path / 'prompts.txt'}'\nprompt_count: 16\nbatch_size: 2\n"
+        "max_new_tokens: 3\nsteps: 2\ncheckpoint_every: 1\ncalibration_prompts: 2\nmax_prompt_tokens: 10\n")
+    command = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+               "--dynamo_backend", "no", "--main_process_port", "29534", "-m", "hoe.cli", "train-router", "--bundle", str(bundle),
+               "--anchor", "0.25,0.75", "--config", str(tmp_path / "train.yaml"), "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent)}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("router 'mostly-harmless'") == 1
+    assert json.loads((bundle / "hoe.json").read_text())["routers"][0]["trained"]
