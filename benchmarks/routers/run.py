@@ -71,7 +71,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--tokens", type=int, default=48)
+    parser.add_argument("--report-only", action="store_true", help="Rewrite results.md from results.json.")
     args = parser.parse_args()
+    if args.report_only:
+        results = shared_hypervolumes(json.loads((HERE / "results.json").read_text()))
+        (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        (HERE / "results.md").write_text(markdown(results) + "\n")
+        print(markdown(results))
+        return
     shutil.rmtree(args.work, ignore_errors=True)
     args.work.mkdir(parents=True)
     bundles = {"untrained": args.work / "untrained", "tchebycheff": args.work / "tchebycheff", "linear": args.work / "linear",
@@ -101,9 +108,28 @@ def main() -> None:
                "router_pass_vs_plain": per_pass / plain,
                "evaluations": {name: {"methods": e["methods"], "points": e["points"], "reference_point": e["reference_point"]}
                                for name, e in evaluations.items()}}
+    results = shared_hypervolumes(results)
     (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (HERE / "results.md").write_text(markdown(results) + "\n")
     print(markdown(results))
+
+
+def shared_hypervolumes(results: dict) -> dict:
+    """Hypervolumes of every (bundle, method) against one reference point: each evaluation run
+    picks its own reference from its own points, so their values are not comparable as they are."""
+    import numpy as np
+
+    from hoe.evaluation.metrics import hypervolume, reference_point
+
+    evaluations = results["evaluations"]
+    everything = np.asarray([p["mean"] for e in evaluations.values() for p in e["points"]])
+    reference = reference_point(everything)
+    results["shared_reference_point"] = reference.tolist()
+    for evaluation in evaluations.values():
+        for method, entry in evaluation["methods"].items():
+            points = np.asarray([p["mean"] for p in evaluation["points"] if p["method"] == method])
+            entry["hypervolume_shared"] = hypervolume(points, reference)
+    return results
 
 
 def at_anchor(evaluation: dict, method: str = "hoe") -> list[float]:
@@ -113,12 +139,13 @@ def at_anchor(evaluation: dict, method: str = "hoe") -> list[float]:
 
 def markdown(results: dict) -> str:
     ev = results["evaluations"]
-    lines = ["| model | civility at [0.25, 0.75] | concision | hypervolume (grid:5, hoe) |", "|---|---:|---:|---:|"]
+    reference = ", ".join(f"{v:.4g}" for v in results["shared_reference_point"])
+    lines = [f"| model | civility at [0.25, 0.75] | concision | hypervolume (grid:5; shared reference ({reference})) |", "|---|---:|---:|---:|"]
     for name, label, method in (("untrained", "LoRA experts only (soup)", "soup"), ("no-routers", "+ merged expert (no routers)", "hoe"),
                                 ("untrained", "+ routers, untrained (static mix)", "hoe"), ("tchebycheff", "+ router trained, Tchebycheff + OMD", "hoe"),
                                 ("linear", "+ router trained, linear", "hoe")):
         mean = at_anchor(ev[name], method)
-        lines.append(f"| {label} | {mean[0]:.4f} | {mean[1]:.4f} | {ev[name]['methods'][method]['hypervolume']:.4g} |")
+        lines.append(f"| {label} | {mean[0]:.4f} | {mean[1]:.4f} | {ev[name]['methods'][method]['hypervolume_shared']:.4g} |")
     phases = results["phases_median_s"]
     lines += ["", f"PPO step (median over {results['steps']} steps, batch 8, 32 new tokens): generation {phases['generation_s']:.1f} s, "
               f"policy + reference log-probs {phases['logprob_s']:.1f} s, scoring {phases['scoring_s']:.2f} s, "
