@@ -131,6 +131,7 @@ def test_other_settings_are_refused_not_mixed(lora_run, bundle_dir):
     ({"preferences": "EMPTY"}, "is empty"),
     ({"preferences": "LONG"}, "has 3 values but the bundle has 2"),
     ({"prompts": "packaged:nope"}, "unknown packaged dataset 'nope'"),
+    ({"prompts": "EMPTYPROMPTS"}, "selects no prompts"),
     ({"split": "heldout", "prompts": "hub:x"}, "needs the prompt field"),
     ({"scorers": {"helpful": "nope"}}, "objective 'helpful' needs a scorer"),
     ({"scorers": {"other": "civility"}}, "not an objective of the bundle"),
@@ -144,6 +145,8 @@ def test_bad_input_before_any_model_loads(bundle_dir, tmp_path, monkeypatch, ove
     monkeypatch.setattr(loading, "load_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError("model loaded")))
     (tmp_path / "empty.txt").write_text("\n")
     (tmp_path / "long.txt").write_text("0.2,0.3,0.5\n")
+    if overrides.get("prompts") == "EMPTYPROMPTS":
+        overrides["prompts"] = f"file:{tmp_path / 'empty.txt'}"
     if overrides.get("preferences") in ("EMPTY", "LONG"):
         overrides["preferences"] = str(tmp_path / ("empty.txt" if overrides["preferences"] == "EMPTY" else "long.txt"))
     with pytest.raises(HoEError, match=message):
