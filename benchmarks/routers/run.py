@@ -31,8 +31,8 @@ HERE = Path(__file__).resolve().parent
 ANCHOR = [0.25, 0.75]
 
 
-def train(bundle: Path, scalarisation: str, steps: int, work: Path) -> dict:
-    config = load_config(None, scalarisation=scalarisation, steps=steps, batch_size=8, max_new_tokens=32, prompt_count=128,
+def train(bundle: Path, scalarisation: str, steps: int, work: Path, batch_size: int = 8) -> dict:
+    config = load_config(None, scalarisation=scalarisation, steps=steps, batch_size=batch_size, max_new_tokens=32, prompt_count=max(128, steps * batch_size),
                          max_prompt_tokens=128, learning_rate=5e-4, kl_coef=0.05, calibration_prompts=16, checkpoint_every=4)
     start = time.perf_counter()
     summary = train_router(bundle, ANCHOR, config, overwrite=True, work=work)
@@ -71,35 +71,39 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--tokens", type=int, default=48)
+    parser.add_argument("--batch-size", type=int, default=8, help="Prompts per PPO step.")
+    parser.add_argument("--kinds", default="tchebycheff,linear", help="Scalarisations to train (comma-separated).")
+    parser.add_argument("--tag", default="", help="Write results-TAG.json/.md (a second configuration beside the first).")
     parser.add_argument("--report-only", action="store_true", help="Rewrite results.md from results.json.")
     args = parser.parse_args()
+    stem = f"results-{args.tag}" if args.tag else "results"
     if args.report_only:
-        results = shared_hypervolumes(json.loads((HERE / "results.json").read_text()))
-        (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-        (HERE / "results.md").write_text(markdown(results) + "\n")
+        results = shared_hypervolumes(json.loads((HERE / f"{stem}.json").read_text()))
+        (HERE / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
+        (HERE / f"{stem}.md").write_text(markdown(results) + "\n")
         print(markdown(results))
         return
     shutil.rmtree(args.work, ignore_errors=True)
     args.work.mkdir(parents=True)
-    bundles = {"untrained": args.work / "untrained", "tchebycheff": args.work / "tchebycheff", "linear": args.work / "linear",
-               "no-routers": args.work / "no-routers"}
+    kinds = [k for k in args.kinds.split(",") if k]
+    bundles = {"untrained": args.work / "untrained", **{k: args.work / k for k in kinds}, "no-routers": args.work / "no-routers"}
     for path in bundles.values():
         shutil.copytree(args.bundle, path, ignore=shutil.ignore_patterns("training"))
     spec = json.loads((bundles["no-routers"] / "hoe.json").read_text())
     spec["routers"] = []
     (bundles["no-routers"] / "hoe.json").write_text(json.dumps(spec, indent=2))
 
-    runs = {kind: train(bundles[kind], kind if kind == "linear" else "tchebycheff-omd", args.steps, args.work / f"train-{kind}")
-            for kind in ("tchebycheff", "linear")}
+    runs = {kind: train(bundles[kind], kind if kind == "linear" else "tchebycheff-omd", args.steps, args.work / f"train-{kind}",
+                        args.batch_size) for kind in kinds}
     evaluations = {}
     for name, path in bundles.items():
         methods = ["hoe", "soup"] if name == "untrained" else ["hoe"]
         evaluations[name] = evaluate_bundle(path, args.work / f"eval-{name}", methods, args.prompts, args.tokens)
 
-    curve = list(csv.DictReader((args.work / "train-tchebycheff" / "curve.csv").open()))
+    curve = list(csv.DictReader((args.work / f"train-{kinds[0]}" / "curve.csv").open()))
     phases = {k: statistics.median(float(r[k]) for r in curve) for k in ("generation_s", "logprob_s", "scoring_s", "update_s")}
     tokens = statistics.median(float(r["tokens"]) for r in curve)
-    config = runs["tchebycheff"]["config"]
+    config = runs[kinds[0]]["config"]
     rows, length = config["batch_size"], int(statistics.median(int(r["sequence_length"]) for r in curve))
     plain = plain_forward_backward(args.bundle, rows, length)
     per_pass = phases["update_s"] / config["ppo_epochs"]
@@ -109,8 +113,8 @@ def main() -> None:
                "evaluations": {name: {"methods": e["methods"], "points": e["points"], "reference_point": e["reference_point"]}
                                for name, e in evaluations.items()}}
     results = shared_hypervolumes(results)
-    (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (HERE / "results.md").write_text(markdown(results) + "\n")
+    (HERE / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (HERE / f"{stem}.md").write_text(markdown(results) + "\n")
     print(markdown(results))
 
 
@@ -144,10 +148,12 @@ def markdown(results: dict) -> str:
     for name, label, method in (("untrained", "LoRA experts only (soup)", "soup"), ("no-routers", "+ merged expert (no routers)", "hoe"),
                                 ("untrained", "+ routers, untrained (static mix)", "hoe"), ("tchebycheff", "+ router trained, Tchebycheff + OMD", "hoe"),
                                 ("linear", "+ router trained, linear", "hoe")):
+        if name not in ev:
+            continue
         mean = at_anchor(ev[name], method)
         lines.append(f"| {label} | {mean[0]:.4f} | {mean[1]:.4f} | {ev[name]['methods'][method]['hypervolume_shared']:.4g} |")
     phases = results["phases_median_s"]
-    lines += ["", f"PPO step (median over {results['steps']} steps, batch 8, 32 new tokens): generation {phases['generation_s']:.1f} s, "
+    lines += ["", f"PPO step (median over {results['steps']} steps, batch {results['plain_shape'][0]}, 32 new tokens): generation {phases['generation_s']:.1f} s, "
               f"policy + reference log-probs {phases['logprob_s']:.1f} s, scoring {phases['scoring_s']:.2f} s, "
               f"PPO update {phases['update_s']:.1f} s; one router forward+backward pass {results['router_pass_s']:.1f} s vs a plain "
               f"forward+backward of the LM {results['plain_forward_backward_s']:.1f} s: {results['router_pass_vs_plain']:.2f}×."]
