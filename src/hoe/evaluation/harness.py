@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from hoe.errors import HoEError
-from hoe.evaluation.methods import METHODS, Context, Decoding, Point, check_methods, single_experts
+from hoe.evaluation.methods import METHODS, Context, Decoding, Point, check_methods, merge_setting, single_experts
 from hoe.evaluation.preference_sets import preference_set
 from hoe.utils.io import write_json
 from hoe.utils.resumable import resumable_batches
@@ -163,7 +163,7 @@ def _claim_output(out: Path, the_plan: Plan, overwrite: bool) -> None:
         "points": [asdict(p) for p in the_plan.points], "prompts": {"spec": s.prompts, "split": s.split, "limit": s.limit,
                                                                      "count": len(the_plan.prompts)},
         "decoding": asdict(s.decoding), "task_vectors": s.task_vectors, "device": s.device,
-        "merge": dict(zip(("method", "params"), Context(the_plan.bundle, None, s.decoding, out, merge_method=s.merge_method).merge_setting())),
+        "merge": dict(zip(("method", "params"), merge_setting(the_plan.bundle, s.merge_method))),
     })
 
 
@@ -185,7 +185,8 @@ def _generate(the_plan: Plan, points: list[Point], out: Path, device: str, progr
 
     s = the_plan.settings
     todo = [p for p in points if not (job_path(out, p).is_file() and job_path(out, p).with_suffix(".meta.json").is_file())]
-    if not todo and not (timing and "base" in s.methods and not (out / TIMING_FILE).is_file()):
+    timing = timing and "base" in s.methods and not (out / TIMING_FILE).is_file()
+    if not todo and not timing:
         return
     tokenizer = load_tokenizer(the_plan.bundle.spec.base_model, trust_remote_code=s.trust_remote_code)
     tokenizer.padding_side = "left"
@@ -203,7 +204,7 @@ def _generate(the_plan: Plan, points: list[Point], out: Path, device: str, progr
         bar.set_postfix_str(f"{point.method} {point.label}")
         method = methods.setdefault(point.method, METHODS[point.method](context))
         _run_job(method, point, prompts, context, job_path(out, point), s.chat, truncated)
-    if timing and "base" in s.methods and not (out / TIMING_FILE).is_file():
+    if timing:
         from hoe.evaluation.timing import measure_costs
 
         write_json(out / TIMING_FILE, measure_costs(methods, the_plan.points, context, prompts, chat=s.chat, progress=progress))

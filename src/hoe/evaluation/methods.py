@@ -153,13 +153,7 @@ class Context:
         return vectors
 
     def merge_setting(self) -> tuple[str, dict]:
-        """The bundle's merge method (its first merged expert), unless overridden; else PCB."""
-        recorded = [e.source for e in self.bundle.experts if e.source and e.source.get("kind") == "merge"]
-        if self.merge_method is not None:
-            return self.merge_method, {}
-        if recorded:
-            return recorded[0]["method"], dict(recorded[0].get("params") or {})
-        return "pcb", {}
+        return merge_setting(self.bundle, self.merge_method)
 
     def merged_adapter(self, preference: np.ndarray) -> Path:
         """The single experts merged at λ (made once per λ, cached in the work folder)."""
@@ -203,6 +197,17 @@ class Context:
         return out
 
 
+def merge_setting(bundle, override: str | None = None) -> tuple[str, dict]:
+    """(method, params) of the ``merged`` baseline: ``override``, else the bundle's first merged
+    expert's, else PCB."""
+    if override is not None:
+        return override, {}
+    recorded = [e.source for e in bundle.experts if e.source and e.source.get("kind") == "merge"]
+    if recorded:
+        return recorded[0]["method"], dict(recorded[0].get("params") or {})
+    return "pcb", {}
+
+
 def single_experts(bundle, task_vectors: str = "auto") -> list[SingleExpert]:
     """The expert whose anchor is one-hot on each objective, in objective order; one line if any is missing."""
     found = []
@@ -222,14 +227,11 @@ def single_experts(bundle, task_vectors: str = "auto") -> list[SingleExpert]:
     return found
 
 
-def add_lora(model, folder: Path, weight: float = 1.0) -> None:
-    """Fold a LoRA folder into a transformers model's weights: W += weight · scale · B A."""
-    from hoe.experts.lora import read_lora
+def add_lora(model, folder: Path) -> None:
+    """Fold a LoRA folder into a transformers model's weights: W += scale · B A."""
+    from hoe.experts.lora import add_deltas, read_lora
 
-    with torch.no_grad():
-        for name, module in read_lora(folder).modules.items():
-            target = model.get_submodule(name).weight
-            target += (weight * module.delta()).to(target.dtype)
+    add_deltas(model, read_lora(folder).modules)
 
 
 def _lora_rank(folder: Path) -> int:
@@ -246,7 +248,6 @@ class Method:
     name: ClassVar[str]
     per_preference: ClassVar[bool] = True
     needs_experts: ClassVar[bool] = True
-    forward_passes: ClassVar[str] = "1"
 
     def __init__(self, context: Context) -> None:
         self.context = context
@@ -328,17 +329,28 @@ class SoupMethod(RoutedMethod):
             self.model = HoEModel.from_modules(self.context.load_base(), self.context.tokenizer, self.context.bundle.objectives, experts)
 
 
+class AdapterPerPreferenceMethod(Method):
+    """One adapter made for each λ (``adapter``), folded into a copy of the base weights."""
+
+    def adapter(self, preference: np.ndarray) -> Path:
+        raise NotImplementedError
+
+    def setup(self, point):
+        adapter = self.adapter(np.asarray(point.preference))
+        if self.model is None:
+            self.model = self.context.load_base()
+        _load_state(self.model, self.context.base_state())
+        add_lora(self.model, adapter)
+
+
 @register
-class MergedMethod(Method):
+class MergedMethod(AdapterPerPreferenceMethod):
     """A merged LoRA expert made for each λ and folded into the base weights (one forward pass)."""
 
     name = "merged"
 
-    def setup(self, point):
-        if self.model is None:
-            self.model = self.context.load_base()
-        _load_state(self.model, self.context.base_state())
-        add_lora(self.model, self.context.merged_adapter(np.asarray(point.preference)))
+    def adapter(self, preference):
+        return self.context.merged_adapter(preference)
 
 
 @register
@@ -360,18 +372,14 @@ class RewardedSoupsMethod(Method):
 
 
 @register
-class MORLHFMethod(Method):
+class MORLHFMethod(AdapterPerPreferenceMethod):
     """MORLHF: a LoRA trained for each λ with linear scalarisation, folded into the base."""
 
     name = "morlhf"
     needs_experts = False
 
-    def setup(self, point):
-        adapter = self.context.morlhf_adapter(np.asarray(point.preference))
-        if self.model is None:
-            self.model = self.context.load_base()
-        _load_state(self.model, self.context.base_state())
-        add_lora(self.model, adapter)
+    def adapter(self, preference):
+        return self.context.morlhf_adapter(preference)
 
 
 @register
@@ -379,7 +387,6 @@ class MODMethod(Method):
     """MOD: the next token from Σ λ_i log π_i over the expert models, N passes per token."""
 
     name = "mod"
-    forward_passes = "N"
 
     def setup(self, point):
         self.models = self.context.expert_models()

@@ -18,6 +18,13 @@ from hoe.utils.io import write_json, write_text
 RUN_FILE = "run.json"
 
 
+def follows_preference(method: str) -> bool:
+    """Whether a method gives one point per λ (not a fixed model such as the base or an expert)."""
+    from hoe.evaluation.methods import METHODS
+
+    return METHODS[method].per_preference if method in METHODS else True
+
+
 def build_report(out: str | Path, reference: list[float] | None = None, progress: bool = False) -> dict:
     """Score every cached generation of the run in ``out`` and write its results and report."""
     from hoe.rewards.scoring import ScoreCache, score_objectives
@@ -73,7 +80,7 @@ def summarise(run: dict, points: list[dict], reference: list[float] | None = Non
     base_cost = base[0]["s_per_token"] if base else None
     for p in points:
         p["cost_vs_base"] = p["s_per_token"] / base_cost if base_cost else None
-    per_preference = [m for m in run["methods"] if any(p["method"] == m and m not in ("base", "experts") for p in points)]
+    per_preference = [m for m in run["methods"] if follows_preference(m) and any(p["method"] == m for p in points)]
     gaps = _tchebycheff(points, per_preference, run["preferences"], ideal, ref)
     methods = {}
     for name in run["methods"]:
@@ -208,7 +215,7 @@ def verdict(results: dict) -> str:
     if "hoe" not in methods:
         return ""
     hoe = methods["hoe"]["hypervolume"]
-    peers = [m for m in methods if m not in ("hoe", "base", "experts")]
+    peers = [m for m in methods if m != "hoe" and follows_preference(m)]
     above = [f"{m} ({methods[m]['hypervolume']:.4g})" for m in peers if methods[m]["hypervolume"] > hoe]
     below = [m for m in peers if methods[m]["hypervolume"] <= hoe]
     if not above:
@@ -248,7 +255,7 @@ def plot_fronts(results: dict, path: Path) -> None:
         for method in results["methods"]:
             mine = [p for p in results["points"] if p["method"] == method]
             color, marker, line = STYLE.get(method, ("C7", "o", "-"))
-            if method not in ("experts", "base"):
+            if follows_preference(method):
                 mine = sorted(mine, key=lambda p: p["preference"][i] - p["preference"][j])
             xs, ys = [p["mean"][i] for p in mine], [p["mean"][j] for p in mine]
             # lines join a 2-objective front in λ order; projections of a simplex lattice are points only

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from hoe.evaluation.report import follows_preference
 from hoe.models.chat import encode_prompts
 
 ROUNDS = 3
@@ -26,7 +27,7 @@ def representative_points(points) -> dict:
     """Per method, the point whose preference is nearest the simplex centre (the first for experts)."""
     chosen: dict = {}
     for point in points:
-        if point.method in chosen and point.preference is not None and point.method != "experts":
+        if point.method in chosen and follows_preference(point.method):
             centre = np.full(len(point.preference), 1.0 / len(point.preference))
             old = chosen[point.method]
             if np.linalg.norm(np.asarray(point.preference) - centre) < np.linalg.norm(np.asarray(old.preference) - centre):

@@ -174,3 +174,11 @@ def write_lora(
         tensors[f"{PEFT_PREFIX}{name}.lora_B.weight"] = (module.B * module.scale).to(dtype).contiguous()
     save_file(tensors, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
     return config
+
+
+def add_deltas(model, modules: dict[str, LoraModule]) -> None:
+    """Fold LoRA modules into a transformers model's weights in place: W += scale · B A."""
+    with torch.no_grad():
+        for name, module in modules.items():
+            target = model.get_submodule(name).weight
+            target += module.delta().to(target.dtype)

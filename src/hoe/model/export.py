@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from hoe.errors import HoEError
-from hoe.experts.lora import LoraModule, read_lora, write_lora
+from hoe.experts.lora import LoraModule, add_deltas, read_lora, write_lora
 from hoe.model.bundle import load_bundle
 from hoe.models.loading import hub_name_of, load_model, load_tokenizer, parse_dtype
 from hoe.routing import PreferenceLike, parse_preference
@@ -53,9 +53,7 @@ def export_preference(bundle_path: str | Path, preference: PreferenceLike, out: 
     with atomic_dir(out, overwrite=overwrite) as tmp:
         if merged:
             model = load_model(bundle.spec.base_model, dtype="float32")
-            with torch.no_grad():
-                for name, module in modules.items():
-                    model.get_submodule(name).weight += module.delta()
+            add_deltas(model, modules)
             model.to(parse_dtype(dtype)).save_pretrained(tmp, safe_serialization=True)
             load_tokenizer(bundle.spec.base_model).save_pretrained(tmp)
         else:

@@ -40,7 +40,8 @@ def fit_prompts(tokenizer, prompts: Sequence[str], context: int | None, new_toke
     if context is None and max_prompt_tokens is None:
         return list(prompts), 0
     overhead = len(encode_prompts(tokenizer, [""], chat=chat)["input_ids"][0])
-    budget = min(context - new_tokens - overhead if context is not None else max_prompt_tokens, max_prompt_tokens or 10**12)
+    limits = ([context - new_tokens - overhead] if context is not None else []) + ([max_prompt_tokens] if max_prompt_tokens else [])
+    budget = min(limits)
     if budget <= 0:
         from hoe.errors import HoEError
 
