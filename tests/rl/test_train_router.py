@@ -108,6 +108,7 @@ def test_a_new_anchor_adds_a_router(bundle, tmp_path):
     ([0.3, 0.7], {"scorers": {"helpful": "nope"}}, "objective 'helpful' needs a scorer"),
     ([0.3, 0.7], {"trainable": "lora"}, "trains a router"),
     ([0.3, 0.7], {"scalarisation": "single", "objective": "funny"}, "objective 'funny' is not one of"),
+    ([0.3, 0.7], {"ideal": [1.0]}, "training config: ideal has 1 values for 2 objectives"),
 ])
 def test_bad_input_before_training(bundle, tmp_path, monkeypatch, anchor, overrides, message):
     import hoe.models.loading as loading

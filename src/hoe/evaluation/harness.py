@@ -95,9 +95,9 @@ def plan(settings: EvalSettings) -> Plan:
         raise HoEError(f"--limit must be positive, got {settings.limit}")
     prompts = load_prompts(settings.prompts, settings.split, limit=settings.limit)
     if "morlhf" in settings.methods or settings.morlhf_config is not None:
-        from hoe.rl.config import load_config
+        from hoe.rl.config import check_objectives
 
-        load_config(settings.morlhf_config)  # unknown keys and bad values fail here
+        check_objectives(_morlhf_config(settings), bundle.objectives)  # unknown keys and bad values fail here
     if any(METHODS[m].needs_experts for m in settings.methods):
         single_experts(bundle, settings.task_vectors)
     context = Context(bundle, None, settings.decoding, Path("."), settings.task_vectors)
@@ -170,7 +170,7 @@ def _claim_output(out: Path, the_plan: Plan, overwrite: bool) -> None:
 def _morlhf_config(settings: EvalSettings):
     from hoe.rl.config import load_config
 
-    return load_config(settings.morlhf_config)
+    return load_config(settings.morlhf_config).model_copy(update={"trainable": "lora", "scalarisation": "linear"})
 
 
 def job_path(out: Path, point: Point) -> Path:

@@ -184,7 +184,7 @@ class Context:
         out = self.work / "morlhf" / preference_label(preference)
         if (out / "adapter_config.json").is_file():
             return out
-        config = (self.morlhf or TrainConfig()).model_copy(update={"trainable": "lora", "scalarisation": "linear"})
+        config = self.morlhf or TrainConfig(trainable="lora", scalarisation="linear")
         prompts = load_prompts(config.prompts, "train", limit=config.prompt_count)
         prompts, _ = fit_prompts(self.tokenizer, prompts, None, config.max_new_tokens, max_prompt_tokens=config.max_prompt_tokens)
         policy = LoraPolicy(self.load_base(), self.tokenizer, preference, rank=config.lora_rank, alpha=config.lora_alpha, seed=config.seed)

@@ -70,6 +70,14 @@ class TrainConfig(BaseModel):
         return self
 
 
+def check_objectives(config: TrainConfig, objectives: list[str]) -> None:
+    """Refuse settings that do not fit the objectives being trained, before anything loads."""
+    if config.scalarisation == "single" and config.objective not in objectives:
+        raise HoEError(f"training config: objective '{config.objective}' is not one of {', '.join(objectives)}")
+    if config.ideal is not None and len(config.ideal) != len(objectives):
+        raise HoEError(f"training config: ideal has {len(config.ideal)} values for {len(objectives)} objectives")
+
+
 def load_config(path: str | Path | None, **overrides) -> TrainConfig:
     """A config from YAML (or defaults) with keyword overrides; one line on any problem."""
     values: dict = {}

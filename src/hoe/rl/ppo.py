@@ -41,7 +41,6 @@ class Rollout:
     ref_logprobs: torch.Tensor  # (B, T)
     values: torch.Tensor  # (B, T, N)
     texts: list[str]
-    prompts: list[str]
 
 
 def response_mask(tokens: torch.Tensor, eos_token_id: int | None) -> torch.Tensor:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from hoe.errors import HoEError
-from hoe.rl.config import TrainConfig
+from hoe.rl.config import TrainConfig, check_objectives
 from hoe.utils.io import write_json
 
 ANCHOR_TOLERANCE = 1e-6
@@ -76,8 +76,7 @@ def train_router(bundle_path: str | Path, anchor, config: TrainConfig, *, work: 
             check_objective_name(config.scorers.get(objective, objective))
         except HoEError as exc:
             raise HoEError(f"objective '{objective}' needs a scorer (config 'scorers: {{{objective}: SPEC}}'): {exc}") from None
-    if config.scalarisation == "single" and config.objective not in bundle.objectives:
-        raise HoEError(f"training config: objective '{config.objective}' is not one of {', '.join(bundle.objectives)}")
+    check_objectives(config, bundle.objectives)
     index, new_entry, _ = plan_router(bundle, vector, overwrite, resume)
     experts = None
     if config.scalarisation == "tchebycheff-omd" and config.ideal is None:

@@ -129,7 +129,7 @@ class Trainer:
         values = self.value_head(hidden)
         if timings is not None:
             timings["generation_s"], timings["logprob_s"] = middle - start, time.perf_counter() - middle
-        return Rollout(sequences, attention, attention[:, -length:], logprobs, ref_logprobs, values, texts, prompts)
+        return Rollout(sequences, attention, attention[:, -length:], logprobs, ref_logprobs, values, texts)
 
     # ---- calibration: normalisation statistics and the ideal point -------------------------------
     def calibrate(self, expert_routings: dict | None = None) -> None:
@@ -146,15 +146,17 @@ class Trainer:
         std = self.dist.mean(((pooled - mean) ** 2).mean(0)).sqrt()
         self.norm = {o: (float(m), float(s) if s > 1e-6 else 1.0) for o, m, s in zip(self.objectives, mean, std)}
         if c.ideal is not None:
-            if len(c.ideal) != len(self.objectives):
-                raise HoEError(f"training config: ideal has {len(c.ideal)} values for {len(self.objectives)} objectives")
             ideal = np.asarray(c.ideal, dtype=np.float64)
         else:
             best = [self.normalise(samples.get(i, samples["reference"]))[:, i].mean() for i in range(len(self.objectives))]
             ideal = self.dist.mean(torch.stack(best)).numpy().astype(np.float64) + c.ideal_margin
+        self.scalarisation = self._scalarisation(ideal)
+
+    def _scalarisation(self, ideal: np.ndarray) -> Scalarisation:
+        c = self.config
         objective = self.objectives.index(c.objective) if c.scalarisation == "single" else None
-        self.scalarisation = Scalarisation(c.scalarisation, self.policy.preference, ideal=ideal, step=c.omd_step,
-                                           smoothing=c.omd_smoothing, objective=objective)
+        return Scalarisation(c.scalarisation, self.policy.preference, ideal=ideal, step=c.omd_step, smoothing=c.omd_smoothing,
+                             objective=objective)
 
     # ---- one PPO step --------------------------------------------------------------------------------
     def train_step(self) -> dict:
@@ -294,10 +296,7 @@ class Trainer:
         self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
         self.step, self.kl.coef = state["step"], state["kl_coef"]
         self.norm = {k: tuple(v) for k, v in state["norm"].items()}
-        c = self.config
-        objective = self.objectives.index(c.objective) if c.scalarisation == "single" else None
-        self.scalarisation = Scalarisation(c.scalarisation, self.policy.preference, ideal=np.asarray(state["scalarisation"]["ideal"]),
-                                           step=c.omd_step, smoothing=c.omd_smoothing, objective=objective)
+        self.scalarisation = self._scalarisation(np.asarray(state["scalarisation"]["ideal"]))
         self.scalarisation.load_state(state["scalarisation"])
         torch.set_rng_state(torch.load(folder / f"rng-{self.dist.rank}.pt", weights_only=True))
         return state["rows"]
