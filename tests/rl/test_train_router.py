@@ -122,6 +122,12 @@ def test_unknown_config_key_and_unreachable_anchor(bundle, tmp_path):
     (tmp_path / "train.yaml").write_text("steps: 3\nlearning_rat: 0.1\n")
     with pytest.raises(HoEError, match="training config: learning_rat: unknown key"):
         load_config(tmp_path / "train.yaml")
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    with pytest.raises(HoEError, match="is not a router-training folder"):
+        train_router(bundle, [0.3, 0.7], config(tmp_path), work=precious, progress=False)
+    assert (precious / "notes.txt").read_text() == "keep me"
     spec = json.loads((bundle / "hoe.json").read_text())
     spec["experts"] = [e for e in spec["experts"] if e["name"] != "harmless"]
     spec["routers"] = []

@@ -84,8 +84,11 @@ def train_router(bundle_path: str | Path, anchor, config: TrainConfig, *, work: 
     prompts = load_prompts(config.prompts, "train", limit=config.prompt_count)
     name = new_entry.name if new_entry is not None else bundle.routers[index].name
     work = Path(work) if work is not None else bundle_path / "training" / name
-    if not resume:
-        shutil.rmtree(work, ignore_errors=True)
+    if not resume and work.exists():
+        if not work.is_dir() or (any(work.iterdir()) and not (work / "curve.csv").exists() and not (work / "checkpoint").exists()
+                                 and not (work / "initial_router.safetensors").exists()):
+            raise HoEError(f"--work '{work}' exists and is not a router-training folder; choose another (it would be emptied)")
+        shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
 
     # ---- everything checked: load and train -------------------------------------------------------
