@@ -167,3 +167,16 @@ def test_evaluate_cli_bad_input(bundle_dir, tmp_path, extra, message):
 def test_evaluate_report_only_needs_a_run(tmp_path):
     result = runner.invoke(app, ["evaluate", "--out", str(tmp_path), "--report-only"])
     assert result.exit_code == 2 and "holds no evaluation run" in result.output
+
+
+def test_make_expert_cli_lora(tiny_chat_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "expert"
+    result = runner.invoke(app, ["make-expert", "--base", str(tiny_chat_model), "--objective", "concision", "--out", str(out),
+                                 "--prompt-count", "4", "--k", "2", "--max-new-tokens", "4", "--steps", "1", "--lora", "--lora-rank", "2",
+                                 "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert (out / "adapter" / "adapter_config.json").is_file() and (out / "model.safetensors").is_file()
+    bad = runner.invoke(app, ["make-expert", "--base", str(tiny_chat_model), "--objective", "concision", "--out", str(tmp_path / "x"),
+                              "--lora", "--lora-rank", "0"])
+    assert bad.exit_code == 2 and "--lora-rank must be positive" in bad.output

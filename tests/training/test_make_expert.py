@@ -123,3 +123,30 @@ def test_ppo_makes_a_merged_lora_expert_and_resumes(tiny_chat_model, tmp_path, m
     assert all(torch.equal(a[k], b[k]) for k in a)
     base = load_file(str(tiny_chat_model / "model.safetensors"))
     assert any(not torch.equal(a[k], base[k]) for k in a if "q_proj" in k)  # the LoRA learned something and was merged in
+
+
+@pytest.mark.parametrize("method", ["raft", "dpo"])
+def test_lora_experts_keep_their_peft_adapter(tiny_chat_model, tmp_path, monkeypatch, method):
+    """--lora: the folder holds the merged model and adapter/, whose delta is merged − base."""
+    if method == "dpo":
+        pytest.importorskip("trl")
+    from hoe.experts.lora import read_lora
+    from hoe.models import CheckpointTensors
+
+    monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
+    settings = MakeExpertSettings.from_options(f"py:{__name__}:response_length", method=method, prompts="packaged:hh-helpful-sft",
+                                               prompt_count=4, k=3, max_new_tokens=6, steps=3, learning_rate=1e-2, lora_rank=2)
+    settings.sft.batch_size = 2
+    report = make_expert(str(tiny_chat_model), settings, tmp_path / "expert", progress=False)
+    assert report["settings"]["lora_rank"] == 2
+    adapter = read_lora(tmp_path / "expert" / "adapter")
+    name = "model.layers.1.mlp.down_proj"
+    base, merged = CheckpointTensors(tiny_chat_model), CheckpointTensors(tmp_path / "expert")
+    assert adapter.modules[name].rank == 2 and adapter.modules[name].delta().abs().max() > 0
+    torch.testing.assert_close(merged.get(f"{name}.weight") - base.get(f"{name}.weight"), adapter.modules[name].delta(), rtol=1e-3, atol=1e-5)
+
+
+def test_a_bad_lora_rank_fails_before_sampling(tiny_chat_model, tmp_path):
+    with pytest.raises(HoEError, match="--lora-rank must be positive"):
+        make_expert(str(tiny_chat_model), MakeExpertSettings(objective="civility", lora_rank=0), tmp_path / "x", progress=False)
+    assert not (tmp_path / "x").exists()

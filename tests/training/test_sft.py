@@ -55,3 +55,44 @@ def test_bad_settings(tiny_chat_model, tmp_path, field, value):
     with pytest.raises(HoEError, match="must be positive"):
         supervised_finetune(tiny_chat_model, PAIRS, tmp_path / "x", settings, progress=False)
     assert not (tmp_path / "x").exists()
+
+
+def test_lora_fine_tune_saves_the_merged_model_and_a_peft_adapter_and_resumes(tiny_chat_model, tmp_path, monkeypatch):
+    """With a LoRA only the adapter learns; the folder holds the merged model and, in adapter/, a
+    peft adapter whose delta is exactly merged − base. A killed run resumes to the same adapter."""
+    from safetensors.torch import load_file
+
+    from hoe.experts.lora import read_lora
+    from hoe.training.lora import LoraSettings
+
+    settings, lora = SFTSettings(steps=6, batch_size=2, learning_rate=3e-3, save_every=2), LoraSettings(rank=4, alpha=8.0)
+    supervised_finetune(tiny_chat_model, PAIRS, tmp_path / "whole", settings, progress=False, lora=lora)
+    adapter = read_lora(tmp_path / "whole" / "adapter")
+    assert {m.rank for m in adapter.modules.values()} == {4}
+    base, merged = CheckpointTensors(tiny_chat_model), CheckpointTensors(tmp_path / "whole")
+    name = "model.layers.0.self_attn.q_proj"
+    torch.testing.assert_close(merged.get(f"{name}.weight") - base.get(f"{name}.weight"), adapter.modules[name].delta(), rtol=1e-4, atol=1e-6)
+    assert torch.equal(merged.get("model.embed_tokens.weight"), base.get("model.embed_tokens.weight"))  # frozen outside the LoRA
+
+    restore = interrupt_at_call(monkeypatch, torch.optim.AdamW, "step", 5)
+    with pytest.raises(KeyboardInterrupt):
+        supervised_finetune(tiny_chat_model, PAIRS, tmp_path / "resumed", settings, progress=False, lora=lora)
+    assert (tmp_path / "resumed.partial" / "adapter_config.json").is_file()  # the checkpoint holds the adapter only
+    restore()
+    supervised_finetune(tiny_chat_model, PAIRS, tmp_path / "resumed", settings, progress=False, lora=lora)
+    whole = load_file(str(tmp_path / "whole" / "adapter" / "adapter_model.safetensors"))
+    resumed = load_file(str(tmp_path / "resumed" / "adapter" / "adapter_model.safetensors"))
+    for key in whole:
+        torch.testing.assert_close(resumed[key], whole[key], rtol=1e-5, atol=1e-6)
+
+
+def test_a_checkpoint_of_a_full_fine_tune_is_not_resumed_as_a_lora(tiny_chat_model, tmp_path, monkeypatch):
+    from hoe.training.lora import LoraSettings
+
+    settings = SFTSettings(steps=4, batch_size=2, learning_rate=1e-3, save_every=2)
+    restore = interrupt_at_call(monkeypatch, torch.optim.AdamW, "step", 3)
+    with pytest.raises(KeyboardInterrupt):
+        supervised_finetune(tiny_chat_model, PAIRS, tmp_path / "ft", settings, progress=False)
+    restore()
+    with pytest.raises(HoEError, match="holds a run with other settings"):
+        supervised_finetune(tiny_chat_model, PAIRS, tmp_path / "ft", settings, progress=False, lora=LoraSettings(rank=4))

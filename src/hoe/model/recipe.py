@@ -57,8 +57,14 @@ class MakeSpec(_Strict):
     k: int = Field(default=4, ge=2)
     max_new_tokens: int = Field(default=64, gt=0)
     steps: int = Field(default=24, gt=0)
-    learning_rate: float = Field(default=2e-5, gt=0)  # set it for method ppo (a LoRA: about 1e-4)
+    learning_rate: float = Field(default=2e-5, gt=0)  # set it for method ppo or a LoRA (about 1e-4)
     beta: float = Field(default=0.1, gt=0)
+    lora_rank: int | None = Field(default=None, gt=0)  # train a LoRA of this rank (used as the expert as is) instead of a full fine-tune
+
+    def cache_fields(self) -> dict:
+        """The settings that identify the made model. ``lora_rank`` counts only when set, so that
+        models made before the option existed keep their cache entries."""
+        return self.model_dump(exclude={"lora_rank"} if self.lora_rank is None else set())
 
 
 class ExpertSpec(_Strict):

@@ -85,16 +85,10 @@ class RouterPolicy:
 class LoraPolicy:
     """A fresh peft LoRA on the base model; the reference is the base (adapter disabled)."""
 
-    TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-
     def __init__(self, model, tokenizer, preference: np.ndarray, rank: int = 8, alpha: float = 16.0, seed: int = 0) -> None:
-        from peft import LoraConfig, get_peft_model
+        from hoe.training.lora import LoraSettings, attach_lora
 
-        torch.manual_seed(seed)
-        present = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
-        targets = [t for t in self.TARGETS if t in present] or sorted(present - {"lm_head"})
-        config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=targets, lora_dropout=0.0, bias="none")
-        self.model = get_peft_model(model, config)
+        self.model = attach_lora(model, LoraSettings(rank=rank, alpha=alpha), seed=seed)
         self.tokenizer = tokenizer
         self.preference = np.asarray(preference, dtype=np.float64)
         self._params = [p for p in self.model.parameters() if p.requires_grad]

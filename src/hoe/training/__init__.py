@@ -1,4 +1,5 @@
-"""Training loops: supervised fine-tuning now; PPO for routers joins later."""
+"""Single-objective experts: supervised fine-tuning (full or LoRA) and ``hoe make-expert`` (RAFT, DPO, PPO);
+router PPO lives in ``hoe.rl``."""
 
 from hoe.training.sft import SFTSettings, supervised_finetune
 

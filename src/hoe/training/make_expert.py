@@ -1,12 +1,13 @@
 """``hoe make-expert``: a single-objective aligned model of the base, for objectives that have
 no off-the-shelf expert. Candidates are sampled once per (base, prompts, sampling settings) and
 shared by every objective; scores go through the shared cache. Then, on the whole model (a full
-fine-tune, so task-SVD has real work to do afterwards):
+fine-tune, so task-SVD has real work to do afterwards) or, with ``lora_rank``, on a new LoRA of it
+(the output is then the merged model plus the peft adapter in ``adapter/``):
 
 - ``raft`` (Dong et al. 2023): supervised fine-tuning on the best of k responses per prompt;
 - ``dpo`` (Rafailov et al. 2023): TRL's ``DPOTrainer`` on best-versus-worst pairs;
-- ``ppo``: hoe's own PPO (``hoe.rl``) on a LoRA of the base with the objective alone, merged
-  into a full model at the end (its delta has the LoRA's rank).
+- ``ppo``: hoe's own PPO (``hoe.rl``) on a LoRA of the base with the objective alone (rank 8
+  unless ``lora_rank`` says otherwise), merged into a full model at the end.
 
 All resume after an interruption: RAFT from its own checkpoints, DPO from the trainer's, PPO
 from ``hoe.rl``'s.
@@ -22,6 +23,7 @@ from hoe.errors import HoEError
 from hoe.models.loading import cache_root
 from hoe.rewards import ScoreCache, score_objectives
 from hoe.rewards.scoring import check_objective_name
+from hoe.training.lora import ADAPTER_DIR, LoraSettings
 from hoe.training.sampling import SamplingSettings, sample_candidates
 from hoe.training.sft import SFTSettings, supervised_finetune
 from hoe.utils.io import check_output_dir
@@ -39,18 +41,25 @@ class MakeExpertSettings:
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
     sft: SFTSettings = field(default_factory=lambda: SFTSettings(steps=24, batch_size=8, max_length=160, learning_rate=2e-5))
     beta: float = 0.1  # DPO's KL strength
+    lora_rank: int | None = None  # None: a full fine-tune (raft, dpo); ppo always trains a LoRA (rank 8 by default)
 
     @classmethod
     def from_options(cls, objective: str, *, method: str = "raft", prompts: str = "packaged:hh-helpful-sft", prompt_count: int = 96,
                      k: int = 4, max_new_tokens: int = 64, steps: int = 24, learning_rate: float | None = None,
-                     beta: float = 0.1) -> "MakeExpertSettings":
+                     beta: float = 0.1, lora_rank: int | None = None) -> "MakeExpertSettings":
         """Settings from the flat options the CLI and recipes expose (the learning rate defaults
-        to 2e-5 for the full fine-tunes of raft and dpo, 1e-4 for ppo's LoRA)."""
+        to 2e-5 for full fine-tunes, 1e-4 for a LoRA, which ppo always trains)."""
         if learning_rate is None:
-            learning_rate = 1e-4 if method == "ppo" else 2e-5
+            learning_rate = 1e-4 if method == "ppo" or lora_rank is not None else 2e-5
         return cls(objective=objective, method=method, prompts=prompts, prompt_count=prompt_count,
                    sampling=SamplingSettings(k=k, max_new_tokens=max_new_tokens),
-                   sft=SFTSettings(steps=steps, batch_size=8, max_length=160, learning_rate=learning_rate), beta=beta)
+                   sft=SFTSettings(steps=steps, batch_size=8, max_length=160, learning_rate=learning_rate), beta=beta,
+                   lora_rank=lora_rank)
+
+    @property
+    def lora(self) -> LoraSettings | None:
+        """The LoRA to train, alpha twice the rank (None: a full fine-tune)."""
+        return None if self.lora_rank is None else LoraSettings(rank=self.lora_rank, alpha=2.0 * self.lora_rank)
 
     def validate(self) -> None:
         if self.method not in METHODS:
@@ -59,6 +68,8 @@ class MakeExpertSettings:
             raise HoEError(f"--prompt-count must be positive, got {self.prompt_count}")
         if not self.beta > 0:
             raise HoEError(f"--beta must be positive, got {self.beta}")
+        if self.lora is not None:
+            self.lora.validate()
         self.sampling.validate()
         self.sft.validate()
 
@@ -98,7 +109,7 @@ def make_expert(base: str, settings: MakeExpertSettings, out: str | Path, *, dev
         "candidate_mean": round(sum(scores) / len(scores), 6), "chosen_mean": round(sum(chosen_scores) / len(chosen_scores), 6),
     }
     log = supervised_finetune(base, pairs, out, settings.sft, device=device, overwrite=overwrite, progress=progress,
-                              extra_json={REPORT_NAME: report})
+                              extra_json={REPORT_NAME: report}, lora=settings.lora)
     return {**report, "final_loss": log["losses"][-1], "train_seconds": round(log["seconds"], 1)}
 
 
@@ -115,10 +126,11 @@ def _ppo(base: str, prompts: list[str], settings: MakeExpertSettings, out: Path,
     from hoe.utils.io import atomic_dir, write_json
 
     sft, sampling = settings.sft, settings.sampling
+    lora = {"lora_rank": settings.lora.rank, "lora_alpha": settings.lora.alpha} if settings.lora else {}  # else TrainConfig's
     config = TrainConfig(trainable="lora", scalarisation="single", objective=settings.objective, prompt_count=len(prompts),
                          steps=sft.steps, batch_size=sft.batch_size, max_new_tokens=sampling.max_new_tokens, learning_rate=sft.learning_rate,
                          temperature=sampling.temperature, top_p=sampling.top_p, seed=sft.seed, checkpoint_every=sft.save_every,
-                         calibration_prompts=min(16, len(prompts)))
+                         calibration_prompts=min(16, len(prompts)), **lora)
     work = out.with_name(out.name + ".partial")
     tokenizer = load_tokenizer(base)
     policy = LoraPolicy(load_model(base, device=device), tokenizer, np.array([1.0]), rank=config.lora_rank, alpha=config.lora_alpha,
@@ -128,9 +140,9 @@ def _ppo(base: str, prompts: list[str], settings: MakeExpertSettings, out: Path,
     report = {"base": base, "settings": asdict(settings), "prompts": len(prompts), "method": "ppo", "config": config.model_dump(),
               "first_reward": rows[0][f"raw_{settings.objective}"], "last_reward": rows[-1][f"raw_{settings.objective}"],
               "candidate_mean": rows[0][f"raw_{settings.objective}"], "chosen_mean": rows[-1][f"raw_{settings.objective}"]}
-    merged = policy.model.merge_and_unload()
     with atomic_dir(out, overwrite=True) as tmp:
-        merged.save_pretrained(tmp, safe_serialization=True)
+        policy.model.save_pretrained(tmp / ADAPTER_DIR, safe_serialization=True)
+        policy.model.merge_and_unload().save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         shutil.copyfile(work / "curve.csv", tmp / "ppo_curve.csv")
         write_json(tmp / REPORT_NAME, report)
@@ -177,8 +189,10 @@ def _dpo(base: str, groups, settings: MakeExpertSettings, out: Path, *, device: 
                        save_strategy="steps", save_steps=sft.save_every, report_to=[], use_cpu=device == "cpu",
                        seed=sft.seed, data_seed=sft.seed, disable_tqdm=not progress)
     tokenizer = load_tokenizer(base)
-    trainer = DPOTrainer(model=load_model(base, device=device), args=config, processing_class=tokenizer,
-                         train_dataset=Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows]))
+    model = load_model(base, device=device)
+    trainer = DPOTrainer(model=model, args=config, processing_class=tokenizer,
+                         train_dataset=Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows]),
+                         peft_config=settings.lora.peft_config(model) if settings.lora else None)
     start = time.perf_counter()
     resume = get_last_checkpoint(str(partial)) if partial.is_dir() else None
     trainer.train(resume_from_checkpoint=resume)
@@ -186,7 +200,11 @@ def _dpo(base: str, groups, settings: MakeExpertSettings, out: Path, *, device: 
               "mean_margin": round(sum(r["margin"] for r in rows) / len(rows), 6), "resumed_from": resume}
     history = [h for h in trainer.state.log_history if "loss" in h]
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        trainer.model.save_pretrained(tmp, safe_serialization=True)
+        trained = trainer.model
+        if settings.lora is not None:  # a peft model: keep the adapter, save the merged model
+            trained.save_pretrained(tmp / ADAPTER_DIR, safe_serialization=True)
+            trained = trained.merge_and_unload()
+        trained.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         write_json(tmp / REPORT_NAME, report)
         write_json(tmp / "dpo_log.json", {"history": history})

@@ -1,7 +1,9 @@
-"""A short, resumable supervised fine-tune: the full model learns (prompt → response) pairs.
+"""A short, resumable supervised fine-tune: the full model (or a LoRA of it) learns
+(prompt → response) pairs.
 
 It makes real single-objective models for the default runs (a full fine-tune gives task-SVD real
-work to do). Loss is on response tokens only. Batches are drawn by step number from a seeded
+work to do). With a LoRA, the output is the merged model plus the peft adapter in ``adapter/``
+(a HoE expert as it is). Loss is on response tokens only. Batches are drawn by step number from a seeded
 permutation, so a resumed run sees exactly the data an uninterrupted one would.
 """
 
@@ -19,6 +21,7 @@ from tqdm.auto import tqdm
 from hoe.errors import HoEError
 from hoe.models.chat import chat_prompt, uses_template
 from hoe.models.loading import load_model, load_tokenizer
+from hoe.training.lora import ADAPTER_DIR, LoraSettings, attach_lora
 from hoe.utils.io import atomic_dir, check_output_dir, write_json
 
 STATE_NAME = "sft_state.json"
@@ -74,30 +77,38 @@ def supervised_finetune(
     overwrite: bool = False,
     progress: bool = True,
     extra_json: dict[str, dict] | None = None,
+    lora: LoraSettings | None = None,
 ) -> dict:
-    """Fine-tune every weight of ``base`` on ``pairs`` and save a transformers folder at ``out``
-    (with ``extra_json`` files written inside it, atomically with the weights).
+    """Fine-tune every weight of ``base`` (or, with ``lora``, a new LoRA of it) on ``pairs`` and
+    save a transformers folder at ``out`` (with ``extra_json`` files written inside it,
+    atomically with the weights).
 
     Checkpoints go to ``<out>.partial`` every ``save_every`` steps; calling again with the same
     arguments resumes from there. Returns the training log (also saved in the folder).
     """
     settings = settings or SFTSettings()
     settings.validate()
+    if lora is not None:
+        lora.validate()
     if not pairs:
         raise HoEError("no training pairs")
     check_output_dir(out, overwrite)
     out = Path(out)
     partial = out.with_name(out.name + ".partial")
     tokenizer = load_tokenizer(base)
-    model_source = partial if (partial / STATE_NAME).is_file() else base
-    model = load_model(model_source, dtype="float32", device=device)
-    model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
-    log: dict = {"settings": asdict(settings), "base": str(base), "losses": [], "step": 0, "seconds": 0.0}
-    if model_source == partial:
-        log = json.loads((partial / STATE_NAME).read_text())
-        if log["settings"] != asdict(settings):
+    log: dict = {"settings": asdict(settings), "lora": asdict(lora) if lora else None, "base": str(base), "losses": [], "step": 0,
+                 "seconds": 0.0}
+    resuming = (partial / STATE_NAME).is_file()
+    if resuming:
+        saved = json.loads((partial / STATE_NAME).read_text())
+        if saved["settings"] != log["settings"] or saved.get("lora") != log["lora"]:
             raise HoEError(f"'{partial}' holds a run with other settings; remove it to start afresh")
+        log = saved
+    model = _trainable_model(base, partial if resuming else None, lora, device, settings.seed)
+    model.train()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    if resuming:
         optimizer.load_state_dict(torch.load(partial / "optimizer.pt", weights_only=True))
     order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(settings.seed)).tolist()
     encoded = [encode_pair(tokenizer, *pairs[i], settings.max_length) for i in order]
@@ -109,7 +120,7 @@ def supervised_finetune(
         batch = {k: v.to(device) for k, v in _batch(rows, tokenizer.pad_token_id).items()}
         loss = model(**batch).loss
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         log["step"] += 1
@@ -123,6 +134,9 @@ def supervised_finetune(
     bar.close()
     model.eval()
     with atomic_dir(out, overwrite=overwrite) as tmp:
+        if lora is not None:
+            model.save_pretrained(tmp / ADAPTER_DIR, safe_serialization=True)
+            model = model.merge_and_unload()
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         write_json(tmp / "sft_log.json", log)
@@ -130,6 +144,19 @@ def supervised_finetune(
             write_json(tmp / name, content)
     shutil.rmtree(partial, ignore_errors=True)
     return log
+
+
+def _trainable_model(base, checkpoint: Path | None, lora: LoraSettings | None, device: str, seed: int):
+    """The model to train: the base (or the checkpoint's full weights), or the base under a new
+    LoRA (or under the checkpoint's adapter)."""
+    if lora is None:
+        return load_model(checkpoint or base, dtype="float32", device=device)
+    model = load_model(base, dtype="float32", device=device)
+    if checkpoint is None:
+        return attach_lora(model, lora, seed=seed)
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, str(checkpoint), is_trainable=True)
 
 
 def _checkpoint(model, tokenizer, optimizer, log: dict, partial: Path) -> None:
