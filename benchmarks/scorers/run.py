@@ -1,4 +1,4 @@
-"""Scoring throughput: each offline scorer on 1,000 real responses, and the reward-model path
+"""Scoring throughput: each offline scorer (``reference:`` with 1,000 references) on 1,000 real responses, and the reward-model path
 on a tiny random Llama classifier (the path's overhead, not a real reward model's speed).
 
     .venv/bin/python benchmarks/scorers/run.py
@@ -39,14 +39,17 @@ def main() -> None:
     prompts, responses = [p for p, _ in pairs], [r for _, r in pairs]
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        specs = list(OFFLINE_SCORERS) + [f"rm:{tiny_reward_model(Path(tmp) / 'rm')}#scalar"]
+        references = Path(tmp) / "references.jsonl"  # each prompt's reference: another pair's answer (throughput only)
+        references.write_text("".join(json.dumps({"prompt": p, "reference": responses[i - 1]}) + "\n" for i, p in enumerate(prompts)))
+        specs = list(OFFLINE_SCORERS) + [f"reference:{references}", f"rm:{tiny_reward_model(Path(tmp) / 'rm')}#scalar"]
         for spec in specs:
             start = time.perf_counter()
             scorer = get_scorer(spec, batch_size=32)
             loaded = time.perf_counter()
             scores = scorer.score(prompts, responses)
             done = time.perf_counter()
-            label = "reward model (tiny random Llama, batch 32)" if spec.startswith("rm:") else spec
+            label = ("reward model (tiny random Llama, batch 32)" if spec.startswith("rm:")
+                     else "reference:FILE (another answer as reference)" if spec.startswith("reference:") else spec)
             results[label] = {"load_s": round(loaded - start, 2), "score_s": round(done - loaded, 2),
                               "responses_per_s": round(len(scores) / (done - loaded), 1),
                               "mean": round(sum(scores) / len(scores), 4)}

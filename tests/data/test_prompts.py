@@ -52,3 +52,11 @@ def test_file_prompt_specs(tmp_path):
         load_prompts(f"file:{tmp_path / 'bad.jsonl'}")
     with pytest.raises(HoEError, match="prompt file not found"):
         load_prompts(f"file:{tmp_path / 'nope.txt'}")
+
+
+def test_tldr_and_psoups_prompts_are_packaged():
+    posts = load_prompts("packaged:tldr", "all")
+    assert len(posts) == 500 and all(p.endswith("TL;DR:") and "\nPOST: " in p for p in posts)
+    assert posts[0].startswith("Summarize this Reddit post") and "SUBREDDIT: r/" in posts[0]
+    koala = load_prompts("packaged:psoups-koala", "all")  # prompts with no reference answers
+    assert len(koala) == 50 and koala[0].startswith("List the layers of the TCP/IP model")

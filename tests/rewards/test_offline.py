@@ -44,3 +44,24 @@ def test_relevance_prefers_the_on_topic_answer_and_zeroes_copies():
     ])
     assert on_topic > off_topic > -1 and copy == 0.0
     assert copy_share(prompt, prompt) == 1.0 and copy_share(prompt, "entirely different words") == 0.0
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_reference_similarity_prefers_the_reference_like_summary(tmp_path):
+    from hoe.data import load_prompts
+    from hoe.errors import HoEError
+
+    scorer = get_scorer("reference:packaged:tldr")
+    post = next(p for p in load_prompts("packaged:tldr") if "funeral" in p)
+    close, far = scorer.score([post, post], ["My son doesn't want to go to his friend's funeral today.", "Pizza is best with pineapple."])
+    assert close > far and scorer.key.endswith("packaged:tldr")
+    (tmp_path / "refs.jsonl").write_text('{"prompt": "Capital of France?", "reference": "Paris is the capital."}\n')
+    own = get_scorer(f"reference:{tmp_path / 'refs.jsonl'}")
+    assert own.score(["Capital of France?"], ["The capital is Paris."])[0] > own.score(["Capital of France?"], ["I like dogs."])[0]
+    with pytest.raises(HoEError, match="no reference answer for prompt"):
+        own.score(["Another question?"], ["an answer"])
+    with pytest.raises(HoEError, match="no packaged dataset with references by that name"):
+        get_scorer("reference:packaged:psoups-koala")
+    (tmp_path / "bad.jsonl").write_text('{"prompt": "x"}\n')
+    with pytest.raises(HoEError, match="bad.jsonl line 1: each line needs a string 'reference'"):
+        get_scorer(f"reference:{tmp_path / 'bad.jsonl'}")

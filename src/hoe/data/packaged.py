@@ -23,11 +23,22 @@ def _single_human_turn(record: dict) -> tuple[str, str] | None:
     return prompt, record["chosen"].strip()
 
 
+TLDR_INSTRUCTION = "Summarize this Reddit post in one or two sentences."
+
+
+def tldr_prompt(record: dict) -> str:
+    """The usual TL;DR prompt (subreddit, title, post, "TL;DR:"), after a one-line instruction
+    so that a chat model answers with a summary."""
+    return (f"{TLDR_INSTRUCTION}\n\nSUBREDDIT: r/{record['subreddit']}\nTITLE: {record['title'].strip()}\n"
+            f"POST: {record['instruction'].strip()}\nTL;DR:")
+
+
 @dataclass(frozen=True)
 class PackagedDataset:
     file: str
     to_pair: Callable[[dict], tuple[str, str] | None]
     description: str
+    has_references: bool = True  # prompts whose reference is empty are then skipped, as unusable rows
 
 
 PACKAGED: dict[str, PackagedDataset] = {
@@ -40,6 +51,12 @@ PACKAGED: dict[str, PackagedDataset] = {
     "hh-harmless": PackagedDataset(
         "harmless-base_test_split.jsonl.gz", _single_human_turn,
         "HH-RLHF harmless-base one-turn prompts with the more harmless reply (662)"),
+    "tldr": PackagedDataset(
+        "dove_tldr_test_500.jsonl.gz", lambda r: (tldr_prompt(r), r["gold_response"]),
+        "Reddit TL;DR posts with the author's summary (500)"),
+    "psoups-koala": PackagedDataset(
+        "koala_eval_50.json", lambda r: (r["prompt"], ""),
+        "P-Soups evaluation prompts (Koala, 50; no reference answers)", has_references=False),
     "alpaca-davinci": PackagedDataset(
         "alpaca_eval_805.jsonl.gz", lambda r: (r["instruction"], r["output_text_davinci_003"]),
         "AlpacaEval instructions with text-davinci-003 answers (805; CC BY-NC 4.0)"),
@@ -51,6 +68,8 @@ def load_packaged(name: str) -> list[dict]:
     if name not in PACKAGED:
         raise HoEError(f"unknown packaged dataset '{name}' (choose from {', '.join(PACKAGED)})")
     file = PACKAGED[name].file
+    if file.endswith(".json"):  # a JSON array, as published
+        return json.loads(resources.files("hoe.data").joinpath("files", file).read_text(encoding="utf-8"))
     records = []
     with gzip.open(resources.files("hoe.data").joinpath("files", file).open("rb"), "rt", encoding="utf-8") as handle:
         for line_number, line in enumerate(handle, 1):
@@ -67,3 +86,10 @@ def sft_pairs(name: str) -> list[tuple[str, str]]:
     """(prompt, response) pairs of a packaged dataset; rows without a usable response are dropped."""
     pairs = (PACKAGED[name].to_pair(record) for record in load_packaged(name))
     return [pair for pair in pairs if pair and pair[0].strip() and pair[1].strip()]
+
+
+def packaged_prompts(name: str) -> list[str]:
+    """The prompts of a packaged dataset (of its usable rows, where it has reference responses)."""
+    if PACKAGED[name].has_references:
+        return [prompt for prompt, _ in sft_pairs(name)]
+    return [pair[0] for pair in map(PACKAGED[name].to_pair, load_packaged(name)) if pair and pair[0].strip()]

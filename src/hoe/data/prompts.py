@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 
-from hoe.data.packaged import PACKAGED, sft_pairs
+from hoe.data.packaged import PACKAGED, packaged_prompts
 from hoe.errors import HoEError
 
 SPLITS = {"train": (0.0, 0.8), "eval": (0.8, 0.9), "heldout": (0.9, 1.0), "all": (0.0, 1.0)}
@@ -68,7 +68,7 @@ def load_prompts(spec: str, split: str = "all", limit: int | None = None) -> lis
         name = spec.removeprefix("packaged:")
         if name not in PACKAGED:
             raise HoEError(f"unknown packaged dataset '{name}' (choose from {', '.join(PACKAGED)})")
-        prompts = [p for p, _ in sft_pairs(name)]
+        prompts = packaged_prompts(name)
     elif spec.startswith("hub:"):
         prompts = _hub_prompts(spec)
     elif spec.startswith("file:"):

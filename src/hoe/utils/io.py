@@ -61,8 +61,13 @@ def write_json(path: str | Path, data: Any) -> None:
 
 
 def read_prompt_rows(path: str | Path) -> list[dict]:
-    """The rows of a JSON-lines file in which every line has a string 'prompt'; one line naming
-    the file and line on any problem."""
+    """The rows of a JSON-lines file in which every line has a string 'prompt'."""
+    return read_jsonl(path, required=("prompt",), what="prompts")
+
+
+def read_jsonl(path: str | Path, required: tuple[str, ...], what: str = "rows") -> list[dict]:
+    """The rows of a JSON-lines file in which every line has the ``required`` string fields; one
+    line naming the file and line on any problem."""
     path = Path(path)
     if not path.is_file():
         raise HoEError(f"input file not found: '{path}'")
@@ -74,9 +79,10 @@ def read_prompt_rows(path: str | Path) -> list[dict]:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise HoEError(f"{path} line {number}: malformed JSON ({exc.msg})") from None
-        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
-            raise HoEError(f"{path} line {number}: each line needs a string 'prompt'")
+        missing = [name for name in required if not isinstance(row, dict) or not isinstance(row.get(name), str)]
+        if missing:
+            raise HoEError(f"{path} line {number}: each line needs a string '{missing[0]}'")
         rows.append(row)
     if not rows:
-        raise HoEError(f"{path} holds no prompts")
+        raise HoEError(f"{path} holds no {what}")
     return rows
