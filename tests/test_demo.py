@@ -23,3 +23,33 @@ def test_suite_recipes_validate(tmp_path, suite, profile):
 def test_unknown_profile(tmp_path):
     with pytest.raises(HoEError, match="unknown profile 'huge'"):
         run_demo(tmp_path, profile="huge")
+
+
+@pytest.mark.parametrize("profile", list(PROFILES))
+def test_router_settings_validate(profile):
+    from hoe.demo import router_config
+
+    config = router_config(PROFILES[profile])
+    assert config.scalarisation == "tchebycheff-omd" and config.steps == PROFILES[profile].router_steps
+
+
+def test_demo_trains_each_router_once(bundle_dir, tmp_path, monkeypatch):
+    """Routers are trained at their anchors; a rerun with the same settings reuses them."""
+    import json
+    import shutil
+
+    from hoe.demo import Profile, train_routers
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(bundle_dir, bundle)
+    spec = json.loads((bundle / "hoe.json").read_text())
+    spec["scorers"] = {"helpful": "concision", "harmless": "civility"}
+    (bundle / "hoe.json").write_text(json.dumps(spec))
+    profile = Profile(prompt_count=4, steps=1, eval_prompts=2, max_new_tokens=4, preferences_2="grid:3", preferences_3="simplex:0.5",
+                      max_prompt_tokens=16, router_steps=1, router_batch=2, router_tokens=4, router_calibration=2)
+    first = train_routers(bundle, profile, progress=False)
+    assert [r["steps"] for r in first] == [1] and first[0]["train_seconds"] is not None
+    assert json.loads((bundle / "hoe.json").read_text())["routers"][0]["trained"]
+    monkeypatch.setattr("hoe.rl.train_router", lambda *a, **k: pytest.fail("trained twice"))
+    again = train_routers(bundle, profile, progress=False)
+    assert again[0]["train_seconds"] is None and again[0]["last_tchebycheff"] == first[0]["last_tchebycheff"]

@@ -382,8 +382,11 @@ def make_expert_command(
     k: int = typer.Option(4, help="Responses sampled per prompt (shared across objectives)."),
     max_new_tokens: int = typer.Option(64, help="Length of sampled responses."),
     steps: int = typer.Option(24, help="Fine-tuning steps."),
-    learning_rate: Optional[float] = typer.Option(None, help="AdamW learning rate (default 2e-5 for raft/dpo, 1e-4 for ppo)."),
+    learning_rate: Optional[float] = typer.Option(None, help="AdamW learning rate (default 2e-5 for a full fine-tune, 1e-4 for a LoRA)."),
     beta: float = typer.Option(0.1, help="dpo: KL strength."),
+    lora: bool = typer.Option(False, "--lora", help="Train a LoRA instead of every weight (ppo always does): OUT holds the "
+                                                    "merged model and OUT/adapter the peft adapter, a HoE expert as it is."),
+    lora_rank: int = typer.Option(16, help="Rank of the LoRA (with --lora, and for ppo)."),
     device: str = typer.Option("auto", help="cpu, cuda, or auto."),
     overwrite: bool = typer.Option(False, help="Replace an existing --out."),
 ) -> None:
@@ -391,7 +394,8 @@ def make_expert_command(
     from hoe.training.make_expert import MakeExpertSettings, make_expert
 
     settings = MakeExpertSettings.from_options(objective, method=method, prompts=prompts, prompt_count=prompt_count, k=k,
-                                               max_new_tokens=max_new_tokens, steps=steps, learning_rate=learning_rate, beta=beta)
+                                               max_new_tokens=max_new_tokens, steps=steps, learning_rate=learning_rate, beta=beta,
+                                               lora_rank=lora_rank if lora or method == "ppo" else None)
     report = make_expert(base, settings, out, device=_device(device), overwrite=overwrite)
     typer.echo(f"{out}: {objective} expert by {method}; chosen responses score {report['chosen_mean']:.4f} "
                f"against {report['candidate_mean']:.4f} for all candidates; {report['train_seconds']:.0f} s of training")

@@ -3,8 +3,8 @@
 On the offline assistant suite (HH-RLHF prompts, offline scorers), with two objectives
 (civility, concision) and with three (civility, concision, positivity): make the
 single-objective experts of SmolLM2-135M-Instruct by RAFT (candidates sampled once, every step
-cached), extract them by task-SVD, merge with PCB, build the HoE bundle, answer under several
-preferences with one model, and evaluate HoE against soup, merged, Rewarded Soups, MOD, the
+cached), extract them by task-SVD, merge with PCB, build the HoE bundle, train its routers by PPO
+(Tchebycheff + OMD), answer under several preferences with one model, and evaluate HoE against soup, merged, Rewarded Soups, MOD, the
 experts and the base on held-out prompts: fronts, hypervolume, cost per token.
 
 ``quick`` fits a fresh 2-core machine in about 20 minutes (a few minutes once cached); ``full``
@@ -33,14 +33,19 @@ class Profile:
     preferences_2: str
     preferences_3: str
     max_prompt_tokens: int  # held-out prompts are cut from the left to this (prefill dominates on the CPU)
+    router_steps: int  # PPO steps per router (Tchebycheff + OMD at its anchor)
+    router_batch: int  # prompts per PPO step
+    router_tokens: int  # sampled tokens per answer in PPO
     svd: str = "exact"
+    router_learning_rate: float = 5e-3
+    router_calibration: int = 8  # prompts that fit the reward normalisation and z*
 
 
 PROFILES = {
     "quick": Profile(prompt_count=48, steps=12, eval_prompts=12, max_new_tokens=24, preferences_2="grid:3", preferences_3="simplex:0.5",
-                     max_prompt_tokens=96, svd="randomized"),
+                     max_prompt_tokens=96, router_steps=3, router_batch=8, router_tokens=24, svd="randomized"),
     "full": Profile(prompt_count=96, steps=24, eval_prompts=64, max_new_tokens=48, preferences_2="grid:6", preferences_3="simplex:0.5",
-                    max_prompt_tokens=192),
+                    max_prompt_tokens=192, router_steps=16, router_batch=16, router_tokens=48, router_calibration=16),
 }
 
 SUITES = {
@@ -114,8 +119,9 @@ def run_suite(suite: str, profile: Profile, out: Path, rank: int, progress: bool
     first = bundle.experts[0]
     report = json.loads((bundle.expert_path(first) / "extract_report.json").read_text())
     print(f"  bundle {folder / 'bundle'} ({built:.0f} s): LoRA experts {', '.join(e.name for e in bundle.experts)}; "
-          f"routers {', '.join(r.name for r in bundle.routers)} (untrained: the static mix at their anchors)")
+          f"routers {', '.join(r.name for r in bundle.routers)}")
     print(f"  task-SVD of expert '{first.name}' (rank {rank}, {profile.svd}):\n" + _indent(summarise(report), 4))
+    routers = train_routers(folder / "bundle", profile, progress)
     settings = EvalSettings(bundle=str(folder / "bundle"), preferences=profile.preferences_2 if len(bundle.objectives) == 2 else profile.preferences_3,
                             prompts=EVAL_PROMPTS, split="heldout", limit=profile.eval_prompts,
                             decoding=Decoding(max_new_tokens=profile.max_new_tokens, batch_size=16, max_prompt_tokens=profile.max_prompt_tokens))
@@ -124,7 +130,40 @@ def run_suite(suite: str, profile: Profile, out: Path, rank: int, progress: bool
     print(f"  evaluation ({time.perf_counter() - start:.0f} s), {results['settings']['prompts']['count']} held-out prompts, "
           f"{len(results['points'])} models:\n" + _indent(methods_table(results), 4))
     print(f"  report: {folder / 'evaluation' / 'report.md'}; fronts: {folder / 'evaluation' / 'fronts.png'}")
-    return {"bundle": str(folder / "bundle"), "build_seconds": round(built, 1), "methods": results["methods"]}
+    return {"bundle": str(folder / "bundle"), "build_seconds": round(built, 1), "routers": routers, "methods": results["methods"]}
+
+
+def router_config(profile: Profile):
+    from hoe.rl import load_config
+
+    return load_config(None, prompts=TRAIN_PROMPTS, prompt_count=profile.router_steps * profile.router_batch, steps=profile.router_steps,
+                       batch_size=profile.router_batch, max_new_tokens=profile.router_tokens, max_prompt_tokens=profile.max_prompt_tokens,
+                       learning_rate=profile.router_learning_rate, calibration_prompts=profile.router_calibration, checkpoint_every=4)
+
+
+def train_routers(bundle_path: Path, profile: Profile, progress: bool) -> list[dict]:
+    """PPO for every router of the bundle at its anchor (Tchebycheff + OMD); a router already
+    trained with these settings (kept by the rebuild) is not trained again."""
+    from hoe.model.bundle import load_bundle
+    from hoe.rl import train_router
+
+    config = router_config(profile)
+    wanted = {k: v for k, v in config.model_dump().items() if k != "scorers"}
+    summaries = []
+    for router in load_bundle(bundle_path).routers:
+        recorded = (router.training or {}).get("config") or {}
+        if router.trained and {k: v for k, v in recorded.items() if k != "scorers"} == wanted:
+            first, last, seconds = router.training["first"], router.training["last"], None
+        else:
+            start = time.perf_counter()
+            summary = train_router(bundle_path, router.anchor, config, overwrite=True, progress=progress)
+            first, last, seconds = summary["first"], summary["last"], round(time.perf_counter() - start, 1)
+        took = "cached" if seconds is None else f"{seconds:.0f} s"
+        print(f"  router {router.name}: {config.steps} PPO steps × {config.batch_size} prompts ({took}); Tchebycheff objective "
+              f"{first['tchebycheff']:+.3f} → {last['tchebycheff']:+.3f} (training batches), KL to the static mix {last['kl']:.3f}")
+        summaries.append({"router": router.name, "anchor": router.anchor, "steps": config.steps, "train_seconds": seconds,
+                          "first_tchebycheff": first["tchebycheff"], "last_tchebycheff": last["tchebycheff"], "last_kl": last["kl"]})
+    return summaries
 
 
 def sample_answers(bundle: Path, objectives: list[str]) -> list[dict]:
@@ -157,7 +196,7 @@ def run_demo(out: str | Path = "runs/demo", profile: str = "quick", rank: int = 
     summary = {"profile": profile, "settings": asdict(chosen), "suites": {}}
     for step, suite in enumerate(SUITES, 2):
         objectives = SUITES[suite]["objectives"]
-        print(f"[{step}/4] {suite} ({', '.join(objectives)}): RAFT experts (cached), task-SVD, PCB merge, bundle, evaluation")
+        print(f"[{step}/4] {suite} ({', '.join(objectives)}): RAFT experts (cached), task-SVD, PCB merge, bundle, router PPO, evaluation")
         summary["suites"][suite] = run_suite(suite, chosen, out, rank, progress)
     print("[4/4] one model, a preference per row (greedy, 40 new tokens):")
     summary["answers"] = sample_answers(out / "2-objectives" / "bundle", SUITES["2-objectives"]["objectives"])

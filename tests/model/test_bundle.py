@@ -158,3 +158,20 @@ def test_lora_expert_takes_the_anchor_its_folder_records(bundle_dir, tiny_chat_m
     )
     with pytest.raises(HoEError, match="records weights objective 'harmless' that the recipe lacks"):
         build_bundle(tmp_path / "bad.yaml", tmp_path / "b2", progress=False)
+
+
+def test_a_made_lora_expert_joins_the_bundle_as_is(tiny_chat_model, tmp_path, monkeypatch):
+    """make: {lora_rank: R} trains a LoRA, and the bundle takes that adapter without task-SVD."""
+    from hoe.experts.lora import read_lora
+
+    monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
+    make = "{objective: 'py:%s:response_length', prompt_count: 4, k: 2, max_new_tokens: 4, steps: 2, lora_rank: 3}" % __name__
+    (tmp_path / "recipe.yaml").write_text(
+        f"base: {tiny_chat_model}\nobjectives: [long, short]\nrank: 2\nexperts:\n"
+        f"  - name: long\n    anchor: [1, 0]\n    make: {make}\n"
+        f"  - name: other\n    anchor: [0, 1]\n    make: {make.replace('steps: 2', 'steps: 3')}\n"
+    )
+    bundle = build_bundle(tmp_path / "recipe.yaml", tmp_path / "bundle", progress=False)
+    assert [e.source["rank"] for e in bundle.experts] == [3, 3]
+    assert {m.rank for m in read_lora(tmp_path / "bundle" / "experts" / "long").modules.values()} == {3}
+    HoEModel.from_bundle(tmp_path / "bundle")(input_ids=IDS, preference=[0.5, 0.5])

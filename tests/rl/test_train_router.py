@@ -151,3 +151,22 @@ def test_two_processes(bundle, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("router 'mostly-harmless'") == 1
     assert json.loads((bundle / "hoe.json").read_text())["routers"][0]["trained"]
+
+
+def test_a_rebuild_keeps_trained_routers_whose_experts_are_unchanged(bundle, recipe_dir, tmp_path):
+    from hoe.model.build import build_bundle
+
+    train_router(bundle, [0.25, 0.75], config(tmp_path, steps=1, scalarisation="linear"), progress=False)
+    trained = json.loads((bundle / "hoe.json").read_text())["routers"][0]
+    weights = load_file(str(bundle / trained["path"]))
+    build_bundle(recipe_dir / "recipe.yaml", bundle, progress=False)  # same recipe: nothing to redo
+    kept = json.loads((bundle / "hoe.json").read_text())["routers"][0]
+    assert kept == trained and (bundle / kept["training"]["curve"]).is_file()
+    assert all(torch.equal(weights[k], v) for k, v in load_file(str(bundle / kept["path"])).items())
+
+    changed = (recipe_dir / "recipe.yaml").read_text().replace("method: linear", "method: ties")  # the covered 'balanced' changes
+    (tmp_path / "recipe.yaml").write_text(changed)
+    for name in ("ft-helpful", "ft-harmless"):
+        (tmp_path / name).symlink_to(recipe_dir / name)
+    build_bundle(tmp_path / "recipe.yaml", bundle, progress=False)
+    assert not json.loads((bundle / "hoe.json").read_text())["routers"][0]["trained"]  # back to the static mix

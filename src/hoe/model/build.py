@@ -31,6 +31,7 @@ from hoe.model.recipe import Recipe, anchor_vector, load_recipe
 from hoe.models.loading import resolve_checkpoint
 from hoe.models.tensors import CheckpointTensors
 from hoe.routing import convex_weights, nearest
+from hoe.training.lora import ADAPTER_DIR
 from hoe.utils.io import atomic_dir, write_json
 
 
@@ -38,15 +39,14 @@ def _fingerprint(*parts) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _previous(out: Path) -> dict[str, LoraExpertEntry]:
-    """Experts of an existing bundle at ``out``, by name (empty if there is none)."""
+def _previous(out: Path) -> Bundle | None:
+    """The existing bundle at ``out``, if there is a valid one."""
     if not (out / BUNDLE_FILE).is_file():
-        return {}
+        return None
     try:
-        old = load_bundle(out)
+        return load_bundle(out)
     except HoEError:
-        return {}
-    return {e.name: e for e in old.experts if e.fingerprint}
+        return None
 
 
 def build_bundle(recipe_path: str | Path, out: str | Path, *, progress: bool = True) -> Bundle:
@@ -56,7 +56,8 @@ def build_bundle(recipe_path: str | Path, out: str | Path, *, progress: bool = T
     base_folder = resolve_checkpoint(recipe.base)
     base = CheckpointTensors(base_folder)
     layers = linear_layers(base_folder, base.shapes())
-    previous = _previous(out)
+    old_bundle = _previous(out)
+    previous = {e.name: e for e in old_bundle.experts if e.fingerprint} if old_bundle else {}
     entries: list[LoraExpertEntry] = []
     anchors: dict[str, list[float]] = {}
     with atomic_dir(out, overwrite=True) as tmp:
@@ -79,6 +80,8 @@ def build_bundle(recipe_path: str | Path, out: str | Path, *, progress: bool = T
             entries.append(LoraExpertEntry(name=spec.name, path=f"experts/{spec.name}", anchor=anchor, fingerprint=fingerprint, source=source))
         _check_distinct_anchors(entries)
         routers = _make_routers(recipe, entries, tmp, base)
+        if old_bundle is not None and old_bundle.objectives == recipe.objectives:
+            routers = [_keep_trained(old_bundle, router, entries, tmp) for router in routers]
         spec = BundleSpec(format_version=FORMAT_VERSION, base_model=recipe.base, objectives=recipe.objectives,
                           target_modules=sorted(_adapted_modules(tmp, entries)), experts=entries, routers=routers,
                           scorers=dict(recipe.scorers))
@@ -92,20 +95,28 @@ def _make_expert(recipe: Recipe, root: Path, spec, index: int, target: Path, bas
     where = f"experts.{index}"
     if spec.lora is not None:
         folder = _resolve(root, spec.lora)
-        if not (folder / "adapter_config.json").is_file():
-            raise HoEError(f"{where}.lora: '{folder}' is not a LoRA adapter folder")
-        check_adapter_shapes(read_lora(folder), folder, base, layers)
-        shutil.copytree(folder, target, ignore=shutil.ignore_patterns(EXPERT_META))
+        _copy_lora(folder, target, base, layers, f"{where}.lora")
         return {"kind": "lora", "from": str(folder)}
     settings = ExtractSettings(rank=spec.rank or recipe.rank, svd=spec.svd, target_modules=recipe.target_modules)
     if spec.make is not None:
-        reference = str(_made_model(recipe.base, spec.make, progress))
-        extract_expert(recipe.base, reference, target, settings, progress=progress)
-        return {"kind": "make", "from": reference, "rank": settings.rank, "make": spec.make.model_dump()}
+        reference = _made_model(recipe.base, spec.make, progress)
+        if spec.make.lora_rank is not None:  # the made model's own LoRA is the expert: nothing to extract
+            _copy_lora(reference / ADAPTER_DIR, target, base, layers, f"{where}.make")
+            return {"kind": "make", "from": str(reference / ADAPTER_DIR), "rank": spec.make.lora_rank, "make": spec.make.model_dump()}
+        extract_expert(recipe.base, str(reference), target, settings, progress=progress)
+        return {"kind": "make", "from": str(reference), "rank": settings.rank, "make": spec.make.model_dump()}
     local = _resolve(root, spec.finetuned)
     reference = str(local) if local.exists() else spec.finetuned
     extract_expert(recipe.base, reference, target, settings, progress=progress)
     return {"kind": "extract", "from": reference, "rank": settings.rank}
+
+
+def _copy_lora(folder: Path, target: Path, base, layers, where: str) -> None:
+    """Copy a peft LoRA folder in as an expert, after checking it fits the base."""
+    if not (folder / "adapter_config.json").is_file():
+        raise HoEError(f"{where}: '{folder}' is not a LoRA adapter folder")
+    check_adapter_shapes(read_lora(folder), folder, base, layers)
+    shutil.copytree(folder, target, ignore=shutil.ignore_patterns(EXPERT_META))
 
 
 def _made_model(base: str, make, progress: bool) -> Path:
@@ -113,7 +124,7 @@ def _made_model(base: str, make, progress: bool) -> Path:
     from hoe.models.loading import cache_root
     from hoe.training.make_expert import REPORT_NAME, MakeExpertSettings, make_expert
 
-    out = cache_root() / "experts" / f"{make.objective.replace('/', '_').replace(':', '_')}-{_fingerprint(base, make.model_dump())}"
+    out = cache_root() / "experts" / f"{make.objective.replace('/', '_').replace(':', '_')}-{_fingerprint(base, make.cache_fields())}"
     if not (out / REPORT_NAME).is_file():
         options = make.model_dump()
         make_expert(base, MakeExpertSettings.from_options(options.pop("objective"), **options), out, overwrite=True, progress=progress)
@@ -175,6 +186,24 @@ def _make_routers(recipe: Recipe, entries: list[LoraExpertEntry], tmp: Path, bas
         routers.append(RouterEntry(name=name, anchor=anchor, covers=[names[c] for c in covered], path=path,
                                    training={"initial_weights": [round(float(w), 6) for w in weights], "residual": residual}))
     return routers
+
+
+def _keep_trained(old: Bundle, router: RouterEntry, entries: list[LoraExpertEntry], tmp: Path) -> RouterEntry:
+    """The previous bundle's trained router in place of a new one, where the rebuild left it
+    nothing to change: same name, anchor and covered experts, each expert unchanged."""
+    previous = next((r for r in old.routers if r.name == router.name), None)
+    if previous is None or not previous.trained or previous.covers != router.covers or not np.allclose(previous.anchor, router.anchor):
+        return router
+    fingerprints = {e.name: e.fingerprint for e in old.experts}
+    if any(e.fingerprint is None or fingerprints.get(e.name) != e.fingerprint for e in entries if e.name in router.covers):
+        return router
+    files = [previous.path] + ([previous.training["curve"]] if previous.training and previous.training.get("curve") else [])
+    if not all(not Path(f).is_absolute() and (old.folder / f).is_file() for f in files):
+        return router
+    for f in files:
+        (tmp / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(old.folder / f, tmp / f)
+    return previous.model_copy(deep=True)
 
 
 def _resolve(root: Path, reference: str) -> Path:
