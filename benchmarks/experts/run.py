@@ -2,8 +2,10 @@
 does each one improve its own objective on held-out prompts, and what does it cost the others?
 
 Training prompts: 96 of the assistant suite's train split (HH-RLHF helpful + harmless prompts),
-k = 4 candidates each, sampled once and shared by every objective. Evaluation: 64 held-out
-HH-RLHF helpful test prompts, greedy, 64 new tokens, every model scored on every objective.
+k = 4 candidates each, sampled once and shared by every objective. Evaluation: 256 prompts no
+expert saw (128 HH-RLHF helpful test prompts and 128 harmless red-team prompts from the eval and
+held-out splits, where civility has room to move), greedy, 64 new tokens, every model scored on
+every objective; the gain is also reported per subset.
 
     .venv/bin/python benchmarks/experts/run.py --objectives concision,positivity,civility --methods raft,dpo
 """
@@ -45,6 +47,17 @@ def answers(model_ref: str, prompts: list[str], batch: int = 16, new_tokens: int
     return texts
 
 
+def heldout_subsets(per_subset: int) -> dict[str, list[str]]:
+    """Prompts no expert trained on: helpful test prompts, and harmless prompts outside the train split."""
+    harmless = load_prompts("packaged:hh-harmless", "eval") + load_prompts("packaged:hh-harmless", "heldout")
+    return {"helpful": load_prompts("packaged:hh-helpful-test", "all", limit=per_subset), "harmless": harmless[:per_subset]}
+
+
+def paired_gain(expert: list[float], base: list[float]) -> dict:
+    gain, se = mean_se([e - b for e, b in zip(expert, base)])
+    return {"gain": round(gain, 4), "paired_se": round(se, 4), "gain_in_paired_se": round(gain / se, 2) if se > 0 else None}
+
+
 def mean_se(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), statistics.stdev(values) / math.sqrt(len(values))
 
@@ -54,9 +67,11 @@ def main() -> None:
     parser.add_argument("--objectives", default="concision,positivity,civility")
     parser.add_argument("--methods", default="raft,dpo")
     parser.add_argument("--work", type=Path, default=HERE / "work")
+    parser.add_argument("--per-subset", type=int, default=128, help="held-out prompts from each of the two subsets")
     args = parser.parse_args()
     objectives, methods = args.objectives.split(","), args.methods.split(",")
-    heldout = load_prompts("packaged:hh-helpful-test", "all", limit=64)
+    subsets = heldout_subsets(args.per_subset)
+    heldout = [p for prompts in subsets.values() for p in prompts]
     models, timings, own = {"base": DEFAULT_MODEL}, {}, {}
     previous = json.loads((HERE / "results.json").read_text()).get("make_expert_seconds", {}) if (HERE / "results.json").is_file() else {}
     for objective in objectives:
@@ -75,7 +90,13 @@ def main() -> None:
     cache = ScoreCache(cache_root() / "scores.sqlite")
     table, per_prompt = {}, {}
     for label, ref in models.items():
-        responses = answers(ref, heldout)
+        saved = args.work / "answers" / f"{label.replace(' ', '_').replace('(', '').replace(')', '')}.json"
+        if saved.is_file() and json.loads(saved.read_text())["prompts"] == heldout:
+            responses = json.loads(saved.read_text())["responses"]  # a rerun reuses the greedy answers
+        else:
+            responses = answers(ref, heldout)
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            saved.write_text(json.dumps({"model": ref, "prompts": heldout, "responses": responses}))
         per_prompt[label] = score_objectives(list(OFFLINE_SCORERS), heldout, responses, cache=cache)
         table[label] = {name: mean_se(values) for name, values in per_prompt[label].items()}
         print(label, {k: round(v[0], 4) for k, v in table[label].items()}, flush=True)
@@ -83,15 +104,21 @@ def main() -> None:
     for label, objective in own.items():
         (em, es), (bm, bs) = table[label][objective], table["base"][objective]
         # the same prompts answer both models: the paired difference is the fair test
-        gain, gain_se = mean_se([e - b for e, b in zip(per_prompt[label][objective], per_prompt["base"][objective])])
-        verdicts[label] = {"expert": round(em, 4), "base": round(bm, 4), "gain": round(gain, 4), "paired_se": round(gain_se, 4),
-                               "gain_in_paired_se": round(gain / gain_se, 2) if gain_se > 0 else None,
-                               "gain_in_unpaired_se": round((em - bm) / math.sqrt(es**2 + bs**2), 2)}
+        expert_scores, base_scores = per_prompt[label][objective], per_prompt["base"][objective]
+        verdicts[label] = {"expert": round(em, 4), "base": round(bm, 4), **paired_gain(expert_scores, base_scores),
+                           "gain_in_unpaired_se": round((em - bm) / math.sqrt(es**2 + bs**2), 2), "by_subset": {}}
+        start = 0
+        for subset, prompts in subsets.items():
+            window = slice(start, start + len(prompts))
+            verdicts[label]["by_subset"][subset] = {"base": round(statistics.mean(base_scores[window]), 4),
+                                                    "expert": round(statistics.mean(expert_scores[window]), 4),
+                                                    **paired_gain(expert_scores[window], base_scores[window])}
+            start += len(prompts)
     reports = {label: json.loads((Path(path) / "make_expert_report.json").read_text()) for label, path in models.items() if label != "base"}
-    results = {"heldout_prompts": len(heldout), "objectives": objectives, "methods": methods, "verdicts": verdicts,
+    results = {"heldout_prompts": {name: len(prompts) for name, prompts in subsets.items()}, "objectives": objectives, "methods": methods, "verdicts": verdicts,
                "table": {m: {o: [round(v[0], 4), round(v[1], 4)] for o, v in row.items()} for m, row in table.items()},
                "make_expert_seconds": timings, "training_pairs": {o: {k: r[k] for k in ("candidate_mean", "chosen_mean", "pairs")} for o, r in reports.items()},
-               "machine": {"cpus": os.cpu_count(), "torch": torch.__version__}, "command": ".venv/bin/python benchmarks/experts/run.py"}
+               "machine": {"cpus": os.cpu_count(), "torch": torch.__version__}, "command": ".venv/bin/python benchmarks/experts/run.py --objectives concision,positivity,civility --methods raft,dpo"}
     (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     names = list(OFFLINE_SCORERS)
     lines = ["| model | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
@@ -99,6 +126,9 @@ def main() -> None:
         lines.append(f"| {label} | " + " | ".join(f"{row[n][0]:.3f} ± {row[n][1]:.3f}" for n in names) + " |")
     lines += ["", "| expert | own objective: base → expert | gain ± paired SE | gain in paired SE | in unpaired SE |", "|---|---|---:|---:|---:|"]
     lines += [f"| {o} | {v['base']:.3f} → {v['expert']:.3f} | {v['gain']:+.3f} ± {v['paired_se']:.3f} | {v['gain_in_paired_se']:+.1f} | {v['gain_in_unpaired_se']:+.1f} |"
+              for o, v in verdicts.items()]
+    lines += ["", "| expert | " + " | ".join(f"{name}: base → expert, gain in paired SE" for name in subsets) + " |", "|---|" + "---:|" * len(subsets)]
+    lines += [f"| {o} | " + " | ".join(f"{s['base']:.3f} → {s['expert']:.3f}, {s['gain_in_paired_se']:+.1f}" for s in v["by_subset"].values()) + " |"
               for o, v in verdicts.items()]
     (HERE / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
