@@ -1,16 +1,21 @@
 """Which offline objectives conflict on the embedded model's own samples?
 
-k = 4 responses sampled from SmolLM2-135M-Instruct for each of 96 prompts of each offline suite
-(assistant: HH-RLHF helpful + harmless prompts; summary: TL;DR posts are not packaged yet, see
-README), scored by every offline scorer; for each pair of objectives, the mean within-prompt
-Spearman correlation with its standard error. Pairs whose correlation is below zero by more
-than two standard errors really conflict.
+k = 4 responses sampled from SmolLM2-135M-Instruct for each of 96 prompts of an offline suite's
+train split, scored by every offline scorer of the suite; for each pair of objectives, the mean
+within-prompt Spearman correlation with its standard error. Pairs whose correlation is below zero
+by more than two standard errors really conflict.
 
-    .venv/bin/python benchmarks/conflicts/run.py
+- assistant: HH-RLHF helpful + harmless prompts, 64 new tokens (results.json, results.md);
+- summary: Reddit TL;DR posts, 48 new tokens, with ``summary`` = similarity to the author's own
+  TL;DR (reference:packaged:tldr) (results-summary.json, results-summary.md).
+
+    .venv/bin/python benchmarks/conflicts/run.py --suite assistant
+    .venv/bin/python benchmarks/conflicts/run.py --suite summary
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from pathlib import Path
@@ -24,26 +29,36 @@ from hoe.rewards.conflict import conflict_table
 from hoe.training.sampling import SamplingSettings, sample_candidates
 
 HERE = Path(__file__).resolve().parent
-ASSISTANT_PROMPTS = "packaged:hh-helpful-sft+packaged:hh-harmless"
+SUITES = {
+    # name: (prompt spec, new tokens, objective -> scorer, output stem)
+    "assistant": ("packaged:hh-helpful-sft+packaged:hh-harmless", 64, {name: name for name in OFFLINE_SCORERS}, "results"),
+    "summary": ("packaged:tldr", 48, {"summary": "reference:packaged:tldr", **{name: name for name in OFFLINE_SCORERS}}, "results-summary"),
+}
 
 
 def main() -> None:
-    prompts = load_prompts(ASSISTANT_PROMPTS, "train", limit=96)
-    settings = SamplingSettings(k=4, max_new_tokens=64, batch_prompts=8)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--suite", choices=SUITES, default="assistant")
+    args = parser.parse_args()
+    spec, new_tokens, scorers, stem = SUITES[args.suite]
+    prompts = load_prompts(spec, "train", limit=96)
+    settings = SamplingSettings(k=4, max_new_tokens=new_tokens, batch_prompts=8)
     candidates = sample_candidates(DEFAULT_MODEL, prompts, settings)
     flat_prompts = [row["prompt"] for row in candidates for _ in row["responses"]]
     flat_responses = [r for row in candidates for r in row["responses"]]
-    scores = score_objectives(list(OFFLINE_SCORERS), flat_prompts, flat_responses, cache=ScoreCache(cache_root() / "scores.sqlite"))
-    grouped = {name: [values[i : i + settings.k] for i in range(0, len(values), settings.k)] for name, values in scores.items()}
+    raw = score_objectives(list(scorers.values()), flat_prompts, flat_responses, cache=ScoreCache(cache_root() / "scores.sqlite"))
+    grouped = {name: [raw[scorer][i : i + settings.k] for i in range(0, len(flat_prompts), settings.k)] for name, scorer in scorers.items()}
     table = conflict_table(grouped)
-    results = {"model": DEFAULT_MODEL, "prompts": len(prompts), "k": settings.k, "sampling": settings.__dict__,
-               "pairs": table, "machine": {"cpus": os.cpu_count(), "torch": torch.__version__},
-               "command": ".venv/bin/python benchmarks/conflicts/run.py"}
-    (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    means = {name: round(sum(raw[scorer]) / len(raw[scorer]), 4) for name, scorer in scorers.items()}
+    results = {"suite": args.suite, "model": DEFAULT_MODEL, "prompts": len(prompts), "prompt_spec": spec, "k": settings.k,
+               "sampling": settings.__dict__, "scorers": scorers, "mean_scores": means, "pairs": table,
+               "machine": {"cpus": os.cpu_count(), "torch": torch.__version__},
+               "command": f".venv/bin/python benchmarks/conflicts/run.py --suite {args.suite}"}
+    (HERE / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
     lines = ["| objectives | within-prompt Spearman | std. error | prompts | conflict (< 0 by 2 SE) |", "|---|---:|---:|---:|:---:|"]
     lines += [f"| {a} – {b} | {r['spearman']:+.3f} | {r['stderr']:.3f} | {r['prompts']} | {'yes' if r['conflict'] else ''} |"
               for r in table for a, b in [r["pair"]]]
-    (HERE / "results.md").write_text("\n".join(lines) + "\n")
+    (HERE / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

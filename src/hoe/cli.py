@@ -387,6 +387,7 @@ def make_expert_command(
     lora: bool = typer.Option(False, "--lora", help="Train a LoRA instead of every weight (ppo always does): OUT holds the "
                                                     "merged model and OUT/adapter the peft adapter, a HoE expert as it is."),
     lora_rank: int = typer.Option(16, help="Rank of the LoRA (with --lora, and for ppo)."),
+    max_length: int = typer.Option(160, help="Tokens of prompt + response in fine-tuning (raise it for long prompts such as posts)."),
     device: str = typer.Option("auto", help="cpu, cuda, or auto."),
     overwrite: bool = typer.Option(False, help="Replace an existing --out."),
 ) -> None:
@@ -395,7 +396,7 @@ def make_expert_command(
 
     settings = MakeExpertSettings.from_options(objective, method=method, prompts=prompts, prompt_count=prompt_count, k=k,
                                                max_new_tokens=max_new_tokens, steps=steps, learning_rate=learning_rate, beta=beta,
-                                               lora_rank=lora_rank if lora or method == "ppo" else None)
+                                               lora_rank=lora_rank if lora or method == "ppo" else None, max_length=max_length)
     report = make_expert(base, settings, out, device=_device(device), overwrite=overwrite)
     typer.echo(f"{out}: {objective} expert by {method}; chosen responses score {report['chosen_mean']:.4f} "
                f"against {report['candidate_mean']:.4f} for all candidates; {report['train_seconds']:.0f} s of training")

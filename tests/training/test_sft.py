@@ -96,3 +96,14 @@ def test_a_checkpoint_of_a_full_fine_tune_is_not_resumed_as_a_lora(tiny_chat_mod
     restore()
     with pytest.raises(HoEError, match="holds a run with other settings"):
         supervised_finetune(tiny_chat_model, PAIRS, tmp_path / "ft", settings, progress=False, lora=LoraSettings(rank=4))
+
+
+def test_prompts_that_leave_no_room_for_the_response_are_refused(tiny_chat_model, tmp_path):
+    long_prompt = "tell me " * 40
+    with pytest.raises(HoEError, match="every prompt is longer than max-length 16 tokens"):
+        supervised_finetune(tiny_chat_model, [(long_prompt, "ok")], tmp_path / "x", SFTSettings(steps=1, batch_size=1, max_length=16),
+                            progress=False)
+    assert not (tmp_path / "x").exists()
+    with pytest.warns(UserWarning, match="1 of 2 training pairs have no response token within max-length 32"):
+        supervised_finetune(tiny_chat_model, [(long_prompt, "ok"), ("hi", "ok")], tmp_path / "y",
+                            SFTSettings(steps=1, batch_size=2, max_length=32), progress=False)

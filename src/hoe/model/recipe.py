@@ -60,11 +60,13 @@ class MakeSpec(_Strict):
     learning_rate: float = Field(default=2e-5, gt=0)  # set it for method ppo or a LoRA (about 1e-4)
     beta: float = Field(default=0.1, gt=0)
     lora_rank: int | None = Field(default=None, gt=0)  # train a LoRA of this rank (used as the expert as is) instead of a full fine-tune
+    max_length: int = Field(default=160, gt=0)  # tokens of prompt + response in fine-tuning (long prompts, e.g. posts, need more)
 
     def cache_fields(self) -> dict:
-        """The settings that identify the made model. ``lora_rank`` counts only when set, so that
-        models made before the option existed keep their cache entries."""
-        return self.model_dump(exclude={"lora_rank"} if self.lora_rank is None else set())
+        """The settings that identify the made model. Options added later count only when set
+        away from their defaults, so that models made before they existed keep their cache entries."""
+        later = {"lora_rank": None, "max_length": 160}
+        return self.model_dump(exclude={k for k, default in later.items() if getattr(self, k) == default})
 
 
 class ExpertSpec(_Strict):

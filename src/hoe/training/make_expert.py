@@ -46,14 +46,14 @@ class MakeExpertSettings:
     @classmethod
     def from_options(cls, objective: str, *, method: str = "raft", prompts: str = "packaged:hh-helpful-sft", prompt_count: int = 96,
                      k: int = 4, max_new_tokens: int = 64, steps: int = 24, learning_rate: float | None = None,
-                     beta: float = 0.1, lora_rank: int | None = None) -> "MakeExpertSettings":
+                     beta: float = 0.1, lora_rank: int | None = None, max_length: int = 160) -> "MakeExpertSettings":
         """Settings from the flat options the CLI and recipes expose (the learning rate defaults
         to 2e-5 for full fine-tunes, 1e-4 for a LoRA, which ppo always trains)."""
         if learning_rate is None:
             learning_rate = 1e-4 if method == "ppo" or lora_rank is not None else 2e-5
         return cls(objective=objective, method=method, prompts=prompts, prompt_count=prompt_count,
                    sampling=SamplingSettings(k=k, max_new_tokens=max_new_tokens),
-                   sft=SFTSettings(steps=steps, batch_size=8, max_length=160, learning_rate=learning_rate), beta=beta,
+                   sft=SFTSettings(steps=steps, batch_size=8, max_length=max_length, learning_rate=learning_rate), beta=beta,
                    lora_rank=lora_rank)
 
     @property

@@ -112,6 +112,7 @@ def supervised_finetune(
         optimizer.load_state_dict(torch.load(partial / "optimizer.pt", weights_only=True))
     order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(settings.seed)).tolist()
     encoded = [encode_pair(tokenizer, *pairs[i], settings.max_length) for i in order]
+    _check_response_room(encoded, settings.max_length)
     bar = tqdm(total=settings.steps, initial=log["step"], desc="fine-tune", unit="step", disable=not progress)
     while log["step"] < settings.steps:
         start = time.perf_counter()
@@ -144,6 +145,18 @@ def supervised_finetune(
             write_json(tmp / name, content)
     shutil.rmtree(partial, ignore_errors=True)
     return log
+
+
+def _check_response_room(encoded: list[tuple[list[int], list[int]]], max_length: int) -> None:
+    """Pairs whose prompt fills max_length teach nothing: refuse if every pair is such, warn if some are."""
+    empty = sum(all(label == -100 for label in labels) for _, labels in encoded)
+    if empty == len(encoded):
+        raise HoEError(f"every prompt is longer than max-length {max_length} tokens, so no response token is left to learn; raise max-length")
+    if empty:
+        import warnings
+
+        warnings.warn(f"{empty} of {len(encoded)} training pairs have no response token within max-length {max_length}; they teach nothing",
+                      stacklevel=2)
 
 
 def _trainable_model(base, checkpoint: Path | None, lora: LoraSettings | None, device: str, seed: int):
