@@ -100,18 +100,31 @@ def main() -> None:
         methods = ["hoe", "soup"] if name == "untrained" else ["hoe"]
         evaluations[name] = evaluate_bundle(path, args.work / f"eval-{name}", methods, args.prompts, args.tokens)
 
-    curve = list(csv.DictReader((args.work / f"train-{kinds[0]}" / "curve.csv").open()))
-    phases = {k: statistics.median(float(r[k]) for r in curve) for k in ("generation_s", "logprob_s", "scoring_s", "update_s")}
-    tokens = statistics.median(float(r["tokens"]) for r in curve)
     config = runs[kinds[0]]["config"]
-    rows, length = config["batch_size"], int(statistics.median(int(r["sequence_length"]) for r in curve))
-    plain = plain_forward_backward(args.bundle, rows, length)
-    per_pass = phases["update_s"] / config["ppo_epochs"]
-    results = {"anchor": ANCHOR, "steps": args.steps, "runs": runs, "phases_median_s": phases, "response_tokens_per_step": tokens,
-               "plain_forward_backward_s": plain, "plain_shape": [rows, length], "router_pass_s": per_pass,
-               "router_pass_vs_plain": per_pass / plain,
-               "evaluations": {name: {"methods": e["methods"], "points": e["points"], "reference_point": e["reference_point"]}
-                               for name, e in evaluations.items()}}
+    costs = step_costs(args.work / f"train-{kinds[0]}" / "curve.csv", args.bundle, config["batch_size"], config["ppo_epochs"])
+    results = {"anchor": ANCHOR, "steps": args.steps, "runs": runs, **costs, "evaluations": compact(evaluations)}
+    write_results(results, stem, markdown)
+
+
+def step_costs(curve_file: Path, bundle: Path, rows: int, ppo_epochs: int) -> dict:
+    """Median PPO phases over a training curve, and one router forward+backward pass (one epoch
+    of the update) against a plain forward+backward of the LM on the same rows and length."""
+    curve = list(csv.DictReader(curve_file.open()))
+    phases = {k: statistics.median(float(r[k]) for r in curve) for k in ("generation_s", "logprob_s", "scoring_s", "update_s")}
+    length = int(statistics.median(int(r["sequence_length"]) for r in curve))
+    plain = plain_forward_backward(bundle, rows, length)
+    per_pass = phases["update_s"] / ppo_epochs
+    return {"phases_median_s": phases, "response_tokens_per_step": statistics.median(float(r["tokens"]) for r in curve),
+            "plain_forward_backward_s": plain, "plain_shape": [rows, length], "router_pass_s": per_pass, "router_pass_vs_plain": per_pass / plain}
+
+
+def compact(evaluations: dict) -> dict:
+    """What the results keep of each evaluation run: its methods, points and reference point."""
+    return {name: {"methods": e["methods"], "points": e["points"], "reference_point": e["reference_point"]} for name, e in evaluations.items()}
+
+
+def write_results(results: dict, stem: str, markdown) -> None:
+    """Hypervolumes on one shared reference, then ``stem``.json and ``stem``.md beside this script."""
     results = shared_hypervolumes(results)
     (HERE / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
     (HERE / f"{stem}.md").write_text(markdown(results) + "\n")

@@ -129,15 +129,20 @@ def response_length(prompts, responses):
     return [float(len(r)) for r in responses]
 
 
-def test_recipe_can_make_its_experts(tiny_chat_model, tmp_path, monkeypatch):
+def _build_made_recipe(tiny_chat_model, tmp_path, monkeypatch, extra: str = ""):
+    """A two-expert recipe whose experts hoe make-expert makes first (``extra``: more make options)."""
     monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
-    make = "{objective: 'py:%s:response_length', prompt_count: 4, k: 2, max_new_tokens: 4, steps: 2}" % __name__
+    make = "{objective: 'py:%s:response_length', prompt_count: 4, k: 2, max_new_tokens: 4, steps: 2%s}" % (__name__, extra)
     (tmp_path / "recipe.yaml").write_text(
         f"base: {tiny_chat_model}\nobjectives: [long, short]\nrank: 2\nexperts:\n"
         f"  - name: long\n    anchor: [1, 0]\n    make: {make}\n"
         f"  - name: other\n    anchor: [0, 1]\n    make: {make.replace('steps: 2', 'steps: 3')}\n"
     )
-    bundle = build_bundle(tmp_path / "recipe.yaml", tmp_path / "bundle", progress=False)
+    return build_bundle(tmp_path / "recipe.yaml", tmp_path / "bundle", progress=False)
+
+
+def test_recipe_can_make_its_experts(tiny_chat_model, tmp_path, monkeypatch):
+    bundle = _build_made_recipe(tiny_chat_model, tmp_path, monkeypatch)
     assert [e.source["kind"] for e in bundle.experts] == ["make", "make"]
     assert len(list((tmp_path / "cache" / "experts").iterdir())) == 2
     HoEModel.from_bundle(tmp_path / "bundle")(input_ids=IDS, preference=[0.5, 0.5])
@@ -164,14 +169,7 @@ def test_a_made_lora_expert_joins_the_bundle_as_is(tiny_chat_model, tmp_path, mo
     """make: {lora_rank: R} trains a LoRA, and the bundle takes that adapter without task-SVD."""
     from hoe.experts.lora import read_lora
 
-    monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
-    make = "{objective: 'py:%s:response_length', prompt_count: 4, k: 2, max_new_tokens: 4, steps: 2, lora_rank: 3}" % __name__
-    (tmp_path / "recipe.yaml").write_text(
-        f"base: {tiny_chat_model}\nobjectives: [long, short]\nrank: 2\nexperts:\n"
-        f"  - name: long\n    anchor: [1, 0]\n    make: {make}\n"
-        f"  - name: other\n    anchor: [0, 1]\n    make: {make.replace('steps: 2', 'steps: 3')}\n"
-    )
-    bundle = build_bundle(tmp_path / "recipe.yaml", tmp_path / "bundle", progress=False)
+    bundle = _build_made_recipe(tiny_chat_model, tmp_path, monkeypatch, extra=", lora_rank: 3")
     assert [e.source["rank"] for e in bundle.experts] == [3, 3]
     assert {m.rank for m in read_lora(tmp_path / "bundle" / "experts" / "long").modules.values()} == {3}
     HoEModel.from_bundle(tmp_path / "bundle")(input_ids=IDS, preference=[0.5, 0.5])
