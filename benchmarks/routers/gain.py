@@ -1,0 +1,164 @@
+"""Does router training beat the static mix where the experts really conflict?
+
+    .venv/bin/python benchmarks/routers/gain.py   # after benchmarks/experts/run.py made its experts
+
+The two-objective bundle of ``gain-recipe.yaml``: concision and positivity (within-prompt
+Spearman −0.14 on the base's samples), with the DPO experts of benchmarks/experts as the
+single-objective models (task-SVD at rank 64), and routers at [0.25, 0.75] and [0.75, 0.25]. The
+DPO concision expert is strong and costs positivity, so the static mix at an anchor need not
+sit where the anchor asks. Every router is trained twice (Tchebycheff + OMD, and linear
+scalarisation); the untrained bundle (routers = the static mix, which is the soup of the two
+LoRA experts) and both trained bundles are evaluated on the same held-out prompts with greedy
+decoding. Reported: at each anchor, the Tchebycheff objective min_i λ_i (R̄_i − z*_i) on the
+router's own normalisation and z* (from its training record), trained minus untrained with a
+paired bootstrap standard error over prompts; each bundle's hypervolume on grid:5 against one
+shared reference point; the PPO step's phases. Results: results-gain.json, results-gain.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hoe.evaluation import Decoding, EvalSettings, evaluate
+from hoe.model.build import build_bundle
+from hoe.rl import load_config, train_router
+from run import compact, step_costs, write_results  # benchmarks/routers/run.py, beside this script
+
+HERE = Path(__file__).resolve().parent
+ANCHORS = ([0.25, 0.75], [0.75, 0.25])
+KINDS = {"tchebycheff": "tchebycheff-omd", "linear": "linear"}
+
+
+def train(bundle: Path, anchor: list[float], scalarisation: str, args, work: Path) -> dict:
+    """Train the router at ``anchor``; a rerun reuses a router already trained with the same config."""
+    config = load_config(None, scalarisation=scalarisation, steps=args.steps, batch_size=args.batch_size, max_new_tokens=args.train_tokens,
+                         prompt_count=args.steps * args.batch_size, max_prompt_tokens=128, learning_rate=args.lr, kl_coef=args.kl_coef,
+                         calibration_prompts=16, checkpoint_every=4)
+    summary_file = work / "summary.json"
+    if summary_file.is_file() and (saved := json.loads(summary_file.read_text()))["config"] == config.model_dump():
+        return saved
+    start = time.perf_counter()
+    summary = train_router(bundle, anchor, config, overwrite=True, work=work)
+    summary = {**summary, "wall_s": time.perf_counter() - start, "config": config.model_dump()}
+    summary_file.write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def per_prompt_scores(evaluation_dir: Path, label: str, objectives: list[str]) -> np.ndarray:
+    """(prompts, objectives) raw scores of the HoE answers at one preference (from the evaluation's
+    generations and score cache)."""
+    from hoe.rewards import ScoreCache, score_objectives
+
+    rows = [json.loads(line) for line in (evaluation_dir / "generations" / "hoe" / f"{label}.jsonl").read_text().splitlines()]
+    rows.sort(key=lambda r: r["index"])
+    scores = score_objectives(objectives, [r["prompt"] for r in rows], [r["response"] for r in rows],
+                              cache=ScoreCache(evaluation_dir / "scores.sqlite"))
+    return np.array([scores[o] for o in objectives]).T
+
+
+def tchebycheff(raw: np.ndarray, anchor: list[float], norm: list[list[float]], ideal: list[float]) -> float:
+    means = (raw.mean(0) - np.array([m for m, _ in norm])) / np.array([s for _, s in norm])
+    return float(np.min(np.array(anchor) * (means - np.array(ideal))))
+
+
+def paired_gain(trained: np.ndarray, untrained: np.ndarray, anchor, norm, ideal, draws: int = 2000) -> dict:
+    """Trained minus untrained Tchebycheff objective, with a paired bootstrap over prompts."""
+    rng = np.random.default_rng(0)
+    n = len(trained)
+    gains = [tchebycheff(trained[i], anchor, norm, ideal) - tchebycheff(untrained[i], anchor, norm, ideal)
+             for i in (rng.integers(0, n, n) for _ in range(draws))]
+    gain = tchebycheff(trained, anchor, norm, ideal) - tchebycheff(untrained, anchor, norm, ideal)
+    se = float(np.std(gains, ddof=1))
+    return {"untrained": tchebycheff(untrained, anchor, norm, ideal), "trained": tchebycheff(trained, anchor, norm, ideal),
+            "gain": gain, "bootstrap_se": se, "gain_in_se": gain / se if se > 0 else None}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=HERE / "work-gain")
+    parser.add_argument("--steps", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--train-tokens", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=5e-3)
+    parser.add_argument("--kl-coef", type=float, default=0.02)
+    parser.add_argument("--prompts", type=int, default=96, help="Held-out prompts in the evaluation.")
+    parser.add_argument("--tokens", type=int, default=64, help="New tokens per answer in the evaluation.")
+    parser.add_argument("--kinds", default="tchebycheff,linear")
+    parser.add_argument("--anchors", default="0.25,0.75;0.75,0.25")
+    parser.add_argument("--tag", default="gain")
+    args = parser.parse_args()
+    kinds = [k for k in args.kinds.split(",") if k]
+    anchors = [[float(v) for v in a.split(",")] for a in args.anchors.split(";")]
+
+    base_bundle = args.work / "bundle"
+    if not (base_bundle / "hoe.json").is_file():
+        build_bundle(HERE / "gain-recipe.yaml", base_bundle)
+    bundles = {"untrained": base_bundle, **{k: args.work / k for k in kinds}}
+    runs: dict = {}
+    for kind in kinds:
+        if not (bundles[kind] / "hoe.json").is_file():
+            shutil.copytree(base_bundle, bundles[kind], ignore=shutil.ignore_patterns("training"))
+        for anchor in anchors:
+            label = "-".join(f"{v:.4g}" for v in anchor)
+            runs[f"{kind}@{label}"] = train(bundles[kind], anchor, KINDS[kind], args, args.work / f"train-{kind}-{label}")
+    evaluations = {}
+    for name, path in bundles.items():
+        settings = EvalSettings(bundle=str(path), preferences="grid:5", methods=["hoe"], prompts="packaged:hh-helpful-test+packaged:hh-harmless",
+                                split="heldout", limit=args.prompts, decoding=Decoding(max_new_tokens=args.tokens, batch_size=16, max_prompt_tokens=192))
+        evaluations[name] = evaluate(settings, args.work / f"eval-{name}", overwrite=True)
+
+    spec = json.loads((bundles[kinds[0]] / "hoe.json").read_text())
+    objectives = spec["objectives"]
+    at_anchor = {}
+    for anchor in anchors:
+        label = "-".join(f"{v:.4g}" for v in anchor)
+        record = next(r["training"] for r in spec["routers"] if [round(v, 6) for v in r["anchor"]] == [round(v, 6) for v in anchor])
+        untrained = per_prompt_scores(args.work / "eval-untrained", label, objectives)
+        norm = [record["normalisation"][o] for o in objectives]
+        at_anchor[label] = {"normalisation": norm, "ideal": record["ideal"],
+                            "means": {name: per_prompt_scores(args.work / f"eval-{name}", label, objectives).mean(0).tolist() for name in bundles}}
+        for kind in kinds:
+            trained = per_prompt_scores(args.work / f"eval-{kind}", label, objectives)
+            at_anchor[label][kind] = paired_gain(trained, untrained, anchor, norm, record["ideal"])
+    first = runs[next(iter(runs))]
+    costs = step_costs(Path(first["work"]) / "curve.csv", base_bundle, args.batch_size, first["config"]["ppo_epochs"])
+    results = {"objectives": objectives, "anchors": anchors, "runs": runs, "at_anchor": at_anchor, **costs,
+               "settings": vars(args) | {"work": str(args.work)}, "evaluations": compact(evaluations)}
+    write_results(results, f"results-{args.tag}", markdown)
+
+
+def markdown(results: dict) -> str:
+    kinds = [k for k in KINDS if k in results["evaluations"]]
+    objectives = results["objectives"]
+    lines = [f"| anchor | bundle | {' | '.join(objectives)} | Tchebycheff objective | trained − untrained (paired bootstrap SE) |",
+             "|---|---|" + "---:|" * (len(objectives) + 2)]
+    for label, entry in results["at_anchor"].items():
+        first = entry[kinds[0]]
+        lines.append(f"| [{label.replace('-', ', ')}] | untrained (static mix) | " + " | ".join(f"{v:.4f}" for v in entry["means"]["untrained"])
+                     + f" | {first['untrained']:+.3f} | |")
+        for kind in kinds:
+            g = entry[kind]
+            lines.append(f"| | trained, {kind} | " + " | ".join(f"{v:.4f}" for v in entry["means"][kind])
+                         + f" | {g['trained']:+.3f} | {g['gain']:+.3f} ± {g['bootstrap_se']:.3f} ({g['gain_in_se']:+.1f} SE) |")
+    reference = ", ".join(f"{v:.4g}" for v in results["shared_reference_point"])
+    lines += ["", f"| bundle | hypervolume (grid:5, shared reference ({reference})) |", "|---|---:|"]
+    for name, evaluation in results["evaluations"].items():
+        lines.append(f"| {name} | {evaluation['methods']['hoe']['hypervolume_shared']:.4g} |")
+    phases = results["phases_median_s"]
+    run = results["runs"][next(iter(results["runs"]))]
+    lines += ["", f"PPO step (median, batch {results['plain_shape'][0]}, up to {run['config']['max_new_tokens']} new tokens): generation "
+              f"{phases['generation_s']:.1f} s, policy + reference log-probs {phases['logprob_s']:.1f} s, scoring {phases['scoring_s']:.2f} s, "
+              f"PPO update {phases['update_s']:.1f} s; one router forward+backward pass {results['router_pass_s']:.1f} s vs a plain "
+              f"forward+backward of the LM {results['plain_forward_backward_s']:.1f} s: {results['router_pass_vs_plain']:.2f}×; "
+              f"{run['trainable_parameters']:,} trainable parameters per router; {run['wall_s'] / 60:.1f} min per router."]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
