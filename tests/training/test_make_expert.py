@@ -49,7 +49,7 @@ def test_raft_fine_tunes_on_the_best_responses(tiny_chat_model, tmp_path, monkey
     monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
     settings = MakeExpertSettings(objective=f"py:{__name__}:response_length", prompt_count=4,
                                   sampling=SamplingSettings(k=3, max_new_tokens=6, batch_prompts=2),
-                                  sft=SFTSettings(steps=2, batch_size=2, max_length=64, learning_rate=1e-3))
+                                  sft=SFTSettings(steps=2, batch_size=2, max_length=160, learning_rate=1e-3))
     report = make_expert(str(tiny_chat_model), settings, tmp_path / "expert", progress=False)
     assert report["pairs"] == 4 and report["chosen_mean"] >= report["candidate_mean"]
     saved = json.loads((tmp_path / "expert" / "make_expert_report.json").read_text())
