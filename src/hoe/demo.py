@@ -7,8 +7,8 @@ cached), extract them by task-SVD, merge with PCB, build the HoE bundle, train i
 (Tchebycheff + OMD), answer under several preferences with one model, and evaluate HoE against soup, merged, Rewarded Soups, MOD, the
 experts and the base on held-out prompts: fronts, hypervolume, cost per token.
 
-``quick`` fits a fresh 2-core machine in about 20 minutes (a few minutes once cached); ``full``
-makes the numbers the README quotes.
+``quick`` took 26 minutes on a fresh 2-core machine (its goal is 20; about 20 s once cached);
+``full`` makes the numbers the README quotes.
 """
 
 from __future__ import annotations
