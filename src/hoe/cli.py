@@ -349,12 +349,9 @@ def score(
     import time
 
     from hoe.rewards import ScoreCache, score_objectives
-    from hoe.utils.io import write_text
+    from hoe.utils.io import read_jsonl, write_text
 
-    rows = _read_jsonl(input)
-    for number, row in enumerate(rows, 1):
-        if not isinstance(row.get("response"), str):
-            raise HoEError(f"{input} line {number}: each line needs a string 'response'")
+    rows = read_jsonl(input, required=("prompt", "response"), what="prompts")
     names = _split(objectives) or []
     if not names:
         raise HoEError("--objectives is empty")

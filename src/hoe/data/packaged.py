@@ -84,12 +84,14 @@ def load_packaged(name: str) -> list[dict]:
 
 def sft_pairs(name: str) -> list[tuple[str, str]]:
     """(prompt, response) pairs of a packaged dataset; rows without a usable response are dropped."""
-    pairs = (PACKAGED[name].to_pair(record) for record in load_packaged(name))
-    return [pair for pair in pairs if pair and pair[0].strip() and pair[1].strip()]
+    return _usable_pairs(name, need_response=True)
 
 
 def packaged_prompts(name: str) -> list[str]:
     """The prompts of a packaged dataset (of its usable rows, where it has reference responses)."""
-    if PACKAGED[name].has_references:
-        return [prompt for prompt, _ in sft_pairs(name)]
-    return [pair[0] for pair in map(PACKAGED[name].to_pair, load_packaged(name)) if pair and pair[0].strip()]
+    return [prompt for prompt, _ in _usable_pairs(name, need_response=PACKAGED[name].has_references)]
+
+
+def _usable_pairs(name: str, need_response: bool) -> list[tuple[str, str]]:
+    pairs = (PACKAGED[name].to_pair(record) for record in load_packaged(name))
+    return [pair for pair in pairs if pair and pair[0].strip() and (pair[1].strip() or not need_response)]

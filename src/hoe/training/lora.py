@@ -4,6 +4,7 @@ and the MORLHF baseline, so their adapters are alike (every linear layer of the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -39,3 +40,10 @@ def attach_lora(model, settings: LoraSettings, seed: int = 0):
 
     torch.manual_seed(seed)
     return get_peft_model(model, settings.peft_config(model))
+
+
+def save_adapter_and_merge(model, folder: Path):
+    """Write a trained peft model's adapter to ``folder/adapter`` and return the base with the
+    adapter merged in (to be saved beside it as the full expert model)."""
+    model.save_pretrained(folder / ADAPTER_DIR, safe_serialization=True)
+    return model.merge_and_unload()

@@ -23,7 +23,7 @@ from hoe.errors import HoEError
 from hoe.models.loading import cache_root
 from hoe.rewards import ScoreCache, score_objectives
 from hoe.rewards.scoring import check_objective_name
-from hoe.training.lora import ADAPTER_DIR, LoraSettings
+from hoe.training.lora import LoraSettings, save_adapter_and_merge
 from hoe.training.sampling import SamplingSettings, sample_candidates
 from hoe.training.sft import SFTSettings, supervised_finetune
 from hoe.utils.io import check_output_dir
@@ -141,8 +141,7 @@ def _ppo(base: str, prompts: list[str], settings: MakeExpertSettings, out: Path,
               "first_reward": rows[0][f"raw_{settings.objective}"], "last_reward": rows[-1][f"raw_{settings.objective}"],
               "candidate_mean": rows[0][f"raw_{settings.objective}"], "chosen_mean": rows[-1][f"raw_{settings.objective}"]}
     with atomic_dir(out, overwrite=True) as tmp:
-        policy.model.save_pretrained(tmp / ADAPTER_DIR, safe_serialization=True)
-        policy.model.merge_and_unload().save_pretrained(tmp, safe_serialization=True)
+        save_adapter_and_merge(policy.model, tmp).save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         shutil.copyfile(work / "curve.csv", tmp / "ppo_curve.csv")
         write_json(tmp / REPORT_NAME, report)
@@ -200,10 +199,7 @@ def _dpo(base: str, groups, settings: MakeExpertSettings, out: Path, *, device: 
               "mean_margin": round(sum(r["margin"] for r in rows) / len(rows), 6), "resumed_from": resume}
     history = [h for h in trainer.state.log_history if "loss" in h]
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        trained = trainer.model
-        if settings.lora is not None:  # a peft model: keep the adapter, save the merged model
-            trained.save_pretrained(tmp / ADAPTER_DIR, safe_serialization=True)
-            trained = trained.merge_and_unload()
+        trained = trainer.model if settings.lora is None else save_adapter_and_merge(trainer.model, tmp)
         trained.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         write_json(tmp / REPORT_NAME, report)

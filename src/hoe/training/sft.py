@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from hoe.errors import HoEError
 from hoe.models.chat import chat_prompt, uses_template
 from hoe.models.loading import load_model, load_tokenizer
-from hoe.training.lora import ADAPTER_DIR, LoraSettings, attach_lora
+from hoe.training.lora import LoraSettings, attach_lora, save_adapter_and_merge
 from hoe.utils.io import atomic_dir, check_output_dir, write_json
 
 STATE_NAME = "sft_state.json"
@@ -136,8 +136,7 @@ def supervised_finetune(
     model.eval()
     with atomic_dir(out, overwrite=overwrite) as tmp:
         if lora is not None:
-            model.save_pretrained(tmp / ADAPTER_DIR, safe_serialization=True)
-            model = model.merge_and_unload()
+            model = save_adapter_and_merge(model, tmp)
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         write_json(tmp / "sft_log.json", log)
