@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
+
+# Where the device-aware tests (router training, evaluation) run: cpu in CI; HOE_TEST_DEVICE=cuda
+# on a GPU machine checks the same code paths there.
+DEVICE = os.environ.get("HOE_TEST_DEVICE", "cpu")
 
 
 def tiny_llama_config(**overrides):

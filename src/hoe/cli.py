@@ -320,15 +320,19 @@ def train_router_command(
     resume: bool = typer.Option(False, help="Continue a killed run from its last checkpoint (bit for bit)."),
     overwrite: bool = typer.Option(False, help="Train again a router that is trained already."),
     device: str = typer.Option("cpu", help="cpu, cuda, or auto."),
+    max_minutes: Optional[float] = typer.Option(None, help="Stop after the step that crosses this wall time; the router so far is "
+                                                     "written and --resume continues."),
 ) -> None:
     """Train the router expert at one anchor by PPO (Tchebycheff + OMD by default)."""
     from hoe.rl import load_config, train_router
 
     settings = load_config(config, steps=steps, scalarisation=scalarisation)
-    summary = train_router(bundle, anchor, settings, work=work, resume=resume, overwrite=overwrite, device=_device(device))
+    summary = train_router(bundle, anchor, settings, work=work, resume=resume, overwrite=overwrite, device=_device(device),
+                           max_minutes=max_minutes)
     if summary.get("last") and summary["main_process"]:
         first, last = summary["first"], summary["last"]
-        typer.echo(f"router '{summary['router']}' at {summary['anchor']}: {summary['steps']} steps, "
+        stopped = f" (of {settings.steps}: out of time, --resume continues)" if summary["stopped_early"] else ""
+        typer.echo(f"router '{summary['router']}' at {summary['anchor']}: {summary['steps']} steps{stopped}, "
                    f"{summary['trainable_parameters']:,} trainable parameters; Tchebycheff {first['tchebycheff']:.3f} → {last['tchebycheff']:.3f}; "
                    f"curve {summary['work']}/curve.csv")
 

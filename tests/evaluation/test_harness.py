@@ -12,16 +12,17 @@ import torch
 
 from conftest import interrupt_at_call
 
+from conftest import DEVICE
 from hoe.errors import HoEError
 from hoe.evaluation import Decoding, EvalSettings, build_report, evaluate
 from hoe.evaluation import methods as methods_module
 
-SCORERS = {"helpful": "concision", "harmless": "civility"}
+SCORERS = {"helpful": "concision", "harmless": "positivity"}
 
 
 def settings_for(bundle_dir, **overrides) -> EvalSettings:
     values = dict(bundle=str(bundle_dir), preferences="grid:3", prompts="packaged:hh-helpful-test", split="heldout", limit=3,
-                  decoding=Decoding(max_new_tokens=5, batch_size=2), scorers=SCORERS)
+                  decoding=Decoding(max_new_tokens=5, batch_size=2), scorers=SCORERS, device=DEVICE)
     values.update(overrides)
     return EvalSettings(**values)
 

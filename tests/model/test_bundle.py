@@ -45,6 +45,25 @@ def test_rebuild_reuses_unchanged_experts(recipe_dir, tmp_path):
     assert load_bundle(out).experts[2].source["method"] == "ties"
 
 
+def test_float16_recipe_halves_the_experts_and_still_routes(recipe_dir, bundle_dir, tmp_path):
+    from safetensors import safe_open
+
+    (tmp_path / "recipe.yaml").write_text((recipe_dir / "recipe.yaml").read_text().replace("rank: 3", "rank: 3\ndtype: float16"))
+    for name in ("ft-helpful", "ft-harmless"):
+        (tmp_path / name).symlink_to(recipe_dir / name)
+    out = tmp_path / "b16"
+    build_bundle(tmp_path / "recipe.yaml", out, progress=False)
+    for name in ("helpful", "balanced"):
+        with safe_open(str(out / "experts" / name / "adapter_model.safetensors"), "pt") as handle:
+            assert {handle.get_tensor(k).dtype for k in handle.keys()} == {torch.float16}
+    ids = torch.randint(5, 100, (1, 6))
+    full, half = HoEModel.from_bundle(bundle_dir), HoEModel.from_bundle(out)
+    with torch.no_grad():
+        a = full(input_ids=ids, preference=[0.3, 0.7]).logits
+        b = half(input_ids=ids, preference=[0.3, 0.7]).logits
+    assert torch.allclose(a, b, atol=1e-2) and not torch.equal(a, b)
+
+
 @pytest.mark.parametrize(
     "edit, message",
     [

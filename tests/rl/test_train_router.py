@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import interrupt_at_call
+from conftest import DEVICE, interrupt_at_call
 from hoe.errors import HoEError
 from hoe.rl import load_config, train_router
 from hoe.rl import trainer as trainer_module
@@ -67,7 +67,7 @@ def test_trains_writes_back_and_resumes_bit_for_bit(bundle, tmp_path, monkeypatc
     settings = config(tmp_path)
     whole = tmp_path / "whole"
     shutil.copytree(bundle, whole)
-    summary = train_router(whole, [0.25, 0.75], settings, progress=False)
+    summary = train_router(whole, [0.25, 0.75], settings, progress=False, device=DEVICE)
     spec = json.loads((whole / "hoe.json").read_text())
     router = spec["routers"][0]
     assert router["trained"] and router["training"]["steps"] == 4 and router["training"]["config"]["steps"] == 4
@@ -77,10 +77,10 @@ def test_trains_writes_back_and_resumes_bit_for_bit(bundle, tmp_path, monkeypatc
 
     restore = interrupt_at_call(monkeypatch, trainer_module.Trainer, "train_step", 4)  # dies in step 4; last checkpoint: step 2
     with pytest.raises(KeyboardInterrupt):
-        train_router(bundle, [0.25, 0.75], settings, progress=False)
+        train_router(bundle, [0.25, 0.75], settings, progress=False, device=DEVICE)
     restore()
     assert not json.loads((bundle / "hoe.json").read_text())["routers"][0]["trained"]
-    train_router(bundle, [0.25, 0.75], settings, progress=False, resume=True)
+    train_router(bundle, [0.25, 0.75], settings, progress=False, resume=True, device=DEVICE)
     resumed = load_file(str(bundle / json.loads((bundle / "hoe.json").read_text())["routers"][0]["path"]))
     assert final.keys() == resumed.keys()
     for key in final:
@@ -88,6 +88,26 @@ def test_trains_writes_back_and_resumes_bit_for_bit(bundle, tmp_path, monkeypatc
     # trained already: refused unless --overwrite
     with pytest.raises(HoEError, match="trained already"):
         train_router(bundle, [0.25, 0.75], settings, progress=False)
+
+
+def test_a_time_budget_stops_early_and_resume_finishes_the_same_run(bundle, tmp_path):
+    settings = config(tmp_path)
+    whole = tmp_path / "whole"
+    shutil.copytree(bundle, whole)
+    train_router(whole, [0.25, 0.75], settings, progress=False, device=DEVICE)
+    summary = train_router(bundle, [0.25, 0.75], settings, progress=False, device=DEVICE, max_minutes=1e-9)
+    router = json.loads((bundle / "hoe.json").read_text())["routers"][0]
+    assert summary["stopped_early"] and summary["steps"] == 1
+    assert router["trained"] and router["training"]["steps"] == 1 and not router["training"]["complete"]
+    summary = train_router(bundle, [0.25, 0.75], settings, progress=False, device=DEVICE, resume=True)
+    router = json.loads((bundle / "hoe.json").read_text())["routers"][0]
+    assert not summary["stopped_early"] and router["training"]["steps"] == 4 and router["training"]["complete"]
+    final = load_file(str(whole / router["path"]))
+    resumed = load_file(str(bundle / router["path"]))
+    for key in final:
+        assert torch.equal(final[key], resumed[key]), key
+    with pytest.raises(HoEError, match="--max-minutes must be positive"):
+        train_router(bundle, [0.25, 0.75], settings, progress=False, overwrite=True, max_minutes=0)
 
 
 def test_a_new_anchor_adds_a_router(bundle, tmp_path):
@@ -146,7 +166,7 @@ def test_two_processes(bundle, tmp_path):
     command = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
                "--dynamo_backend", "no", "--main_process_port", "29534", "-m", "hoe.cli", "train-router", "--bundle", str(bundle),
                "--anchor", "0.25,0.75", "--config", str(tmp_path / "train.yaml"), "--device", "cpu"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("router 'mostly-harmless'") == 1

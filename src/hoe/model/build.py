@@ -65,7 +65,8 @@ def build_bundle(recipe_path: str | Path, out: str | Path, *, progress: bool = T
         for kind, index, spec in tqdm(steps, desc="build", unit="expert", disable=not progress):
             target = tmp / "experts" / spec.name
             fingerprint = _fingerprint(recipe.base, recipe.rank, recipe.target_modules, spec.model_dump(),
-                                       [anchors.get(e) for e in getattr(spec, "experts", [])])
+                                       [anchors.get(e) for e in getattr(spec, "experts", [])],
+                                       *([recipe.dtype] if recipe.dtype != "float32" else []))  # old fingerprints stay valid
             old = previous.get(spec.name)
             if old is not None and old.fingerprint == fingerprint and (out / old.path / "adapter_config.json").is_file():
                 shutil.copytree(out / old.path, target)
@@ -97,7 +98,7 @@ def _make_expert(recipe: Recipe, root: Path, spec, index: int, target: Path, bas
         folder = _resolve(root, spec.lora)
         _copy_lora(folder, target, base, layers, f"{where}.lora")
         return {"kind": "lora", "from": str(folder)}
-    settings = ExtractSettings(rank=spec.rank or recipe.rank, svd=spec.svd, target_modules=recipe.target_modules)
+    settings = ExtractSettings(rank=spec.rank or recipe.rank, svd=spec.svd, target_modules=recipe.target_modules, dtype=recipe.dtype)
     if spec.make is not None:
         reference = _made_model(recipe.base, spec.make, progress)
         if spec.make.lora_rank is not None:  # the made model's own LoRA is the expert: nothing to extract
@@ -133,7 +134,7 @@ def _made_model(base: str, make, progress: bool) -> Path:
 
 def _make_merge(recipe: Recipe, spec, index: int, target: Path, tmp: Path, anchors, progress) -> dict:
     settings = MergeSettings(method=spec.method, weights=spec.weights, rank=spec.rank or recipe.rank, params=dict(spec.params),
-                             target_modules=recipe.target_modules, objectives=None)
+                             target_modules=recipe.target_modules, objectives=None, dtype=recipe.dtype)
     merge_experts(recipe.base, [tmp / "experts" / name for name in spec.experts], target, settings, progress=progress)
     return {"kind": "merge", "method": spec.method, "experts": spec.experts, "weights": settings.weights, "params": dict(spec.params)}
 

@@ -4,6 +4,7 @@
 base: smollm2-135m-instruct
 objectives: [helpful, harmless]
 rank: 16                          # default rank of every expert
+# dtype: float16                  # of the saved expert factors (default float32; float16 halves the bundle)
 experts:
   - name: helpful
     anchor: {helpful: 1}          # by name (others 0) or a list in objective order
@@ -31,7 +32,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Union
+from typing import Literal, Union
 
 import yaml
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -108,6 +109,7 @@ class Recipe(_Strict):
     objectives: list[str] = Field(min_length=1)
     scorers: dict[str, str] = {}  # objective -> scorer spec, where the name is not one; kept in the bundle
     rank: int = Field(default=16, gt=0)
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"  # of extracted and merged factors (computed in float32/64)
     target_modules: list[str] | None = None
     experts: list[ExpertSpec] = Field(min_length=1)
     merges: list[MergeSpec] = []

@@ -71,7 +71,7 @@ def token_rewards(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, kl
     """(B, T, N): −kl_coef · KL_t on every response token, plus each objective's score on the last."""
     rewards = (-kl_coef * kl * mask)[..., None].repeat(1, 1, scores.shape[1])
     last = (mask.sum(1).long() - 1).clamp(min=0)
-    rewards[torch.arange(len(last)), last] += scores
+    rewards[torch.arange(len(last), device=last.device), last] += scores
     return rewards
 
 
@@ -91,7 +91,7 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
 
 def combine(advantages: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:
     """Σ_i c_i A_i: (B, T, N) per-objective advantages into one (B, T)."""
-    return (advantages * coefficients.to(advantages.dtype)).sum(-1)
+    return (advantages * coefficients.to(advantages)).sum(-1)
 
 
 def whiten(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -47,8 +47,10 @@ def plan_router(bundle, anchor: np.ndarray, overwrite: bool, resume: bool):
 
 
 def train_router(bundle_path: str | Path, anchor, config: TrainConfig, *, work: str | Path | None = None, resume: bool = False,
-                 overwrite: bool = False, device: str = "cpu", progress: bool = True) -> dict:
-    """Train (or continue training) the router at ``anchor`` and write it into the bundle."""
+                 overwrite: bool = False, device: str = "cpu", progress: bool = True, max_minutes: float | None = None) -> dict:
+    """Train (or continue training) the router at ``anchor`` and write it into the bundle. With
+    ``max_minutes``, training stops after the step that crosses that budget; the router trained so
+    far is written (its record says how many steps) and ``resume=True`` continues the run."""
     from safetensors.torch import save_file
 
     from hoe.data import load_prompts
@@ -66,6 +68,8 @@ def train_router(bundle_path: str | Path, anchor, config: TrainConfig, *, work: 
     if config.trainable != "router":
         raise HoEError("hoe train-router trains a router ('trainable: router'); a LoRA policy is trained by make-expert --method ppo")
     vector = parse_preference(anchor, bundle.objectives)
+    if max_minutes is not None and max_minutes <= 0:
+        raise HoEError(f"--max-minutes must be positive, got {max_minutes}")
     unknown = [k for k in config.scorers if k not in bundle.objectives]
     if unknown:
         raise HoEError(f"training config: scorers names '{unknown[0]}', which is not an objective of the bundle")
@@ -115,8 +119,9 @@ def train_router(bundle_path: str | Path, anchor, config: TrainConfig, *, work: 
     if experts is not None:
         routings = {i: (lambda e=e: hoe.preference(e.anchor)) for i, e in enumerate(experts)}
     trainer = Trainer(policy, bundle.objectives, config.scorers, config, prompts, work, device=device, progress=progress)
-    rows = trainer.train(resume=resume, expert_routings=routings)
-    summary = {"router": name, "anchor": vector.tolist(), "steps": len(rows), "prompts_cut": cut, "work": str(work),
+    rows = trainer.train(resume=resume, expert_routings=routings, max_seconds=None if max_minutes is None else 60 * max_minutes)
+    summary = {"router": name, "anchor": vector.tolist(), "steps": len(rows), "stopped_early": trainer.stopped_early,
+               "prompts_cut": cut, "work": str(work),
                "trainable_parameters": policy.trainable_count(), "first": rows[0] if rows else None, "last": rows[-1] if rows else None,
                "main_process": trainer.dist.is_main}
     if trainer.dist.is_main:
@@ -143,7 +148,8 @@ def _write_back(bundle_path: Path, spec, index: int, tensors, config: TrainConfi
     os.replace(curve.with_name(f".{curve.name}.tmp"), curve)
     entry.path = f"routers/{entry.name}.safetensors"
     entry.trained = True
-    entry.training = {**(entry.training or {}), "config": config.model_dump(), "steps": summary["steps"], "curve": f"routers/{curve.name}",
+    entry.training = {**(entry.training or {}), "config": config.model_dump(), "steps": summary["steps"],
+                      "complete": summary["steps"] >= config.steps, "curve": f"routers/{curve.name}",
                       "normalisation": {k: list(v) for k, v in trainer.norm.items()}, "ideal": trainer.scalarisation.ideal.tolist(),
                       "final_w": trainer.scalarisation.w.tolist(), "trainable_parameters": summary["trainable_parameters"],
                       "first": summary["first"], "last": summary["last"]}

@@ -171,9 +171,9 @@ class Trainer:
         start = time.perf_counter()
         mask = rollout.mask
         kl = rollout.logprobs - rollout.ref_logprobs
-        rewards = token_rewards(scores, kl, mask, self.kl.coef)
+        rewards = token_rewards(scores.to(kl.device), kl, mask, self.kl.coef)
         advantages, returns = gae(rewards, rollout.values, mask, c.gamma, c.lam)
-        coefficients = torch.tensor(self.scalarisation.coefficients(), dtype=torch.float32)
+        coefficients = torch.tensor(self.scalarisation.coefficients(), dtype=torch.float32, device=kl.device)
         combined = whiten(combine(advantages, coefficients), mask)
         stats = self._update(rollout, combined, returns)
         timings["update_s"] = time.perf_counter() - start
@@ -225,8 +225,12 @@ class Trainer:
         return {k: v / max(1, updates) for k, v in totals.items()}
 
     # ---- the loop, checkpoints, logs ----------------------------------------------------------------
-    def train(self, *, resume: bool = False, expert_routings=None, on_step=None) -> list[dict]:
+    def train(self, *, resume: bool = False, expert_routings=None, on_step=None, max_seconds: float | None = None) -> list[dict]:
+        """Run to ``config.steps``, or stop (checkpointed, resumable) after the first step that ends
+        past ``max_seconds`` of wall time; ``self.stopped_early`` says which."""
         curve_path = self.work / CURVE
+        started = time.perf_counter()
+        self.stopped_early = False
         rows: list[dict] = []
         if resume and (self.work / CHECKPOINT).is_dir():
             rows = self.load_checkpoint()
@@ -245,14 +249,24 @@ class Trainer:
                 _write_curve(curve_path, rows)
                 if trackers is not None:
                     trackers.log({k: v for k, v in row.items() if isinstance(v, (int, float))}, step=row["step"])
-            if self.step % self.config.checkpoint_every == 0 or self.step == self.config.steps:
+            out_of_time = max_seconds is not None and self._anyone(time.perf_counter() - started > max_seconds)
+            if self.step % self.config.checkpoint_every == 0 or self.step == self.config.steps or out_of_time:
                 self.save_checkpoint(rows)
             if on_step is not None:
                 on_step(self)
+            if out_of_time and self.step < self.config.steps:
+                self.stopped_early = True
+                log.warning("stopped after step %d of %d: out of the %.0f s time budget (--resume continues)", self.step,
+                            self.config.steps, max_seconds)
+                break
         bar.close()
         if trackers is not None:
             trackers.finish()
         return rows
+
+    def _anyone(self, flag: bool) -> bool:
+        """True on every process when it is true on any (all stop at the same step)."""
+        return bool(self.dist.mean(torch.tensor([float(flag)], device=self.device if self.dist.size > 1 else "cpu")) > 0)
 
     def _trackers(self):
         """TensorBoard through accelerate's trackers, when tensorboard is installed (main process)."""
@@ -280,7 +294,7 @@ class Trainer:
                                                 "scalarisation": self.scalarisation.state(), "rows": rows,
                                                 "config": self.config.model_dump()})
         self.dist.barrier()
-        torch.save(torch.get_rng_state(), self.work / CHECKPOINT / f"rng-{self.dist.rank}.pt")
+        torch.save(_rng_state(), self.work / CHECKPOINT / f"rng-{self.dist.rank}.pt")
         self.dist.barrier()
 
     def load_checkpoint(self) -> list[dict]:
@@ -298,8 +312,24 @@ class Trainer:
         self.norm = {k: tuple(v) for k, v in state["norm"].items()}
         self.scalarisation = self._scalarisation(np.asarray(state["scalarisation"]["ideal"]))
         self.scalarisation.load_state(state["scalarisation"])
-        torch.set_rng_state(torch.load(folder / f"rng-{self.dist.rank}.pt", weights_only=True))
+        _set_rng_state(torch.load(folder / f"rng-{self.dist.rank}.pt", weights_only=True))
         return state["rows"]
+
+
+def _rng_state() -> dict[str, torch.Tensor]:
+    """The generators sampling draws from: the CPU's and, on a GPU, the current device's."""
+    state = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def _set_rng_state(state: dict[str, torch.Tensor] | torch.Tensor) -> None:
+    if isinstance(state, torch.Tensor):  # checkpoints before the CUDA state was kept
+        state = {"cpu": state}
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
 
 
 def _write_curve(path: Path, rows: list[dict]) -> None:
