@@ -1,6 +1,7 @@
 """GPU decode-step cost of HoE at 7B scale: a Llama-2-7B-shaped model (random bf16 weights),
 3 experts of rank 256 on all 7 projections plus one router, batch 1 and 32. The ratio of a
-decode step's time to the base model's, same decoding stack (HF eager forward with KV cache).
+decode step's time to the base model's, same decoding stack (HF eager forward with KV cache),
+the two timed in turns step by step.
 
     python benchmarks/inference/gpu_7b.py --out benchmarks/inference/gpu_7b.json
     python benchmarks/inference/gpu_7b.py --tiny          # CPU smoke run of the same code path
@@ -48,21 +49,27 @@ def build(tiny: bool, rank: int, device: str, dtype):
     return base, hoe, config
 
 
-def step_time(model, batch: int, device: str, context: int, steps: int) -> float:
+def paired_step_times(base, hoe_model, batch: int, device: str, context: int, steps: int, warmup: int = 5) -> tuple[float, float]:
+    """Median decode-step seconds of the base and the HoE model, timed in turns (base, HoE, base, …)
+    so that clock ramps and background load hit both alike."""
     ids = torch.randint(0, 500, (batch, context), device=device)
-    out = model(input_ids=ids, use_cache=True)
-    past, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
-    times = []
-    for _ in range(steps):
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        out = model(input_ids=token, past_key_values=past, use_cache=True)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-        past, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
-    return statistics.median(times[3:])
+    state, times = {}, {"base": [], "hoe": []}
+    models = {"base": base, "hoe": hoe_model}
+    for name, model in models.items():
+        out = model(input_ids=ids, use_cache=True)
+        state[name] = (out.past_key_values, out.logits[:, -1:].argmax(-1))
+    for _ in range(warmup + steps):
+        for name, model in models.items():
+            past, token = state[name]
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            out = model(input_ids=token, past_key_values=past, use_cache=True)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - start)
+            state[name] = (out.past_key_values, out.logits[:, -1:].argmax(-1))
+    return statistics.median(times["base"][warmup:]), statistics.median(times["hoe"][warmup:])
 
 
 def main() -> None:
@@ -79,11 +86,11 @@ def main() -> None:
     results = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "rank": args.rank, "runs": []}
     with torch.inference_mode():
         for batch in (1, 32):
-            base_s = step_time(base, batch, device, args.context, args.steps)
-            row = {"batch": batch, "base_ms": round(base_s * 1e3, 3)}
+            row = {"batch": batch}
             for label, preference in (("one_lambda", [0.6, 0.3, 0.1]), ("router", [0.5, 0.25, 0.25])):
                 with hoe.preference(preference):
-                    seconds = step_time(hoe.model, batch, device, args.context, args.steps)
+                    base_s, seconds = paired_step_times(base, hoe.model, batch, device, args.context, args.steps)
+                row[f"{label}_base_ms"] = round(base_s * 1e3, 3)
                 row[f"{label}_ms"] = round(seconds * 1e3, 3)
                 row[f"{label}_ratio"] = round(seconds / base_s, 3)
             results["runs"].append(row)

@@ -47,21 +47,23 @@ def evaluate_bundle(bundle: Path, out: Path, methods: list[str], prompts: int, t
     return evaluate(settings, out, overwrite=True)
 
 
-def plain_forward_backward(bundle: Path, rows: int, length: int, repeats: int = 3) -> float:
+def plain_forward_backward(bundle: Path, rows: int, length: int, repeats: int = 3, device: str = "cpu") -> float:
     """Seconds for one forward+backward of the base LM, every weight trainable, on rows × length tokens."""
     from hoe.model.bundle import load_bundle
     from hoe.models.loading import load_model
 
-    model = load_model(load_bundle(bundle).spec.base_model)
+    model = load_model(load_bundle(bundle).spec.base_model, device=device)
     model.train()
-    ids = torch.randint(100, 20000, (rows, length))
+    ids = torch.randint(100, 20000, (rows, length), device=device)
     times = []
-    for _ in range(repeats):
+    for _ in range(repeats + (1 if device != "cpu" else 0)):  # on a GPU the first pass warms the kernels up
         start = time.perf_counter()
         model(input_ids=ids, labels=ids).loss.backward()
+        if device != "cpu":
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
         model.zero_grad(set_to_none=True)
-    return statistics.median(times)
+    return statistics.median(times[-repeats:])
 
 
 def main() -> None:
@@ -106,13 +108,13 @@ def main() -> None:
     write_results(results, stem, markdown)
 
 
-def step_costs(curve_file: Path, bundle: Path, rows: int, ppo_epochs: int) -> dict:
+def step_costs(curve_file: Path, bundle: Path, rows: int, ppo_epochs: int, device: str = "cpu") -> dict:
     """Median PPO phases over a training curve, and one router forward+backward pass (one epoch
     of the update) against a plain forward+backward of the LM on the same rows and length."""
     curve = list(csv.DictReader(curve_file.open()))
     phases = {k: statistics.median(float(r[k]) for r in curve) for k in ("generation_s", "logprob_s", "scoring_s", "update_s")}
     length = int(statistics.median(int(r["sequence_length"]) for r in curve))
-    plain = plain_forward_backward(bundle, rows, length)
+    plain = plain_forward_backward(bundle, rows, length, device=device)
     per_pass = phases["update_s"] / ppo_epochs
     return {"phases_median_s": phases, "response_tokens_per_step": statistics.median(float(r["tokens"]) for r in curve),
             "plain_forward_backward_s": plain, "plain_shape": [rows, length], "router_pass_s": per_pass, "router_pass_vs_plain": per_pass / plain}
