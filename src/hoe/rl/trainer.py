@@ -43,11 +43,13 @@ class Distributed:
         self.is_main = self.state.is_main_process
 
     def mean(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The mean over processes, on the tensor's own device (reduced on the process's device:
+        NCCL takes GPU tensors only, gloo CPU ones)."""
         if self.size == 1:
             return tensor
-        tensor = tensor.clone()
-        torch.distributed.all_reduce(tensor)
-        return tensor / self.size
+        reduced = tensor.detach().clone().to(self.state.device)
+        torch.distributed.all_reduce(reduced)
+        return (reduced / self.size).to(tensor.device)
 
     def barrier(self) -> None:
         self.state.wait_for_everyone()
@@ -266,7 +268,7 @@ class Trainer:
 
     def _anyone(self, flag: bool) -> bool:
         """True on every process when it is true on any (all stop at the same step)."""
-        return bool(self.dist.mean(torch.tensor([float(flag)], device=self.device if self.dist.size > 1 else "cpu")) > 0)
+        return bool(self.dist.mean(torch.tensor([float(flag)])) > 0)
 
     def _trackers(self):
         """TensorBoard through accelerate's trackers, when tensorboard is installed (main process)."""
