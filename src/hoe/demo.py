@@ -7,7 +7,7 @@ cached), extract them by task-SVD, merge with PCB, build the HoE bundle, train i
 (Tchebycheff + OMD), answer under several preferences with one model, and evaluate HoE against soup, merged, Rewarded Soups, MOD, the
 experts and the base on held-out prompts: fronts, hypervolume, cost per token.
 
-``quick`` took 26 minutes on a fresh 2-core machine (its goal is 20; about 20 s once cached);
+``quick`` took 20.4 minutes on a fresh, quiet 2-core machine (its goal: about 20; about 20 s once cached);
 ``full`` makes the numbers the README quotes.
 """
 
