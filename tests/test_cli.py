@@ -114,6 +114,11 @@ def test_generate_bad_input(bundle_dir, args, message):
     assert result.exit_code == 2 and result.output.strip() == message
 
 
+def test_train_router_refuses_a_time_budget_that_is_not_positive(bundle_dir):
+    result = runner.invoke(app, ["train-router", "--bundle", str(bundle_dir), "--anchor", "0.25,0.75", "--max-minutes", "0"])
+    assert result.exit_code == 2 and result.output.strip() == "error: --max-minutes must be positive, got 0.0"
+
+
 def test_generate_bad_jsonl(bundle_dir, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "ok"}\n{"prompt": \n')
