@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from gain import KINDS, paired_gain, per_prompt_scores  # benchmarks/routers/gain.py, beside this script
+from gain import KINDS, paired_gain, per_prompt_scores, router_training  # benchmarks/routers/gain.py, beside this script
 from hoe.evaluation import Decoding, EvalSettings, evaluate
+from hoe.evaluation.preference_sets import preference_label
 
 HERE = Path(__file__).resolve().parent
 SOURCES = {"helpful-test": ("packaged:hh-helpful-test", "all"), "harmless-heldout": ("packaged:hh-harmless", "heldout")}
@@ -35,7 +36,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     anchor = [float(v) for v in args.anchor.split(",")]
-    label = "-".join(f"{v:.4g}" for v in anchor)
+    label = preference_label(anchor)
     preference_file = args.work / "anchor.json"
     preference_file.write_text(json.dumps([anchor]))
     names = ["untrained", *[k for k in KINDS if (args.work / k / "hoe.json").is_file()]]
@@ -56,8 +57,7 @@ def main() -> None:
     results = {"objectives": objectives, "anchor": anchor, "prompts": counts, "settings": {k: str(v) for k, v in vars(args).items()},
                "means": {n: v.mean(0).tolist() for n, v in pooled.items()}, "kinds": {}}
     for kind in names[1:]:
-        record = next(r["training"] for r in json.loads((bundles[kind] / "hoe.json").read_text())["routers"]
-                      if [round(v, 6) for v in r["anchor"]] == [round(v, 6) for v in anchor])
+        record = router_training(bundles[kind], anchor)
         norm = [record["normalisation"][o] for o in objectives]
         diff = pooled[kind] - pooled["untrained"]
         results["kinds"][kind] = {"tchebycheff": paired_gain(pooled[kind], pooled["untrained"], anchor, norm, record["ideal"]),

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from hoe.evaluation import Decoding, EvalSettings, evaluate
+from hoe.evaluation.preference_sets import preference_label
 from hoe.model.build import build_bundle
 from hoe.rl import load_config, train_router
 from run import compact, shared_hypervolumes, step_costs, write_results  # benchmarks/routers/run.py, beside this script
@@ -60,6 +61,12 @@ def per_prompt_scores(evaluation_dir: Path, label: str, objectives: list[str], m
     scores = score_objectives(objectives, [r["prompt"] for r in rows], [r["response"] for r in rows],
                               cache=ScoreCache(evaluation_dir / "scores.sqlite"))
     return np.array([scores[o] for o in objectives]).T
+
+
+def router_training(bundle: Path, anchor: list[float]) -> dict:
+    """The training record (normalisation, z*, steps, config) of the router at ``anchor`` in ``bundle``."""
+    routers = json.loads((bundle / "hoe.json").read_text())["routers"]
+    return next(r["training"] for r in routers if [round(v, 6) for v in r["anchor"]] == [round(v, 6) for v in anchor])
 
 
 def tchebycheff(raw: np.ndarray, anchor: list[float], norm: list[list[float]], ideal: list[float]) -> float:
@@ -154,7 +161,7 @@ def main() -> None:
         if not (bundles[kind] / "hoe.json").is_file():
             shutil.copytree(base_bundle, bundles[kind], ignore=shutil.ignore_patterns("training"))
         for anchor in anchors:
-            label = "-".join(f"{v:.4g}" for v in anchor)
+            label = preference_label(anchor)
             runs[f"{kind}@{label}"] = train(bundles[kind], anchor, KINDS[kind], args, args.work / f"train-{kind}-{label}")
     evaluations = {}
     for name, path in bundles.items():
@@ -167,8 +174,8 @@ def main() -> None:
     objectives = spec["objectives"]
     at_anchor = {}
     for anchor in anchors:
-        label = "-".join(f"{v:.4g}" for v in anchor)
-        record = next(r["training"] for r in spec["routers"] if [round(v, 6) for v in r["anchor"]] == [round(v, 6) for v in anchor])
+        label = preference_label(anchor)
+        record = router_training(bundles[kinds[0]], anchor)
         untrained = per_prompt_scores(args.work / "eval-untrained", label, objectives)
         norm = [record["normalisation"][o] for o in objectives]
         at_anchor[label] = {"normalisation": norm, "ideal": record["ideal"],

@@ -22,8 +22,9 @@ import numpy as np
 import yaml
 from safetensors import safe_open
 
-from gain import paired_gain, per_prompt_scores  # benchmarks/routers/gain.py, beside this script
+from gain import paired_gain, per_prompt_scores, router_training  # benchmarks/routers/gain.py, beside this script
 from hoe.evaluation import Decoding, EvalSettings, evaluate
+from hoe.evaluation.preference_sets import preference_label
 
 HERE = Path(__file__).resolve().parent
 
@@ -59,9 +60,8 @@ def main() -> None:
 
     spec = json.loads((args.bundle / "hoe.json").read_text())
     objectives = spec["objectives"]
-    router = next(r for r in spec["routers"] if [round(v, 6) for v in r["anchor"]] == [round(v, 6) for v in anchor])
-    record = router["training"]
-    label = "-".join(f"{v:.4g}" for v in anchor)
+    record = router_training(args.bundle, anchor)
+    label = preference_label(anchor)
     norm = [record["normalisation"][o] for o in objectives]
     hoe_scores = per_prompt_scores(args.work / "eval", label, objectives)
     morlhf_scores = per_prompt_scores(args.work / "eval", label, objectives, method="morlhf")

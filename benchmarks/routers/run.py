@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from hoe.evaluation import Decoding, EvalSettings, evaluate
+from hoe.evaluation.preference_sets import preference_label
 from hoe.rl import load_config, train_router
 
 HERE = Path(__file__).resolve().parent
@@ -152,7 +153,7 @@ def shared_hypervolumes(results: dict) -> dict:
 
 
 def at_anchor(evaluation: dict, method: str = "hoe") -> list[float]:
-    label = "-".join(f"{v:.4g}" for v in ANCHOR)
+    label = preference_label(ANCHOR)
     return next(p["mean"] for p in evaluation["points"] if p["method"] == method and p["label"] == label)
 
 

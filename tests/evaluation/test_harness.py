@@ -10,9 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import interrupt_at_call
-
-from conftest import DEVICE
+from conftest import DEVICE, interrupt_at_call
 from hoe.errors import HoEError
 from hoe.evaluation import Decoding, EvalSettings, build_report, evaluate
 from hoe.evaluation import methods as methods_module
