@@ -127,8 +127,10 @@ def _llama_cpp_permute(weight, heads: int):
     return weight.reshape(heads, 2, weight.shape[0] // heads // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
 
 
-def write_tiny_gguf(model_folder: Path, path: Path) -> Path:
-    """Write a tiny Llama as an F32 GGUF file the way llama.cpp's converter lays it out."""
+def write_tiny_gguf(model_folder: Path, path: Path, quantisation: str | None = None) -> Path:
+    """Write a tiny Llama as a GGUF file the way llama.cpp's converter lays it out: F32, or with
+    the seven projections of every block quantised (``quantisation``: "Q8_0", "Q4_1", ...) as the
+    embedded model's file is; norms and the embeddings stay F32."""
     import gguf
     import numpy as np
     from transformers import LlamaForCausalLM
@@ -171,6 +173,10 @@ def write_tiny_gguf(model_folder: Path, path: Path) -> Path:
             array = _llama_cpp_permute(array, c.num_attention_heads)
         elif inner == "self_attn.k_proj":
             array = _llama_cpp_permute(array, c.num_key_value_heads)
+        if quantisation is not None and array.ndim == 2:
+            kind = gguf.GGMLQuantizationType[quantisation]
+            writer.add_tensor(f"blk.{parts[2]}.{block[inner]}.weight", gguf.quants.quantize(array, kind), raw_dtype=kind)
+            continue
         writer.add_tensor(f"blk.{parts[2]}.{block[inner]}.weight", array)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()

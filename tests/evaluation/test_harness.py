@@ -32,6 +32,17 @@ def lora_run(bundle_dir, tmp_path_factory):
     return out, results
 
 
+def staircase_hypervolume(means, reference) -> float:
+    """2-objective hypervolume by sweeping the points in order of the first objective (maximised)."""
+    above = sorted((a, b) for a, b in means if a > reference[0] and b > reference[1])
+    volume, left = 0.0, reference[0]
+    for i, (a, _) in enumerate(above):
+        height = max(b for _, b in above[i:]) - reference[1]
+        volume += (a - left) * height
+        left = a
+    return volume
+
+
 def responses(out, method, label):
     path = out / "generations" / method / f"{label}.jsonl"
     return [json.loads(line)["response"] for line in path.read_text().splitlines()]
@@ -46,8 +57,12 @@ def test_every_method_every_point(lora_run):
     for point in results["points"]:
         assert point["prompts"] == 3 and point["tokens"] > 0 and all(np.isfinite(point["mean"]))
     hoe = results["methods"]["hoe"]
-    assert hoe["hypervolume"] >= 0 and 1 <= hoe["nondominated"] <= 3 and hoe["cost_vs_base"] > 0
-    assert sum(results["methods"][m]["tchebycheff_wins"] for m in ("hoe", "soup", "merged", "rs", "mod")) >= 3
+    hoe_means = [p["mean"] for p in results["points"] if p["method"] == "hoe"]
+    assert hoe["hypervolume"] == pytest.approx(staircase_hypervolume(hoe_means, results["reference_point"]))
+    assert 1 <= hoe["nondominated"] <= 3 and hoe["cost_vs_base"] > 0
+    for method in ("hoe", "soup", "merged", "rs", "mod"):  # wins are the per-λ minima of the reported gaps
+        wins = sum(row["gaps"][method] <= min(row["gaps"].values()) + 1e-12 for row in results["tchebycheff"])
+        assert results["methods"][method]["tchebycheff_wins"] == wins
     assert "| hoe |" in (out / "report.md").read_text()
     timing = json.loads((out / "timing.json").read_text())
     assert set(timing["methods"]) == {"hoe", "soup", "merged", "rs", "mod", "experts", "base"}
@@ -174,7 +189,10 @@ def test_morlhf_trains_a_lora_per_preference(bundle_dir, tmp_path):
     for label in ("1-0", "0-1"):
         adapter = tmp_path / "run" / "work" / "morlhf" / label
         assert (adapter / "adapter_config.json").is_file() and (adapter / "curve.csv").read_text().count("\n") == 3
-    assert results["methods"]["morlhf"]["tchebycheff_wins"] == 2
+    morlhf = [p for p in results["points"] if p["method"] == "morlhf"]
+    assert results["methods"]["morlhf"]["tchebycheff_wins"] == 2  # the only method that follows λ here
+    assert results["methods"]["morlhf"]["hypervolume"] == pytest.approx(
+        staircase_hypervolume([p["mean"] for p in morlhf], results["reference_point"]))
     with pytest.raises(HoEError, match="training config: stepz: unknown key"):
         (tmp_path / "bad.yaml").write_text("stepz: 2\n")
         evaluate(settings_for(bundle_dir, methods=["morlhf"], morlhf_config=str(tmp_path / "bad.yaml")), tmp_path / "bad", progress=False)

@@ -48,3 +48,12 @@ def test_controllability_is_rank_correlation():
     assert controllability(lam, rewards) == pytest.approx([1.0, 1.0])
     assert controllability(lam, rewards[::-1]) == pytest.approx([-1.0, -1.0])
     assert controllability(lam[:2], rewards[:2]) == [None, None]
+
+
+def test_tchebycheff_gap_scales_each_objective_by_its_own_range():
+    """Guards: the gap without its range scaling (the case above gives the same maximum either way)."""
+    ideal, ref = np.array([1.0, 4.0]), np.array([0.0, 0.0])
+    # scaled: 0.5·(1 − 0.5)/1 = 0.25 and 0.5·(4 − 1)/4 = 0.375; unscaled the second would be 1.5
+    assert tchebycheff_gap(np.array([0.5, 0.5]), np.array([0.5, 1.0]), ideal, ref) == pytest.approx(0.375)
+    # a degenerate range (ideal at the reference) keeps scale 1
+    assert tchebycheff_gap(np.array([0.0, 1.0]), np.array([0.0, -2.0]), np.array([0.0, 0.0]), np.zeros(2)) == pytest.approx(2.0)

@@ -139,3 +139,30 @@ def test_one_expert_and_mismatched_expert_are_refused(tiny_base, three_experts, 
     with pytest.raises(HoEError, match="maps .* but the base layer maps"):
         merge_experts(wide, three_experts[0][:2], tmp_path / "out2", progress=False)
     assert not (tmp_path / "out").exists() and not (tmp_path / "out2").exists()
+
+
+@pytest.mark.parametrize("inputs", ["lora", "full"])
+def test_method_parameters_reach_the_merge(tiny_base, three_experts, tmp_path, inputs):
+    """--density (and the other parameters) must reach the method on the dense path for LoRA and
+    for full-model inputs, and --keep on TSV's factored path (guards parameters silently dropped)."""
+    from hoe.merging import get_method
+
+    experts, models = three_experts
+    sources = experts if inputs == "lora" else models
+    weights = [0.5, 0.3, 0.2]
+    report = merge_experts(tiny_base, sources, tmp_path / "t", MergeSettings(method="ties", weights=weights, rank=64,
+                                                                             params={"density": 0.7}), progress=False)
+    assert report["parameters"]["density"] == 0.7
+    merged, adapters = read_lora(tmp_path / "t"), [read_lora(e) for e in experts]
+    name = "model.layers.0.self_attn.q_proj"
+    deltas = torch.stack([a.modules[name].delta().double() for a in adapters])
+    ties = get_method("ties").function
+    expected = ties(deltas, torch.tensor(weights, dtype=torch.float64), density=0.7)
+    default = ties(deltas, torch.tensor(weights, dtype=torch.float64), density=0.2)
+    assert relative_error(merged.modules[name].delta().double(), expected) < 1e-4
+    assert relative_error(default, expected) > 0.1  # the parameter matters at this size
+    if inputs == "lora":
+        # keep 0.02 of 64 → one singular triplet per task (the experts have rank 2; the default 1/3 keeps both)
+        merge_experts(tiny_base, sources, tmp_path / "k", MergeSettings(method="tsv", rank=64, params={"keep": 0.02}), progress=False)
+        tsv = get_method("tsv").function(deltas, torch.full((3,), 1 / 3, dtype=torch.float64), keep=0.02)
+        assert relative_error(read_lora(tmp_path / "k").modules[name].delta().double(), tsv) < 1e-5

@@ -89,11 +89,12 @@ def test_dare_is_deterministic_per_seed():
 
 
 def reference_pcb(deltas, weights, density, clip):
+    """PCB-merging as its authors' code defines it (duguodong7/pcb-merging, ``clamp`` and
+    ``PCB_merge``), written here from that definition: magnitudes clipped to the sorted values at
+    indices ``int(d·c)`` and ``int(d·(1 − c) − 1)``; the score floor at index ``int(d·(1 − ratio))``.
+    hoe adds the preference weights λ (inside the inter-balance sum and on the final scale)."""
     n, flat = len(deltas), deltas.reshape(len(deltas), -1)
     d = flat.shape[1]
-
-    def order_stat(row, q):  # the reference code's sorted[int(d*q)]
-        return np.sort(row)[min(d - 1, int(d * q))]
 
     def minmax(row):
         span = row.max() - row.min()
@@ -101,18 +102,30 @@ def reference_pcb(deltas, weights, density, clip):
 
     magnitude = np.abs(flat)
     if clip > 0:
-        magnitude = np.stack([np.clip(r, order_stat(r, clip), order_stat(r, 1 - clip)) for r in magnitude])
+        magnitude = np.stack([np.clip(r, np.sort(r)[int(d * clip)], np.sort(r)[int(d * (1 - clip) - 1)]) for r in magnitude])
     clipped = np.sign(flat) * magnitude
     intra = np.exp(n * np.stack([minmax(r) for r in magnitude]) ** 2)
     inter = np.tanh(flat * (weights[:, None] * flat).sum(0))
     score = intra * inter
-    scale = np.stack([minmax(np.maximum(r, order_stat(r, 1 - density))) for r in score]) * weights[:, None]
+    scale = np.stack([minmax(np.maximum(r, np.sort(r)[int(d * (1 - density))])) for r in score]) * weights[:, None]
     return ((clipped * scale).sum(0) / np.maximum(scale.sum(0), 1e-12)).reshape(deltas.shape[1:])
 
 
-@pytest.mark.parametrize("clip", [0.0, 0.05])
+@pytest.mark.parametrize("clip", [0.0, 0.05, 1e-4])
 def test_pcb(clip):
     np.testing.assert_allclose(run("pcb", density=0.25, clip=clip), reference_pcb(DELTAS, WEIGHTS, 0.25, clip), atol=1e-10)
+
+
+def test_pcb_clips_the_largest_magnitude_of_a_small_tensor():
+    """With the default clip 1e-4 and 120 entries the reference clips at sorted[int(119.988) − 1]
+    = the second largest: the largest magnitude is pulled down to it (an index one too high never
+    clips a tensor under 10⁴ entries)."""
+    deltas = np.zeros((2, 12, 10))
+    deltas[0] = RNG.normal(size=(12, 10))
+    deltas[1] = deltas[0]
+    merged = run("pcb", deltas=deltas, weights=np.array([0.5, 0.5]), density=1.0, clip=1e-4)
+    magnitudes = np.sort(np.abs(deltas[0]).ravel())
+    assert np.abs(merged).max() == pytest.approx(magnitudes[-2])
 
 
 def reference_tsv(deltas, weights, keep):

@@ -29,19 +29,32 @@ def test_bundle_layout(bundle_dir):
     assert len(spec["target_modules"]) == 14
 
 
-def test_rebuild_reuses_unchanged_experts(recipe_dir, tmp_path):
+def test_rebuild_reuses_unchanged_experts(recipe_dir, tmp_path, monkeypatch):
+    """Guards a build that never reuses: unchanged experts are copied (same bytes, same mtime, no
+    extraction); only the merge whose recipe entry changed is made again."""
+    import hoe.model.build as build
+
     out = tmp_path / "b"
     build_bundle(recipe_dir / "recipe.yaml", out, progress=False)
     stamps = {p.name: (p / "adapter_model.safetensors").stat().st_mtime_ns for p in (out / "experts").iterdir()}
+    contents = {p.name: (p / "adapter_model.safetensors").read_bytes() for p in (out / "experts").iterdir()}
     changed = (recipe_dir / "recipe.yaml").read_text().replace("method: linear", "method: ties")
     (tmp_path / "recipe.yaml").write_text(changed)
     for name in ("ft-helpful", "ft-harmless"):
         (tmp_path / name).symlink_to(recipe_dir / name)
+    extractions = []
+    make_expert = build._make_expert
+    monkeypatch.setattr(build, "_make_expert", lambda *args, **kwargs: extractions.append(args[2].name) or make_expert(*args, **kwargs))
     build_bundle(tmp_path / "recipe.yaml", out, progress=False)
     after = {p.name: (p / "adapter_model.safetensors").stat().st_mtime_ns for p in (out / "experts").iterdir()}
     assert json.loads((out / "experts" / "balanced" / "merge_report.json").read_text())["method"] == "ties"
-    # copies keep their bytes; only the changed merge was made again
+    assert extractions == []
+    # copies keep their bytes and times; only the changed merge was made again
     assert after.keys() == stamps.keys()
+    for name in ("helpful", "harmless"):
+        assert after[name] == stamps[name]
+        assert (out / "experts" / name / "adapter_model.safetensors").read_bytes() == contents[name]
+    assert (out / "experts" / "balanced" / "adapter_model.safetensors").read_bytes() != contents["balanced"]
     assert load_bundle(out).experts[2].source["method"] == "ties"
 
 

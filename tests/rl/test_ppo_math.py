@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from hoe.errors import HoEError
-from hoe.rl.ppo import AdaptiveKL, combine, gae, ppo_loss, response_mask, token_rewards
+from hoe.rl.ppo import AdaptiveKL, combine, gae, ppo_loss, response_mask, token_rewards, whiten
 from hoe.rl.scalarisation import Scalarisation
 
 
@@ -91,3 +91,114 @@ def test_adaptive_kl_moves_toward_the_target():
     fixed = AdaptiveKL(0.1, target=None, horizon=100)
     fixed.update(kl=3.0, samples=10)
     assert fixed.coef == 0.1
+
+
+# ---- pinned against the mutations that survived the suite (issue: "kill the surviving mutants") ----
+
+def test_ppo_loss_by_hand_with_value_and_entropy_terms():
+    """Guards: value clipping max → min, the entropy bonus's sign, the value coefficient."""
+    mask = torch.ones(1, 2)
+    new = torch.log(torch.tensor([[2.0, 0.5]]))
+    adv = torch.tensor([[1.0, -1.0]])
+    new_values, old_values = torch.tensor([[[0.5], [-0.3]]]), torch.zeros(1, 2, 1)
+    returns = torch.tensor([[[1.0], [-1.0]]])
+    entropy = torch.tensor([[1.0, 3.0]])
+    loss, stats = ppo_loss(new, torch.zeros(1, 2), adv, new_values, old_values, returns, entropy, mask, clip_range=0.2,
+                           value_clip=0.2, value_coef=0.5, entropy_coef=0.1)
+    # policy: (−1.2 + 0.8) / 2 = −0.2 (as above)
+    # values clipped to old ± 0.2 = (0.2, −0.2); squared errors unclipped (0.25, 0.49), clipped (0.64, 0.64):
+    # the pessimistic max is (0.64, 0.64), value loss ½·0.64 = 0.32
+    # entropy mean 2.0; loss = −0.2 + 0.5·0.32 − 0.1·2.0 = −0.24
+    assert stats["policy_loss"] == pytest.approx(-0.2)
+    assert stats["value_loss"] == pytest.approx(0.32)
+    assert stats["entropy"] == pytest.approx(2.0)
+    assert float(loss) == pytest.approx(-0.24)
+    assert stats["approx_kl"] == pytest.approx(0.5 * np.log(2.0) ** 2)
+    # more entropy must lower the loss (a bonus, not a penalty)
+    higher, _ = ppo_loss(new, torch.zeros(1, 2), adv, new_values, old_values, returns, entropy + 1, mask, clip_range=0.2,
+                         value_clip=0.2, value_coef=0.5, entropy_coef=0.1)
+    assert float(higher) == pytest.approx(-0.24 - 0.1)
+
+
+def test_gae_with_discount_below_one_by_hand():
+    """Guards: γ dropped from the TD error or from the running advantage."""
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
+    rewards = torch.tensor([[[0.0], [0.0], [1.0], [0.0]]])
+    values = torch.tensor([[[0.5], [0.2], [0.1], [7.0]]])
+    advantages, returns = gae(rewards, values, mask, gamma=0.9, lam=0.5)
+    # t=2: δ = 1 − 0.1 = 0.9;  t=1: δ = 0.9·0.1 − 0.2 = −0.11, A = −0.11 + 0.9·0.5·0.9 = 0.295
+    # t=0: δ = 0.9·0.2 − 0.5 = −0.32, A = −0.32 + 0.45·0.295 = −0.18725
+    assert advantages[0, :, 0].tolist() == pytest.approx([-0.18725, 0.295, 0.9, 0.0])
+    assert returns[0, :, 0].tolist() == pytest.approx([-0.18725 + 0.5, 0.295 + 0.2, 0.9 + 0.1, 0.0])
+
+
+def test_whiten_centres_and_scales_over_the_mask_only():
+    """Guards: whitening without centring, or with the padding counted."""
+    values = torch.tensor([[1.0, 2.0, 3.0, 100.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
+    out = whiten(values, mask)
+    sd = (2.0 / 3.0) ** 0.5  # population variance of 1, 2, 3
+    assert out[0].tolist() == pytest.approx([-1 / sd, 0.0, 1 / sd, 0.0], rel=1e-5)
+    shifted = whiten(values + 10, mask)
+    assert shifted[0].tolist() == pytest.approx(out[0].tolist(), abs=1e-5)
+
+
+def test_two_omd_steps_from_a_non_uniform_w():
+    """Exponentiated gradient with smoothing, step by step: w ∝ w·exp(η·λ⊙(z* − R)), then
+    w ← s·w_old + (1 − s)·w_new."""
+    s = Scalarisation("tchebycheff-omd", np.array([0.5, 0.5]), ideal=np.array([1.0, 1.0]), step=2.0, smoothing=0.5)
+    s.w = np.array([0.7, 0.3])
+    w = np.array([0.7, 0.3])
+    for rewards in ([0.2, 0.8], [0.9, 0.1]):
+        gaps = 0.5 * (1.0 - np.array(rewards))
+        proposal = w * np.exp(2.0 * gaps)
+        w = 0.5 * w + 0.5 * proposal / proposal.sum()
+        s.update(np.array(rewards))
+        assert s.w == pytest.approx(w)
+    # by hand, first step: proposal ∝ (0.7·e^0.8, 0.3·e^0.2) = (1.5579, 0.3664) → (0.8096, 0.1904); w = (0.7548, 0.2452)
+    first = Scalarisation("tchebycheff-omd", np.array([0.5, 0.5]), ideal=np.array([1.0, 1.0]), step=2.0, smoothing=0.5)
+    first.w = np.array([0.7, 0.3])
+    first.update(np.array([0.2, 0.8]))
+    assert first.w == pytest.approx([0.7548, 0.2452], abs=1e-4)
+
+
+def test_objective_value_is_the_worst_weighted_gap():
+    """Guards: min → max in the Tchebycheff value the CLI and demo print."""
+    s = Scalarisation("tchebycheff-omd", np.array([0.25, 0.75]), ideal=np.array([1.0, 2.0]))
+    # λ ⊙ (R − z*) = (0.25·−0.5, 0.75·−1.0) = (−0.125, −0.75): the minimum
+    assert s.objective_value(np.array([0.5, 1.0])) == pytest.approx(-0.75)
+    assert Scalarisation("linear", np.array([0.5, 0.5])).objective_value(np.array([0.2, 0.6])) == pytest.approx(0.1)
+
+
+def test_calibration_puts_the_ideal_beyond_each_expert():
+    """Normalisation pools every sample; z*_i = expert i's mean normalised reward on i + margin
+    (guards the margin's sign and the choice of samples per objective)."""
+    from hoe.rl.trainer import calibration_statistics
+
+    reference = torch.tensor([[0.0, 1.0], [2.0, 3.0]])
+    first_expert = torch.tensor([[4.0, 1.0], [4.0, 3.0]])
+    samples = {"reference": reference, 0: first_expert}
+    norm, ideal = calibration_statistics(samples, ["a", "b"], margin=0.25)
+    pooled = np.array([[0, 1], [2, 3], [4, 1], [4, 3]], dtype=float)
+    mean, sd = pooled.mean(0), pooled.std(0)  # a: 2.5, sd 1.6583; b: 2, sd 1
+    assert norm["a"] == pytest.approx((mean[0], sd[0])) and norm["b"] == pytest.approx((mean[1], sd[1]))
+    # a: its expert's (4 − 2.5)/1.6583 = 0.9045; b has no expert: the reference's (2 − 2)/1 = 0
+    assert ideal == pytest.approx([(4 - mean[0]) / sd[0] + 0.25, 0.0 + 0.25], rel=1e-6)
+    constant = {"reference": torch.tensor([[1.0, 5.0], [1.0, 6.0]])}
+    norm, _ = calibration_statistics(constant, ["a", "b"], margin=0.0)
+    assert norm["a"] == (1.0, 1.0)  # a constant objective keeps scale 1
+
+
+def test_distributed_mean_divides_the_all_reduced_sum(monkeypatch):
+    """Two processes holding (1, 3) and (3, 5): all-reduce sums to (4, 8), the mean is (2, 4)
+    (guards a mean that returns the sum)."""
+    from hoe.rl.trainer import Distributed
+
+    dist = Distributed(cpu=True)
+    assert dist.mean(torch.tensor([1.0, 3.0])).tolist() == [1.0, 3.0]  # one process: unchanged
+    dist.size = 2
+    other = torch.tensor([3.0, 5.0])
+    monkeypatch.setattr(torch.distributed, "all_reduce", lambda tensor, *a, **k: tensor.add_(other))
+    mine = torch.tensor([1.0, 3.0])
+    assert dist.mean(mine).tolist() == [2.0, 4.0]
+    assert mine.tolist() == [1.0, 3.0]  # the caller's tensor is not reduced in place

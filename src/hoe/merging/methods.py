@@ -49,6 +49,9 @@ class MergeMethod:
             raise HoEError(f"--density must lie in (0, 1], got {density}")
         if params.get("majority_sign") not in (None, "total", "count"):
             raise HoEError(f"--majority-sign must be 'total' or 'count', got '{params['majority_sign']}'")
+        clip = params.get("clip")
+        if clip is not None and not (0.0 <= float(clip) < 0.5):
+            raise HoEError(f"--clip must lie in [0, 0.5), got {clip}")
         keep = params.get("keep")
         if keep is not None and not (0.0 < float(keep) <= 1.0):
             raise HoEError(f"--keep must lie in (0, 1], got {keep}")
@@ -183,12 +186,12 @@ def _minmax(x: torch.Tensor) -> torch.Tensor:
     return (x - low) / torch.where(span > 0, span, torch.ones_like(span))
 
 
-def _row_quantiles(x: torch.Tensor, *qs: float) -> list[torch.Tensor]:
-    """Per-row order statistics at shares ``qs`` (the PCB code's sort-and-index, by selection)."""
+def _row_order_statistics(x: torch.Tensor, *indices: int) -> list[torch.Tensor]:
+    """Per-row sorted values at 0-based ``indices`` (the PCB code's sort-and-index, by selection)."""
     d = x.shape[1]
-    ks = [min(d, max(1, int(d * q) + 1)) for q in qs]
-    rows = torch.stack([torch.stack([_kth_smallest(row, k) for k in ks]) for row in x]).to(x.device)  # (n, len(qs))
-    return [rows[:, i : i + 1] for i in range(len(qs))]
+    ks = [min(d, max(0, i)) + 1 for i in indices]
+    rows = torch.stack([torch.stack([_kth_smallest(row, k) for k in ks]) for row in x]).to(x.device)  # (n, len(indices))
+    return [rows[:, i : i + 1] for i in range(len(indices))]
 
 
 @merge_method("pcb", "PCB-merging: intra-balance by normalised magnitude, inter-balance by agreement, prune, weighted mean")
@@ -200,13 +203,15 @@ def pcb(deltas, weights, *, density: float = 0.2, clip: float = 1e-4, generator=
     n = deltas.shape[0]
     flat = deltas.reshape(n, -1)
     magnitude = flat.abs()
+    d = flat.shape[1]
     if clip > 0:
-        low, high = _row_quantiles(magnitude, clip, 1 - clip)
+        # the reference code's indices: sorted[int(d·c)] and sorted[int(d·(1 − c) − 1)]
+        low, high = _row_order_statistics(magnitude, int(d * clip), int(d * (1 - clip) - 1))
         magnitude.clamp_(min=low, max=high)
     clipped = torch.sign(flat).mul_(magnitude)
     intra = _minmax(magnitude).square_().mul_(n).exp_()
     score = intra.mul_((flat * _weighted_sum(flat, weights)).tanh_())  # intra × inter
-    (floor,) = _row_quantiles(score, 1 - density)
+    (floor,) = _row_order_statistics(score, int(d * (1 - density)))
     score.clamp_(min=floor)  # the row minimum is now the floor
     span = score.amax(dim=1, keepdim=True) - floor
     scale = score.sub_(floor).div_(torch.where(span > 0, span, torch.ones_like(span)))

@@ -143,15 +143,8 @@ class Trainer:
         samples = {"reference": self.raw_scores(prompts, self.sample(prompts, lambda: self.policy.routed(reference=True))[3])}
         for index, routed in (expert_routings or {}).items():
             samples[index] = self.raw_scores(prompts, self.sample(prompts, routed)[3])
-        pooled = torch.cat(list(samples.values()))
-        mean = self.dist.mean(pooled.mean(0))
-        std = self.dist.mean(((pooled - mean) ** 2).mean(0)).sqrt()
-        self.norm = {o: (float(m), float(s) if s > 1e-6 else 1.0) for o, m, s in zip(self.objectives, mean, std)}
-        if c.ideal is not None:
-            ideal = np.asarray(c.ideal, dtype=np.float64)
-        else:
-            best = [self.normalise(samples.get(i, samples["reference"]))[:, i].mean() for i in range(len(self.objectives))]
-            ideal = self.dist.mean(torch.stack(best)).numpy().astype(np.float64) + c.ideal_margin
+        self.norm, measured = calibration_statistics(samples, self.objectives, c.ideal_margin, self.dist.mean)
+        ideal = np.asarray(c.ideal, dtype=np.float64) if c.ideal is not None else measured
         self.scalarisation = self._scalarisation(ideal)
 
     def _scalarisation(self, ideal: np.ndarray) -> Scalarisation:
@@ -316,6 +309,24 @@ class Trainer:
         self.scalarisation.load_state(state["scalarisation"])
         _set_rng_state(torch.load(folder / f"rng-{self.dist.rank}.pt", weights_only=True))
         return state["rows"]
+
+
+def calibration_statistics(samples: dict, objectives: list[str], margin: float,
+                           mean=lambda tensor: tensor) -> tuple[dict[str, tuple[float, float]], np.ndarray]:
+    """Normalisation and ideal point from calibration samples (raw scores, rows × objectives).
+
+    ``samples`` holds "reference" and, per objective index i that has one, the samples of
+    objective i's own expert. Every sample is pooled for each objective's mean and standard
+    deviation (a constant objective keeps scale 1); z*_i is the mean normalised reward of
+    objective i's expert on i (the reference's where there is none) *plus* ``margin``, so the
+    ideal lies beyond what any expert reaches. ``mean`` averages over processes."""
+    pooled = torch.cat(list(samples.values()))
+    centre = mean(pooled.mean(0))
+    spread = mean(((pooled - centre) ** 2).mean(0)).sqrt()
+    norm = {o: (float(m), float(s) if s > 1e-6 else 1.0) for o, m, s in zip(objectives, centre, spread)}
+    scale = torch.tensor([norm[o][1] for o in objectives])
+    best = [((samples.get(i, samples["reference"])[:, i] - centre[i]) / scale[i]).mean() for i in range(len(objectives))]
+    return norm, mean(torch.stack(best)).numpy().astype(np.float64) + margin
 
 
 def _rng_state() -> dict[str, torch.Tensor]:

@@ -1,0 +1,87 @@
+"""Level 3 routing with 2 to 5 objectives: convex weights that reproduce λ, drawn from the nearest
+anchors, with the whole-pool fallback when λ lies outside their hull."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hoe.routing import convex_weights, nearest, route
+
+def simplex_point(values: list[float]) -> np.ndarray | None:
+    vector = np.asarray(values, dtype=np.float64)
+    return vector / vector.sum() if vector.sum() > 1e-3 else None
+
+
+@st.composite
+def pools_and_preferences(draw):
+    """A pool as the shipped recipes make them: one single-objective expert per objective (so
+    every λ is inside the pool's hull) plus up to three merged/router anchors inside the simplex,
+    in any order, and a λ on the simplex."""
+    n = draw(st.integers(3, 5))
+    interior = []
+    for _ in range(draw(st.integers(0, 3))):
+        point = simplex_point(draw(st.lists(st.floats(0.05, 1.0), min_size=n, max_size=n)))
+        interior.append(point)
+    pool = np.vstack([np.eye(n), *interior]) if interior else np.eye(n)
+    pool = pool[draw(st.permutations(list(range(len(pool)))))]
+    lam = simplex_point(draw(st.lists(st.floats(0.0, 1.0, allow_nan=False), min_size=n, max_size=n)))
+    if lam is None:
+        lam = np.full(n, 1.0 / n)
+    return pool, lam
+
+
+@settings(max_examples=300, deadline=None)
+@given(pools_and_preferences())
+def test_routing_reproduces_any_preference_with_convex_weights(case):
+    """Σ_k w_k a_k = λ, w ≥ 0, Σ w = 1; the anchors used are among the N = #objectives nearest
+    (at most N of them) unless those cannot reproduce λ, in which case the whole pool serves it."""
+    pool, lam = case
+    n = pool.shape[1]
+    routing = route(pool, lam, neighbours=n)
+    indices = np.array(sorted(routing))
+    weights = np.array([routing[i] for i in indices])
+    assert (weights > 0).all() and weights.sum() == pytest.approx(1.0, abs=1e-9)
+    np.testing.assert_allclose(weights @ pool[indices], lam, atol=1e-6)
+    closest = set(nearest(pool, lam, n))
+    if not set(indices) <= closest:  # the fallback: the nearest N alone must not reproduce λ
+        _, residual = convex_weights(pool[sorted(closest)], lam)
+        assert residual > 1e-6
+    else:
+        assert len(indices) <= n
+
+
+def test_an_anchor_alone_is_selected_alone():
+    pool = np.vstack([np.eye(3), [0.2, 0.4, 0.4]])
+    assert route(pool, np.array([0.2, 0.4, 0.4]), neighbours=3) == {3: 1.0}
+    assert route(pool, np.array([0.0, 1.0, 0.0]), neighbours=3) == {1: 1.0}
+
+
+def test_three_objective_fallback_is_common_and_exact():
+    """In the 3-objective pool of the shipped recipes (three experts and one router at (0.2, 0.4,
+    0.4)) about a quarter of random λ fall outside the hull of their three nearest anchors."""
+    pool = np.vstack([np.eye(3), [0.2, 0.4, 0.4]])
+    rng = np.random.default_rng(0)
+    fallbacks = 0
+    for lam in rng.dirichlet(np.ones(3), size=400):
+        routing = route(pool, lam, neighbours=3)
+        indices = sorted(routing)
+        np.testing.assert_allclose(np.array([routing[i] for i in indices]) @ pool[indices], lam, atol=1e-6)
+        fallbacks += not set(indices) <= set(nearest(pool, lam, 3))
+    assert 0.1 < fallbacks / 400 < 0.4
+
+
+def test_outside_the_nearest_hull_the_test_bundle_uses_the_whole_pool(bundle_dir):
+    """λ = (0.6, 0.4) on the test bundle: its two nearest anchors, 'balanced' (0.5, 0.5) and the router
+    at (0.25, 0.75), cannot make it (it is not between them); without the fallback it would be
+    served as (0.5, 0.5)."""
+    from hoe.model.bundle import load_bundle
+
+    bundle = load_bundle(bundle_dir)
+    pool, names = bundle.pool(), bundle.pool_names()
+    routing = bundle.route([0.6, 0.4])
+    served = sum(w * pool[i] for i, w in routing.items())
+    np.testing.assert_allclose(served, [0.6, 0.4], atol=1e-9)
+    assert "helpful" in {names[i] for i in routing}
