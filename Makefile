@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test test-slow bench-extract install clean
+.PHONY: demo test test-slow bench-extract mutation install clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,5 +33,13 @@ bench-extract: $(STAMP)
 	$(PIP) install -q -c constraints.txt -e ".[bench]"
 	$(VENV)/bin/python benchmarks/extract/run.py
 
+# Mutation testing of the method's core (slow: see benchmarks/mutation/README.md); resumes where it stopped.
+mutation: $(STAMP)
+	$(PIP) install -q -c constraints.txt -e ".[mutation]"
+	# one BLAS/OpenMP thread: mutmut forks per mutant, and a forked thread pool can deadlock (a false "timeout")
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 HOE_TEST_CACHE=$(CURDIR)/.mutation-cache \
+		HOE_TEST_PROFILE=mutation $(VENV)/bin/mutmut run --max-children 2
+	$(VENV)/bin/python benchmarks/mutation/report.py
+
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs mutants .mutation-cache

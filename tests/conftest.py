@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
+
+# Property tests (hypothesis): 300 examples each, or 40 under `make mutation` (HOE_TEST_PROFILE=mutation),
+# where a mutant that makes routing slow would otherwise spend minutes in one test before timing out.
+from hypothesis import settings as hypothesis_settings  # noqa: E402
+
+hypothesis_settings.register_profile("hoe", max_examples=300, deadline=None)
+hypothesis_settings.register_profile("mutation", max_examples=40, deadline=None)
+hypothesis_settings.load_profile("mutation" if os.environ.get("HOE_TEST_PROFILE") == "mutation" else "hoe")
 
 # Where the device-aware tests (router training, evaluation) run: cpu in CI; HOE_TEST_DEVICE=cuda
 # on a GPU machine checks the same code paths there.
@@ -67,9 +76,32 @@ def plant_low_rank(base: Path, out: Path, rank: int, seed: int = 1, scale: float
     return deltas
 
 
+def reusable(tmp_path_factory, name: str, make) -> Path:
+    """A session fixture's folder, made by ``make(folder)``. With HOE_TEST_CACHE set (``make
+    mutation`` sets it: mutmut forks a fresh process per mutant, and the tiny bundle alone takes
+    ~5 s to build) the folder is made once there and reused; a lock keeps parallel runs from
+    building it twice. Every maker is deterministic (seeded), so a reused folder is the same."""
+    cache = os.environ.get("HOE_TEST_CACHE")
+    if not cache:
+        folder = tmp_path_factory.mktemp(name)
+        make(folder)
+        return folder
+    from filelock import FileLock
+
+    folder = Path(cache) / name
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        if not (folder / ".complete").is_file():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            make(folder)
+            (folder / ".complete").touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_base(tmp_path_factory) -> Path:
-    return save_tiny_llama(tmp_path_factory.mktemp("base") / "model")
+    return reusable(tmp_path_factory, "base", lambda f: save_tiny_llama(f / "model")) / "model"
 
 
 @pytest.fixture(scope="session")
@@ -117,9 +149,11 @@ def save_tiny_tokenizer(folder: Path):
 @pytest.fixture(scope="session")
 def tiny_chat_model(tmp_path_factory) -> Path:
     """A tiny Llama with a tokenizer and chat template, for training and generation tests."""
-    folder = save_tiny_llama(tmp_path_factory.mktemp("chat") / "model")
-    save_tiny_tokenizer(folder)
-    return folder
+    def make(root: Path) -> None:
+        save_tiny_llama(root / "model")
+        save_tiny_tokenizer(root / "model")
+
+    return reusable(tmp_path_factory, "chat", make) / "model"
 
 
 def _llama_cpp_permute(weight, heads: int):
@@ -210,20 +244,19 @@ routers:
 
 @pytest.fixture(scope="session")
 def recipe_dir(tiny_chat_model, tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("recipe")
-    plant_low_rank(tiny_chat_model, root / "ft-helpful", rank=3, seed=21, scale=0.3)
-    plant_low_rank(tiny_chat_model, root / "ft-harmless", rank=3, seed=22, scale=0.3)
-    (root / "recipe.yaml").write_text(RECIPE.format(base=tiny_chat_model))
-    return root
+    def make(root: Path) -> None:
+        plant_low_rank(tiny_chat_model, root / "ft-helpful", rank=3, seed=21, scale=0.3)
+        plant_low_rank(tiny_chat_model, root / "ft-harmless", rank=3, seed=22, scale=0.3)
+        (root / "recipe.yaml").write_text(RECIPE.format(base=tiny_chat_model))
+
+    return reusable(tmp_path_factory, "recipe", make)
 
 
 @pytest.fixture(scope="session")
 def bundle_dir(recipe_dir, tmp_path_factory) -> Path:
     from hoe.model.build import build_bundle
 
-    out = tmp_path_factory.mktemp("bundle") / "b"
-    build_bundle(recipe_dir / "recipe.yaml", out, progress=False)
-    return out
+    return reusable(tmp_path_factory, "bundle", lambda root: build_bundle(recipe_dir / "recipe.yaml", root / "b", progress=False)) / "b"
 
 
 def interrupt_at_call(monkeypatch, owner, name: str, call: int):

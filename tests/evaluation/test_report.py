@@ -75,3 +75,104 @@ def test_a_peer_above_hoe_is_named_in_the_verdict():
             p["mean"] = [v + 0.2 for v in p["mean"]]
     results = summarise(run, points)
     assert verdict(results).startswith(f"**HoE's hypervolume ({results['methods']['hoe']['hypervolume']:.4g}) is below soup (")
+
+
+HAND_SCORES = '''
+def first(prompts, responses):
+    return [float(r.split()[0]) for r in responses]
+
+
+def second(prompts, responses):
+    return [float(r.split()[1]) for r in responses]
+'''
+
+
+def write_run(out, monkeypatch) -> None:
+    """A cached evaluation run as ``hoe evaluate`` leaves it: run.json and one JSONL of generations per
+    point, each response carrying its two scores (read back by a py: scorer), two prompts per point:
+    each mean of the hand-made run is the mean of (mean − 0.1, mean + 0.1) on objective a."""
+    import json
+
+    (out.parent / "hand_scores.py").write_text(HAND_SCORES)
+    monkeypatch.syspath_prepend(str(out.parent))
+    run, points = hand_made_run()
+    run = {**run, "methods": ["hoe", "soup", "base"], "scorers": {"a": "py:hand_scores:first", "b": "py:hand_scores:second"},
+           "points": [{"method": p["method"], "label": p["label"], "preference": p["preference"]} for p in points]
+           + [{"method": "base", "label": "base", "preference": None}],
+           "prompts": {"spec": "file:x", "split": "heldout", "count": 2}, "decoding": {"do_sample": False, "max_new_tokens": 5,
+                                                                                     "batch_size": 2, "seed": 0}}
+    (out / "generations").mkdir(parents=True)
+    (out / "run.json").write_text(json.dumps(run))
+    means = {(p["method"], p["label"]): p["mean"] for p in points} | {("base", "base"): [0.3, 0.3]}
+    for (method, label), (a, b) in means.items():
+        folder = out / "generations" / method
+        folder.mkdir(exist_ok=True)
+        wall = 0.2 if method == "base" else 0.25
+        rows = [{"prompt": f"q{i}", "response": f"{a + d} {b}", "tokens": 5, "wall_s": wall} for i, d in enumerate((-0.1, 0.1))]
+        (folder / f"{label}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_build_report_writes_every_file_from_cached_generations(tmp_path, monkeypatch):
+    """results.json, results.csv, report.md and fronts.png from generations alone, with the means,
+    standard errors and costs worked out by hand (0.25 s per 5 tokens against the base's 0.2)."""
+    import json
+
+    from matplotlib.image import imread
+
+    from hoe.evaluation import build_report
+
+    out = tmp_path / "run"
+    write_run(out, monkeypatch)
+    results = build_report(out)
+    hoe_first = results["points"][0]
+    assert hoe_first["mean"] == pytest.approx([0.9, 0.1]) and hoe_first["se"] == pytest.approx([0.1, 0.0])
+    assert hoe_first["prompts"] == 2 and hoe_first["tokens"] == 10 and hoe_first["s_per_token"] == pytest.approx(0.05)
+    assert hoe_first["cost_vs_base"] == pytest.approx(1.25) and results["methods"]["hoe"]["cost_vs_base"] == pytest.approx(1.25)
+    assert results["methods"]["base"]["cost_vs_base"] == pytest.approx(1.0) and "tchebycheff_wins" not in results["methods"]["base"]
+    assert results["methods"]["hoe"]["hypervolume"] == pytest.approx(0.0708 + 0.2925 + 0.0255)  # the base at (0.3, 0.3) moves nothing
+    assert json.loads((out / "results.json").read_text())["methods"] == json.loads(json.dumps(results["methods"]))
+    csv_rows = (out / "results.csv").read_text().splitlines()
+    assert csv_rows[0] == "method,label,lambda_a,lambda_b,a,b,se_a,se_b,prompts,tokens_per_response,s_per_token,wall_ratio_vs_base,setup_s"
+    assert csv_rows[1] == "hoe,1-0,1.0,0.0,0.9,0.1,0.1,0,2,5.00,0.05,1.250,"
+    assert csv_rows[-1] == "base,base,,,0.3,0.3,0.1,0,2,5.00,0.04,1.000,"
+    report = (out / "report.md").read_text()
+    assert report.startswith("# Pareto-front evaluation\n\nObjectives (scorer): a (py:hand_scores:first), b (py:hand_scores:second).")
+    assert "Prompts: 2 from `file:x` (heldout split); decoding: greedy, 5 new tokens, batch 2, seed 0" in report
+    assert "Hypervolume reference point (shared by every method): (0.02, 0.015)" in report
+    assert "| hoe | 1-0 | 0.900 ± 0.100 | 0.100 ± 0.000 | 5.0 | – |" in report
+    assert "| soup | 3 | 0.3693 | 3 | +1.00 | 1 | 0.118 | 1.25× |" in report
+    assert "| base | 1 | 0.0798 | 1 | – | – | – | 1.00× |" in report  # (0.3 − 0.02)·(0.3 − 0.015)
+    assert "from the generation walls (taken at different times: a rough guide)" in report
+    image = imread(out / "fronts.png")
+    assert image.shape[:2] == (495, 605)  # one 5.5 × 4.5 in axes at 110 dpi
+
+
+def test_report_of_a_missing_run_or_generation_is_one_line(tmp_path, monkeypatch):
+    from hoe.errors import HoEError
+    from hoe.evaluation import build_report
+
+    with pytest.raises(HoEError, match="holds no evaluation run \\(run.json is missing\\)"):
+        build_report(tmp_path)
+    out = tmp_path / "run"
+    write_run(out, monkeypatch)
+    (out / "generations" / "soup" / "0.5-0.5.jsonl").unlink()
+    with pytest.raises(HoEError, match="no generations for soup at 0.5-0.5 in .*: run hoe evaluate to make them"):
+        build_report(out)
+
+
+@pytest.mark.parametrize("objectives, size", [(3, (495, 1815)), (4, (1485, 1815))])
+def test_fronts_of_three_or_more_objectives_are_a_matrix_of_projections(tmp_path, objectives, size):
+    """Three objectives: one row of the three pairwise projections; four: the lower triangle of a
+    3 × 3 grid (six projections), every panel labelled with its pair."""
+    from matplotlib.image import imread
+
+    from hoe.evaluation.report import plot_fronts
+
+    names = [f"o{i}" for i in range(objectives)]
+    corners = [[float(i == k) for i in range(objectives)] for k in range(objectives)]
+    points = [{"method": "hoe", "label": str(k), "preference": lam, "mean": [0.5 + 0.1 * v for v in lam]} for k, lam in enumerate(corners)]
+    points.append({"method": "base", "label": "base", "preference": None, "mean": [0.5] * objectives})
+    results = {"objectives": names, "methods": {"hoe": {}, "base": {}}, "points": points}
+    plot_fronts(results, tmp_path / "fronts.png")
+    assert imread(tmp_path / "fronts.png").shape[:2] == size
+    assert not list(tmp_path.glob(".*.tmp.png"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from hoe.routing import convex_weights, nearest, route
@@ -33,10 +33,9 @@ def pools_and_preferences(draw):
     return pool, lam
 
 
-@settings(max_examples=300, deadline=None)
 @given(pools_and_preferences())
 def test_routing_reproduces_any_preference_with_convex_weights(case):
-    """Σ_k w_k a_k = λ, w ≥ 0, Σ w = 1; the anchors used are among the N = #objectives nearest
+    """(300 examples: the "hoe" hypothesis profile in conftest.py.) Σ_k w_k a_k = λ, w ≥ 0, Σ w = 1; the anchors used are among the N = #objectives nearest
     (at most N of them) unless those cannot reproduce λ, in which case the whole pool serves it."""
     pool, lam = case
     n = pool.shape[1]

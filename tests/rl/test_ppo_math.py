@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from hoe.errors import HoEError
-from hoe.rl.ppo import AdaptiveKL, combine, gae, ppo_loss, response_mask, token_rewards, whiten
+from hoe.rl.ppo import AdaptiveKL, ValueHead, combine, gae, ppo_loss, response_mask, token_rewards, whiten
 from hoe.rl.scalarisation import Scalarisation
 
 
@@ -202,3 +202,51 @@ def test_distributed_mean_divides_the_all_reduced_sum(monkeypatch):
     mine = torch.tensor([1.0, 3.0])
     assert dist.mean(mine).tolist() == [2.0, 4.0]
     assert mine.tolist() == [1.0, 3.0]  # the caller's tensor is not reduced in place
+
+
+def test_token_logprobs_entropies_and_hidden_states_against_a_full_forward(tiny_chat_model):
+    """The last T tokens' log-probabilities, entropies and the hidden states that predict them,
+    from the logits of the whole sequence (left padding in the second row)."""
+    from transformers import AutoModelForCausalLM
+
+    from hoe.rl.ppo import token_logprobs
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_chat_model).eval()
+    sequences = torch.tensor([[7, 8, 9, 10, 11, 12, 13, 14], [1, 1, 20, 21, 22, 23, 24, 25]])
+    attention = torch.tensor([[1, 1, 1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1, 1, 1]])
+    with torch.no_grad():
+        chosen, entropy, hidden = token_logprobs(model, sequences, attention, 3)
+        positions = torch.tensor([[0, 1, 2, 3, 4, 5, 6, 7], [0, 0, 0, 1, 2, 3, 4, 5]])
+        out = model(input_ids=sequences, attention_mask=attention, position_ids=positions, output_hidden_states=True)
+    log_probs = torch.log_softmax(out.logits.float(), -1)
+    for t in range(3):  # token 5 + t is predicted at position 4 + t
+        expected = log_probs[torch.arange(2), 4 + t, sequences[:, 5 + t]]
+        torch.testing.assert_close(chosen[:, t], expected, rtol=1e-5, atol=1e-5)
+        p = log_probs[:, 4 + t].exp()
+        torch.testing.assert_close(entropy[:, t], -(p * log_probs[:, 4 + t]).sum(-1), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(hidden[:, t], out.hidden_states[-1][:, 4 + t], rtol=1e-5, atol=1e-5)
+    assert chosen.shape == entropy.shape == (2, 3) and (entropy > 0).all() and (chosen < 0).all()
+
+
+def test_value_head_starts_at_zero_and_reads_float32():
+    head = ValueHead(4, 3)
+    out = head(torch.ones(2, 5, 4, dtype=torch.bfloat16))
+    assert out.shape == (2, 5, 3) and out.dtype == torch.float32 and not out.any()
+    with torch.no_grad():
+        head.linear.weight.fill_(0.5)
+    assert head(torch.ones(1, 1, 4)).tolist() == [[[2.0, 2.0, 2.0]]]
+
+
+def test_scalarisation_state_round_trips():
+    s = Scalarisation("tchebycheff-omd", np.array([0.5, 0.5]), ideal=np.array([1.0, 2.0]))
+    s.update(np.array([0.2, 0.9]))
+    other = Scalarisation("tchebycheff-omd", np.array([0.5, 0.5]), ideal=np.array([0.0, 0.0]))
+    other.load_state(s.state())
+    assert other.w.tolist() == s.w.tolist() and other.ideal.tolist() == [1.0, 2.0]
+    assert s.state() == {"w": s.w.tolist(), "ideal": [1.0, 2.0]}
+    linear = Scalarisation("linear", np.array([0.5, 0.5]))
+    assert linear.state() == {"w": [0.5, 0.5], "ideal": None}
+    linear.update(np.array([0.0, 1.0]))
+    assert linear.w.tolist() == [0.5, 0.5]  # only Tchebycheff moves w
+    with pytest.raises(HoEError, match="single-objective scalarisation needs the objective"):
+        Scalarisation("single", np.array([0.5, 0.5]))

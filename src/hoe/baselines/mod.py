@@ -9,7 +9,6 @@ from typing import Sequence
 import torch
 
 
-@torch.no_grad()
 def mod_generate(
     models: Sequence,
     weights: Sequence[float],
@@ -25,37 +24,38 @@ def mod_generate(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Generate from the λ-weighted product of ``models`` (left-padded batch); returns the new tokens."""
-    if len(models) != len(weights):
-        raise ValueError(f"{len(weights)} weights for {len(models)} models")
-    active = [(m, float(w)) for m, w in zip(models, weights) if w > 0]
-    batch = input_ids.shape[0]
-    mask = attention_mask.clone()
-    positions = (mask.cumsum(-1) - 1).clamp_min(0)
-    caches = [None] * len(active)
-    step_ids, step_positions = input_ids, positions
-    finished = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
-    produced = []
-    for step in range(max_new_tokens):
-        combined = None
-        for index, (model, weight) in enumerate(active):
-            out = model(input_ids=step_ids, attention_mask=mask, position_ids=step_positions, past_key_values=caches[index], use_cache=True)
-            caches[index] = out.past_key_values
-            log_probs = torch.log_softmax(out.logits[:, -1].float(), dim=-1) * weight
-            combined = log_probs if combined is None else combined + log_probs
-        if step < min_new_tokens and eos_token_id is not None:
-            combined[:, eos_token_id] = -float("inf")
-        if do_sample:
-            probabilities = torch.softmax(combined / temperature, dim=-1)
-            token = torch.multinomial(probabilities, 1, generator=generator).squeeze(1)
-        else:
-            token = combined.argmax(-1)
-        token = torch.where(finished, torch.full_like(token, pad_token_id), token)
-        produced.append(token)
-        if eos_token_id is not None:
-            finished |= token == eos_token_id
-            if bool(finished.all()):
-                break
-        step_ids = token[:, None]
-        step_positions = step_positions[:, -1:] + 1
-        mask = torch.cat([mask, torch.ones(batch, 1, dtype=mask.dtype, device=mask.device)], dim=1)
-    return torch.stack(produced, dim=1)
+    with torch.no_grad():  # a context, not a decorator: mutation testing skips decorated functions
+        if len(models) != len(weights):
+            raise ValueError(f"{len(weights)} weights for {len(models)} models")
+        active = [(m, float(w)) for m, w in zip(models, weights) if w > 0]
+        batch = input_ids.shape[0]
+        mask = attention_mask.clone()
+        positions = (mask.cumsum(-1) - 1).clamp_min(0)
+        caches = [None] * len(active)
+        step_ids, step_positions = input_ids, positions
+        finished = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
+        produced = []
+        for step in range(max_new_tokens):
+            combined = None
+            for index, (model, weight) in enumerate(active):
+                out = model(input_ids=step_ids, attention_mask=mask, position_ids=step_positions, past_key_values=caches[index], use_cache=True)
+                caches[index] = out.past_key_values
+                log_probs = torch.log_softmax(out.logits[:, -1].float(), dim=-1) * weight
+                combined = log_probs if combined is None else combined + log_probs
+            if step < min_new_tokens and eos_token_id is not None:
+                combined[:, eos_token_id] = -float("inf")
+            if do_sample:
+                probabilities = torch.softmax(combined / temperature, dim=-1)
+                token = torch.multinomial(probabilities, 1, generator=generator).squeeze(1)
+            else:
+                token = combined.argmax(-1)
+            token = torch.where(finished, torch.full_like(token, pad_token_id), token)
+            produced.append(token)
+            if eos_token_id is not None:
+                finished |= token == eos_token_id
+                if bool(finished.all()):
+                    break
+            step_ids = token[:, None]
+            step_positions = step_positions[:, -1:] + 1
+            mask = torch.cat([mask, torch.ones(batch, 1, dtype=mask.dtype, device=mask.device)], dim=1)
+        return torch.stack(produced, dim=1)

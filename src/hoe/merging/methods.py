@@ -67,7 +67,8 @@ def merge_method(name: str, summary: str, factored: Callable[..., Factors] | Non
     ``deltas`` is the (N, m, n) stack of one module's task vectors; ``generator`` is a numpy
     ``Generator`` seeded for this module (used by the random methods). ``factored``, if given, takes
     ``[(B_i, A_i)]`` and the same parameters and returns factors of the same merged delta: it is
-    used when every input is a LoRA expert, so nothing of size m × n is formed.
+    used when every input is a LoRA expert, so nothing of size m × n is formed. Use it as a
+    decorator for a method of your own.
     """
 
     def register(function):
@@ -156,24 +157,20 @@ def linear_factored(factors: list[Factors], weights: torch.Tensor) -> Factors:
     return B, A
 
 
-@merge_method("linear", "task arithmetic: Σ λ_i τ_i", factored=linear_factored)
 def linear(deltas: torch.Tensor, weights: torch.Tensor, *, generator=None) -> torch.Tensor:
     return _weighted_sum(deltas, weights)
 
 
-@merge_method("ties", "TIES: trim to top-density magnitude, elect sign, disjoint weighted mean")
 def ties(deltas, weights, *, density: float = 0.2, majority_sign: str = "total", normalize: bool = True, generator=None):
     trimmed = torch.stack([magnitude_trim(d, density) for d in deltas])
     return disjoint_mean(trimmed, weights, elect_sign(trimmed, weights, majority_sign), normalize)
 
 
-@merge_method("dare_linear", "DARE: random drop with rescale, then Σ λ_i τ_i")
 def dare_linear(deltas, weights, *, density: float = 0.5, seed: int = 0, generator=None):
     dropped = torch.stack([random_drop(d, density, generator) for d in deltas])
     return _weighted_sum(dropped, weights)
 
 
-@merge_method("dare_ties", "DARE drop and rescale, then TIES sign election and disjoint mean")
 def dare_ties(deltas, weights, *, density: float = 0.5, seed: int = 0, majority_sign: str = "total", normalize: bool = True, generator=None):
     dropped = torch.stack([random_drop(d, density, generator) for d in deltas])
     return disjoint_mean(dropped, weights, elect_sign(dropped, weights, majority_sign), normalize)
@@ -194,7 +191,6 @@ def _row_order_statistics(x: torch.Tensor, *indices: int) -> list[torch.Tensor]:
     return [rows[:, i : i + 1] for i in range(len(indices))]
 
 
-@merge_method("pcb", "PCB-merging: intra-balance by normalised magnitude, inter-balance by agreement, prune, weighted mean")
 def pcb(deltas, weights, *, density: float = 0.2, clip: float = 1e-4, generator=None):
     """Du et al. 2024. Per task, ``exp(N·minmax(|τ_i|)²)`` (intra) times ``tanh(τ_i ⊙ Σ_j λ_j τ_j)``
     (inter) scores each entry; all but the top ``density`` share per task are dropped and the rest
@@ -252,7 +248,6 @@ def tsv_factored(factors: list[Factors], weights: torch.Tensor, *, keep: float |
     return _tsv_rebuild(triplets, weights, _tsv_rank(shape, len(factors), keep))
 
 
-@merge_method("tsv", "TSV-M: per-task top singular vectors, decorrelated by orthogonalisation, rebuilt", factored=tsv_factored)
 def tsv(deltas, weights, *, keep: float | None = None, generator=None):
     """Gargiulo et al. 2025. Keep the top ``keep·min(m, n)`` singular triplets of each τ_i
     (default 1/N), stack the U's and V's, replace each stack by its nearest orthonormal matrix,
@@ -263,3 +258,13 @@ def tsv(deltas, weights, *, keep: float | None = None, generator=None):
         triplets.append((U, S, Vh.T))
     B, A = _tsv_rebuild(triplets, weights, _tsv_rank(deltas.shape[1:], deltas.shape[0], keep))
     return (B @ A).to(deltas.dtype)
+
+
+# Built-in methods are registered by a call rather than decorated: mutation testing (make mutation)
+# skips decorated functions, and these are the ones it must reach.
+merge_method("linear", "task arithmetic: Σ λ_i τ_i", factored=linear_factored)(linear)
+merge_method("ties", "TIES: trim to top-density magnitude, elect sign, disjoint weighted mean")(ties)
+merge_method("dare_linear", "DARE: random drop with rescale, then Σ λ_i τ_i")(dare_linear)
+merge_method("dare_ties", "DARE drop and rescale, then TIES sign election and disjoint mean")(dare_ties)
+merge_method("pcb", "PCB-merging: intra-balance by normalised magnitude, inter-balance by agreement, prune, weighted mean")(pcb)
+merge_method("tsv", "TSV-M: per-task top singular vectors, decorrelated by orthogonalisation, rebuilt", factored=tsv_factored)(tsv)
