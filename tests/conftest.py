@@ -112,6 +112,21 @@ def tiny_planted(tiny_base, tmp_path_factory):
     return folder, deltas
 
 
+def tiny_gpt2(seed: int = 3):
+    """A tiny GPT-2 with sharp outputs and strong learned absolute position embeddings: unlike RoPE,
+    which only sees relative offsets, it shows whether position ids follow the attention mask."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=64, n_positions=32, n_embd=32, n_layer=2, n_head=2, bos_token_id=None, eos_token_id=None,
+                        tie_word_embeddings=False)
+    model = GPT2LMHeadModel(config).eval()
+    with torch.no_grad():
+        model.transformer.wpe.weight.mul_(50.0)
+        model.lm_head.weight.mul_(30.0)
+    return model
+
+
 def logits_of(model, seed: int = 0) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, model.config.vocab_size, (2, 12), generator=generator)

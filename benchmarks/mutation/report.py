@@ -58,6 +58,14 @@ def summarise(results: dict[str, str], equivalent: dict[str, str]) -> dict:
                                          "kill_rate": round(total["killed"] / judged, 4) if judged else None}}
 
 
+def diffs_of(mutants: list[str]) -> dict[str, str]:
+    """Every listed mutant's diff, four ``mutmut show`` processes at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        return dict(zip(mutants, pool.map(diff_of, mutants)))
+
+
 def survivors_markdown(results: dict[str, str], equivalent: dict[str, str], summary: dict) -> str:
     lines = ["# Mutants not killed", "", "Written by `benchmarks/mutation/report.py` after `make mutation`; "
              "see README.md beside it for how to read it.", "",
@@ -66,6 +74,8 @@ def survivors_markdown(results: dict[str, str], equivalent: dict[str, str], summ
         rate = "–" if c["kill_rate"] is None else f"{100 * c['kill_rate']:.1f}%"
         lines.append(f"| {module} | {c['total']} | {c.get('killed', 0)} | {c.get('equivalent', 0)} | {c.get('survived', 0)} | "
                      f"{c.get('no tests', 0)} | {rate} |")
+    shown = [m for m, v in results.items() if v not in KILLED and v not in ("skipped", "not checked")]
+    diffs = diffs_of(shown)
     for title, chosen in (("Unexplained survivors", lambda m: m not in equivalent),
                           ("Equivalent mutants (explained)", lambda m: m in equivalent)):
         lines += ["", f"## {title}", ""]
@@ -73,7 +83,7 @@ def survivors_markdown(results: dict[str, str], equivalent: dict[str, str], summ
             if verdict in KILLED or not chosen(mutant) or verdict in ("skipped", "not checked"):
                 continue
             reason = f" — {equivalent[mutant]}" if mutant in equivalent else ""
-            lines += [f"### `{mutant}` ({verdict}){reason}", "", "```diff", diff_of(mutant), "```", ""]
+            lines += [f"### `{mutant}` ({verdict}){reason}", "", "```diff", diffs[mutant], "```", ""]
     return "\n".join(lines) + "\n"
 
 

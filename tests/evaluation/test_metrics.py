@@ -57,3 +57,15 @@ def test_tchebycheff_gap_scales_each_objective_by_its_own_range():
     assert tchebycheff_gap(np.array([0.5, 0.5]), np.array([0.5, 1.0]), ideal, ref) == pytest.approx(0.375)
     # a degenerate range (ideal at the reference) keeps scale 1
     assert tchebycheff_gap(np.array([0.0, 1.0]), np.array([0.0, -2.0]), np.array([0.0, 0.0]), np.zeros(2)) == pytest.approx(2.0)
+
+
+def test_reference_point_of_a_constant_objective():
+    """A constant objective has no range: its margin is 10% of max(|value|, 1) instead."""
+    points = np.array([[1.0, 0.5], [2.0, 0.5]])
+    assert reference_point(points).tolist() == pytest.approx([1.0 - 0.1, 0.5 - 0.1 * 0.1])
+    assert reference_point(np.array([[0.0, 5.0], [1.0, 5.0]])).tolist() == pytest.approx([-0.1, 5.0 - 0.05])
+
+
+def test_controllability_with_a_reward_range_of_exactly_one_and_a_constant_reward():
+    lam = np.array([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]])
+    assert controllability(lam, np.array([[1.0, 0.2], [0.5, 0.2], [0.0, 0.2]])) == [pytest.approx(1.0), None]

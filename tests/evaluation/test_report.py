@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from pathlib import Path
+
 from hoe.evaluation.report import methods_table, summarise, verdict
 
 PREFERENCES = [[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]]
@@ -16,7 +18,7 @@ MEANS = {
 
 def point(method: str, preference, mean, label: str) -> dict:
     return {"method": method, "label": label, "preference": preference, "mean": mean, "se": [0.0, 0.0], "prompts": 4,
-            "tokens": 40, "wall_s": 2.0, "s_per_token": 0.05, "setup_s": None, "truncated_prompts": 0}
+            "tokens": 40, "tokens_per_response": 10.0, "wall_s": 2.0, "s_per_token": 0.05, "setup_s": None, "truncated_prompts": 0}
 
 
 def hand_made_run() -> tuple[dict, list[dict]]:
@@ -173,6 +175,150 @@ def test_fronts_of_three_or_more_objectives_are_a_matrix_of_projections(tmp_path
     points = [{"method": "hoe", "label": str(k), "preference": lam, "mean": [0.5 + 0.1 * v for v in lam]} for k, lam in enumerate(corners)]
     points.append({"method": "base", "label": "base", "preference": None, "mean": [0.5] * objectives})
     results = {"objectives": names, "methods": {"hoe": {}, "base": {}}, "points": points}
-    plot_fronts(results, tmp_path / "fronts.png")
+    import matplotlib.pyplot as plt
+
+    points.append({"method": "custom", "label": "x", "preference": corners[0], "mean": [0.4] * objectives})
+    results["methods"]["custom"] = {}
+    figures = []
+    close = plt.close
+    plt.close = lambda figure=None: figures.append(figure) or close(figure)
+    try:
+        plot_fronts(results, tmp_path / "fronts.png")
+    finally:
+        plt.close = close
     assert imread(tmp_path / "fronts.png").shape[:2] == size
     assert not list(tmp_path.glob(".*.tmp.png"))
+    visible = [a for a in figures[0].axes if a.get_visible()]
+    pairs = [(i, j) for i in range(objectives) for j in range(objectives) if i < j]
+    assert sorted((a.get_xlabel(), a.get_ylabel()) for a in visible) == sorted((f"o{i}", f"o{j}") for i, j in pairs)
+    if objectives == 4:  # panel (i, j) sits at row j − 1, column i: the lower triangle of the grid
+        grid = [[figures[0].axes[r * 3 + c].get_visible() for c in range(3)] for r in range(3)]
+        assert grid == [[True, False, False], [True, True, False], [True, True, True]]
+        assert (figures[0].axes[3].get_xlabel(), figures[0].axes[3].get_ylabel()) == ("o0", "o2")
+    for axes in visible:
+        for line in axes.get_lines():  # projections of a simplex lattice: markers only, a little transparent
+            assert line.get_linestyle() == "None" and line.get_alpha() == 0.8
+        custom = [line for line in axes.get_lines() if line.get_label() == "custom"][0]
+        assert (custom.get_color(), custom.get_marker()) == ("C7", "o")  # a method without a style of its own
+
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def test_report_files_match_the_golden_run(tmp_path, monkeypatch):
+    """The whole of results.json, results.csv and report.md for the hand-made run with a side-by-side
+    timing, a merge setup time, truncated prompts and a given reference point, against files
+    checked by eye once (the numbers in them are the hand-computed ones of the tests above).
+    A deliberate change of format updates the files: HOE_UPDATE_GOLDEN=1 pytest this test."""
+    import json
+    import os
+
+    from hoe.evaluation import build_report
+
+    out = tmp_path / "run"
+    write_run(out, monkeypatch)
+    (out / "timing.json").write_text(json.dumps({"rounds": 3, "batch": 4, "new_tokens": 8, "methods": {
+        "hoe": {"label": "0.5-0.5", "s_per_token": 0.011, "cost_vs_base": 1.1},
+        "soup": {"label": "0.5-0.5", "s_per_token": 0.01, "cost_vs_base": None},
+        "base": {"label": "base", "s_per_token": 0.01, "cost_vs_base": 1.0}}}))
+    (out / "generations" / "soup" / "0.5-0.5.meta.json").write_text(json.dumps({"setup_s": 2.5, "truncated_prompts": 1}))
+    results = build_report(out, reference=[0.0, 0.0])
+    assert results["methods"]["hoe"]["cost_vs_base"] == 1.1
+    assert results["methods"]["hoe"]["cost_source"] == "side-by-side timing at 0.5-0.5"
+    assert results["methods"]["soup"]["cost_source"] == "generation walls"  # no side-by-side ratio: the walls stand
+    assert results["methods"]["soup"]["setup_s"] == 2.5 and results["truncated_prompts"] == 1
+    for name in ("results.json", "results.csv", "report.md"):
+        produced = (out / name).read_text().replace(str(out), "OUT")
+        if os.environ.get("HOE_UPDATE_GOLDEN"):
+            (GOLDEN / name).write_text(produced)
+        assert produced == (GOLDEN / name).read_text(), name
+
+
+def test_report_of_hoe_below_one_peer_and_tied_with_another(tmp_path, monkeypatch):
+    """The other branches of the report, golden as above: sampled decoding and the run's settings
+    recorded, a λ with thirds, soup above HoE, rs exactly equal to HoE (a tie counts as 'at least'),
+    a base answered with a single one-token row."""
+    import json
+    import os
+
+    from hoe.evaluation import build_report
+
+    out = tmp_path / "run"
+    (out / "generations").mkdir(parents=True)
+    (tmp_path / "hand_scores.py").write_text(HAND_SCORES)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    preferences = [[1.0, 0.0], [1 / 3, 2 / 3], [0.0, 1.0]]
+    hoe = [[0.9, 0.1], [0.5, 0.7], [0.1, 0.9]]
+    means = {"hoe": hoe, "rs": hoe, "soup": [[a + 0.2, b + 0.2] for a, b in hoe]}
+    points, rows_of = [], {}
+    for method, values in means.items():
+        for lam, (a, b) in zip(preferences, values):
+            label = "-".join(f"{v:.3g}" for v in lam)
+            points.append({"method": method, "label": label, "preference": lam})
+            rows_of[(method, label)] = [{"prompt": "q0", "response": f"{a} {b}", "tokens": 3, "wall_s": 0.3},
+                                        {"prompt": "q1", "response": f"{a} {b}", "tokens": 3, "wall_s": 0.3}]
+    points.append({"method": "base", "label": "base", "preference": None})
+    rows_of[("base", "base")] = [{"prompt": "q0", "response": "0.3 0.3", "tokens": 1, "wall_s": 0.2}]
+    for (method, label), rows in rows_of.items():
+        (out / "generations" / method).mkdir(exist_ok=True)
+        (out / "generations" / method / f"{label}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run = {"objectives": ["a", "b"], "scorers": {"a": "py:hand_scores:first", "b": "py:hand_scores:second"},
+           "methods": ["hoe", "soup", "rs", "base"], "preferences": preferences, "points": points,
+           "prompts": {"spec": "packaged:x", "split": "test", "count": 2},
+           "decoding": {"do_sample": True, "max_new_tokens": 3, "batch_size": 2, "seed": 7},
+           "task_vectors": "lora", "merge": {"method": "pcb", "params": {"density": 0.2}}, "device": "cpu"}
+    (out / "run.json").write_text(json.dumps(run))
+    results = build_report(out)
+    assert (out / "scores.sqlite").is_file()  # scores are cached beside the run
+    assert results["points"][-1]["se"] == [0.0, 0.0] and results["points"][-1]["tokens_per_response"] == 1.0
+    for name in ("results.json", "results.csv", "report.md"):
+        produced = (out / name).read_text().replace(str(out), "OUT")
+        golden = GOLDEN / name.replace("results", "below-results").replace("report", "below-report")
+        if os.environ.get("HOE_UPDATE_GOLDEN"):
+            golden.write_text(produced)
+        assert produced == golden.read_text(), name
+
+
+def test_summary_without_hoe_settings_or_enough_points():
+    from hoe.evaluation.report import follows_preference, markdown
+
+    run, points = hand_made_run()
+    two = [p for p in points if p["preference"] != [0.5, 0.5]]
+    results = summarise({**run, "preferences": [[1.0, 0.0], [0.0, 1.0]]}, two)
+    assert results["methods"]["hoe"]["controllability_mean"] is None  # two points: no rank correlation
+    assert "Prompts: None from `None` (None split); decoding: greedy, None new tokens" in markdown(results)
+    no_hoe = summarise({**run, "methods": ["soup"]}, [p for p in points if p["method"] == "soup"])
+    assert verdict(no_hoe) == ""
+    assert follows_preference("my-own-method") and not follows_preference("base") and follows_preference("rs")
+
+
+def test_fronts_plot_each_method_in_its_style_and_lambda_order(monkeypatch, tmp_path):
+    """Two objectives: one line per method that follows λ, joined in λ order, in its own colour,
+    marker and line style; fixed models (base, experts) as lone markers; axes named after the
+    objectives; a legend with every method."""
+    import matplotlib.pyplot as plt
+
+    from hoe.evaluation.report import plot_fronts
+
+    run, points = hand_made_run()
+    results = summarise({**run, "methods": ["hoe", "soup", "base"]},
+                        points[::-1] + [point("base", None, [0.3, 0.3], "base")])
+    figures = []
+    monkeypatch.setattr(plt, "close", lambda figure=None: figures.append(figure))
+    plot_fronts(results, tmp_path / "nested" / "fronts.png")  # folders are made as needed
+    (ax,) = [a for a in figures[0].axes if a.get_visible()]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert set(lines) == {"hoe", "soup", "base"}
+    hoe, soup, base = lines["hoe"], lines["soup"], lines["base"]
+    # sorted by λ_a − λ_b: (0, 1), (.5, .5), (1, 0)
+    assert list(hoe.get_xdata()) == [0.1, 0.6, 0.9] and list(hoe.get_ydata()) == [0.9, 0.6, 0.1]
+    assert (hoe.get_color(), hoe.get_marker(), hoe.get_linestyle()) == ("C3", "o", "-")
+    assert (soup.get_color(), soup.get_marker(), soup.get_linestyle()) == ("C0", "s", "--")
+    assert (base.get_color(), base.get_marker(), base.get_linestyle()) == ("0.4", "X", "None")
+    assert hoe.get_markersize() == 8 and base.get_markersize() == 12 and hoe.get_alpha() == 1.0
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("a", "b")
+    legend = figures[0].legends[0]
+    assert [t.get_text() for t in legend.get_texts()] == ["hoe", "soup", "base"]
+    assert legend._ncols == 3 and not legend.get_frame_on() and legend._loc == 9  # 9: upper center
+    assert figures[0].subplotpars.top <= 0.93  # room left above the axes for the legend
+    assert (tmp_path / "nested" / "fronts.png").stat().st_size > 0

@@ -174,3 +174,141 @@ def test_registry_and_parameter_errors():
         get_method("ties").resolve({"density": 0})
     with pytest.raises(HoEError, match="--majority-sign must be 'total' or 'count'"):
         get_method("ties").resolve({"majority_sign": "max"})
+
+
+# ---- the registry, bounds and edge cases (found by mutation testing: make mutation) ----------
+
+def test_a_registered_method_records_its_keyword_parameters():
+    from hoe.merging.methods import merge_method
+
+    def halve(deltas, weights, *, factor: float = 0.5, generator=None):
+        return factor * deltas.sum(0)
+
+    try:
+        merge_method("halve-test", "a test method")(halve)
+        method = MERGE_METHODS["halve-test"]
+        assert (method.name, method.function, method.summary, method.factored) == ("halve-test", halve, "a test method", None)
+        assert method.parameters == {"factor": 0.5}  # keyword-only, without the generator
+    finally:
+        MERGE_METHODS.pop("halve-test", None)
+    try:
+        merge_method("halve-factored-test", "a test method", factored=tsv_factored)(halve)
+        assert MERGE_METHODS["halve-factored-test"].factored is tsv_factored
+    finally:
+        MERGE_METHODS.pop("halve-factored-test", None)
+    assert get_method("tsv").factored is tsv_factored and get_method("ties").factored is None
+    assert get_method("ties").parameters == {"density": 0.2, "majority_sign": "total", "normalize": True}
+    assert get_method("dare_ties").parameters == {"density": 0.5, "seed": 0, "majority_sign": "total", "normalize": True}
+    assert get_method("pcb").parameters == {"density": 0.2, "clip": 1e-4} and get_method("tsv").parameters == {"keep": None}
+
+
+@pytest.mark.parametrize("name", ["ties", "dare_linear", "dare_ties", "pcb", "tsv"])
+def test_the_functions_own_defaults_are_the_registered_ones(name):
+    method = get_method(name)
+    deltas, weights = torch.tensor(DELTAS), torch.tensor(WEIGHTS)
+    direct = method.function(deltas, weights, generator=np.random.default_rng(0))
+    resolved = method.function(deltas, weights, generator=np.random.default_rng(0), **method.resolve({}))
+    torch.testing.assert_close(direct, resolved)
+
+
+@pytest.mark.parametrize("method, params, message", [
+    ("ties", {"density": 1.5}, r"^--density must lie in \(0, 1\], got 1.5$"),
+    ("pcb", {"clip": 0.5}, r"^--clip must lie in \[0, 0.5\), got 0.5$"),
+    ("pcb", {"clip": -0.1}, r"^--clip must lie in \[0, 0.5\), got -0.1$"),
+    ("pcb", {"clip": float("nan")}, r"^--clip must lie in \[0, 0.5\), got nan$"),
+    ("tsv", {"keep": 0.0}, r"^--keep must lie in \(0, 1\], got 0.0$"),
+    ("tsv", {"keep": 1.5}, r"^--keep must lie in \(0, 1\], got 1.5$"),
+    ("ties", {"densty": 0.2, "sed": 1}, r"^merge method 'ties' takes density, majority_sign, normalize; got densty, sed$"),
+    ("linear", {"density": 0.5}, r"^merge method 'linear' takes no parameters; got density$"),
+])
+def test_parameters_out_of_range_are_one_line(method, params, message):
+    with pytest.raises(HoEError, match=message):
+        get_method(method).resolve(params)
+
+
+def test_parameters_at_their_bounds_are_accepted():
+    assert get_method("ties").resolve({"density": 1.0})["density"] == 1.0
+    assert get_method("pcb").resolve({"clip": 0.0})["clip"] == 0.0 and get_method("pcb").resolve({"clip": 0.49})["clip"] == 0.49
+    assert get_method("tsv").resolve({"keep": 1.0})["keep"] == 1.0
+    with pytest.raises(HoEError, match=r"^unknown merge method 'slerp' \(choose from linear, ties, dare_linear, dare_ties, pcb, tsv\)$"):
+        get_method("slerp")
+
+
+def test_trim_keeps_exactly_the_share_asked_for():
+    from hoe.merging.methods import magnitude_trim
+
+    delta = torch.tensor([[0.5, -3.0], [2.0, -0.1]])
+    assert torch.equal(magnitude_trim(delta, 1.0), delta)
+    assert magnitude_trim(delta, 0.25).tolist() == [[0.0, -3.0], [0.0, 0.0]]  # one entry: the largest magnitude
+    assert magnitude_trim(delta, 0.1).tolist() == [[0.0, 0.0], [0.0, 0.0]]  # rounds to none
+
+
+def test_order_statistics_of_half_precision_rows():
+    """bfloat16 has no numpy type: selection falls back to torch (the numpy path is for float32/64)."""
+    from hoe.merging.methods import _kth_smallest
+
+    values = torch.tensor([3.0, 1.0, 2.0, 5.0], dtype=torch.bfloat16)
+    assert float(_kth_smallest(values, 2)) == 2.0 and _kth_smallest(values, 2).dtype == torch.bfloat16
+    assert float(_kth_smallest(values.float(), 4)) == 5.0 and _kth_smallest(values.double(), 1).dtype == torch.float64
+
+
+def test_minmax_scales_rows_and_leaves_constant_rows_at_zero():
+    from hoe.merging.methods import _minmax
+
+    rows = torch.tensor([[0.2, 0.4, 0.6], [3.0, 3.0, 3.0], [0.0, 10.0, 5.0]])
+    torch.testing.assert_close(_minmax(rows), torch.tensor([[0.0, 0.5, 1.0], [0.0, 0.0, 0.0], [0.0, 1.0, 0.5]]))
+
+
+@pytest.mark.parametrize("name", ["ties", "dare_ties"])
+def test_a_zero_weight_expert_has_no_vote_under_count(name):
+    """With majority 'count', only experts with a positive weight vote: the zero-weight third one
+    must not swing the sign where the other two disagree."""
+    deltas = np.stack([DELTAS[0], -DELTAS[0], 5 * np.abs(DELTAS[2]) + 1.0])
+    weights = np.array([0.6, 0.4, 0.0])
+    params = {"density": 1.0, "majority_sign": "count"}
+    got = run(name, deltas=deltas, weights=weights, **params)
+    # the two voters cancel exactly in count: the elected sign is 0 and nothing survives
+    assert np.abs(got).max() == 0.0
+
+
+def test_float32_deltas_merge_under_float64_weights():
+    """hoe merge stacks float32 deltas and keeps its weights in float64."""
+    deltas, weights = torch.tensor(DELTAS, dtype=torch.float32), torch.tensor(WEIGHTS)
+    for name in ("linear", "ties", "dare_linear", "pcb", "tsv"):
+        method = get_method(name)
+        out = method.function(deltas, weights, generator=np.random.default_rng(0), **method.resolve({}))
+        assert out.dtype == torch.float32 and out.shape == (12, 10), name
+
+
+def test_pcb_with_a_silent_task_and_with_small_scores():
+    """A task whose delta is zero scores a constant row: it gets scale 0, not a division by zero;
+    and rows whose score span is below 1 are still rescaled to [0, 1]."""
+    silent = np.stack([DELTAS[0], np.zeros_like(DELTAS[0])])
+    weights = np.array([0.5, 0.5])
+    merged = run("pcb", deltas=silent, weights=weights, density=0.5, clip=0.0)
+    np.testing.assert_allclose(merged, reference_pcb(silent, weights, 0.5, 0.0), atol=1e-10)
+    assert np.isfinite(merged).all()
+    small = DELTAS * 1e-3
+    np.testing.assert_allclose(run("pcb", deltas=small, density=0.5, clip=0.0), reference_pcb(small, WEIGHTS, 0.5, 0.0), atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(10, 12), (12, 10)])
+def test_tsv_rank_follows_the_smaller_side(shape):
+    deltas = RNG.normal(size=(3, *shape))
+    expected = reference_tsv(deltas, WEIGHTS, 0.25)  # 2 triplets of the smaller side 10 (3 of the larger 12)
+    np.testing.assert_allclose(run("tsv", deltas=deltas, keep=0.25), expected, atol=1e-10)
+    one = reference_tsv(deltas, WEIGHTS, 0.05)  # 0.05 · 10 rounds down to 0: at least one triplet each
+    np.testing.assert_allclose(run("tsv", deltas=deltas, keep=0.05), one, atol=1e-10)
+
+
+def test_tsv_factored_keep_and_default():
+    """On rank-2 factors: keep = 0.1 of 10 keeps one triplet per task (below the factors' rank);
+    the default keeps 1/3 of 10 = 3 (more than the factors hold: all of them)."""
+    factors = _low_rank_inputs()
+    dense = torch.stack([b @ a for b, a in factors])
+    weights = torch.tensor(WEIGHTS)
+    B, A = tsv_factored(factors, weights, keep=0.1)
+    torch.testing.assert_close(B @ A, get_method("tsv").function(dense, weights, keep=0.1))
+    B, A = tsv_factored(factors, weights)
+    assert B.shape[1] == 6  # 3 tasks × their 2 non-zero triplets
+    torch.testing.assert_close(B @ A, get_method("tsv").function(dense, weights, keep=0.2))  # the same two triplets each

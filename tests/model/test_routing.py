@@ -84,3 +84,36 @@ def test_outside_the_nearest_hull_the_test_bundle_uses_the_whole_pool(bundle_dir
     served = sum(w * pool[i] for i, w in routing.items())
     np.testing.assert_allclose(served, [0.6, 0.4], atol=1e-9)
     assert "helpful" in {names[i] for i in routing}
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("0.7,0.3", [0.7, 0.3]), ("helpful=0.7, harmless=0.3", [0.7, 0.3]), (" harmless = 2 ", [0.0, 1.0]), ("3, 1,", [0.75, 0.25]),
+])
+def test_preference_texts(text, expected):
+    from hoe.routing import parse_preference
+
+    assert parse_preference(text, ["helpful", "harmless"]).tolist() == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("value, message", [
+    (" , ", r"^empty preference$"),
+    ("helpful=harmless=1", r"^cannot read preference 'helpful=harmless=1': use name=weight pairs or numbers, comma-separated$"),
+    ("0.5;0.5", r"^cannot read preference '0.5;0.5'"),
+    ({"funny": 1}, r"^unknown objective 'funny' in the preference \(objectives: helpful, harmless\)$"),
+    ([1, 2, 3], r"^preference has 3 values but the bundle has 2 objectives \(helpful, harmless\)$"),
+    ([0, 0], r"^preference is all zero: at least one objective needs a positive weight$"),
+])
+def test_bad_preferences_are_one_exact_line(value, message):
+    from hoe.errors import HoEError
+    from hoe.routing import parse_preference
+
+    with pytest.raises(HoEError, match=message):
+        parse_preference(value, ["helpful", "harmless"])
+
+
+def test_affinely_dependent_anchors_get_the_minimum_norm_weights():
+    """Anchors (1, 0), (0, 1), (0.5, 0.5) and λ = (0.6, 0.4): every w = (0.6, 0.4, 0) + t·(1, 1, −2)/−2
+    reproduces λ; the barycentric (least-squares) rule takes the one of least norm, t = 1/6:
+    (13/30, 7/30, 1/3), which is non-negative, so it is used as is (not an NNLS vertex)."""
+    weights, residual = convex_weights(np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]]), np.array([0.6, 0.4]))
+    assert weights.tolist() == pytest.approx([13 / 30, 7 / 30, 1 / 3]) and residual == pytest.approx(0.0, abs=1e-12)

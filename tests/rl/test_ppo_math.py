@@ -228,6 +228,27 @@ def test_token_logprobs_entropies_and_hidden_states_against_a_full_forward(tiny_
     assert chosen.shape == entropy.shape == (2, 3) and (entropy > 0).all() and (chosen < 0).all()
 
 
+def test_token_logprobs_of_a_left_padded_row_equal_the_row_alone():
+    """Position ids follow the attention mask (checked on GPT-2's absolute positions; RoPE would not
+    notice a shift)."""
+    from conftest import tiny_gpt2
+    from hoe.rl.ppo import token_logprobs
+
+    model = tiny_gpt2()
+    sequences = torch.tensor([[0, 0, 5, 6, 7, 8], [3, 4, 5, 6, 7, 8]])
+    attention = torch.tensor([[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]])
+    with torch.no_grad():
+        padded, _, _ = token_logprobs(model, sequences, attention, 2)
+        alone, _, _ = token_logprobs(model, sequences[:1, 2:], attention[:1, 2:], 2)
+        shifted, _, _ = token_logprobs(model, sequences[1:], attention[1:], 2)
+    torch.testing.assert_close(padded[:1], alone, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(padded[1:], shifted, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():  # an unpadded row starts at position 0, as the model numbers it by default
+        default = torch.log_softmax(model(input_ids=sequences[1:]).logits[:, -3:-1].float(), -1)
+    torch.testing.assert_close(shifted, default.gather(-1, sequences[1:, -2:, None]).squeeze(-1), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(alone, shifted[:, :2], atol=1e-3)  # the same tokens at other positions score differently
+
+
 def test_value_head_starts_at_zero_and_reads_float32():
     head = ValueHead(4, 3)
     out = head(torch.ones(2, 5, 4, dtype=torch.bfloat16))
@@ -249,4 +270,79 @@ def test_scalarisation_state_round_trips():
     linear.update(np.array([0.0, 1.0]))
     assert linear.w.tolist() == [0.5, 0.5]  # only Tchebycheff moves w
     with pytest.raises(HoEError, match="single-objective scalarisation needs the objective"):
+        Scalarisation("single", np.array([0.5, 0.5]))
+
+
+# ---- edge cases found by mutation testing (make mutation) ------------------------------------
+
+def test_response_mask_without_an_end_token_keeps_everything():
+    mask = response_mask(torch.tensor([[5, 2, 7]]), None)
+    assert mask.dtype == torch.float32 and mask.tolist() == [[1.0, 1.0, 1.0]]
+
+
+def test_token_rewards_shape_and_gae_with_every_token_in_the_mask():
+    rewards = token_rewards(torch.tensor([[1.0, 2.0]]), torch.zeros(1, 3), torch.ones(1, 3), kl_coef=0.1)
+    assert rewards.shape == (1, 3, 2) and rewards[0, 2].tolist() == [1.0, 2.0]
+    # t=1 (last): A = 1 − 0.2 = 0.8; t=0: δ = 0.9·0.2 − 0.5 = −0.32, A = −0.32 + 0.9·0.5·0.8 = 0.04
+    advantages, _ = gae(torch.tensor([[[0.0], [1.0]]]), torch.tensor([[[0.5], [0.2]]]), torch.ones(1, 2), gamma=0.9, lam=0.5)
+    assert advantages[0, :, 0].tolist() == pytest.approx([0.04, 0.8])
+
+
+def test_combine_keeps_the_advantages_dtype():
+    out = combine(torch.ones(1, 2, 2), torch.tensor([0.25, 0.75], dtype=torch.float64))
+    assert out.dtype == torch.float32 and out.tolist() == [[1.0, 1.0]]
+
+
+def test_whiten_and_masked_mean_of_a_single_token():
+    assert whiten(torch.tensor([[3.0, 9.0]]), torch.tensor([[1.0, 0.0]])).tolist() == [[0.0, 0.0]]
+    from hoe.rl.ppo import masked_mean
+
+    assert float(masked_mean(torch.tensor([[3.0, 9.0]]), torch.tensor([[1.0, 0.0]]))) == 3.0
+    assert float(masked_mean(torch.tensor([[[1.0, 3.0]]]), torch.tensor([[1.0]]))) == 2.0  # the mask broadcasts
+
+
+def test_ppo_loss_with_a_non_zero_old_policy_and_value():
+    """Guards ratio = exp(new − old) and the value clip around the old value; an unclipped ratio
+    counts 0 in the clip fraction; a large unclipped value error is squared."""
+    old = torch.tensor([[-1.0, -2.0]])
+    new = old + torch.log(torch.tensor([[1.1, 0.95]]))  # ratios 1.1 and 0.95: inside the clip range
+    adv = torch.tensor([[1.0, 2.0]])
+    old_values = torch.tensor([[[0.5], [0.5]]])
+    new_values = torch.tensor([[[0.6], [0.4]]])  # within value_clip of the old values
+    returns = torch.tensor([[[-1.0], [0.4]]])
+    loss, stats = ppo_loss(new, old, adv, new_values, old_values, returns, torch.zeros(1, 2), torch.ones(1, 2), clip_range=0.2,
+                           value_clip=0.2, value_coef=1.0, entropy_coef=0.0)
+    assert stats["policy_loss"] == pytest.approx(-(1.1 * 1.0 + 0.95 * 2.0) / 2)
+    assert stats["value_loss"] == pytest.approx(0.5 * (1.6 ** 2 + 0.0) / 2)
+    assert stats["clip_fraction"] == 0.0
+    assert stats["approx_kl"] == pytest.approx(0.5 * (np.log(1.1) ** 2 + np.log(0.95) ** 2) / 2, rel=1e-5)
+    assert float(loss) == pytest.approx(stats["policy_loss"] + stats["value_loss"])
+
+
+@pytest.mark.parametrize("kl, target, factor", [
+    (1.1, 1.0, 1 + 0.1 * 10 / 100),   # inside the ±0.2 band
+    (0.5, 1.0, 1 - 0.2 * 10 / 100),   # below: clipped at −0.2
+    (0.1, 1.0, 1 - 0.2 * 10 / 100),
+    (1.0, 2.0, 1 - 0.2 * 10 / 100),   # kl/target − 1 = −0.5
+    (2.2, 2.0, 1 + 0.1 * 10 / 100),
+])
+def test_adaptive_kl_error_is_clipped_to_a_band(kl, target, factor):
+    controller = AdaptiveKL(0.1, target=target, horizon=100)
+    controller.update(kl=kl, samples=10)
+    assert controller.coef == pytest.approx(0.1 * factor)
+
+
+def test_scalarisation_defaults_messages_and_degenerate_weights():
+    s = Scalarisation("tchebycheff-omd", np.array([0.5, 0.5]), ideal=np.array([1.0, 1.0]))  # step 1, smoothing 0.5
+    s.update(np.array([0.0, 1.0]))  # gaps (0.5, 0): proposal ∝ (e^0.5, 1)
+    proposal = np.array([np.exp(0.5), 1.0]) / (np.exp(0.5) + 1.0)
+    assert s.w == pytest.approx(0.5 * np.array([0.5, 0.5]) + 0.5 * proposal)
+    linear = Scalarisation("linear", [1, 3])
+    assert linear.coefficients().dtype == np.float64 and linear.coefficients().tolist() == [1.0, 3.0]
+    t = Scalarisation("tchebycheff-omd", np.array([0.0, 1.0]), ideal=np.zeros(2))
+    t.w = np.array([1.0, 0.0])  # w ⊙ λ = 0: fall back to λ
+    assert t.coefficients().tolist() == [0.0, 1.0]
+    with pytest.raises(HoEError, match=r"^Tchebycheff scalarisation needs an ideal point z\*$"):
+        Scalarisation("tchebycheff-omd", np.array([0.5, 0.5]))
+    with pytest.raises(HoEError, match=r"^single-objective scalarisation needs the objective$"):
         Scalarisation("single", np.array([0.5, 0.5]))

@@ -90,10 +90,6 @@ def get_method(name: str) -> MergeMethod:
     return MERGE_METHODS[name]
 
 
-def _weighted(deltas: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    return deltas * weights.view(-1, *([1] * (deltas.ndim - 1))).to(deltas.dtype)
-
-
 def _weighted_sum(deltas: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Σ_k w_k deltas_k in one pass (a matrix-vector product over the stacked entries)."""
     flat = deltas.reshape(deltas.shape[0], -1)

@@ -58,7 +58,9 @@ class LayerPlan:
         weighted by its routing weight, gathered straight onto the rank columns."""
         gates = None
         for j in self.routers:
-            probabilities = torch.softmax(logits[..., module.router_slice(j)].float(), dim=-1).to(logits.dtype)
+            # softmax in at least float32: bf16/fp16 logits are upcast, float64 ones kept
+            wide = torch.promote_types(logits.dtype, torch.float32)
+            probabilities = torch.softmax(logits[..., module.router_slice(j)], dim=-1, dtype=wide).to(logits.dtype)
             index, padded = self._router_index(j)
             if padded:
                 probabilities = torch.nn.functional.pad(probabilities, (0, 1))
