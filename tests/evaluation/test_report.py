@@ -189,6 +189,9 @@ def test_fronts_of_three_or_more_objectives_are_a_matrix_of_projections(tmp_path
     assert imread(tmp_path / "fronts.png").shape[:2] == size
     assert not list(tmp_path.glob(".*.tmp.png"))
     visible = [a for a in figures[0].axes if a.get_visible()]
+    # one legend row (3 labels) reserved above the panels: 7% of the height over the number of grid rows
+    assert figures[0].subplotpars.top <= 1 - 0.07 / (1 if objectives <= 3 else objectives - 1) + 1e-9
+    assert figures[0].subplotpars.top > 0.8 and figures[0].subplotpars.left < 0.2
     pairs = [(i, j) for i in range(objectives) for j in range(objectives) if i < j]
     assert sorted((a.get_xlabel(), a.get_ylabel()) for a in visible) == sorted((f"o{i}", f"o{j}") for i, j in pairs)
     if objectives == 4:  # panel (i, j) sits at row j − 1, column i: the lower triangle of the grid
@@ -277,6 +280,16 @@ def test_report_of_hoe_below_one_peer_and_tied_with_another(tmp_path, monkeypatc
         if os.environ.get("HOE_UPDATE_GOLDEN"):
             golden.write_text(produced)
         assert produced == golden.read_text(), name
+
+
+def test_verdict_names_every_peer_on_each_side():
+    methods = {"hoe": {"hypervolume": 0.5}, "p1": {"hypervolume": 0.7}, "p2": {"hypervolume": 0.6}, "p3": {"hypervolume": 0.5},
+               "p4": {"hypervolume": 0.4}, "base": {"hypervolume": 0.9}}
+    assert verdict({"methods": methods}) == "**HoE's hypervolume (0.5) is below p1 (0.7), p2 (0.6)**; at least that of p3, p4."
+    top = {k: v for k, v in methods.items() if k not in ("p1", "p2")}
+    assert verdict({"methods": top}) == "**HoE's hypervolume (0.5) is at least that of every peer here (p3, p4).**"
+    only = {"hoe": {"hypervolume": 0.5}, "p1": {"hypervolume": 0.7}}
+    assert verdict({"methods": only}) == "**HoE's hypervolume (0.5) is below p1 (0.7)**."
 
 
 def test_summary_without_hoe_settings_or_enough_points():

@@ -234,6 +234,13 @@ def test_parameters_at_their_bounds_are_accepted():
         get_method("slerp")
 
 
+def test_sign_election_refuses_an_unknown_rule():
+    from hoe.merging.methods import elect_sign
+
+    with pytest.raises(HoEError, match=r"^majority sign must be 'total' or 'count', got 'max'$"):
+        elect_sign(torch.tensor(DELTAS), torch.tensor(WEIGHTS), "max")
+
+
 def test_trim_keeps_exactly_the_share_asked_for():
     from hoe.merging.methods import magnitude_trim
 

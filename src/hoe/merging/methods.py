@@ -133,7 +133,9 @@ def elect_sign(deltas: torch.Tensor, weights: torch.Tensor, method: str) -> torc
     count of signs ('count')."""
     if method == "count":
         return torch.sign(_weighted_sum(torch.sign(deltas) * (weights > 0).view(-1, *([1] * (deltas.ndim - 1))), torch.ones_like(weights)))
-    return torch.sign(_weighted_sum(deltas, weights))
+    if method == "total":
+        return torch.sign(_weighted_sum(deltas, weights))
+    raise HoEError(f"majority sign must be 'total' or 'count', got '{method}'")
 
 
 def disjoint_mean(deltas: torch.Tensor, weights: torch.Tensor, sign: torch.Tensor, normalize: bool) -> torch.Tensor:

@@ -81,8 +81,10 @@ def route(pool: np.ndarray, preference: np.ndarray, neighbours: int) -> dict[int
     """Level 3 routing: pool index -> weight for one λ.
 
     λ on an anchor selects it alone. Otherwise the ``neighbours`` nearest anchors (Euclidean)
-    get convex weights reproducing λ; if λ lies outside their hull, the whole pool is used, so
-    any λ inside the pool's hull is reproduced exactly.
+    get convex weights reproducing λ, so at most ``neighbours`` anchors take part; if λ lies
+    outside their hull, the whole pool is used, so any λ inside the pool's hull is reproduced
+    exactly (with one single-objective expert per objective, about a quarter of random λ in a
+    3-objective pool take this fallback; tests/model/test_routing.py).
     """
     distances = np.linalg.norm(pool - preference, axis=1)
     nearest = int(np.argmin(distances))
