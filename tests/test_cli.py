@@ -185,3 +185,21 @@ def test_make_expert_cli_lora(tiny_chat_model, tmp_path, monkeypatch):
     bad = runner.invoke(app, ["make-expert", "--base", str(tiny_chat_model), "--objective", "concision", "--out", str(tmp_path / "x"),
                               "--lora", "--lora-rank", "0"])
     assert bad.exit_code == 2 and "--lora-rank must be positive" in bad.output
+
+
+@pytest.mark.parametrize("method", ["raft", "dpo", "ppo"])
+def test_make_expert_cli_every_method_ends_with_its_summary(tiny_chat_model, tmp_path, monkeypatch, method):
+    """Each method writes its expert and prints one summary line (ppo used to end in a KeyError on
+    'train_seconds' after writing its expert)."""
+    monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "expert"
+    result = runner.invoke(app, ["make-expert", "--base", str(tiny_chat_model), "--objective", "concision", "--out", str(out),
+                                 "--method", method, "--prompt-count", "4", "--k", "2", "--max-new-tokens", "4", "--steps", "1",
+                                 "--lora-rank", "2", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert (out / "model.safetensors").is_file() and result.exception is None
+    line = result.output.strip().splitlines()[-1].split("\r")[-1]  # after the progress bar's carriage returns
+    line = line[line.index(f"{out}: "):]
+    assert line.startswith(f"{out}: concision expert by {method}; ") and line.endswith(" s of training")
+    if method == "ppo":
+        assert " PPO steps" in line and "mean concision reward" in line

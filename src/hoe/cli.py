@@ -399,8 +399,17 @@ def make_expert_command(
                                                max_new_tokens=max_new_tokens, steps=steps, learning_rate=learning_rate, beta=beta,
                                                lora_rank=lora_rank if lora or method == "ppo" else None, max_length=max_length)
     report = make_expert(base, settings, out, device=_device(device), overwrite=overwrite)
-    typer.echo(f"{out}: {objective} expert by {method}; chosen responses score {report['chosen_mean']:.4f} "
-               f"against {report['candidate_mean']:.4f} for all candidates; {report['train_seconds']:.0f} s of training")
+    typer.echo(make_expert_summary(out, objective, method, report))
+
+
+def make_expert_summary(out: Path, objective: str, method: str, report: dict) -> str:
+    """One line on what the expert learned: PPO's reward over its steps, or the selected responses
+    against all candidates for RAFT and DPO."""
+    if method == "ppo":
+        gain = f"mean {objective} reward {report['first_reward']:.4f} → {report['last_reward']:.4f} over {report['steps']} PPO steps"
+    else:
+        gain = f"chosen responses score {report['chosen_mean']:.4f} against {report['candidate_mean']:.4f} for all candidates"
+    return f"{out}: {objective} expert by {method}; {gain}; {report['train_seconds']:.0f} s of training"
 
 
 @app.command()

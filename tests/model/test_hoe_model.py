@@ -185,3 +185,24 @@ def test_beams_and_several_returns_keep_each_rows_preference(hoe):
     assert len(together) == 4 and together == alone
     swapped = [text for prompt, lam in zip(prompts, preferences[::-1]) for text in hoe.generate([prompt], preference=lam, **options)]
     assert swapped != alone  # the preference really changes these answers
+
+
+def test_a_base_without_a_tokenizer_is_one_line_before_any_weight_loads(bundle_dir, tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    import hoe.model.hoe_model as hoe_model
+
+    base = json.loads((bundle_dir / "hoe.json").read_text())["base_model"]
+    bare = tmp_path / "bare-base"
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(f"{base}/{name}", bare / name)
+    bundle = tmp_path / "bundle"
+    shutil.copytree(bundle_dir, bundle)
+    spec = json.loads((bundle / "hoe.json").read_text())
+    (bundle / "hoe.json").write_text(json.dumps({**spec, "base_model": str(bare)}))
+    monkeypatch.setattr(hoe_model, "load_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError("weights loaded")))
+    with pytest.raises(HoEError, match=r"^model '.*bare-base' has no tokenizer: '.*bare-base' holds none of tokenizer.json, "
+                                       r"tokenizer_config.json, tokenizer.model, vocab.json \(save the tokenizer beside the weights\)$"):
+        HoEModel.from_bundle(bundle)

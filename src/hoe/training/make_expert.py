@@ -15,6 +15,7 @@ from ``hoe.rl``'s.
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -136,10 +137,12 @@ def _ppo(base: str, prompts: list[str], settings: MakeExpertSettings, out: Path,
     policy = LoraPolicy(load_model(base, device=device), tokenizer, np.array([1.0]), rank=config.lora_rank, alpha=config.lora_alpha,
                         seed=config.seed)
     trainer = Trainer(policy, [settings.objective], {}, config, prompts, work, device=device, progress=progress)
+    start = time.perf_counter()
     rows = trainer.train(resume=(work / CHECKPOINT).is_dir())
     report = {"base": base, "settings": asdict(settings), "prompts": len(prompts), "method": "ppo", "config": config.model_dump(),
               "first_reward": rows[0][f"raw_{settings.objective}"], "last_reward": rows[-1][f"raw_{settings.objective}"],
-              "candidate_mean": rows[0][f"raw_{settings.objective}"], "chosen_mean": rows[-1][f"raw_{settings.objective}"]}
+              "candidate_mean": rows[0][f"raw_{settings.objective}"], "chosen_mean": rows[-1][f"raw_{settings.objective}"],
+              "steps": len(rows), "train_seconds": round(time.perf_counter() - start, 1)}  # seconds of this run (a resume counts its part)
     with atomic_dir(out, overwrite=True) as tmp:
         save_adapter_and_merge(policy.model, tmp).save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
@@ -167,7 +170,6 @@ def preference_pairs(groups) -> list[dict]:
 def _dpo(base: str, groups, settings: MakeExpertSettings, out: Path, *, device: str, overwrite: bool, progress: bool, report: dict) -> dict:
     """DPO through TRL, checkpointing to ``<out>.partial`` and resuming from the last checkpoint."""
     import shutil
-    import time
 
     try:
         from datasets import Dataset
