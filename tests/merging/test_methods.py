@@ -52,14 +52,15 @@ def test_linear():
 def test_ties(majority):
     trimmed = np.stack([reference_trim(d, 0.3) for d in DELTAS])
     weighted = trimmed * WEIGHTS[:, None, None]
-    elected = np.sign(weighted.sum(0)) if majority == "total" else np.sign(np.sign(weighted).sum(0))
+    votes = weighted.sum(0) if majority == "total" else np.sign(weighted).sum(0)
+    elected = np.where(votes >= 0, 1.0, -1.0)  # mergekit's get_mask: a tie elects +
     expected = reference_disjoint_mean(trimmed, WEIGHTS, elected)
     np.testing.assert_allclose(run("ties", density=0.3, majority_sign=majority), expected, atol=1e-12)
 
 
 def test_ties_without_normalisation_sums():
     trimmed = np.stack([reference_trim(d, 0.5) for d in DELTAS])
-    elected = np.sign((trimmed * WEIGHTS[:, None, None]).sum(0))
+    elected = np.where((trimmed * WEIGHTS[:, None, None]).sum(0) >= 0, 1.0, -1.0)
     agree = (np.sign(trimmed) == elected) & (elected != 0)
     expected = (trimmed * agree * WEIGHTS[:, None, None]).sum(0)
     np.testing.assert_allclose(run("ties", density=0.5, normalize=False), expected, atol=1e-12)
@@ -79,7 +80,7 @@ def test_dare_linear():
 def test_dare_ties():
     masks = _dare_masks(3, 0.6)
     dropped = np.stack([np.where(m, d / 0.6, 0.0) for m, d in zip(masks, DELTAS)])
-    elected = np.sign((dropped * WEIGHTS[:, None, None]).sum(0))
+    elected = np.where((dropped * WEIGHTS[:, None, None]).sum(0) >= 0, 1.0, -1.0)
     np.testing.assert_allclose(run("dare_ties", seed=3, density=0.6), reference_disjoint_mean(dropped, WEIGHTS, elected), atol=1e-12)
 
 
@@ -268,14 +269,23 @@ def test_minmax_scales_rows_and_leaves_constant_rows_at_zero():
 
 @pytest.mark.parametrize("name", ["ties", "dare_ties"])
 def test_a_zero_weight_expert_has_no_vote_under_count(name):
-    """With majority 'count', only experts with a positive weight vote: the zero-weight third one
-    must not swing the sign where the other two disagree."""
-    deltas = np.stack([DELTAS[0], -DELTAS[0], 5 * np.abs(DELTAS[2]) + 1.0])
-    weights = np.array([0.6, 0.4, 0.0])
-    params = {"density": 1.0, "majority_sign": "count"}
-    got = run(name, deltas=deltas, weights=weights, **params)
-    # the two voters cancel exactly in count: the elected sign is 0 and nothing survives
-    assert np.abs(got).max() == 0.0
+    """With majority 'count', only experts with a positive weight vote: the two voters disagree
+    everywhere, so every vote ties and elects + (mergekit's rule), keeping the positive one of each
+    pair; the zero-weight third expert, negative everywhere, must not swing it to −."""
+    deltas = np.stack([DELTAS[0], -DELTAS[0], -5 * np.abs(DELTAS[2]) - 1.0])
+    got = run(name, deltas=deltas, weights=np.array([0.6, 0.4, 0.0]), density=1.0, majority_sign="count")
+    np.testing.assert_allclose(got, np.abs(DELTAS[0]), atol=1e-12)
+
+
+def test_trimming_with_tied_magnitudes_keeps_exactly_the_share():
+    """bf16-born deltas tie often: density 0.5 of 8 entries keeps 4, the tied ones in order."""
+    from hoe.merging.methods import magnitude_trim
+
+    delta = torch.tensor([[0.5, -0.5, 0.25, 0.5], [-0.5, 0.125, 0.5, -0.25]])  # five entries tie at 0.5
+    kept = magnitude_trim(delta, 0.5)
+    assert int((kept != 0).sum()) == 4
+    assert kept.tolist() == [[0.5, -0.5, 0.0, 0.5], [-0.5, 0.0, 0.0, 0.0]]
+    np.testing.assert_array_equal(kept.numpy(), reference_trim(delta.numpy(), 0.5))
 
 
 def test_float32_deltas_merge_under_float64_weights():

@@ -12,6 +12,8 @@ Conventions, stated because the papers leave them open:
   divides by the count of surviving entries instead, and applies TIES to the A and B factors
   separately unless ``*_svd`` is used; hoe always works on the dense delta B A of each module.
 - Trimming, sign election and PCB's balancing are per module (per weight matrix), not global.
+- Trimming keeps exactly ``round(density · entries)`` entries, magnitudes tied at the threshold
+  taken in order (a stable sort's choice); a tied sign vote elects + (mergekit's ``get_mask``).
 """
 
 from __future__ import annotations
@@ -106,15 +108,21 @@ def _kth_smallest(values: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def magnitude_trim(delta: torch.Tensor, density: float) -> torch.Tensor:
-    """Keep the ``density`` share of entries with the largest magnitude, zero the rest."""
+    """Keep the ``density`` share of entries with the largest magnitude (exactly, ties at the
+    threshold in order), zero the rest."""
     keep = int(round(density * delta.numel()))
     if keep >= delta.numel():
         return delta
     if keep <= 0:
         return torch.zeros_like(delta)
-    magnitude = delta.abs()
-    threshold = _kth_smallest(magnitude.flatten(), delta.numel() - keep)
-    return delta * (magnitude > threshold)
+    magnitude = delta.abs().flatten()
+    threshold = _kth_smallest(magnitude, delta.numel() - keep)
+    kept = magnitude > threshold
+    missing = keep - int(kept.sum())
+    if missing > 0:  # magnitudes tied at the threshold (common in bf16-born deltas): the first ones in order
+        tied = magnitude == threshold
+        kept |= tied & (torch.cumsum(tied, 0) <= missing)
+    return delta * kept.view_as(delta)
 
 
 def random_drop(delta: torch.Tensor, density: float, generator: np.random.Generator) -> torch.Tensor:
@@ -129,13 +137,15 @@ def random_drop(delta: torch.Tensor, density: float, generator: np.random.Genera
 
 
 def elect_sign(deltas: torch.Tensor, weights: torch.Tensor, method: str) -> torch.Tensor:
-    """TIES sign election per entry: the sign of the weighted mass ('total') or of the weighted
-    count of signs ('count')."""
+    """TIES sign election per entry: the sign of the weighted mass ('total') or of the count of
+    signs among experts with a positive weight ('count'); a tie elects +."""
     if method == "count":
-        return torch.sign(_weighted_sum(torch.sign(deltas) * (weights > 0).view(-1, *([1] * (deltas.ndim - 1))), torch.ones_like(weights)))
-    if method == "total":
-        return torch.sign(_weighted_sum(deltas, weights))
-    raise HoEError(f"majority sign must be 'total' or 'count', got '{method}'")
+        votes = _weighted_sum(torch.sign(deltas) * (weights > 0).view(-1, *([1] * (deltas.ndim - 1))), torch.ones_like(weights))
+    elif method == "total":
+        votes = _weighted_sum(deltas, weights)
+    else:
+        raise HoEError(f"majority sign must be 'total' or 'count', got '{method}'")
+    return torch.where(votes >= 0, 1.0, -1.0).to(deltas.dtype)  # a tie elects + (as mergekit's get_mask)
 
 
 def disjoint_mean(deltas: torch.Tensor, weights: torch.Tensor, sign: torch.Tensor, normalize: bool) -> torch.Tensor:
