@@ -14,7 +14,7 @@ import torch
 from hypothesis import settings as hypothesis_settings  # noqa: E402
 
 hypothesis_settings.register_profile("hoe", max_examples=300, deadline=None)
-hypothesis_settings.register_profile("mutation", max_examples=40, deadline=None)
+hypothesis_settings.register_profile("mutation", max_examples=40, deadline=None, derandomize=True)  # the same examples every run
 hypothesis_settings.load_profile("mutation" if os.environ.get("HOE_TEST_PROFILE") == "mutation" else "hoe")
 
 # Where the device-aware tests (router training, evaluation) run: cpu in CI; HOE_TEST_DEVICE=cuda

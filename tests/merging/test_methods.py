@@ -278,14 +278,15 @@ def test_a_zero_weight_expert_has_no_vote_under_count(name):
 
 
 def test_trimming_with_tied_magnitudes_keeps_exactly_the_share():
-    """bf16-born deltas tie often: density 0.5 of 8 entries keeps 4, the tied ones in order."""
+    """bf16-born deltas tie often. Magnitudes 0.875, four of 0.5, 0.25, 0.25, 0.125: density 0.5
+    keeps 4 (0.875 and the first three 0.5 in order), density 0.25 keeps 2 (0.875 and the first 0.5)."""
     from hoe.merging.methods import magnitude_trim
 
-    delta = torch.tensor([[0.5, -0.5, 0.25, 0.5], [-0.5, 0.125, 0.5, -0.25]])  # five entries tie at 0.5
-    kept = magnitude_trim(delta, 0.5)
-    assert int((kept != 0).sum()) == 4
-    assert kept.tolist() == [[0.5, -0.5, 0.0, 0.5], [-0.5, 0.0, 0.0, 0.0]]
-    np.testing.assert_array_equal(kept.numpy(), reference_trim(delta.numpy(), 0.5))
+    delta = torch.tensor([[0.5, -0.5, 0.25, 0.875], [-0.5, 0.125, 0.5, -0.25]])  # exact in binary
+    assert magnitude_trim(delta, 0.5).tolist() == [[0.5, -0.5, 0.0, 0.875], [-0.5, 0.0, 0.0, 0.0]]
+    assert magnitude_trim(delta, 0.25).tolist() == [[0.5, 0.0, 0.0, 0.875], [0.0, 0.0, 0.0, 0.0]]
+    for density in (0.25, 0.5, 0.75):
+        np.testing.assert_array_equal(magnitude_trim(delta, density).numpy(), reference_trim(delta.numpy(), density))
 
 
 def test_float32_deltas_merge_under_float64_weights():
