@@ -89,29 +89,48 @@ def second(prompts, responses):
 '''
 
 
-def write_run(out, monkeypatch) -> None:
-    """A cached evaluation run as ``hoe evaluate`` leaves it: run.json and one JSONL of generations per
-    point, each response carrying its two scores (read back by a py: scorer), two prompts per point:
-    each mean of the hand-made run is the mean of (mean − 0.1, mean + 0.1) on objective a."""
+def write_cached_run(out, monkeypatch, run: dict, rows_of: dict) -> None:
+    """A cached evaluation run as ``hoe evaluate`` leaves it: run.json and one JSONL of generations
+    per (method, label) in ``rows_of``, scored by the py: scorers of HAND_SCORES."""
     import json
 
     (out.parent / "hand_scores.py").write_text(HAND_SCORES)
     monkeypatch.syspath_prepend(str(out.parent))
+    (out / "generations").mkdir(parents=True)
+    (out / "run.json").write_text(json.dumps({**run, "scorers": {"a": "py:hand_scores:first", "b": "py:hand_scores:second"}}))
+    for (method, label), rows in rows_of.items():
+        (out / "generations" / method).mkdir(exist_ok=True)
+        (out / "generations" / method / f"{label}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def write_run(out, monkeypatch) -> None:
+    """The hand-made run cached, each response carrying its two scores (read back by a py: scorer),
+    two prompts per point: each mean of the hand-made run is the mean of (mean − 0.1, mean + 0.1)
+    on objective a."""
     run, points = hand_made_run()
-    run = {**run, "methods": ["hoe", "soup", "base"], "scorers": {"a": "py:hand_scores:first", "b": "py:hand_scores:second"},
+    run = {**run, "methods": ["hoe", "soup", "base"],
            "points": [{"method": p["method"], "label": p["label"], "preference": p["preference"]} for p in points]
            + [{"method": "base", "label": "base", "preference": None}],
            "prompts": {"spec": "file:x", "split": "heldout", "count": 2}, "decoding": {"do_sample": False, "max_new_tokens": 5,
                                                                                      "batch_size": 2, "seed": 0}}
-    (out / "generations").mkdir(parents=True)
-    (out / "run.json").write_text(json.dumps(run))
     means = {(p["method"], p["label"]): p["mean"] for p in points} | {("base", "base"): [0.3, 0.3]}
-    for (method, label), (a, b) in means.items():
-        folder = out / "generations" / method
-        folder.mkdir(exist_ok=True)
-        wall = 0.2 if method == "base" else 0.25
-        rows = [{"prompt": f"q{i}", "response": f"{a + d} {b}", "tokens": 5, "wall_s": wall} for i, d in enumerate((-0.1, 0.1))]
-        (folder / f"{label}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rows_of = {(method, label): [{"prompt": f"q{i}", "response": f"{a + d} {b}", "tokens": 5,
+                                  "wall_s": 0.2 if method == "base" else 0.25} for i, d in enumerate((-0.1, 0.1))]
+               for (method, label), (a, b) in means.items()}
+    write_cached_run(out, monkeypatch, run, rows_of)
+
+
+def assert_matches_golden(out, prefix: str = "") -> None:
+    """results.json, results.csv and report.md of ``out`` against GOLDEN/<prefix><name>, paths
+    replaced by OUT. A deliberate change of format updates the files: HOE_UPDATE_GOLDEN=1."""
+    import os
+
+    for name in ("results.json", "results.csv", "report.md"):
+        produced = (out / name).read_text().replace(str(out), "OUT")
+        golden = GOLDEN / f"{prefix}{name}"
+        if os.environ.get("HOE_UPDATE_GOLDEN"):
+            golden.write_text(produced)
+        assert produced == golden.read_text(), name
 
 
 def test_build_report_writes_every_file_from_cached_generations(tmp_path, monkeypatch):
@@ -214,7 +233,6 @@ def test_report_files_match_the_golden_run(tmp_path, monkeypatch):
     checked by eye once (the numbers in them are the hand-computed ones of the tests above).
     A deliberate change of format updates the files: HOE_UPDATE_GOLDEN=1 pytest this test."""
     import json
-    import os
 
     from hoe.evaluation import build_report
 
@@ -230,26 +248,16 @@ def test_report_files_match_the_golden_run(tmp_path, monkeypatch):
     assert results["methods"]["hoe"]["cost_source"] == "side-by-side timing at 0.5-0.5"
     assert results["methods"]["soup"]["cost_source"] == "generation walls"  # no side-by-side ratio: the walls stand
     assert results["methods"]["soup"]["setup_s"] == 2.5 and results["truncated_prompts"] == 1
-    for name in ("results.json", "results.csv", "report.md"):
-        produced = (out / name).read_text().replace(str(out), "OUT")
-        if os.environ.get("HOE_UPDATE_GOLDEN"):
-            (GOLDEN / name).write_text(produced)
-        assert produced == (GOLDEN / name).read_text(), name
+    assert_matches_golden(out)
 
 
 def test_report_of_hoe_below_one_peer_and_tied_with_another(tmp_path, monkeypatch):
     """The other branches of the report, golden as above: sampled decoding and the run's settings
     recorded, a λ with thirds, soup above HoE, rs exactly equal to HoE (a tie counts as 'at least'),
     a base answered with a single one-token row."""
-    import json
-    import os
-
     from hoe.evaluation import build_report
 
     out = tmp_path / "run"
-    (out / "generations").mkdir(parents=True)
-    (tmp_path / "hand_scores.py").write_text(HAND_SCORES)
-    monkeypatch.syspath_prepend(str(tmp_path))
     preferences = [[1.0, 0.0], [1 / 3, 2 / 3], [0.0, 1.0]]
     hoe = [[0.9, 0.1], [0.5, 0.7], [0.1, 0.9]]
     means = {"hoe": hoe, "rs": hoe, "soup": [[a + 0.2, b + 0.2] for a, b in hoe]}
@@ -262,24 +270,15 @@ def test_report_of_hoe_below_one_peer_and_tied_with_another(tmp_path, monkeypatc
                                         {"prompt": "q1", "response": f"{a} {b}", "tokens": 3, "wall_s": 0.3}]
     points.append({"method": "base", "label": "base", "preference": None})
     rows_of[("base", "base")] = [{"prompt": "q0", "response": "0.3 0.3", "tokens": 1, "wall_s": 0.2}]
-    for (method, label), rows in rows_of.items():
-        (out / "generations" / method).mkdir(exist_ok=True)
-        (out / "generations" / method / f"{label}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    run = {"objectives": ["a", "b"], "scorers": {"a": "py:hand_scores:first", "b": "py:hand_scores:second"},
-           "methods": ["hoe", "soup", "rs", "base"], "preferences": preferences, "points": points,
+    run = {"objectives": ["a", "b"], "methods": ["hoe", "soup", "rs", "base"], "preferences": preferences, "points": points,
            "prompts": {"spec": "packaged:x", "split": "test", "count": 2},
            "decoding": {"do_sample": True, "max_new_tokens": 3, "batch_size": 2, "seed": 7},
            "task_vectors": "lora", "merge": {"method": "pcb", "params": {"density": 0.2}}, "device": "cpu"}
-    (out / "run.json").write_text(json.dumps(run))
+    write_cached_run(out, monkeypatch, run, rows_of)
     results = build_report(out)
     assert (out / "scores.sqlite").is_file()  # scores are cached beside the run
     assert results["points"][-1]["se"] == [0.0, 0.0] and results["points"][-1]["tokens_per_response"] == 1.0
-    for name in ("results.json", "results.csv", "report.md"):
-        produced = (out / name).read_text().replace(str(out), "OUT")
-        golden = GOLDEN / name.replace("results", "below-results").replace("report", "below-report")
-        if os.environ.get("HOE_UPDATE_GOLDEN"):
-            golden.write_text(produced)
-        assert produced == golden.read_text(), name
+    assert_matches_golden(out, prefix="below-")
 
 
 def test_verdict_names_every_peer_on_each_side():
