@@ -269,7 +269,7 @@ def recipe_dir(tiny_chat_model, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def bundle_dir(recipe_dir, tmp_path_factory) -> Path:
-    from hoe.model.build import build_bundle
+    from hoe.pipeline.build import build_bundle
 
     return reusable(tmp_path_factory, "bundle", lambda root: build_bundle(recipe_dir / "recipe.yaml", root / "b", progress=False)) / "b"
 

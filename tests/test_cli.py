@@ -184,7 +184,7 @@ def test_make_expert_cli_lora(tiny_chat_model, tmp_path, monkeypatch):
     assert (out / "adapter" / "adapter_config.json").is_file() and (out / "model.safetensors").is_file()
     bad = runner.invoke(app, ["make-expert", "--base", str(tiny_chat_model), "--objective", "concision", "--out", str(tmp_path / "x"),
                               "--lora", "--lora-rank", "0"])
-    assert bad.exit_code == 2 and "--lora-rank must be positive" in bad.output
+    assert bad.exit_code == 2 and "lora_rank (--lora-rank): input should be greater than 0, got 0" in bad.output
 
 
 @pytest.mark.parametrize("method", ["raft", "dpo", "ppo"])

@@ -25,12 +25,12 @@ from pathlib import Path
 import torch
 
 from hoe.data import sft_pairs
-from hoe.training.reference_finetunes import reference_experts
+from hoe.benchmarking.reference_models import reference_experts
 from hoe.experts.fidelity import chat_batch, mean_kl, next_token_log_probs
 from hoe.merging import MERGE_METHODS
-from hoe.models import load_model, load_tokenizer, resolve_checkpoint
-from hoe.models.loading import DEFAULT_MODEL
-from hoe.utils.timing import measure_process
+from hoe.checkpoints import load_model, load_tokenizer, resolve_checkpoint
+from hoe.checkpoints.loading import DEFAULT_MODEL
+from hoe.benchmarking.process import measure_process
 
 HERE = Path(__file__).resolve().parent
 SOURCES = ("helpful", "harmless", "instruct")

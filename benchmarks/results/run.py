@@ -14,7 +14,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-from hoe.demo import SUITES, run_demo
+from hoe.pipeline.demo import SUITES, run_demo
 
 HERE = Path(__file__).resolve().parent
 KEEP = ("report.md", "results.json", "results.csv", "fronts.png", "run.json", "timing.json", "generations")

@@ -26,7 +26,8 @@ import torch
 
 from hoe.evaluation import Decoding, EvalSettings, evaluate
 from hoe.evaluation.preference_sets import preference_label
-from hoe.rl import load_config, train_router
+from hoe.pipeline import train_router
+from hoe.rl import load_config
 
 HERE = Path(__file__).resolve().parent
 ANCHOR = [0.25, 0.75]
@@ -51,7 +52,7 @@ def evaluate_bundle(bundle: Path, out: Path, methods: list[str], prompts: int, t
 def plain_forward_backward(bundle: Path, rows: int, length: int, repeats: int = 3, device: str = "cpu") -> float:
     """Seconds for one forward+backward of the base LM, every weight trainable, on rows × length tokens."""
     from hoe.model.bundle import load_bundle
-    from hoe.models.loading import load_model
+    from hoe.checkpoints.loading import load_model
 
     model = load_model(load_bundle(bundle).spec.base_model, device=device)
     model.train()

@@ -23,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 def tiny_reward_model(folder: Path) -> Path:
     from transformers import LlamaConfig, LlamaForSequenceClassification
 
-    from hoe.models import load_tokenizer
+    from hoe.checkpoints import load_tokenizer
 
     tokenizer = load_tokenizer("smollm2-135m-instruct")  # a real tokenizer, a tiny random model
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,

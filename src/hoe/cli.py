@@ -1,4 +1,10 @@
-"""``hoe``: a thin command line over the Python API. Errors print one line and exit 2."""
+"""``hoe``: a thin command line over the Python API. Errors print one line and exit 2.
+
+A command imports what it runs when it runs (the function-local imports below): importing the
+whole package pulls in torch and transformers (about 4-7 s here), which ``hoe --help`` and an
+argument error should not wait for. Options of a job with a settings model are generated from it
+(``settings_option``), so their defaults and help cannot drift from the recipe's and the API's.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,8 @@ from typing import Optional
 import typer
 
 from hoe.errors import HoEError
+from hoe.settings import Settings
+from hoe.training.settings import PPO_LORA_RANK, MakeExpertSettings
 
 app = typer.Typer(
     help="Multi-objective alignment with hierarchical experts (HoE).",
@@ -40,9 +48,16 @@ def user_errors(command):
     return wrapper
 
 
+def settings_option(model: type[Settings], field: str, *flags: str, **overrides):
+    """A typer option whose default and help are the settings model's (required where it has no default)."""
+    info = model.model_fields[field]
+    default = ... if info.is_required() else info.default
+    return typer.Option(overrides.pop("default", default), *flags, help=overrides.pop("help", info.description), **overrides)
+
+
 def _device(device: str) -> str:
     """'auto' means CUDA when there is one, else the CPU."""
-    from hoe.models.loading import default_device
+    from hoe.checkpoints.loading import default_device
 
     return default_device() if device == "auto" else device
 
@@ -154,7 +169,7 @@ def build(
     quiet: bool = typer.Option(False, help="No progress bars."),
 ) -> None:
     """Build a HoE bundle from a recipe, extracting and merging experts as needed."""
-    from hoe.model.build import build_bundle
+    from hoe.pipeline.build import build_bundle
 
     bundle = build_bundle(recipe, out, progress=not quiet)
     typer.echo(f"{out}: {len(bundle.experts)} LoRA experts, {len(bundle.routers)} routers over {', '.join(bundle.objectives)}")
@@ -324,7 +339,8 @@ def train_router_command(
                                                      "written and --resume continues."),
 ) -> None:
     """Train the router expert at one anchor by PPO (Tchebycheff + OMD by default)."""
-    from hoe.rl import load_config, train_router
+    from hoe.pipeline.train_router import train_router
+    from hoe.rl import load_config
 
     settings = load_config(config, steps=steps, scalarisation=scalarisation)
     summary = train_router(bundle, anchor, settings, work=work, resume=resume, overwrite=overwrite, device=_device(device),
@@ -373,31 +389,34 @@ def score(
 @app.command("make-expert")
 @user_errors
 def make_expert_command(
-    objective: str = typer.Option(..., help="The objective to maximise (an offline scorer, rm:MODEL, or py:module:function)."),
+    objective: str = settings_option(MakeExpertSettings, "objective"),
     out: Path = typer.Option(..., help="Output transformers folder."),
     base: str = typer.Option("smollm2-135m-instruct", help="Model to align (any reference form)."),
-    method: str = typer.Option("raft", help="raft (best of k, then supervised fine-tuning), dpo (best vs worst, TRL's DPOTrainer) "
-                                            "or ppo (hoe's PPO on a LoRA, merged; steps and learning rate apply)."),
-    prompts: str = typer.Option("packaged:hh-helpful-sft", help="Prompt spec: packaged:NAME or hub:DATASET[:CONFIG]@SPLIT#FIELD (train split)."),
-    prompt_count: int = typer.Option(96, help="Training prompts."),
-    k: int = typer.Option(4, help="Responses sampled per prompt (shared across objectives)."),
-    max_new_tokens: int = typer.Option(64, help="Length of sampled responses."),
-    steps: int = typer.Option(24, help="Fine-tuning steps."),
-    learning_rate: Optional[float] = typer.Option(None, help="AdamW learning rate (default 2e-5 for a full fine-tune, 1e-4 for a LoRA)."),
-    beta: float = typer.Option(0.1, help="dpo: KL strength."),
+    method: str = settings_option(MakeExpertSettings, "method"),
+    prompts: str = settings_option(MakeExpertSettings, "prompts"),
+    prompt_count: int = settings_option(MakeExpertSettings, "prompt_count"),
+    k: int = settings_option(MakeExpertSettings, "k"),
+    max_new_tokens: int = settings_option(MakeExpertSettings, "max_new_tokens"),
+    steps: int = settings_option(MakeExpertSettings, "steps"),
+    batch_size: int = settings_option(MakeExpertSettings, "batch_size"),
+    learning_rate: Optional[float] = settings_option(MakeExpertSettings, "learning_rate"),
+    beta: float = settings_option(MakeExpertSettings, "beta"),
     lora: bool = typer.Option(False, "--lora", help="Train a LoRA instead of every weight (ppo always does): OUT holds the "
                                                     "merged model and OUT/adapter the peft adapter, a HoE expert as it is."),
-    lora_rank: int = typer.Option(16, help="Rank of the LoRA (with --lora, and for ppo)."),
-    max_length: int = typer.Option(160, help="Tokens of prompt + response in fine-tuning (raise it for long prompts such as posts)."),
+    lora_rank: int = settings_option(MakeExpertSettings, "lora_rank", default=PPO_LORA_RANK,
+                                     help="Rank of the LoRA (with --lora, and for ppo)."),
+    max_length: int = settings_option(MakeExpertSettings, "max_length"),
+    seed: int = settings_option(MakeExpertSettings, "seed"),
     device: str = typer.Option("auto", help="cpu, cuda, or auto."),
     overwrite: bool = typer.Option(False, help="Replace an existing --out."),
 ) -> None:
     """Make a single-objective expert of the base (resumable: sampling and training both continue after an interruption)."""
-    from hoe.training.make_expert import MakeExpertSettings, make_expert
+    from hoe.training.make_expert import make_expert
 
-    settings = MakeExpertSettings.from_options(objective, method=method, prompts=prompts, prompt_count=prompt_count, k=k,
-                                               max_new_tokens=max_new_tokens, steps=steps, learning_rate=learning_rate, beta=beta,
-                                               lora_rank=lora_rank if lora or method == "ppo" else None, max_length=max_length)
+    settings = MakeExpertSettings.create(objective=objective, method=method, prompts=prompts, prompt_count=prompt_count, k=k,
+                                         max_new_tokens=max_new_tokens, steps=steps, batch_size=batch_size,
+                                         learning_rate=learning_rate, beta=beta, seed=seed, max_length=max_length,
+                                         lora_rank=lora_rank if lora or method == "ppo" else None)
     report = make_expert(base, settings, out, device=_device(device), overwrite=overwrite)
     typer.echo(make_expert_summary(out, objective, method, report))
 
@@ -428,7 +447,7 @@ def finetune(
 ) -> None:
     """Full supervised fine-tune (resumable: rerun the same command after an interruption)."""
     from hoe.data import sft_pairs
-    from hoe.training import SFTSettings, supervised_finetune
+    from hoe.training.sft import SFTSettings, supervised_finetune
 
     settings = SFTSettings(steps=steps, batch_size=batch_size, max_length=max_length, learning_rate=learning_rate, seed=seed)
     log = supervised_finetune(base, sft_pairs(data), out, settings, device=_device(device), overwrite=overwrite)
@@ -443,7 +462,7 @@ def demo(
     rank: int = typer.Option(16, help="Expert rank."),
 ) -> None:
     """The embedded default end to end (SmolLM2-135M-Instruct, offline): experts, bundle, Pareto evaluation."""
-    from hoe.demo import run_demo
+    from hoe.pipeline.demo import run_demo
 
     run_demo(out, profile=profile, rank=rank)
 
@@ -454,7 +473,7 @@ def cache(clear: bool = typer.Option(False, help="Delete the cache (converted mo
     """Show (or clear) the cache of converted models and demo fine-tunes."""
     import shutil
 
-    from hoe.models.loading import cache_root
+    from hoe.checkpoints.loading import cache_root
 
     root = cache_root()
     if clear:

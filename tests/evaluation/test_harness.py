@@ -13,7 +13,7 @@ import torch
 from conftest import DEVICE, interrupt_at_call
 from hoe.errors import HoEError
 from hoe.evaluation import Decoding, EvalSettings, build_report, evaluate
-from hoe.evaluation import methods as methods_module
+from hoe.evaluation.methods import common as methods_module
 
 SCORERS = {"helpful": "concision", "harmless": "positivity"}
 
@@ -77,9 +77,11 @@ def test_rs_on_lora_task_vectors_is_the_static_soup(lora_run, bundle_dir, tmp_pa
     for label in ("1-0", "0.5-0.5", "0-1"):
         assert responses(out, "rs", label) == responses(out, "soup", label)
     # and the logits agree, not only the greedy tokens
-    from hoe.evaluation.methods import Context, Point, RewardedSoupsMethod, SoupMethod
+    from hoe.evaluation.methods import Context, Point
+    from hoe.evaluation.methods.rewarded_soups import RewardedSoupsMethod
+    from hoe.evaluation.methods.soup import SoupMethod
     from hoe.model.bundle import load_bundle
-    from hoe.models.loading import load_tokenizer
+    from hoe.checkpoints.loading import load_tokenizer
 
     bundle = load_bundle(bundle_dir)
     context = Context(bundle, load_tokenizer(bundle.spec.base_model), Decoding(), tmp_path, task_vectors="lora")
@@ -102,7 +104,7 @@ def test_mod_with_one_hot_preference_is_that_expert(lora_run):
 
 def test_report_rebuilds_from_cache_without_a_model(lora_run, monkeypatch):
     out, results = lora_run
-    import hoe.models.loading as loading
+    import hoe.checkpoints.loading as loading
 
     def no_model(*args, **kwargs):
         raise AssertionError("a model was loaded")
@@ -154,7 +156,7 @@ def test_other_settings_are_refused_not_mixed(lora_run, bundle_dir):
     ({"reference": [0.0]}, "--reference has 1 values"),
 ])
 def test_bad_input_before_any_model_loads(bundle_dir, tmp_path, monkeypatch, overrides, message):
-    import hoe.models.loading as loading
+    import hoe.checkpoints.loading as loading
 
     monkeypatch.setattr(loading, "load_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError("model loaded")))
     (tmp_path / "empty.txt").write_text("\n")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from conftest import plant_low_rank
-from hoe.demo import summarise
+from hoe.pipeline.demo import summarise
 from hoe.experts import ExtractSettings, extract_expert
 from hoe.experts.fidelity import logit_fidelity
 

@@ -8,7 +8,7 @@ from torch import nn
 
 from hoe.experts.modules import linear_layers, select_targets
 from hoe.errors import HoEError
-from hoe.models import CheckpointTensors
+from hoe.checkpoints import CheckpointTensors
 
 
 def _configs():

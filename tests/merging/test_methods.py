@@ -8,7 +8,7 @@ import torch
 
 from hoe.errors import HoEError
 from hoe.merging import MERGE_METHODS, get_method
-from hoe.merging.methods import linear_factored, tsv_factored
+from hoe.merging.merge_methods import linear_factored, tsv_factored
 
 RNG = np.random.default_rng(0)
 DELTAS = RNG.normal(size=(3, 12, 10))
@@ -180,7 +180,7 @@ def test_registry_and_parameter_errors():
 # ---- the registry, bounds and edge cases (found by mutation testing: make mutation) ----------
 
 def test_a_registered_method_records_its_keyword_parameters():
-    from hoe.merging.methods import merge_method
+    from hoe.merging.merge_methods import merge_method
 
     def halve(deltas, weights, *, factor: float = 0.5, generator=None):
         return factor * deltas.sum(0)
@@ -236,14 +236,14 @@ def test_parameters_at_their_bounds_are_accepted():
 
 
 def test_sign_election_refuses_an_unknown_rule():
-    from hoe.merging.methods import elect_sign
+    from hoe.merging.merge_methods import elect_sign
 
     with pytest.raises(HoEError, match=r"^majority sign must be 'total' or 'count', got 'max'$"):
         elect_sign(torch.tensor(DELTAS), torch.tensor(WEIGHTS), "max")
 
 
 def test_trim_keeps_exactly_the_share_asked_for():
-    from hoe.merging.methods import magnitude_trim
+    from hoe.merging.merge_methods import magnitude_trim
 
     delta = torch.tensor([[0.5, -3.0], [2.0, -0.1]])
     assert torch.equal(magnitude_trim(delta, 1.0), delta)
@@ -253,7 +253,7 @@ def test_trim_keeps_exactly_the_share_asked_for():
 
 def test_order_statistics_of_half_precision_rows():
     """bfloat16 has no numpy type: selection falls back to torch (the numpy path is for float32/64)."""
-    from hoe.merging.methods import _kth_smallest
+    from hoe.merging.merge_methods import _kth_smallest
 
     values = torch.tensor([3.0, 1.0, 2.0, 5.0], dtype=torch.bfloat16)
     assert float(_kth_smallest(values, 2)) == 2.0 and _kth_smallest(values, 2).dtype == torch.bfloat16
@@ -261,7 +261,7 @@ def test_order_statistics_of_half_precision_rows():
 
 
 def test_minmax_scales_rows_and_leaves_constant_rows_at_zero():
-    from hoe.merging.methods import _minmax
+    from hoe.merging.merge_methods import _minmax
 
     rows = torch.tensor([[0.2, 0.4, 0.6], [3.0, 3.0, 3.0], [0.0, 10.0, 5.0]])
     torch.testing.assert_close(_minmax(rows), torch.tensor([[0.0, 0.5, 1.0], [0.0, 0.0, 0.0], [0.0, 1.0, 0.5]]))
@@ -280,7 +280,7 @@ def test_a_zero_weight_expert_has_no_vote_under_count(name):
 def test_trimming_with_tied_magnitudes_keeps_exactly_the_share():
     """bf16-born deltas tie often. Magnitudes 0.875, four of 0.5, 0.25, 0.25, 0.125: density 0.5
     keeps 4 (0.875 and the first three 0.5 in order), density 0.25 keeps 2 (0.875 and the first 0.5)."""
-    from hoe.merging.methods import magnitude_trim
+    from hoe.merging.merge_methods import magnitude_trim
 
     delta = torch.tensor([[0.5, -0.5, 0.25, 0.875], [-0.5, 0.125, 0.5, -0.25]])  # exact in binary
     assert magnitude_trim(delta, 0.5).tolist() == [[0.5, -0.5, 0.0, 0.875], [-0.5, 0.0, 0.0, 0.0]]

@@ -11,7 +11,7 @@ import torch
 from conftest import relative_error
 from hoe.errors import HoEError
 from hoe.model import HoEModel, load_bundle
-from hoe.model.build import build_bundle
+from hoe.pipeline.build import build_bundle
 from hoe.model.export import export_preference
 
 IDS = torch.randint(5, 100, (2, 9), generator=torch.Generator().manual_seed(1))
@@ -32,7 +32,7 @@ def test_bundle_layout(bundle_dir):
 def test_rebuild_reuses_unchanged_experts(recipe_dir, tmp_path, monkeypatch):
     """Guards a build that never reuses: unchanged experts are copied (same bytes, same mtime, no
     extraction); only the merge whose recipe entry changed is made again."""
-    import hoe.model.build as build
+    import hoe.pipeline.build as build
 
     out = tmp_path / "b"
     build_bundle(recipe_dir / "recipe.yaml", out, progress=False)

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 from hoe.model import HoEModel
-from hoe.rl import load_config, train_router
+from hoe.pipeline import train_router
+from hoe.rl import load_config
 from toy import SCORERS, build_toy_bundle
 import toy_rewards
 

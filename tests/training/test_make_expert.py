@@ -47,9 +47,8 @@ def test_within_prompt_correlation():
 
 def test_raft_fine_tunes_on_the_best_responses(tiny_chat_model, tmp_path, monkeypatch):
     monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
-    settings = MakeExpertSettings(objective=f"py:{__name__}:response_length", prompt_count=4,
-                                  sampling=SamplingSettings(k=3, max_new_tokens=6, batch_prompts=2),
-                                  sft=SFTSettings(steps=2, batch_size=2, max_length=160, learning_rate=1e-3))
+    settings = MakeExpertSettings(objective=f"py:{__name__}:response_length", prompt_count=4, k=3, max_new_tokens=6,
+                                  batch_prompts=2, steps=2, batch_size=2, max_length=160, learning_rate=1e-3)
     report = make_expert(str(tiny_chat_model), settings, tmp_path / "expert", progress=False)
     assert report["pairs"] == 4 and report["chosen_mean"] >= report["candidate_mean"]
     saved = json.loads((tmp_path / "expert" / "make_expert_report.json").read_text())
@@ -57,31 +56,49 @@ def test_raft_fine_tunes_on_the_best_responses(tiny_chat_model, tmp_path, monkey
 
 
 @pytest.mark.parametrize(
-    "settings, message",
+    "values, message",
     [
-        (MakeExpertSettings(objective="civility", method="rlhf"), "unknown method 'rlhf'"),
-        (MakeExpertSettings(objective="wit"), "unknown objective 'wit'"),
-        (MakeExpertSettings(objective="civility", sampling=SamplingSettings(k=1)), "k must be at least 2"),
-        (MakeExpertSettings(objective="civility", prompt_count=0), "--prompt-count must be positive"),
+        ({"method": "rlhf"}, r"method \(--method\): unknown method 'rlhf' \(available: raft, dpo, ppo\), got 'rlhf'"),
+        ({"objective": "wit"}, "unknown objective 'wit'"),
+        ({"k": 1}, r"k \(--k\): input should be greater than or equal to 2, got 1"),
+        ({"prompt_count": 0}, r"prompt_count \(--prompt-count\): input should be greater than 0, got 0"),
+        ({"lora_rank": 0}, r"lora_rank \(--lora-rank\): input should be greater than 0, got 0"),
+        ({"top_p": 1.5}, r"top_p \(--top-p\): input should be less than or equal to 1"),
+        ({"epochs": 3}, r"epochs \(--epochs\): extra inputs are not permitted$"),
     ],
 )
-def test_bad_settings_fail_before_sampling(tiny_chat_model, tmp_path, settings, message):
+def test_bad_settings_fail_before_sampling(tiny_chat_model, tmp_path, values, message):
+    """One line naming the field as a recipe key and as a CLI flag, before anything is sampled."""
     with pytest.raises(HoEError, match=message):
+        settings = MakeExpertSettings.create(**{"objective": "civility", **values})
         make_expert(str(tiny_chat_model), settings, tmp_path / "x", progress=False)
     assert not (tmp_path / "x").exists()
 
 
+def test_learning_rate_defaults_by_what_trains():
+    """A recipe and the CLI build the same model, so a LoRA or PPO expert trains at 1e-4 from both
+    (a recipe-made one once trained at 2e-5), a full fine-tune at 2e-5, and a set rate wins."""
+    assert MakeExpertSettings(objective="civility").sft.learning_rate == 2e-5
+    assert MakeExpertSettings(objective="civility", lora_rank=8).sft.learning_rate == 1e-4
+    assert MakeExpertSettings(objective="civility", method="ppo").sft.learning_rate == 1e-4
+    assert MakeExpertSettings(objective="civility", method="ppo").trained_lora_rank == 16
+    assert MakeExpertSettings(objective="civility", learning_rate=3e-4, lora_rank=8).sft.learning_rate == 3e-4
+    # the cache key of a made model is unchanged for full fine-tunes (their rate was and is 2e-5)
+    assert MakeExpertSettings(objective="civility").cache_fields() == {
+        "objective": "civility", "method": "raft", "prompts": "packaged:hh-helpful-sft", "prompt_count": 96, "k": 4,
+        "max_new_tokens": 64, "steps": 24, "learning_rate": 2e-5, "beta": 0.1}
+
+
 def _dpo_settings(steps: int = 3) -> MakeExpertSettings:
-    return MakeExpertSettings(objective=f"py:{__name__}:response_length", method="dpo", prompt_count=4,
-                              sampling=SamplingSettings(k=3, max_new_tokens=6, batch_prompts=2),
-                              sft=SFTSettings(steps=steps, batch_size=2, max_length=64, learning_rate=1e-3, save_every=1))
+    return MakeExpertSettings(objective=f"py:{__name__}:response_length", method="dpo", prompt_count=4, k=3, max_new_tokens=6,
+                              batch_prompts=2, steps=steps, batch_size=2, max_length=64, learning_rate=1e-3, save_every=1)
 
 
 def test_dpo_trains_on_best_versus_worst_and_resumes(tiny_chat_model, tmp_path, monkeypatch):
     pytest.importorskip("trl")
     from trl import DPOTrainer
 
-    from hoe.models import CheckpointTensors
+    from hoe.checkpoints import CheckpointTensors
 
     monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
     report = make_expert(str(tiny_chat_model), _dpo_settings(), tmp_path / "whole", progress=False)
@@ -108,9 +125,8 @@ def test_ppo_makes_a_merged_lora_expert_and_resumes(tiny_chat_model, tmp_path, m
     from hoe.rl import trainer as trainer_module
 
     monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
-    settings = MakeExpertSettings.from_options("concision", method="ppo", prompts="packaged:hh-helpful-sft", prompt_count=8,
-                                               max_new_tokens=4, steps=3)
-    settings.sft.batch_size, settings.sft.save_every = 4, 1
+    settings = MakeExpertSettings(objective="concision", method="ppo", prompts="packaged:hh-helpful-sft", prompt_count=8,
+                                  max_new_tokens=4, steps=3, batch_size=4, save_every=1)
     whole = make_expert(str(tiny_chat_model), settings, tmp_path / "whole", progress=False)
     assert whole["method"] == "ppo" and (tmp_path / "whole" / "ppo_curve.csv").read_text().count("\n") == 4
     restore = interrupt_at_call(monkeypatch, trainer_module.Trainer, "train_step", 3)
@@ -131,12 +147,11 @@ def test_lora_experts_keep_their_peft_adapter(tiny_chat_model, tmp_path, monkeyp
     if method == "dpo":
         pytest.importorskip("trl")
     from hoe.experts.lora import read_lora
-    from hoe.models import CheckpointTensors
+    from hoe.checkpoints import CheckpointTensors
 
     monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
-    settings = MakeExpertSettings.from_options(f"py:{__name__}:response_length", method=method, prompts="packaged:hh-helpful-sft",
-                                               prompt_count=4, k=3, max_new_tokens=6, steps=3, learning_rate=1e-2, lora_rank=2)
-    settings.sft.batch_size = 2
+    settings = MakeExpertSettings(objective=f"py:{__name__}:response_length", method=method, prompts="packaged:hh-helpful-sft",
+                                  prompt_count=4, k=3, max_new_tokens=6, steps=3, learning_rate=1e-2, lora_rank=2, batch_size=2)
     report = make_expert(str(tiny_chat_model), settings, tmp_path / "expert", progress=False)
     assert report["settings"]["lora_rank"] == 2
     adapter = read_lora(tmp_path / "expert" / "adapter")
@@ -146,7 +161,3 @@ def test_lora_experts_keep_their_peft_adapter(tiny_chat_model, tmp_path, monkeyp
     torch.testing.assert_close(merged.get(f"{name}.weight") - base.get(f"{name}.weight"), adapter.modules[name].delta(), rtol=1e-3, atol=1e-5)
 
 
-def test_a_bad_lora_rank_fails_before_sampling(tiny_chat_model, tmp_path):
-    with pytest.raises(HoEError, match="--lora-rank must be positive"):
-        make_expert(str(tiny_chat_model), MakeExpertSettings(objective="civility", lora_rank=0), tmp_path / "x", progress=False)
-    assert not (tmp_path / "x").exists()

@@ -7,8 +7,8 @@ import torch
 
 from conftest import interrupt_at_call
 from hoe.errors import HoEError
-from hoe.models import CheckpointTensors
-from hoe.training import SFTSettings, supervised_finetune
+from hoe.checkpoints import CheckpointTensors
+from hoe.training.sft import SFTSettings, supervised_finetune
 from hoe.training.sft import encode_pair
 
 PAIRS = [("say hi", "hi!"), ("count", "1 2 3"), ("colour?", "blue"), ("name", "tiny")]
@@ -63,7 +63,7 @@ def test_lora_fine_tune_saves_the_merged_model_and_a_peft_adapter_and_resumes(ti
     from safetensors.torch import load_file
 
     from hoe.experts.lora import read_lora
-    from hoe.training.lora import LoraSettings
+    from hoe.experts.trainable_lora import LoraSettings
 
     settings, lora = SFTSettings(steps=6, batch_size=2, learning_rate=3e-3, save_every=2), LoraSettings(rank=4, alpha=8.0)
     supervised_finetune(tiny_chat_model, PAIRS, tmp_path / "whole", settings, progress=False, lora=lora)
@@ -87,7 +87,7 @@ def test_lora_fine_tune_saves_the_merged_model_and_a_peft_adapter_and_resumes(ti
 
 
 def test_a_checkpoint_of_a_full_fine_tune_is_not_resumed_as_a_lora(tiny_chat_model, tmp_path, monkeypatch):
-    from hoe.training.lora import LoraSettings
+    from hoe.experts.trainable_lora import LoraSettings
 
     settings = SFTSettings(steps=4, batch_size=2, learning_rate=1e-3, save_every=2)
     restore = interrupt_at_call(monkeypatch, torch.optim.AdamW, "step", 3)

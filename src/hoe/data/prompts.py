@@ -14,6 +14,7 @@ import hashlib
 
 from hoe.data.packaged import PACKAGED, packaged_prompts
 from hoe.errors import HoEError
+from hoe.utils.io import read_prompt_rows
 
 SPLITS = {"train": (0.0, 0.8), "eval": (0.8, 0.9), "heldout": (0.9, 1.0), "all": (0.0, 1.0)}
 
@@ -45,7 +46,6 @@ def _hub_prompts(spec: str) -> list[str]:
 def _file_prompts(path_text: str) -> list[str]:
     from pathlib import Path
 
-    from hoe.utils.io import read_prompt_rows
 
     path = Path(path_text)
     if path.suffix == ".jsonl":

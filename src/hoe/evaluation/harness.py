@@ -26,6 +26,17 @@ from hoe.evaluation.methods import METHODS, Context, Decoding, Point, check_meth
 from hoe.evaluation.preference_sets import preference_set
 from hoe.utils.io import write_json
 from hoe.utils.resumable import resumable_batches
+from hoe.data import load_prompts
+from hoe.merging.merge_methods import get_method
+from hoe.model.bundle import load_bundle
+from hoe.rewards.scoring import check_objective_name
+from hoe.rl.config import check_objectives
+from hoe.evaluation.report import build_report
+from hoe.rl.config import load_config
+from hoe.checkpoints.chat import context_length, fit_prompts
+from hoe.checkpoints.loading import load_tokenizer
+from hoe.evaluation.costs import measure_costs
+from hoe.checkpoints.chat import encode_prompts
 
 log = logging.getLogger(__name__)
 RUN_FILE = "run.json"
@@ -67,11 +78,6 @@ class Plan:
 
 def plan(settings: EvalSettings) -> Plan:
     """Validate the whole run (methods, preferences, prompts, scorers, experts) without loading a model."""
-    from hoe.data import load_prompts
-    from hoe.merging.methods import get_method
-    from hoe.model.bundle import load_bundle
-    from hoe.rewards.scoring import check_objective_name
-
     check_methods(settings.methods)
     settings.decoding.validate()
     if settings.task_vectors not in ("auto", "lora", "full"):
@@ -95,8 +101,6 @@ def plan(settings: EvalSettings) -> Plan:
         raise HoEError(f"--limit must be positive, got {settings.limit}")
     prompts = load_prompts(settings.prompts, settings.split, limit=settings.limit)
     if "morlhf" in settings.methods or settings.morlhf_config is not None:
-        from hoe.rl.config import check_objectives
-
         check_objectives(_morlhf_config(settings), bundle.objectives)  # unknown keys and bad values fail here
     if any(METHODS[m].needs_experts for m in settings.methods):
         single_experts(bundle, settings.task_vectors)
@@ -109,7 +113,6 @@ def evaluate(settings: EvalSettings, out: str | Path, *, overwrite: bool = False
     """Generate what is not cached yet, then (main process) score and write the report."""
     from accelerate import PartialState
 
-    from hoe.evaluation.report import build_report
 
     the_plan = plan(settings)
     out = Path(out)
@@ -168,8 +171,6 @@ def _claim_output(out: Path, the_plan: Plan, overwrite: bool) -> None:
 
 
 def _morlhf_config(settings: EvalSettings):
-    from hoe.rl.config import load_config
-
     return load_config(settings.morlhf_config).model_copy(update={"trainable": "lora", "scalarisation": "linear"})
 
 
@@ -180,9 +181,6 @@ def job_path(out: Path, point: Point) -> Path:
 def _generate(the_plan: Plan, points: list[Point], out: Path, device: str, progress: bool, timing: bool) -> None:
     """Generate the missing jobs; with ``timing`` (the main process) also time every method side by
     side once (``timing.json``: interleaved rounds, the cost ratios the report quotes)."""
-    from hoe.models.chat import context_length, fit_prompts
-    from hoe.models.loading import load_tokenizer
-
     s = the_plan.settings
     todo = [p for p in points if not (job_path(out, p).is_file() and job_path(out, p).with_suffix(".meta.json").is_file())]
     timing = timing and "base" in s.methods and not (out / TIMING_FILE).is_file()
@@ -205,14 +203,10 @@ def _generate(the_plan: Plan, points: list[Point], out: Path, device: str, progr
         method = methods.setdefault(point.method, METHODS[point.method](context))
         _run_job(method, point, prompts, context, job_path(out, point), s.chat, truncated)
     if timing:
-        from hoe.evaluation.timing import measure_costs
-
         write_json(out / TIMING_FILE, measure_costs(methods, the_plan.points, context, prompts, chat=s.chat, progress=progress))
 
 
 def _run_job(method, point: Point, prompts: list[str], context: Context, path: Path, chat: bool, truncated: int) -> None:
-    from hoe.models.chat import encode_prompts
-
     start = time.perf_counter()
     method.setup(point)
     setup_s = time.perf_counter() - start

@@ -14,21 +14,19 @@ import numpy as np
 from hoe.errors import HoEError
 from hoe.evaluation.metrics import controllability, hypervolume, ideal_point, nondominated, reference_point, tchebycheff_gap
 from hoe.utils.io import write_json, write_text
+from hoe.evaluation.methods import METHODS
+from hoe.rewards.scoring import ScoreCache, score_objectives
 
 RUN_FILE = "run.json"
 
 
 def follows_preference(method: str) -> bool:
     """Whether a method gives one point per λ (not a fixed model such as the base or an expert)."""
-    from hoe.evaluation.methods import METHODS
-
     return METHODS[method].per_preference if method in METHODS else True
 
 
 def build_report(out: str | Path, reference: list[float] | None = None, progress: bool = False) -> dict:
     """Score every cached generation of the run in ``out`` and write its results and report."""
-    from hoe.rewards.scoring import ScoreCache, score_objectives
-
     out = Path(out)
     run_file = out / RUN_FILE
     if not run_file.is_file():

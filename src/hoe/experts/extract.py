@@ -15,8 +15,8 @@ from hoe.errors import HoEError
 from hoe.experts.lora import LoraModule, read_lora, write_lora
 from hoe.experts.modules import LinearSpec, check_adapter_shapes, check_same_architecture, linear_layers, select_targets
 from hoe.experts.svd import SVD_BACKENDS, LowRankFactors, rerank_lora, single_threaded_lapack, task_svd
-from hoe.models.loading import hub_name_of, is_lora_folder, parse_dtype, resolve_checkpoint
-from hoe.models.tensors import CheckpointTensors
+from hoe.checkpoints.loading import hub_name_of, is_lora_folder, parse_dtype, resolve_checkpoint
+from hoe.checkpoints.tensors import CheckpointTensors
 from hoe.utils.io import atomic_dir, check_output_dir, write_json
 
 REPORT_NAME = "extract_report.json"

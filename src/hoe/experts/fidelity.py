@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from hoe.models.chat import encode_prompts
-from hoe.models.loading import load_model, load_tokenizer
+from hoe.checkpoints.chat import encode_prompts
+from hoe.checkpoints.loading import load_model, load_tokenizer
 
 
 def chat_batch(tokenizer, prompts: list[str], max_length: int) -> dict[str, torch.Tensor]:

@@ -13,6 +13,7 @@ from hoe.errors import HoEError
 
 PEFT_PREFIX = "base_model.model."
 WEIGHTS_NAME = "adapter_model.safetensors"
+EXPERT_META = "hoe_expert.json"  # beside a hoe-made adapter: its objectives, anchor and source
 
 
 @dataclass

@@ -21,16 +21,16 @@ import torch
 from tqdm.auto import tqdm
 
 from hoe.errors import HoEError
-from hoe.experts.lora import LoraAdapter, LoraModule, read_lora, write_lora
+from hoe.experts.lora import EXPERT_META, LoraAdapter, LoraModule, read_lora, write_lora
 from hoe.experts.modules import check_adapter_shapes, check_same_architecture, linear_layers, select_targets
 from hoe.experts.svd import SVD_BACKENDS, LowRankFactors, rerank_lora, single_threaded_lapack, task_svd
-from hoe.merging.methods import get_method
-from hoe.models.loading import hub_name_of, is_lora_folder, parse_dtype, resolve_checkpoint
-from hoe.models.tensors import CheckpointTensors
+from hoe.merging.merge_methods import get_method
+from hoe.checkpoints.loading import hub_name_of, is_lora_folder, parse_dtype, resolve_checkpoint
+from hoe.checkpoints.tensors import CheckpointTensors
 from hoe.utils.io import atomic_dir, check_output_dir, write_json
 
 REPORT_NAME = "merge_report.json"
-EXPERT_META = "hoe_expert.json"
+
 
 
 @dataclass

@@ -10,16 +10,32 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 from pathlib import Path
 
+import numpy as np
+import torch
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from safetensors.torch import save_file
 
+from hoe.checkpoints.tensors import read_safetensors_header
 from hoe.errors import HoEError
-from hoe.experts.lora import split_adapter_key
-from hoe.models.tensors import read_safetensors_header
+from hoe.experts.lora import EXPERT_META, split_adapter_key
+from hoe.model.router_weights import router_init
+from hoe.settings import first_error
+from hoe.routing import PreferenceLike, convex_weights, nearest, parse_preference, route
+from hoe.utils.io import write_json
 
 BUNDLE_FILE = "hoe.json"
+
 FORMAT_VERSION = 1
+# Two anchors closer than this (every coordinate) are the same anchor: no two experts share one,
+# and a router never sits on an expert's.
+ANCHOR_TOLERANCE = 1e-9
+# A router's anchor is reachable when the convex weights of the experts it covers give it back to
+# within this (their least-squares residual): otherwise its static mix serves another preference.
+REACH_TOLERANCE = 1e-6
 
 
 class _Strict(BaseModel):
@@ -84,25 +100,112 @@ class Bundle:
     def router_path(self, entry: RouterEntry) -> Path:
         return self.folder / entry.path
 
-    def pool(self):
+    def pool(self) -> np.ndarray:
         """Anchors of the routing pool: LoRA experts first, then router experts."""
-        import numpy as np
-
         return np.asarray([e.anchor for e in self.experts] + [r.anchor for r in self.routers], dtype=np.float64)
 
     def pool_names(self) -> list[str]:
         return [e.name for e in self.experts] + [r.name for r in self.routers]
 
-    def route(self, preference) -> dict[int, float]:
+    def route(self, preference: PreferenceLike) -> dict[int, float]:
         """Pool index -> weight for one λ (Level 3)."""
-        from hoe.routing import parse_preference, route
-
         return route(self.pool(), parse_preference(preference, self.objectives), len(self.objectives))
 
-    def save(self, folder: Path | None = None) -> None:
-        from hoe.utils.io import write_json
+    # ---- lookup by anchor ------------------------------------------------------------------------
+    def expert_at(self, anchor) -> LoraExpertEntry | None:
+        """The LoRA expert sitting on ``anchor``, if any."""
+        return next((e for e in self.experts if np.allclose(e.anchor, anchor, atol=ANCHOR_TOLERANCE)), None)
 
+    def router_index_at(self, anchor) -> int | None:
+        """The index of the router at ``anchor``, if any."""
+        return next((i for i, r in enumerate(self.routers) if np.allclose(r.anchor, anchor, atol=ANCHOR_TOLERANCE)), None)
+
+    def single_expert(self, objective: str) -> LoraExpertEntry:
+        """The expert whose anchor is one-hot on ``objective``; one line if the bundle has none."""
+        vertex = [1.0 if name == objective else 0.0 for name in self.objectives]
+        entry = self.expert_at(vertex)
+        if entry is None:
+            raise HoEError(f"the bundle has no single-objective expert for '{objective}' (anchor {vertex}), "
+                           "which soup, merged, rs, mod and experts need")
+        return entry
+
+    def check_unique_anchors(self) -> None:
+        for i, a in enumerate(self.experts):
+            for b in self.experts[:i]:
+                if np.allclose(a.anchor, b.anchor, atol=ANCHOR_TOLERANCE):
+                    raise HoEError(f"experts '{b.name}' and '{a.name}' share the anchor {a.anchor}; each anchor must be unique")
+
+    # ---- routers ---------------------------------------------------------------------------------
+    def plan_router(self, anchor, *, name: str | None = None, covers: list[str] | None = None, where: str = "") -> RouterEntry:
+        """A new, untrained router at ``anchor`` over ``covers`` (default: the N nearest LoRA
+        experts), with the static convex weights it starts from. One line if an expert sits on the
+        anchor, ``covers`` names an unknown expert, or the covered experts cannot reach it."""
+        anchor = np.asarray(anchor, dtype=np.float64)
+        prefix = f"{where}: " if where else ""
+        on = self.expert_at(anchor)
+        if on is not None:
+            raise HoEError(f"{prefix}anchor {anchor.tolist()} is the anchor of expert '{on.name}': "
+                           "a router serves a preference no expert sits on")
+        names = [e.name for e in self.experts]
+        if covers is not None:
+            unknown = [c for c in covers if c not in names]
+            if unknown:
+                raise HoEError(f"{prefix}covers: unknown expert '{unknown[0]}'")
+            covered = [names.index(c) for c in covers]
+        else:
+            covered = nearest(self.pool()[: len(names)], anchor, len(self.objectives))
+        weights, residual = convex_weights(np.asarray([self.experts[c].anchor for c in covered]), anchor)
+        chosen = [names[c] for c in covered]
+        if residual > REACH_TOLERANCE:
+            raise HoEError(f"{prefix}the bundle's experts nearest to {anchor.tolist()} ({', '.join(chosen)}) cannot reach it "
+                           f"(residual {residual:.3g}); add an expert whose anchor surrounds it")
+        return RouterEntry(name=name or router_name(anchor), anchor=[float(a) for a in anchor], covers=chosen, path="",
+                           training={"initial_weights": [round(float(w), 6) for w in weights], "residual": residual})
+
+    def write_router(self, entry: RouterEntry, tensors: dict[str, torch.Tensor], *, curve: Path | None = None) -> RouterEntry:
+        """Write a router's weights (and training curve) into ``routers/`` by rename and point
+        ``entry`` at them; ``hoe.json`` is written by ``save``. Returns ``entry``."""
+        routers = self.folder / "routers"
+        routers.mkdir(exist_ok=True)
+        target = routers / f"{entry.name}.safetensors"
+        _replace_atomically(target, lambda tmp: save_file(tensors, str(tmp)))
+        entry.path = f"routers/{entry.name}.safetensors"
+        if curve is not None:
+            curve_target = routers / f"{entry.name}.curve.csv"
+            _replace_atomically(curve_target, lambda tmp: shutil.copyfile(curve, tmp))
+            entry.training = {**(entry.training or {}), "curve": f"routers/{curve_target.name}"}
+        return entry
+
+    def write_untrained_router(self, entry: RouterEntry, layer_inputs: dict[str, int]) -> RouterEntry:
+        """Write the weights of an untrained router (its static mix exactly) for the given layers
+        (module -> input features)."""
+        layers = {module: (features, torch.float32) for module, features in layer_inputs.items()}
+        return self.write_router(entry, router_init(entry.training["initial_weights"], layers))
+
+    # ---- experts ---------------------------------------------------------------------------------
+    def record_expert(self, name: str, anchor: list[float], *, fingerprint: str | None = None, source: dict | None = None) -> LoraExpertEntry:
+        """Register the adapter now in ``experts/<name>`` as a LoRA expert: its metadata file beside
+        it, its entry in the spec (written to ``hoe.json`` by ``save``)."""
+        path = f"experts/{name}"
+        write_json(self.folder / path / EXPERT_META, {"format": 1, "objectives": self.objectives, "anchor": anchor, "source": source})
+        entry = LoraExpertEntry(name=name, path=path, anchor=anchor, fingerprint=fingerprint, source=source)
+        self.spec.experts.append(entry)
+        return entry
+
+    def save(self, folder: Path | None = None) -> None:
+        """Write ``hoe.json`` (by rename: a reader sees the old or the new one)."""
         write_json((folder or self.folder) / BUNDLE_FILE, spec_record(self.spec))
+
+
+def router_name(anchor) -> str:
+    """The default name of the router at ``anchor``: 'router-0.25-0.75'."""
+    return "router-" + "-".join(f"{a:g}" for a in anchor)
+
+
+def _replace_atomically(target: Path, write) -> None:
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    write(tmp)
+    os.replace(tmp, target)
 
 
 def spec_record(spec: BundleSpec) -> dict:
@@ -130,13 +233,6 @@ def load_bundle(folder: str | Path) -> Bundle:
     bundle = Bundle(folder, spec)
     _check_entries(bundle)
     return bundle
-
-
-def first_error(exc: ValidationError) -> str:
-    """pydantic's first error as 'field.path: message'."""
-    error = exc.errors()[0]
-    where = ".".join(str(part) for part in error["loc"]) or "(top level)"
-    return f"{where}: {error['msg']}"
 
 
 def _check_anchor(anchor: list[float], objectives: list[str], what: str) -> None:

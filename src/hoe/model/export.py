@@ -11,7 +11,7 @@ import torch
 from hoe.errors import HoEError
 from hoe.experts.lora import LoraModule, add_deltas, read_lora, write_lora
 from hoe.model.bundle import load_bundle
-from hoe.models.loading import hub_name_of, load_model, load_tokenizer, parse_dtype
+from hoe.checkpoints.loading import hub_name_of, load_model, load_tokenizer, parse_dtype
 from hoe.routing import PreferenceLike, parse_preference
 from hoe.utils.io import atomic_dir, check_output_dir, write_json
 

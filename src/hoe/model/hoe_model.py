@@ -4,7 +4,6 @@ routed by the user's preference vector (method doc, Levels 2 and 3)."""
 from __future__ import annotations
 
 import contextlib
-import math
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -16,13 +15,15 @@ from hoe.errors import HoEError
 from hoe.experts.lora import read_lora
 from hoe.model.bundle import Bundle, check_against_base, load_bundle
 from hoe.model.layer import MixtureLinear
+from hoe.model.router_weights import LOG_FLOOR, router_bias, router_init  # noqa: F401  (re-exported)
 from hoe.model.state import RoutingState
-from hoe.models.chat import encode_prompts
-from hoe.models.loading import load_model, load_tokenizer, resolve_checkpoint
-from hoe.models.tensors import CheckpointTensors
+from hoe.checkpoints.chat import encode_prompts
+from hoe.checkpoints.loading import load_model, load_tokenizer, resolve_checkpoint
+from hoe.checkpoints.tensors import CheckpointTensors
 from hoe.routing import PreferenceLike
+from hoe.model.bundle import BundleSpec, LoraExpertEntry, RouterEntry
+from hoe.routing import convex_weights
 
-LOG_FLOOR = 1e-12  # log of a zero static weight in a router's bias
 
 
 class HoEModel(nn.Module):
@@ -74,9 +75,6 @@ class HoEModel(nn.Module):
         """An in-memory HoE model (benchmarks, experiments): ``experts`` are (name, anchor,
         {module: (B, A)}); ``routers`` are (name, anchor, covered expert names), initialised to
         reproduce their anchor's static convex weights."""
-        from hoe.model.bundle import BundleSpec, LoraExpertEntry, RouterEntry
-        from hoe.routing import convex_weights
-
         entries = [LoraExpertEntry(name=n, path="", anchor=list(a)) for n, a, _ in experts]
         router_entries = [RouterEntry(name=n, anchor=list(a), covers=list(c), path="") for n, a, c in routers]
         modules = sorted(set().union(*(f.keys() for _, _, f in experts)))
@@ -209,21 +207,3 @@ def _batch_size(args, kwargs) -> int | None:
         if isinstance(value, torch.Tensor):
             return value.shape[0]
     return None
-
-
-def router_bias(static_weights: Sequence[float]) -> torch.Tensor:
-    """Bias of an untrained router: log of its anchor's static weights, so softmax gives them back."""
-    return torch.tensor([math.log(max(float(w), LOG_FLOOR)) for w in static_weights], dtype=torch.float32)
-
-
-def router_init(static_weights: Sequence[float], layers: dict[str, tuple[int, torch.dtype]]) -> dict[str, torch.Tensor]:
-    """Router tensors that reproduce ``static_weights`` exactly: zero weight, bias = log w.
-
-    ``layers`` maps module name -> (input features, dtype).
-    """
-    bias = router_bias(static_weights)
-    tensors = {}
-    for module, (in_features, dtype) in layers.items():
-        tensors[f"{module}.weight"] = torch.zeros(len(static_weights), in_features, dtype=dtype)
-        tensors[f"{module}.bias"] = bias.to(dtype).clone()
-    return tensors

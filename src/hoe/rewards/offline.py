@@ -19,6 +19,8 @@ from typing import Sequence
 import numpy as np
 
 from hoe.errors import HoEError
+from hoe.data.packaged import PACKAGED, sft_pairs
+from hoe.utils.io import read_jsonl
 
 COPY_THRESHOLD = 0.9  # word-overlap share above which a response counts as copying the prompt
 WORD = re.compile(r"[A-Za-z0-9']+")
@@ -83,8 +85,6 @@ class ReferenceSimilarity:
     def from_source(cls, source: str) -> "ReferenceSimilarity":
         """References of a packaged dataset (``packaged:tldr``) or a JSONL file (``prompt``, ``reference``)."""
         if source.startswith("packaged:"):
-            from hoe.data.packaged import PACKAGED, sft_pairs
-
             name = source.removeprefix("packaged:")
             if name not in PACKAGED or not PACKAGED[name].has_references:
                 usable = ", ".join(n for n, d in PACKAGED.items() if d.has_references)
@@ -92,7 +92,6 @@ class ReferenceSimilarity:
             return cls(dict(sft_pairs(name)), source)
         from pathlib import Path
 
-        from hoe.utils.io import read_jsonl
 
         path = Path(source.removeprefix("file:"))
         rows = read_jsonl(path, required=("prompt", "reference"))

@@ -22,6 +22,9 @@ from typing import Sequence
 from hoe.errors import HoEError
 from hoe.rewards.base import batched
 from hoe.rewards.offline import OFFLINE_SCORERS
+from hoe.rewards.offline import ReferenceSimilarity
+from hoe.rewards.reward_model import RewardModelScorer
+from hoe.utils.io import write_json
 
 
 class CallableScorer:
@@ -57,12 +60,8 @@ def get_scorer(spec: str, *, device: str = "cpu", batch_size: int = 8, trust_rem
     if spec in OFFLINE_SCORERS:
         return OFFLINE_SCORERS[spec]()
     if spec.startswith("reference:"):
-        from hoe.rewards.offline import ReferenceSimilarity
-
         return ReferenceSimilarity.from_source(spec.removeprefix("reference:"))
     if spec.startswith("rm:"):
-        from hoe.rewards.reward_model import RewardModelScorer
-
         reference, _, preset = spec[3:].partition("#")
         return RewardModelScorer(reference, preset or None, device=device, batch_size=batch_size, trust_remote_code=trust_remote_code)
     check_objective_name(spec)
@@ -131,8 +130,6 @@ class NormStats:
 
 
 def save_stats(path: str | Path, stats: dict[str, NormStats]) -> None:
-    from hoe.utils.io import write_json
-
     write_json(path, {name: asdict(s) for name, s in stats.items()})
 
 

@@ -5,17 +5,48 @@ to route a forward as the policy or as the reference, and how to save what it le
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import ContextManager, Iterator, Protocol
 
 import numpy as np
 import torch
+from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+from hoe.experts.trainable_lora import LoraSettings, attach_lora
+from hoe.model.hoe_model import HoEModel
+from hoe.model.router_weights import router_init
+from hoe.routing import convex_weights
+
+
+class Policy(Protocol):
+    """What PPO trains (``hoe.rl.trainer.Trainer``): a model whose ``parameters()`` learn, routed
+    as the policy or as the frozen reference it is kept close to, with a state to checkpoint."""
+
+    model: torch.nn.Module  # a transformers causal LM; generate() and forward() are routed by ``routed``
+    tokenizer: object
+    preference: np.ndarray  # the λ it is trained for (scalarises the rewards)
+
+    def parameters(self) -> list[torch.nn.Parameter]: ...
+
+    def routed(self, reference: bool = False) -> ContextManager[None]:
+        """Forwards inside act as the policy, or as the reference with ``reference=True``."""
+        ...
+
+    def after_update(self) -> None:
+        """Called after each optimiser step (a router syncs its inference copy)."""
+        ...
+
+    def trainable_state(self) -> dict[str, torch.Tensor]: ...
+
+    def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None: ...
+
+    def trainable_count(self) -> int: ...
 
 
 class RouterPolicy:
     """A HoE model at a router's anchor: only that router's rows learn; the reference policy is
     the static convex mix of the experts it covers (what the untrained router reproduces)."""
 
-    def __init__(self, hoe, router_index: int) -> None:
+    def __init__(self, hoe: HoEModel, router_index: int) -> None:
         self.hoe, self.router_index = hoe, router_index
         self.model, self.tokenizer = hoe.model, hoe.tokenizer
         router = hoe.bundle.routers[router_index]
@@ -25,8 +56,6 @@ class RouterPolicy:
         self._policy_routing = {len(names) + router_index: 1.0}
         weights = (router.training or {}).get("initial_weights")
         if weights is None:
-            from hoe.routing import convex_weights
-
             weights, _ = convex_weights(np.asarray([hoe.bundle.experts[c].anchor for c in covered]), self.preference)
         self._static_weights = [float(w) for w in weights]
         self._reference_routing = {c: float(w) for c, w in zip(covered, weights) if w > 0}
@@ -48,6 +77,11 @@ class RouterPolicy:
     def reference_weights(self) -> list[float]:
         """The static convex weights over the covered experts (the untrained router's gates)."""
         return list(self._static_weights)
+
+    def reset_to_static_mix(self) -> None:
+        """The router as untrained: it reproduces the static mix of its experts exactly."""
+        layers = {m: (layer.in_features, torch.float32) for m, layer in self.hoe.layers.items()}
+        self.load_trainable_state(router_init(self.reference_weights(), layers))
 
     @contextlib.contextmanager
     def routed(self, reference: bool = False) -> Iterator[None]:
@@ -86,8 +120,6 @@ class LoraPolicy:
     """A fresh peft LoRA on the base model; the reference is the base (adapter disabled)."""
 
     def __init__(self, model, tokenizer, preference: np.ndarray, rank: int = 8, alpha: float = 16.0, seed: int = 0) -> None:
-        from hoe.training.lora import LoraSettings, attach_lora
-
         self.model = attach_lora(model, LoraSettings(rank=rank, alpha=alpha), seed=seed)
         self.tokenizer = tokenizer
         self.preference = np.asarray(preference, dtype=np.float64)
@@ -108,13 +140,9 @@ class LoraPolicy:
         pass
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        from peft import get_peft_model_state_dict
-
         return {k: v.detach().clone().contiguous() for k, v in get_peft_model_state_dict(self.model).items()}
 
     def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
-        from peft import set_peft_model_state_dict
-
         set_peft_model_state_dict(self.model, state)
 
     def trainable_count(self) -> int:

@@ -26,6 +26,10 @@ from hoe.rl.config import TrainConfig
 from hoe.rl.ppo import AdaptiveKL, Rollout, ValueHead, combine, gae, ppo_loss, response_mask, token_logprobs, token_rewards, whiten
 from hoe.rl.scalarisation import Scalarisation
 from hoe.utils.io import atomic_dir, write_json
+from hoe.rewards.scoring import ScoreCache
+from hoe.checkpoints.chat import encode_prompts
+from hoe.rewards.scoring import score_objectives
+from hoe.utils.io import write_text
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint"
@@ -60,8 +64,6 @@ class Trainer:
 
     def __init__(self, policy, objectives: list[str], scorers: dict[str, str], config: TrainConfig, prompts: list[str], work: Path,
                  *, device: str = "cpu", progress: bool = True) -> None:
-        from hoe.rewards.scoring import ScoreCache
-
         self.policy, self.objectives, self.config, self.prompts = policy, objectives, config, prompts
         self.scorers = [scorers.get(o, o) for o in objectives]
         self.work, self.device, self.progress = Path(work), device, progress
@@ -94,8 +96,6 @@ class Trainer:
     @torch.no_grad()
     def sample(self, prompts: list[str], routed=None) -> tuple[torch.Tensor, torch.Tensor, int, list[str]]:
         """Sample one response per prompt under ``routed`` (default: the policy)."""
-        from hoe.models.chat import encode_prompts
-
         inputs = {k: v.to(self.device) for k, v in encode_prompts(self.tokenizer, prompts).items()}
         c = self.config
         with (routed or self.policy.routed)():
@@ -109,8 +109,6 @@ class Trainer:
         return out, attention, length, texts
 
     def raw_scores(self, prompts: list[str], texts: list[str]) -> torch.Tensor:
-        from hoe.rewards.scoring import score_objectives
-
         scored = score_objectives(self.scorers, prompts, texts, cache=self.cache)
         return torch.tensor([scored[s] for s in self.scorers], dtype=torch.float32).T  # (B, N)
 
@@ -346,7 +344,6 @@ def _set_rng_state(state: dict[str, torch.Tensor] | torch.Tensor) -> None:
 
 
 def _write_curve(path: Path, rows: list[dict]) -> None:
-    from hoe.utils.io import write_text
     import io
 
     buffer = io.StringIO()

@@ -1,6 +1,3 @@
-"""Single-objective experts: supervised fine-tuning (full or LoRA) and ``hoe make-expert`` (RAFT, DPO, PPO);
-router PPO lives in ``hoe.rl``."""
-
-from hoe.training.sft import SFTSettings, supervised_finetune
-
-__all__ = ["SFTSettings", "supervised_finetune"]
+"""Single-objective experts: supervised fine-tuning (full or LoRA, ``sft``) and ``hoe make-expert``
+(RAFT, DPO, PPO, ``make_expert``); their settings models are in ``settings`` (light to import).
+Router PPO lives in ``hoe.rl``."""

@@ -6,8 +6,8 @@ fine-tune, so task-SVD has real work to do afterwards) or, with ``lora_rank``, o
 
 - ``raft`` (Dong et al. 2023): supervised fine-tuning on the best of k responses per prompt;
 - ``dpo`` (Rafailov et al. 2023): TRL's ``DPOTrainer`` on best-versus-worst pairs;
-- ``ppo``: hoe's own PPO (``hoe.rl``) on a LoRA of the base with the objective alone (rank 8
-  unless ``lora_rank`` says otherwise), merged into a full model at the end.
+- ``ppo``: hoe's own PPO (``hoe.rl.lora_ppo``, as MORLHF) on a LoRA of the base with the objective
+  alone (rank 16 unless ``lora_rank`` says otherwise), merged into a full model at the end.
 
 All resume after an interruption: RAFT from its own checkpoints, DPO from the trainer's, PPO
 from ``hoe.rl``'s.
@@ -15,78 +15,44 @@ from ``hoe.rl``'s.
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
+from hoe.checkpoints.loading import cache_root, load_model, load_tokenizer
 from hoe.data import load_prompts
 from hoe.errors import HoEError
-from hoe.models.loading import cache_root
-from hoe.rewards import ScoreCache, score_objectives
+from hoe.experts.trainable_lora import LoraSettings, save_adapter_and_merge
+from hoe.rewards import ScoreCache, get_scorer, score_objectives
 from hoe.rewards.scoring import check_objective_name
-from hoe.training.lora import LoraSettings, save_adapter_and_merge
-from hoe.training.sampling import SamplingSettings, sample_candidates
-from hoe.training.sft import SFTSettings, supervised_finetune
-from hoe.utils.io import check_output_dir
+from hoe.rl.config import TrainConfig
+from hoe.rl.lora_ppo import train_lora_ppo
+from hoe.training.sampling import sample_candidates
+from hoe.training.settings import METHODS, REPORT_NAME, MakeExpertSettings
+from hoe.training.sft import supervised_finetune
+from hoe.utils.io import atomic_dir, check_output_dir, write_json
 
-METHODS = ("raft", "dpo", "ppo")
-REPORT_NAME = "make_expert_report.json"
+__all__ = ["METHODS", "REPORT_NAME", "MakeExpertSettings", "make_expert"]
 
 
-@dataclass
-class MakeExpertSettings:
-    objective: str
-    method: str = "raft"
-    prompts: str = "packaged:hh-helpful-sft"
-    prompt_count: int = 96
-    sampling: SamplingSettings = field(default_factory=SamplingSettings)
-    sft: SFTSettings = field(default_factory=lambda: SFTSettings(steps=24, batch_size=8, max_length=160, learning_rate=2e-5))
-    beta: float = 0.1  # DPO's KL strength
-    lora_rank: int | None = None  # None: a full fine-tune (raft, dpo); ppo always trains a LoRA (rank 8 by default)
-
-    @classmethod
-    def from_options(cls, objective: str, *, method: str = "raft", prompts: str = "packaged:hh-helpful-sft", prompt_count: int = 96,
-                     k: int = 4, max_new_tokens: int = 64, steps: int = 24, learning_rate: float | None = None,
-                     beta: float = 0.1, lora_rank: int | None = None, max_length: int = 160) -> "MakeExpertSettings":
-        """Settings from the flat options the CLI and recipes expose (the learning rate defaults
-        to 2e-5 for full fine-tunes, 1e-4 for a LoRA, which ppo always trains)."""
-        if learning_rate is None:
-            learning_rate = 1e-4 if method == "ppo" or lora_rank is not None else 2e-5
-        return cls(objective=objective, method=method, prompts=prompts, prompt_count=prompt_count,
-                   sampling=SamplingSettings(k=k, max_new_tokens=max_new_tokens),
-                   sft=SFTSettings(steps=steps, batch_size=8, max_length=max_length, learning_rate=learning_rate), beta=beta,
-                   lora_rank=lora_rank)
-
-    @property
-    def lora(self) -> LoraSettings | None:
-        """The LoRA to train, alpha twice the rank (None: a full fine-tune)."""
-        return None if self.lora_rank is None else LoraSettings(rank=self.lora_rank, alpha=2.0 * self.lora_rank)
-
-    def validate(self) -> None:
-        if self.method not in METHODS:
-            raise HoEError(f"unknown method '{self.method}' (available: {', '.join(METHODS)})")
-        if self.prompt_count <= 0:
-            raise HoEError(f"--prompt-count must be positive, got {self.prompt_count}")
-        if not self.beta > 0:
-            raise HoEError(f"--beta must be positive, got {self.beta}")
-        if self.lora is not None:
-            self.lora.validate()
-        self.sampling.validate()
-        self.sft.validate()
+def lora_of(settings: MakeExpertSettings) -> LoraSettings | None:
+    """The LoRA the job trains, alpha twice the rank (None: a full fine-tune)."""
+    rank = settings.trained_lora_rank
+    return None if rank is None else LoraSettings(rank=rank, alpha=2.0 * rank)
 
 
 def make_expert(base: str, settings: MakeExpertSettings, out: str | Path, *, device: str = "cpu", overwrite: bool = False,
                 progress: bool = True) -> dict:
     """Make the expert at ``out`` (a transformers folder with ``make_expert_report.json``)."""
-    from hoe.rewards import get_scorer
-
-    settings.validate()
     check_output_dir(out, overwrite)
     check_objective_name(settings.objective)
     get_scorer(settings.objective)  # a scorer that cannot load fails here, before any sampling
     prompts = load_prompts(settings.prompts, "train", limit=settings.prompt_count)
     if settings.method == "ppo":
-        return _ppo(base, prompts, settings, Path(out), device=device, overwrite=overwrite, progress=progress)
+        return _ppo(base, prompts, settings, Path(out), device=device, progress=progress)
     candidates = sample_candidates(base, prompts, settings.sampling, device=device, progress=progress)
     k = settings.sampling.k
     flat_prompts = [row["prompt"] for row in candidates for _ in row["responses"]]
@@ -95,7 +61,7 @@ def make_expert(base: str, settings: MakeExpertSettings, out: str | Path, *, dev
     groups = [(row, scores[i * k : (i + 1) * k]) for i, row in enumerate(candidates)]
     if settings.method == "dpo":
         return _dpo(base, groups, settings, Path(out), device=device, overwrite=overwrite, progress=progress,
-                    report={"base": base, "settings": asdict(settings), "prompts": len(prompts),
+                    report={"base": base, "settings": settings.model_dump(), "prompts": len(prompts),
                             "candidate_mean": round(sum(scores) / len(scores), 6)})
     pairs, chosen_scores = [], []
     for row, group in groups:
@@ -106,50 +72,33 @@ def make_expert(base: str, settings: MakeExpertSettings, out: str | Path, *, dev
     if not pairs:
         raise HoEError("every chosen response is empty: nothing to learn from")
     report = {
-        "base": base, "settings": asdict(settings), "prompts": len(prompts), "pairs": len(pairs),
+        "base": base, "settings": settings.model_dump(), "prompts": len(prompts), "pairs": len(pairs),
         "candidate_mean": round(sum(scores) / len(scores), 6), "chosen_mean": round(sum(chosen_scores) / len(chosen_scores), 6),
     }
     log = supervised_finetune(base, pairs, out, settings.sft, device=device, overwrite=overwrite, progress=progress,
-                              extra_json={REPORT_NAME: report}, lora=settings.lora)
+                              extra_json={REPORT_NAME: report}, lora=lora_of(settings))
     return {**report, "final_loss": log["losses"][-1], "train_seconds": round(log["seconds"], 1)}
 
 
-def _ppo(base: str, prompts: list[str], settings: MakeExpertSettings, out: Path, *, device: str, overwrite: bool, progress: bool) -> dict:
+def _ppo(base: str, prompts: list[str], settings: MakeExpertSettings, out: Path, *, device: str, progress: bool) -> dict:
     """PPO on a LoRA of the base for the one objective; checkpoints in ``<out>.partial``."""
-    import shutil
+    objective, lora = settings.objective, lora_of(settings)
+    config = TrainConfig(trainable="lora", scalarisation="single", objective=objective, prompt_count=len(prompts),
+                         steps=settings.steps, batch_size=settings.batch_size, max_new_tokens=settings.max_new_tokens,
+                         learning_rate=settings.effective_learning_rate, temperature=settings.temperature, top_p=settings.top_p,
+                         seed=settings.seed, checkpoint_every=settings.save_every, calibration_prompts=min(16, len(prompts)),
+                         lora_rank=lora.rank, lora_alpha=lora.alpha)
 
-    import numpy as np
+    def report(rows: list[dict], seconds: float) -> tuple[str, dict]:
+        first, last = rows[0][f"raw_{objective}"], rows[-1][f"raw_{objective}"]
+        return REPORT_NAME, {"base": base, "settings": settings.model_dump(), "prompts": len(prompts), "method": "ppo",
+                             "config": config.model_dump(), "first_reward": first, "last_reward": last, "candidate_mean": first,
+                             "chosen_mean": last, "steps": len(rows), "train_seconds": round(seconds, 1)}
 
-    from hoe.models.loading import load_model, load_tokenizer
-    from hoe.rl.config import TrainConfig
-    from hoe.rl.policies import LoraPolicy
-    from hoe.rl.trainer import CHECKPOINT, Trainer
-    from hoe.utils.io import atomic_dir, write_json
-
-    sft, sampling = settings.sft, settings.sampling
-    lora = {"lora_rank": settings.lora.rank, "lora_alpha": settings.lora.alpha} if settings.lora else {}  # else TrainConfig's
-    config = TrainConfig(trainable="lora", scalarisation="single", objective=settings.objective, prompt_count=len(prompts),
-                         steps=sft.steps, batch_size=sft.batch_size, max_new_tokens=sampling.max_new_tokens, learning_rate=sft.learning_rate,
-                         temperature=sampling.temperature, top_p=sampling.top_p, seed=sft.seed, checkpoint_every=sft.save_every,
-                         calibration_prompts=min(16, len(prompts)), **lora)
-    work = out.with_name(out.name + ".partial")
     tokenizer = load_tokenizer(base)
-    policy = LoraPolicy(load_model(base, device=device), tokenizer, np.array([1.0]), rank=config.lora_rank, alpha=config.lora_alpha,
-                        seed=config.seed)
-    trainer = Trainer(policy, [settings.objective], {}, config, prompts, work, device=device, progress=progress)
-    start = time.perf_counter()
-    rows = trainer.train(resume=(work / CHECKPOINT).is_dir())
-    report = {"base": base, "settings": asdict(settings), "prompts": len(prompts), "method": "ppo", "config": config.model_dump(),
-              "first_reward": rows[0][f"raw_{settings.objective}"], "last_reward": rows[-1][f"raw_{settings.objective}"],
-              "candidate_mean": rows[0][f"raw_{settings.objective}"], "chosen_mean": rows[-1][f"raw_{settings.objective}"],
-              "steps": len(rows), "train_seconds": round(time.perf_counter() - start, 1)}  # seconds of this run (a resume counts its part)
-    with atomic_dir(out, overwrite=True) as tmp:
-        save_adapter_and_merge(policy.model, tmp).save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        shutil.copyfile(work / "curve.csv", tmp / "ppo_curve.csv")
-        write_json(tmp / REPORT_NAME, report)
-    shutil.rmtree(work, ignore_errors=True)
-    return report
+    train_lora_ppo(load_model(base, device=device), tokenizer, np.array([1.0]), [objective], {}, config, prompts, out, merge=True,
+                   curve_name="ppo_curve.csv", report=report, device=device, progress=progress)
+    return json.loads((out / REPORT_NAME).read_text())
 
 
 def preference_pairs(groups) -> list[dict]:
@@ -169,22 +118,17 @@ def preference_pairs(groups) -> list[dict]:
 
 def _dpo(base: str, groups, settings: MakeExpertSettings, out: Path, *, device: str, overwrite: bool, progress: bool, report: dict) -> dict:
     """DPO through TRL, checkpointing to ``<out>.partial`` and resuming from the last checkpoint."""
-    import shutil
-
-    try:
+    try:  # optional: the training extra
         from datasets import Dataset
         from transformers.trainer_utils import get_last_checkpoint
         from trl import DPOConfig, DPOTrainer
     except ImportError as exc:
         raise HoEError(f"--method dpo needs TRL and datasets ({exc.name} is missing): pip install 'hoe[training]'") from None
-    from hoe.models.loading import load_model, load_tokenizer
-    from hoe.utils.io import atomic_dir, write_json
-
     rows = preference_pairs(groups)
     if not rows:
         raise HoEError("no prompt has a better and a worse response: nothing to learn from")
     partial = out.with_name(out.name + ".partial")
-    sft = settings.sft
+    sft, lora = settings.sft, lora_of(settings)
     config = DPOConfig(output_dir=str(partial), per_device_train_batch_size=sft.batch_size, max_steps=sft.steps,
                        learning_rate=sft.learning_rate, beta=settings.beta, max_length=sft.max_length, logging_steps=1,
                        save_strategy="steps", save_steps=sft.save_every, report_to=[], use_cpu=device == "cpu",
@@ -193,7 +137,7 @@ def _dpo(base: str, groups, settings: MakeExpertSettings, out: Path, *, device: 
     model = load_model(base, device=device)
     trainer = DPOTrainer(model=model, args=config, processing_class=tokenizer,
                          train_dataset=Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows]),
-                         peft_config=settings.lora.peft_config(model) if settings.lora else None)
+                         peft_config=lora.peft_config(model) if lora else None)
     start = time.perf_counter()
     resume = get_last_checkpoint(str(partial)) if partial.is_dir() else None
     trainer.train(resume_from_checkpoint=resume)
@@ -201,7 +145,7 @@ def _dpo(base: str, groups, settings: MakeExpertSettings, out: Path, *, device: 
               "mean_margin": round(sum(r["margin"] for r in rows) / len(rows), 6), "resumed_from": resume}
     history = [h for h in trainer.state.log_history if "loss" in h]
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        trained = trainer.model if settings.lora is None else save_adapter_and_merge(trainer.model, tmp)
+        trained = trainer.model if lora is None else save_adapter_and_merge(trainer.model, tmp)
         trained.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         write_json(tmp / REPORT_NAME, report)

@@ -9,33 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from hoe.errors import HoEError
-from hoe.models.chat import encode_prompts
-from hoe.models.loading import cache_root, load_model, load_tokenizer, resolve_checkpoint
-
-
-@dataclass(frozen=True)
-class SamplingSettings:
-    k: int = 4
-    max_new_tokens: int = 64
-    temperature: float = 0.9
-    top_p: float = 0.95
-    batch_prompts: int = 8
-    seed: int = 0
-
-    def validate(self) -> None:
-        if self.k < 2:
-            raise HoEError(f"k must be at least 2 (best and worst of k), got {self.k}")
-        if self.max_new_tokens <= 0 or self.batch_prompts <= 0:
-            raise HoEError("max_new_tokens and batch_prompts must be positive")
-        if not (self.temperature > 0 and 0 < self.top_p <= 1):
-            raise HoEError(f"temperature must be positive and top_p in (0, 1], got {self.temperature}, {self.top_p}")
+from hoe.checkpoints.chat import encode_prompts
+from hoe.checkpoints.loading import cache_root, load_model, load_tokenizer, resolve_checkpoint
+from hoe.training.settings import SamplingSettings  # noqa: F401  (defined with the job settings)
 
 
 def candidates_file(model: str, prompts: list[str], settings: SamplingSettings) -> Path:

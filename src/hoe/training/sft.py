@@ -12,37 +12,20 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from hoe.errors import HoEError
-from hoe.models.chat import chat_prompt, uses_template
-from hoe.models.loading import load_model, load_tokenizer
-from hoe.training.lora import LoraSettings, attach_lora, save_adapter_and_merge
+from hoe.checkpoints.chat import chat_prompt, uses_template
+from hoe.checkpoints.loading import load_model, load_tokenizer
+from hoe.experts.trainable_lora import LoraSettings, attach_lora, save_adapter_and_merge
+from hoe.training.settings import SFTSettings  # noqa: F401  (defined with the job settings)
 from hoe.utils.io import atomic_dir, check_output_dir, write_json
 
 STATE_NAME = "sft_state.json"
-
-
-@dataclass
-class SFTSettings:
-    steps: int = 30
-    batch_size: int = 8
-    max_length: int = 128
-    learning_rate: float = 5e-5
-    weight_decay: float = 0.0
-    seed: int = 0
-    save_every: int = 10
-
-    def validate(self) -> None:
-        for name in ("steps", "batch_size", "max_length", "save_every"):
-            if getattr(self, name) <= 0:
-                raise HoEError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        if not self.learning_rate > 0:
-            raise HoEError(f"learning-rate must be positive, got {self.learning_rate}")
 
 
 def encode_pair(tokenizer, prompt: str, response: str, max_length: int) -> tuple[list[int], list[int]]:

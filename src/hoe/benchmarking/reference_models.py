@@ -10,8 +10,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from hoe.data import sft_pairs
-from hoe.models.loading import DEFAULT_MODEL, cache_root
+from hoe.checkpoints.loading import DEFAULT_MODEL, cache_root
 from hoe.training.sft import SFTSettings, supervised_finetune
+from hoe.experts import ExtractSettings, extract_expert
 
 REFERENCE_SFT = SFTSettings(steps=30, batch_size=8, max_length=128, learning_rate=5e-5)
 
@@ -31,8 +32,6 @@ def reference_finetune(name: str = "helpful", base: str = DEFAULT_MODEL, setting
 
 def reference_experts(root: str | Path, rank: int = 16, progress: bool = True) -> dict[str, Path]:
     """Rank-``rank`` LoRA experts of the three fine-tunes under ``root`` (made once)."""
-    from hoe.experts import ExtractSettings, extract_expert
-
     experts = {}
     for name in REFERENCE_DATA:
         folder = Path(root) / name

@@ -8,6 +8,7 @@ from typing import Sequence
 
 import torch
 
+from hoe.evaluation.methods.common import Method, register
 
 def mod_generate(
     models: Sequence,
@@ -59,3 +60,20 @@ def mod_generate(
             step_positions = step_positions[:, -1:] + 1
             mask = torch.cat([mask, torch.ones(batch, 1, dtype=mask.dtype, device=mask.device)], dim=1)
         return torch.stack(produced, dim=1)
+
+
+@register
+class MODMethod(Method):
+    """MOD: the next token from Σ λ_i log π_i over the expert models, N passes per token."""
+
+    name = "mod"
+
+    def setup(self, point):
+        self.models = self.context.expert_models()
+
+    def generate(self, inputs, point):
+        decoding, tokenizer, forced = self.context.decoding, self.context.tokenizer, self.context.forced_length
+        return mod_generate(self.models, point.preference, inputs["input_ids"], inputs["attention_mask"],
+                            max_new_tokens=forced or decoding.max_new_tokens, eos_token_id=tokenizer.eos_token_id,
+                            pad_token_id=tokenizer.pad_token_id, do_sample=decoding.do_sample and forced is None,
+                            temperature=decoding.temperature, min_new_tokens=forced or 0)

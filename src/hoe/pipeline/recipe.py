@@ -30,6 +30,7 @@ Relative paths are relative to the recipe file.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Literal, Union
@@ -39,7 +40,10 @@ from pydantic import ConfigDict, Field, ValidationError, field_validator, model_
 from pydantic import BaseModel
 
 from hoe.errors import HoEError
-from hoe.model.bundle import first_error
+from hoe.rewards.scoring import check_objective_name
+from hoe.routing import parse_preference
+from hoe.settings import first_error
+from hoe.training.make_expert import MakeExpertSettings
 
 AnchorLike = Union[list[float], dict[str, float]]
 
@@ -48,34 +52,12 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class MakeSpec(_Strict):
-    """Make the single-objective model first (``hoe make-expert``), then extract it."""
-
-    objective: str
-    method: str = "raft"
-    prompts: str = "packaged:hh-helpful-sft"
-    prompt_count: int = Field(default=96, gt=0)
-    k: int = Field(default=4, ge=2)
-    max_new_tokens: int = Field(default=64, gt=0)
-    steps: int = Field(default=24, gt=0)
-    learning_rate: float = Field(default=2e-5, gt=0)  # set it for method ppo or a LoRA (about 1e-4)
-    beta: float = Field(default=0.1, gt=0)
-    lora_rank: int | None = Field(default=None, gt=0)  # train a LoRA of this rank (used as the expert as is) instead of a full fine-tune
-    max_length: int = Field(default=160, gt=0)  # tokens of prompt + response in fine-tuning (long prompts, e.g. posts, need more)
-
-    def cache_fields(self) -> dict:
-        """The settings that identify the made model. Options added later count only when set
-        away from their defaults, so that models made before they existed keep their cache entries."""
-        later = {"lora_rank": None, "max_length": 160}
-        return self.model_dump(exclude={k for k, default in later.items() if getattr(self, k) == default})
-
-
 class ExpertSpec(_Strict):
     name: str
     anchor: AnchorLike | None = None  # may be left out for a LoRA folder whose hoe_expert.json records it
     lora: str | None = None
     finetuned: str | None = None
-    make: MakeSpec | None = None
+    make: MakeExpertSettings | None = None  # the make-expert job's own settings model
     rank: int | None = Field(default=None, gt=0)
     svd: str = "exact"
 
@@ -143,8 +125,6 @@ class Recipe(_Strict):
 
 def anchor_vector(value: AnchorLike, objectives: list[str], where: str) -> list[float]:
     """A normalised anchor from a list (objective order) or a {name: weight} mapping."""
-    from hoe.routing import parse_preference
-
     try:
         return [round(float(v), 12) for v in parse_preference(value, objectives)]
     except HoEError as exc:
@@ -153,8 +133,6 @@ def anchor_vector(value: AnchorLike, objectives: list[str], where: str) -> list[
 
 def recorded_anchor(folder: Path, objectives: list[str], where: str) -> dict[str, float]:
     """The anchor a LoRA folder records in hoe_expert.json (from hoe merge or a bundle), by name."""
-    import json
-
     meta = Path(folder).expanduser() / "hoe_expert.json"
     if not meta.is_file():
         raise HoEError(f"{where}: missing, and '{folder}' records no anchor (no hoe_expert.json)")
@@ -182,8 +160,6 @@ def load_recipe(path: str | Path) -> tuple[Recipe, Path]:
         recipe = Recipe.model_validate(raw)
     except ValidationError as exc:
         raise HoEError(f"{path}: {first_error(exc)}") from None
-    from hoe.rewards.scoring import check_objective_name
-
     for i, expert in enumerate(recipe.experts):
         if expert.anchor is None:
             expert.anchor = recorded_anchor(path.parent / expert.lora, recipe.objectives, f"{path}: experts.{i}.anchor")

@@ -1,19 +1,25 @@
-"""The demo's recipes are valid for every suite and profile; bad profiles get one line."""
+"""The demo runs the shipped recipes (under its profiles' overrides); bad profiles get one line."""
 
 import pytest
+import yaml
 
-from hoe.demo import PROFILES, SUITES, run_demo, suite_recipe
 from hoe.errors import HoEError
-from hoe.model.recipe import load_recipe
+from hoe.pipeline.demo import PROFILES, SUITES, run_demo, suite_recipe
+from hoe.pipeline.recipe import load_recipe
+from hoe.recipes import shipped_recipe
 
 
 @pytest.mark.parametrize("suite", list(SUITES))
 @pytest.mark.parametrize("profile", list(PROFILES))
 def test_suite_recipes_validate(tmp_path, suite, profile):
+    """Each suite is a shipped recipe under the profile's overrides, and round-trips through YAML."""
+    recipe = suite_recipe(suite, PROFILES[profile])
+    shipped, _ = load_recipe(shipped_recipe(SUITES[suite]))
+    assert recipe.objectives == shipped.objectives and [e.name for e in recipe.experts] == [e.name for e in shipped.experts]
+    assert {e.make.prompt_count for e in recipe.experts} == {PROFILES[profile].prompt_count}
     path = tmp_path / "recipe.yaml"
-    path.write_text(suite_recipe(suite, PROFILES[profile]))
-    recipe, _ = load_recipe(path)
-    assert recipe.objectives == SUITES[suite]["objectives"]
+    path.write_text(yaml.safe_dump(recipe.model_dump(exclude_defaults=True)))
+    assert load_recipe(path)[0] == recipe
     makes = [e.make for e in recipe.experts]
     assert {m.objective for m in makes} == set(recipe.objectives)
     # every expert of a suite shares one candidate set (same prompts and sampling)
@@ -27,7 +33,7 @@ def test_unknown_profile(tmp_path):
 
 @pytest.mark.parametrize("profile", list(PROFILES))
 def test_router_settings_validate(profile):
-    from hoe.demo import router_config
+    from hoe.pipeline.demo import router_config
 
     config = router_config(PROFILES[profile])
     assert config.scalarisation == "tchebycheff-omd" and config.steps == PROFILES[profile].router_steps
@@ -38,7 +44,7 @@ def test_demo_trains_each_router_once(bundle_dir, tmp_path, monkeypatch):
     import json
     import shutil
 
-    from hoe.demo import Profile, train_routers
+    from hoe.pipeline.demo import Profile, train_routers
 
     bundle = tmp_path / "bundle"
     shutil.copytree(bundle_dir, bundle)
@@ -50,6 +56,6 @@ def test_demo_trains_each_router_once(bundle_dir, tmp_path, monkeypatch):
     first = train_routers(bundle, profile, progress=False)
     assert [r["steps"] for r in first] == [1] and first[0]["train_seconds"] is not None
     assert json.loads((bundle / "hoe.json").read_text())["routers"][0]["trained"]
-    monkeypatch.setattr("hoe.rl.train_router", lambda *a, **k: pytest.fail("trained twice"))
+    monkeypatch.setattr("hoe.pipeline.demo.train_router", lambda *a, **k: pytest.fail("trained twice"))
     again = train_routers(bundle, profile, progress=False)
     assert again[0]["train_seconds"] is None and again[0]["last_tchebycheff"] == first[0]["last_tchebycheff"]

@@ -1,16 +1,5 @@
-"""The methods ``hoe evaluate`` compares, in a registry (one class per method), all decoding the
-same prompts the same way:
-
-- ``hoe``: the bundle as built (LoRA experts, merged experts, routers), one forward pass;
-- ``soup``: the static λ-mix of the single-objective LoRA experts, one forward pass;
-- ``merged``: a merged expert made for each λ (the bundle's merge method), folded into the base;
-- ``rs``: Rewarded Soups, θ₀ + Σ λ_i τ_i with the experts' full task vectors (LoRA deltas where
-  the bundle records no full model), re-mixed for each λ;
-- ``mod``: MOD, next token from Σ λ_i log π_i over the N expert models (N passes per token);
-- ``morlhf``: MORLHF, one LoRA per λ trained by PPO with linear scalarisation Σ λ_i R_i (the
-  expensive upper bound: a training run per preference; cached in the run's work folder);
-- ``experts``: each single-objective expert alone; ``base``: the base model.
-"""
+"""What every compared method shares: the registry, the decoding, the points, the context (the
+bundle, its single-objective experts, the base weights) and the base classes of a method."""
 
 from __future__ import annotations
 
@@ -21,11 +10,12 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from hoe.checkpoints.loading import load_model
 from hoe.errors import HoEError
 from hoe.evaluation.preference_sets import preference_label
+from hoe.experts.lora import add_deltas, read_lora
 
 METHODS: dict[str, type["Method"]] = {}
-
 
 def register(cls: type["Method"]) -> type["Method"]:
     METHODS[cls.name] = cls
@@ -116,8 +106,6 @@ class Context:
 
     # ---- models ----------------------------------------------------------------------------------
     def load_base(self):
-        from hoe.models.loading import load_model
-
         return load_model(self.bundle.spec.base_model, dtype=self.dtype, device=self.device, trust_remote_code=self.trust_remote_code).eval()
 
     def base_state(self) -> dict[str, torch.Tensor]:
@@ -128,8 +116,6 @@ class Context:
     def expert_models(self) -> list:
         """One model per objective: the full model where recorded, else base + its LoRA expert."""
         if self._expert_models is None:
-            from hoe.models.loading import load_model
-
             models = []
             for expert in self.single_experts():
                 if expert.full_model is not None:
@@ -154,47 +140,6 @@ class Context:
 
     def merge_setting(self) -> tuple[str, dict]:
         return merge_setting(self.bundle, self.merge_method)
-
-    def merged_adapter(self, preference: np.ndarray) -> Path:
-        """The single experts merged at λ (made once per λ, cached in the work folder)."""
-        from hoe.merging import MergeSettings, merge_experts
-
-        experts = self.single_experts()
-        active = [(e, float(w)) for e, w in zip(experts, preference) if w > 0]
-        if len(active) == 1:
-            return active[0][0].lora
-        method, params = self.merge_setting()
-        out = self.work / "merged" / f"{method}-{preference_label(preference)}"
-        if not (out / "adapter_config.json").is_file():
-            rank = max(_lora_rank(e.lora) for e, _ in active)
-            settings = MergeSettings(method=method, weights=[w for _, w in active], rank=rank, params=params)
-            merge_experts(self.bundle.spec.base_model, [e.lora for e, _ in active], out, settings, overwrite=True, progress=False)
-        return out
-
-
-    def morlhf_adapter(self, preference: np.ndarray) -> Path:
-        """A LoRA trained by PPO on Σ λ_i R_i (linear scalarisation) for this λ; made once, resumable."""
-        from hoe.data import load_prompts
-        from hoe.models.chat import fit_prompts
-        from hoe.rl.config import TrainConfig
-        from hoe.rl.policies import LoraPolicy
-        from hoe.rl.trainer import CHECKPOINT, Trainer
-        from hoe.utils.io import atomic_dir
-
-        out = self.work / "morlhf" / preference_label(preference)
-        if (out / "adapter_config.json").is_file():
-            return out
-        config = self.morlhf or TrainConfig(trainable="lora", scalarisation="linear")
-        prompts = load_prompts(config.prompts, "train", limit=config.prompt_count)
-        prompts, _ = fit_prompts(self.tokenizer, prompts, None, config.max_new_tokens, max_prompt_tokens=config.max_prompt_tokens)
-        policy = LoraPolicy(self.load_base(), self.tokenizer, preference, rank=config.lora_rank, alpha=config.lora_alpha, seed=config.seed)
-        work = out.with_name(out.name + ".partial")
-        trainer = Trainer(policy, self.bundle.objectives, self.scorers, config, prompts, work, device=self.device, progress=self.progress)
-        trainer.train(resume=(work / CHECKPOINT).is_dir())
-        with atomic_dir(out, overwrite=True) as tmp:
-            policy.model.save_pretrained(tmp)
-            (tmp / "curve.csv").write_text((work / "curve.csv").read_text())
-        return out
 
 
 def merge_setting(bundle, override: str | None = None) -> tuple[str, dict]:
@@ -229,14 +174,10 @@ def single_experts(bundle, task_vectors: str = "auto") -> list[SingleExpert]:
 
 def add_lora(model, folder: Path) -> None:
     """Fold a LoRA folder into a transformers model's weights: W += scale · B A."""
-    from hoe.experts.lora import add_deltas, read_lora
-
     add_deltas(model, read_lora(folder).modules)
 
 
-def _lora_rank(folder: Path) -> int:
-    from hoe.experts.lora import read_lora
-
+def lora_rank(folder: Path) -> int:
     return max(m.rank for m in read_lora(folder).modules.values())
 
 
@@ -263,70 +204,12 @@ class Method:
         return new_tokens(self.model, inputs, self.context)
 
 
-@register
-class BaseMethod(Method):
-    name = "base"
-    per_preference = False
-    needs_experts = False
-
-    def points(self, preferences):
-        return [Point("base", "base", None)]
-
-    def setup(self, point):
-        if self.model is None:
-            self.model = self.context.load_base()
-
-
-@register
-class ExpertsMethod(Method):
-    name = "experts"
-    per_preference = False
-
-    def points(self, preferences):
-        return [Point("experts", e.name, e.anchor) for e in self.context.single_experts()]
-
-    def setup(self, point):
-        names = [e.name for e in self.context.single_experts()]
-        self.model = self.context.expert_models()[names.index(point.label)]
-
-
 class RoutedMethod(Method):
     """A HoE model answering under the point's preference (routing decides the mix)."""
 
     def generate(self, inputs, point):
         with self.model.preference(point.preference):
             return new_tokens(self.model.model, inputs, self.context)
-
-
-@register
-class HoEMethod(RoutedMethod):
-    name = "hoe"
-    needs_experts = False
-
-    def setup(self, point):
-        if self.model is None:
-            from hoe.model import HoEModel
-
-            self.model = HoEModel.from_bundle(self.context.bundle.folder, device=self.context.device, dtype=self.context.dtype,
-                                              trust_remote_code=self.context.trust_remote_code)
-
-
-@register
-class SoupMethod(RoutedMethod):
-    """Static λ-mix of the single-objective LoRA experts, served by the same mixture layers as HoE."""
-
-    name = "soup"
-
-    def setup(self, point):
-        if self.model is None:
-            from hoe.experts.lora import read_lora
-            from hoe.model import HoEModel
-
-            experts = []
-            for expert in self.context.single_experts():
-                modules = read_lora(expert.lora).modules
-                experts.append((expert.name, expert.anchor, {m: (lora.scale * lora.B.float(), lora.A.float()) for m, lora in modules.items()}))
-            self.model = HoEModel.from_modules(self.context.load_base(), self.context.tokenizer, self.context.bundle.objectives, experts)
 
 
 class AdapterPerPreferenceMethod(Method):
@@ -339,66 +222,8 @@ class AdapterPerPreferenceMethod(Method):
         adapter = self.adapter(np.asarray(point.preference))
         if self.model is None:
             self.model = self.context.load_base()
-        _load_state(self.model, self.context.base_state())
+        load_state(self.model, self.context.base_state())
         add_lora(self.model, adapter)
-
-
-@register
-class MergedMethod(AdapterPerPreferenceMethod):
-    """A merged LoRA expert made for each λ and folded into the base weights (one forward pass)."""
-
-    name = "merged"
-
-    def adapter(self, preference):
-        return self.context.merged_adapter(preference)
-
-
-@register
-class RewardedSoupsMethod(Method):
-    """Rewarded Soups: θ₀ + Σ λ_i τ_i over the full task vectors, one model per λ."""
-
-    name = "rs"
-
-    def setup(self, point):
-        if self.model is None:
-            self.model = self.context.load_base()
-            self._vectors = self.context.task_vectors_of_experts()
-        state = {k: v.float().clone() for k, v in self.context.base_state().items()}
-        for weight, vector in zip(point.preference, self._vectors):
-            if weight > 0:
-                for key, delta in vector.items():
-                    state[key] += weight * delta
-        _load_state(self.model, state)
-
-
-@register
-class MORLHFMethod(AdapterPerPreferenceMethod):
-    """MORLHF: a LoRA trained for each λ with linear scalarisation, folded into the base."""
-
-    name = "morlhf"
-    needs_experts = False
-
-    def adapter(self, preference):
-        return self.context.morlhf_adapter(preference)
-
-
-@register
-class MODMethod(Method):
-    """MOD: the next token from Σ λ_i log π_i over the expert models, N passes per token."""
-
-    name = "mod"
-
-    def setup(self, point):
-        self.models = self.context.expert_models()
-
-    def generate(self, inputs, point):
-        from hoe.baselines.mod import mod_generate
-
-        decoding, tokenizer, forced = self.context.decoding, self.context.tokenizer, self.context.forced_length
-        return mod_generate(self.models, point.preference, inputs["input_ids"], inputs["attention_mask"],
-                            max_new_tokens=forced or decoding.max_new_tokens, eos_token_id=tokenizer.eos_token_id,
-                            pad_token_id=tokenizer.pad_token_id, do_sample=decoding.do_sample and forced is None,
-                            temperature=decoding.temperature, min_new_tokens=forced or 0)
 
 
 def new_tokens(model, inputs: dict, context: Context) -> torch.Tensor:
@@ -411,7 +236,7 @@ def new_tokens(model, inputs: dict, context: Context) -> torch.Tensor:
     return output[:, inputs["input_ids"].shape[1]:]
 
 
-def _load_state(model, state: dict[str, torch.Tensor]) -> None:
+def load_state(model, state: dict[str, torch.Tensor]) -> None:
     with torch.no_grad():
         own = model.state_dict()
         for key, value in state.items():

@@ -17,7 +17,8 @@ import torch
 from tqdm.auto import tqdm
 
 from hoe.evaluation.report import follows_preference
-from hoe.models.chat import encode_prompts
+from hoe.checkpoints.chat import encode_prompts
+from hoe.evaluation.methods import METHODS
 
 ROUNDS = 3
 FORCED_TOKENS = 32
@@ -39,8 +40,6 @@ def representative_points(points) -> dict:
 def measure_costs(methods: dict, points, context, prompts: list[str], *, chat: bool = True, rounds: int = ROUNDS,
                   tokens: int = FORCED_TOKENS, progress: bool = False) -> dict:
     """{method: {point, seconds per token, ratio to base (median of per-round ratios)}}."""
-    from hoe.evaluation.methods import METHODS
-
     chosen = representative_points(points)
     for name in chosen:
         methods.setdefault(name, METHODS[name](context))

@@ -49,7 +49,7 @@ def train_letter_lora(base: Path, letters: str, out: Path, steps: int = 120, see
 
 def build_toy_bundle(root: Path, base: Path, routers: str = "", second_scale: float = 1.0) -> Path:
     """Bundle with the two letter experts (anchors [1, 0] and [0, 1]) and a prompt file."""
-    from hoe.model.build import build_bundle
+    from hoe.pipeline.build import build_bundle
 
     root.mkdir(parents=True, exist_ok=True)
     train_letter_lora(base, FIRST_LETTERS, root / "lora-first", seed=1)

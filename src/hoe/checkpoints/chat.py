@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from typing import Sequence
+from hoe.checkpoints.loading import resolve_checkpoint
+from hoe.errors import HoEError
 
 
 def uses_template(tokenizer, chat: bool = True) -> bool:
@@ -27,7 +29,6 @@ def context_length(model_ref) -> int | None:
     """The model's context window from its config (no weights are read)."""
     from transformers import AutoConfig
 
-    from hoe.models.loading import resolve_checkpoint
 
     config = AutoConfig.from_pretrained(resolve_checkpoint(model_ref))
     return getattr(config, "max_position_embeddings", None)
@@ -43,8 +44,6 @@ def fit_prompts(tokenizer, prompts: Sequence[str], context: int | None, new_toke
     limits = ([context - new_tokens - overhead] if context is not None else []) + ([max_prompt_tokens] if max_prompt_tokens else [])
     budget = min(limits)
     if budget <= 0:
-        from hoe.errors import HoEError
-
         raise HoEError(f"the model's context ({context} tokens) leaves no room for a prompt and {new_tokens} new tokens")
     fitted, cut = [], 0
     for prompt in prompts:

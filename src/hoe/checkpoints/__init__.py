@@ -1,13 +1,13 @@
 """Model references: local folders, hub names, GGUF files and the embedded default."""
 
-from hoe.models.loading import (
+from hoe.checkpoints.loading import (
     EMBEDDED_MODELS,
     cache_root,
     load_model,
     load_tokenizer,
     resolve_checkpoint,
 )
-from hoe.models.tensors import CheckpointTensors
+from hoe.checkpoints.tensors import CheckpointTensors
 
 __all__ = [
     "EMBEDDED_MODELS",

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from hoe.errors import HoEError
-from hoe.model.recipe import load_recipe
+from hoe.pipeline.recipe import load_recipe
 
 RECIPES = sorted((Path(__file__).resolve().parents[2] / "recipes").glob("*.yaml"))
 

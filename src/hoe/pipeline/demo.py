@@ -18,7 +18,18 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from hoe.models.loading import DEFAULT_MODEL, resolve_checkpoint
+import yaml
+
+from hoe.checkpoints.loading import DEFAULT_MODEL, resolve_checkpoint
+from hoe.errors import HoEError
+from hoe.evaluation import Decoding, EvalSettings, evaluate, methods_table
+from hoe.model import HoEModel
+from hoe.model.bundle import load_bundle
+from hoe.pipeline.build import build_bundle
+from hoe.pipeline.recipe import Recipe, load_recipe
+from hoe.pipeline.train_router import train_router
+from hoe.recipes import shipped_recipe
+from hoe.rl import load_config
 
 TRAIN_PROMPTS = "packaged:hh-helpful-sft+packaged:hh-harmless"
 EVAL_PROMPTS = "packaged:hh-helpful-test+packaged:hh-harmless"  # the heldout split: no expert trained on these
@@ -48,39 +59,22 @@ PROFILES = {
                     max_prompt_tokens=192, router_steps=16, router_batch=16, router_tokens=48, router_calibration=16),
 }
 
-SUITES = {
-    "2-objectives": {
-        "objectives": ["civility", "concision"],
-        "experts": {"civil": "civility", "concise": "concision"},
-        "merges": [("balanced", ["civil", "concise"])],
-        "routers": [[0.25, 0.75], [0.75, 0.25]],
-    },
-    "3-objectives": {
-        "objectives": ["civility", "concision", "positivity"],
-        "experts": {"civil": "civility", "concise": "concision", "warm": "positivity"},
-        "merges": [("civil-concise", ["civil", "concise"])],
-        "routers": [[0.2, 0.4, 0.4]],
-    },
-}
+# suite -> the shipped recipe it runs (recipes/<name>.yaml), under the profile's overrides
+SUITES = {"2-objectives": "assistant-offline-2", "3-objectives": "assistant-offline"}
 
 SAMPLE_PROMPT = "How can I get my neighbour's dog to stop barking at night?"
 
 
-def suite_recipe(suite: str, profile: Profile, rank: int = 16) -> str:
-    """The YAML recipe of one suite under a profile (the recipes/ folder holds the full-profile ones)."""
-    spec = SUITES[suite]
-    objectives = spec["objectives"]
-    make = f"prompts: \"{TRAIN_PROMPTS}\", prompt_count: {profile.prompt_count}, steps: {profile.steps}"
-    lines = [f"base: {DEFAULT_MODEL}", f"objectives: [{', '.join(objectives)}]", f"rank: {rank}", "experts:"]
-    for name, objective in spec["experts"].items():
-        lines += [f"  - name: {name}", f"    anchor: {{{objective}: 1}}", f"    svd: {profile.svd}",
-                  f"    make: {{objective: {objective}, {make}}}"]
-    lines.append("merges:")
-    for name, experts in spec["merges"]:
-        lines += [f"  - name: {name}", f"    experts: [{', '.join(experts)}]", "    method: pcb"]
-    lines.append("routers:")
-    lines += [f"  - anchor: [{', '.join(f'{v:g}' for v in anchor)}]" for anchor in spec["routers"]]
-    return "\n".join(lines) + "\n"
+def suite_recipe(suite: str, profile: Profile, rank: int = 16) -> Recipe:
+    """The shipped recipe of one suite with the profile's overrides: prompts
+    and steps per expert, the SVD backend, and the rank."""
+    recipe, _ = load_recipe(shipped_recipe(SUITES[suite]))
+    recipe.rank = rank
+    for expert in recipe.experts:
+        expert.svd = profile.svd
+        if expert.make is not None:
+            expert.make.prompt_count, expert.make.steps = profile.prompt_count, profile.steps
+    return recipe
 
 
 def summarise(report: dict) -> str:
@@ -106,9 +100,6 @@ def summarise(report: dict) -> str:
 
 def run_suite(suite: str, profile: Profile, out: Path, rank: int, progress: bool) -> dict:
     """Build one suite's bundle and evaluate every method on held-out prompts."""
-    from hoe.evaluation import Decoding, EvalSettings, evaluate, methods_table
-    from hoe.model.build import build_bundle
-
     folder = out / suite
     folder.mkdir(parents=True, exist_ok=True)
     recipe = folder / "recipe.yaml"
@@ -134,8 +125,6 @@ def run_suite(suite: str, profile: Profile, out: Path, rank: int, progress: bool
 
 
 def router_config(profile: Profile):
-    from hoe.rl import load_config
-
     return load_config(None, prompts=TRAIN_PROMPTS, prompt_count=profile.router_steps * profile.router_batch, steps=profile.router_steps,
                        batch_size=profile.router_batch, max_new_tokens=profile.router_tokens, max_prompt_tokens=profile.max_prompt_tokens,
                        learning_rate=profile.router_learning_rate, calibration_prompts=profile.router_calibration, checkpoint_every=4)
@@ -144,9 +133,6 @@ def router_config(profile: Profile):
 def train_routers(bundle_path: Path, profile: Profile, progress: bool) -> list[dict]:
     """PPO for every router of the bundle at its anchor (Tchebycheff + OMD); a router already
     trained with these settings (kept by the rebuild) is not trained again."""
-    from hoe.model.bundle import load_bundle
-    from hoe.rl import train_router
-
     config = router_config(profile)
     wanted = {k: v for k, v in config.model_dump().items() if k != "scorers"}
     summaries = []
@@ -168,8 +154,6 @@ def train_routers(bundle_path: Path, profile: Profile, progress: bool) -> list[d
 
 def sample_answers(bundle: Path, objectives: list[str]) -> list[dict]:
     """One prompt answered under three preferences in one batch: one model, a λ per row."""
-    from hoe.model import HoEModel
-
     model = HoEModel.from_bundle(bundle)
     preferences = [[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]]
     texts = model.generate([SAMPLE_PROMPT] * 3, preferences=preferences, max_new_tokens=40, do_sample=False)
@@ -184,8 +168,6 @@ def sample_answers(bundle: Path, objectives: list[str]) -> list[dict]:
 
 def run_demo(out: str | Path = "runs/demo", profile: str = "quick", rank: int = 16, progress: bool = True) -> dict:
     """Both suites end to end; returns (and writes) a summary with every artifact's place."""
-    from hoe.errors import HoEError
-
     if profile not in PROFILES:
         raise HoEError(f"unknown profile '{profile}' (choose from {', '.join(PROFILES)})")
     chosen = PROFILES[profile]
@@ -195,11 +177,11 @@ def run_demo(out: str | Path = "runs/demo", profile: str = "quick", rank: int = 
     print(f"[1/4] embedded base model {DEFAULT_MODEL}: {resolve_checkpoint(DEFAULT_MODEL)} (profile '{profile}')")
     summary = {"profile": profile, "settings": asdict(chosen), "suites": {}}
     for step, suite in enumerate(SUITES, 2):
-        objectives = SUITES[suite]["objectives"]
+        objectives = suite_recipe(suite, chosen, rank).objectives
         print(f"[{step}/4] {suite} ({', '.join(objectives)}): RAFT experts (cached), task-SVD, PCB merge, bundle, router PPO, evaluation")
         summary["suites"][suite] = run_suite(suite, chosen, out, rank, progress)
     print("[4/4] one model, a preference per row (greedy, 40 new tokens):")
-    summary["answers"] = sample_answers(out / "2-objectives" / "bundle", SUITES["2-objectives"]["objectives"])
+    summary["answers"] = sample_answers(out / "2-objectives" / "bundle", suite_recipe("2-objectives", chosen, rank).objectives)
     summary["total_seconds"] = round(time.perf_counter() - start, 1)
     (out / "demo_summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     print(f"artifacts: {out.resolve()} (per suite: recipe.yaml, bundle/, evaluation/report.md, evaluation/fronts.png); "

@@ -16,7 +16,8 @@ from safetensors.torch import load_file
 
 from conftest import DEVICE, interrupt_at_call
 from hoe.errors import HoEError
-from hoe.rl import load_config, train_router
+from hoe.pipeline import train_router
+from hoe.rl import load_config
 from hoe.rl import trainer as trainer_module
 
 SCORERS = {"helpful": "py:toy_rewards:first_letters", "harmless": "py:toy_rewards:second_letters"}
@@ -131,7 +132,7 @@ def test_a_new_anchor_adds_a_router(bundle, tmp_path):
     ([0.3, 0.7], {"ideal": [1.0]}, "training config: ideal has 1 values for 2 objectives"),
 ])
 def test_bad_input_before_training(bundle, tmp_path, monkeypatch, anchor, overrides, message):
-    import hoe.models.loading as loading
+    import hoe.checkpoints.loading as loading
 
     monkeypatch.setattr(loading, "load_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError("model loaded")))
     with pytest.raises(HoEError, match=message):
@@ -166,7 +167,7 @@ def test_two_processes(bundle, tmp_path):
     command = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
                "--dynamo_backend", "no", "--main_process_port", "29534", "-m", "hoe.cli", "train-router", "--bundle", str(bundle),
                "--anchor", "0.25,0.75", "--config", str(tmp_path / "train.yaml"), "--device", "cpu"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("router 'mostly-harmless'") == 1
@@ -174,7 +175,7 @@ def test_two_processes(bundle, tmp_path):
 
 
 def test_a_rebuild_keeps_trained_routers_whose_experts_are_unchanged(bundle, recipe_dir, tmp_path):
-    from hoe.model.build import build_bundle
+    from hoe.pipeline.build import build_bundle
 
     train_router(bundle, [0.25, 0.75], config(tmp_path, steps=1, scalarisation="linear"), progress=False)
     trained = json.loads((bundle / "hoe.json").read_text())["routers"][0]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hoe.baselines import mod_generate
+from hoe.evaluation.methods.mod import mod_generate
 
 IDS = torch.tensor([[5, 6, 7, 8], [9, 10, 11, 12]])
 

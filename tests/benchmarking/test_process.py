@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from hoe.utils.timing import measure_process
+from hoe.benchmarking.process import measure_process
 
 
 def test_peak_memory_is_the_childs_own_even_under_a_bloated_parent():

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from hoe.errors import HoEError
+from hoe.experts.svd import rerank_lora
 
 
 Factors = tuple[torch.Tensor, torch.Tensor]  # (B, A) with delta = B @ A
@@ -244,8 +245,6 @@ def _tsv_rebuild(triplets, weights: torch.Tensor, rank: int) -> Factors:
 
 def tsv_factored(factors: list[Factors], weights: torch.Tensor, *, keep: float | None = None) -> Factors:
     """TSV-M from LoRA factors: each task's singular triplets come from QR + a small SVD."""
-    from hoe.experts.svd import rerank_lora
-
     shape = (factors[0][0].shape[0], factors[0][1].shape[1])
     triplets = []
     for B, A in factors:

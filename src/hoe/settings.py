@@ -1,0 +1,53 @@
+"""The base of every job's settings model: pydantic, strict about unknown keys, validated on
+assignment. A recipe embeds the same model the CLI and the API build, so a setting has one
+declaration (its default, bounds and description) and one error wording, which names the field
+both as a recipe key and as a CLI flag."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from hoe.errors import HoEError
+
+SettingsT = TypeVar("SettingsT", bound="Settings")
+
+
+class Settings(BaseModel):
+    """Settings of one job; ``create`` turns a validation error into one ``HoEError`` line."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @classmethod
+    def create(cls: type[SettingsT], **values: Any) -> SettingsT:
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise HoEError(f"{cls.job_name()} settings: {describe(exc)}") from None
+
+    @classmethod
+    def job_name(cls) -> str:
+        return cls.__name__.removesuffix("Settings").lower() or "job"
+
+
+def describe(exc: ValidationError) -> str:
+    """pydantic's first error in words for a recipe user and a CLI user alike:
+    ``prompt_count (--prompt-count): input should be greater than 0, got 0``."""
+    error = exc.errors()[0]
+    location = [str(part) for part in error["loc"]]
+    message = error["msg"].removeprefix("Value error, ")
+    message = message[:1].lower() + message[1:]
+    if not location:
+        return message
+    field = ".".join(location)
+    flag = f" (--{location[-1].replace('_', '-')})" if len(location) == 1 else ""
+    got = f", got {error['input']!r}" if error["type"] not in ("missing", "extra_forbidden") and "input" in error else ""
+    return f"{field}{flag}: {message}{got}"
+
+
+def first_error(exc: ValidationError) -> str:
+    """pydantic's first error as 'field.path: message' (files: a recipe, a bundle's hoe.json)."""
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    return f"{where}: {error['msg']}"

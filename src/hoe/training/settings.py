@@ -1,0 +1,123 @@
+"""The training jobs' settings, light to import (no torch): the CLI builds its options from them
+and a recipe's ``make:`` entry is a ``MakeExpertSettings``. The jobs live beside them
+(``make_expert.py``, ``sft.py``, ``sampling.py``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import Field, field_validator
+
+from hoe.errors import HoEError
+from hoe.settings import Settings
+
+METHODS = ("raft", "dpo", "ppo")
+REPORT_NAME = "make_expert_report.json"
+PPO_LORA_RANK = 16  # ppo's LoRA rank when lora_rank is not set (the CLI's --lora-rank default)
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    k: int = 4
+    max_new_tokens: int = 64
+    temperature: float = 0.9
+    top_p: float = 0.95
+    batch_prompts: int = 8
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.k < 2:
+            raise HoEError(f"k must be at least 2 (best and worst of k), got {self.k}")
+        if self.max_new_tokens <= 0 or self.batch_prompts <= 0:
+            raise HoEError("max_new_tokens and batch_prompts must be positive")
+        if not (self.temperature > 0 and 0 < self.top_p <= 1):
+            raise HoEError(f"temperature must be positive and top_p in (0, 1], got {self.temperature}, {self.top_p}")
+
+
+@dataclass
+class SFTSettings:
+    steps: int = 30
+    batch_size: int = 8
+    max_length: int = 128
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.0
+    seed: int = 0
+    save_every: int = 10
+
+    def validate(self) -> None:
+        for name in ("steps", "batch_size", "max_length", "save_every"):
+            if getattr(self, name) <= 0:
+                raise HoEError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if not self.learning_rate > 0:
+            raise HoEError(f"learning-rate must be positive, got {self.learning_rate}")
+
+
+class MakeExpertSettings(Settings):
+    """One ``make-expert`` job: the CLI's options, a recipe's ``make:`` entry and the API's argument."""
+
+    objective: str = Field(description="The objective to maximise (an offline scorer, rm:MODEL, or py:module:function).")
+    method: str = Field("raft", description="raft (best of k, then supervised fine-tuning), dpo (best vs worst, TRL's "
+                                            "DPOTrainer) or ppo (hoe's PPO on a LoRA, merged; steps and learning rate apply).")
+    prompts: str = Field("packaged:hh-helpful-sft", description="Prompt spec: packaged:NAME or "
+                                                                "hub:DATASET[:CONFIG]@SPLIT#FIELD (train split).")
+    prompt_count: int = Field(96, gt=0, description="Training prompts.")
+    k: int = Field(4, ge=2, description="Responses sampled per prompt (shared across objectives; best and worst of k).")
+    max_new_tokens: int = Field(64, gt=0, description="Length of sampled responses.")
+    temperature: float = Field(0.9, gt=0, description="Sampling temperature of the candidates (and of PPO's rollouts).")
+    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling of the candidates (and of PPO's rollouts).")
+    batch_prompts: int = Field(8, gt=0, description="Prompts per sampling batch.")
+    steps: int = Field(24, gt=0, description="Fine-tuning (or PPO) steps.")
+    batch_size: int = Field(8, gt=0, description="Examples (or PPO prompts) per step.")
+    learning_rate: float | None = Field(None, gt=0, description="AdamW learning rate (default 2e-5 for a full fine-tune, "
+                                                                "1e-4 for a LoRA, which ppo always trains).")
+    beta: float = Field(0.1, gt=0, description="dpo: KL strength.")
+    lora_rank: int | None = Field(None, gt=0, description="Train a LoRA of this rank instead of every weight (ppo always "
+                                                          f"trains one, rank {PPO_LORA_RANK} unless set).")
+    max_length: int = Field(160, gt=0, description="Tokens of prompt + response in fine-tuning (raise it for long prompts "
+                                                   "such as posts).")
+    save_every: int = Field(10, gt=0, description="Steps between checkpoints (a rerun resumes from the last).")
+    seed: int = Field(0, description="Seed of sampling and training.")
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        if value not in METHODS:
+            raise ValueError(f"unknown method '{value}' (available: {', '.join(METHODS)})")
+        return value
+
+    @property
+    def trains_lora(self) -> bool:
+        return self.method == "ppo" or self.lora_rank is not None
+
+    @property
+    def effective_learning_rate(self) -> float:
+        """The learning rate the job uses: the one set, else 1e-4 for a LoRA and 2e-5 for a full fine-tune."""
+        if self.learning_rate is not None:
+            return self.learning_rate
+        return 1e-4 if self.trains_lora else 2e-5
+
+    @property
+    def trained_lora_rank(self) -> int | None:
+        """The rank of the LoRA the job trains (None: a full fine-tune)."""
+        return self.lora_rank or (PPO_LORA_RANK if self.method == "ppo" else None)
+
+    @property
+    def sampling(self) -> SamplingSettings:
+        return SamplingSettings(k=self.k, max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p,
+                                batch_prompts=self.batch_prompts, seed=self.seed)
+
+    @property
+    def sft(self) -> SFTSettings:
+        return SFTSettings(steps=self.steps, batch_size=self.batch_size, max_length=self.max_length,
+                           learning_rate=self.effective_learning_rate, seed=self.seed, save_every=self.save_every)
+
+    def cache_fields(self) -> dict:
+        """The settings that identify the made model (a recipe's cache key). The learning rate
+        counts as used; options added later count only when set away from their defaults, so
+        models made before they existed keep their cache entries."""
+        later = {"lora_rank": None, "max_length": 160, "temperature": 0.9, "top_p": 0.95, "batch_prompts": 8, "batch_size": 8,
+                 "save_every": 10, "seed": 0}
+        fields = self.model_dump(exclude={k for k, default in later.items() if getattr(self, k) == default})
+        return {**fields, "learning_rate": self.effective_learning_rate}
+
+
