@@ -14,7 +14,9 @@ import torch
 from hypothesis import settings as hypothesis_settings  # noqa: E402
 
 hypothesis_settings.register_profile("hoe", max_examples=300, deadline=None)
-hypothesis_settings.register_profile("mutation", max_examples=40, deadline=None, derandomize=True)  # the same examples every run
+hypothesis_settings.register_profile(
+    "mutation", max_examples=40, deadline=None, derandomize=True
+)  # the same examples every run
 hypothesis_settings.load_profile("mutation" if os.environ.get("HOE_TEST_PROFILE") == "mutation" else "hoe")
 
 # Where the device-aware tests (router training, evaluation) run: cpu in CI; HOE_TEST_DEVICE=cuda
@@ -52,7 +54,9 @@ def save_tiny_llama(folder: Path, seed: int = 0, **overrides) -> Path:
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
-def plant_low_rank(base: Path, out: Path, rank: int, seed: int = 1, scale: float = 0.05, touch_norms: bool = False) -> dict:
+def plant_low_rank(
+    base: Path, out: Path, rank: int, seed: int = 1, scale: float = 0.05, touch_norms: bool = False
+) -> dict:
     """Write a fine-tuned copy of ``base`` whose every projection differs by an exact rank-``rank`` delta.
 
     Returns the planted deltas by module name. With ``touch_norms`` the norm weights move too
@@ -67,7 +71,12 @@ def plant_low_rank(base: Path, out: Path, rank: int, seed: int = 1, scale: float
         for name, module in model.named_modules():
             if name.rsplit(".", 1)[-1] in PROJECTIONS:
                 out_dim, in_dim = module.weight.shape
-                delta = scale * torch.randn(out_dim, rank, generator=generator) @ torch.randn(rank, in_dim, generator=generator) / rank**0.5
+                delta = (
+                    scale
+                    * torch.randn(out_dim, rank, generator=generator)
+                    @ torch.randn(rank, in_dim, generator=generator)
+                    / rank**0.5
+                )
                 module.weight += delta
                 deltas[name] = delta
             elif touch_norms and name.endswith("input_layernorm"):
@@ -118,8 +127,16 @@ def tiny_gpt2(seed: int = 3):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(seed)
-    config = GPT2Config(vocab_size=64, n_positions=32, n_embd=32, n_layer=2, n_head=2, bos_token_id=None, eos_token_id=None,
-                        tie_word_embeddings=False)
+    config = GPT2Config(
+        vocab_size=64,
+        n_positions=32,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=None,
+        eos_token_id=None,
+        tie_word_embeddings=False,
+    )
     model = GPT2LMHeadModel(config).eval()
     with torch.no_grad():
         model.transformer.wpe.weight.mul_(50.0)
@@ -164,6 +181,7 @@ def save_tiny_tokenizer(folder: Path):
 @pytest.fixture(scope="session")
 def tiny_chat_model(tmp_path_factory) -> Path:
     """A tiny Llama with a tokenizer and chat template, for training and generation tests."""
+
     def make(root: Path) -> None:
         save_tiny_llama(root / "model")
         save_tiny_tokenizer(root / "model")
@@ -173,7 +191,9 @@ def tiny_chat_model(tmp_path_factory) -> Path:
 
 def _llama_cpp_permute(weight, heads: int):
     """llama.cpp stores q/k rows interleaved for its rope; transformers undoes this on load."""
-    return weight.reshape(heads, 2, weight.shape[0] // heads // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
+    return (
+        weight.reshape(heads, 2, weight.shape[0] // heads // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
+    )
 
 
 def write_tiny_gguf(model_folder: Path, path: Path, quantisation: str | None = None) -> Path:
@@ -205,11 +225,21 @@ def write_tiny_gguf(model_folder: Path, path: Path, quantisation: str | None = N
     writer.add_token_merges(["a b"])
     writer.add_bos_token_id(1)
     writer.add_eos_token_id(2)
-    top = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight", "lm_head.weight": "output.weight"}
+    top = {
+        "model.embed_tokens.weight": "token_embd.weight",
+        "model.norm.weight": "output_norm.weight",
+        "lm_head.weight": "output.weight",
+    }
     block = {
-        "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
-        "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
-        "mlp.down_proj": "ffn_down", "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
+        "self_attn.q_proj": "attn_q",
+        "self_attn.k_proj": "attn_k",
+        "self_attn.v_proj": "attn_v",
+        "self_attn.o_proj": "attn_output",
+        "mlp.gate_proj": "ffn_gate",
+        "mlp.up_proj": "ffn_up",
+        "mlp.down_proj": "ffn_down",
+        "input_layernorm": "attn_norm",
+        "post_attention_layernorm": "ffn_norm",
     }
     for name, tensor in model.state_dict().items():
         array = tensor.numpy().astype(np.float32)
@@ -224,7 +254,9 @@ def write_tiny_gguf(model_folder: Path, path: Path, quantisation: str | None = N
             array = _llama_cpp_permute(array, c.num_key_value_heads)
         if quantisation is not None and array.ndim == 2:
             kind = gguf.GGMLQuantizationType[quantisation]
-            writer.add_tensor(f"blk.{parts[2]}.{block[inner]}.weight", gguf.quants.quantize(array, kind), raw_dtype=kind)
+            writer.add_tensor(
+                f"blk.{parts[2]}.{block[inner]}.weight", gguf.quants.quantize(array, kind), raw_dtype=kind
+            )
             continue
         writer.add_tensor(f"blk.{parts[2]}.{block[inner]}.weight", array)
     writer.write_header_to_file()
@@ -271,7 +303,14 @@ def recipe_dir(tiny_chat_model, tmp_path_factory) -> Path:
 def bundle_dir(recipe_dir, tmp_path_factory) -> Path:
     from hoe.pipeline.build import build_bundle
 
-    return reusable(tmp_path_factory, "bundle", lambda root: build_bundle(recipe_dir / "recipe.yaml", root / "b", progress=False)) / "b"
+    return (
+        reusable(
+            tmp_path_factory,
+            "bundle",
+            lambda root: build_bundle(recipe_dir / "recipe.yaml", root / "b", progress=False),
+        )
+        / "b"
+    )
 
 
 def interrupt_at_call(monkeypatch, owner, name: str, call: int):

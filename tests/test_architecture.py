@@ -36,13 +36,19 @@ def local_hoe_imports(path: Path) -> list[int]:
     for block in tree.body:  # `if TYPE_CHECKING:` imports are for type checkers, at module level too
         if isinstance(block, ast.If) and getattr(block.test, "id", None) == "TYPE_CHECKING":
             top |= {id(node) for node in block.body}
-    return [node.lineno for node in ast.walk(tree)
-            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "hoe" and id(node) not in top]
+    return [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "hoe" and id(node) not in top
+    ]
 
 
 def test_hoe_imports_are_at_module_top():
-    found = {str(p.relative_to(PACKAGE)): lines for p in PACKAGE.rglob("*.py")
-             if p.name not in DEFERRING and (lines := local_hoe_imports(p))}
+    found = {
+        str(p.relative_to(PACKAGE)): lines
+        for p in PACKAGE.rglob("*.py")
+        if p.name not in DEFERRING and (lines := local_hoe_imports(p))
+    }
     assert found == {}
 
 
@@ -63,3 +69,9 @@ def test_the_facade_names_what_it_exports_and_stays_light():
         assert getattr(hoe, name) is not None
     code = "import sys, hoe; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_the_facade_lists_each_export_once():
+    import hoe
+
+    assert sorted(hoe.__all__) == sorted(["HoEError", "__version__", *hoe._EXPORTS])

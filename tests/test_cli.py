@@ -20,11 +20,29 @@ def test_help_everywhere(command):
 
 def test_extract_cli(tiny_base, tiny_planted, tmp_path):
     out = tmp_path / "expert"
-    result = runner.invoke(app, ["extract", "--base", str(tiny_base), "--finetuned", str(tiny_planted[0]), "--out", str(out), "--rank", "4", "--quiet", "--device", "cpu"])
+    result = runner.invoke(
+        app,
+        [
+            "extract",
+            "--base",
+            str(tiny_base),
+            "--finetuned",
+            str(tiny_planted[0]),
+            "--out",
+            str(out),
+            "--rank",
+            "4",
+            "--quiet",
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "14 modules" in result.output
     report = json.loads((out / "extract_report.json").read_text())
-    assert report["settings"]["rank"] == 4 and report["totals"]["wall_time_s"] > 0 and report["totals"]["peak_rss_mb"] > 0
+    assert (
+        report["settings"]["rank"] == 4 and report["totals"]["wall_time_s"] > 0 and report["totals"]["peak_rss_mb"] > 0
+    )
 
 
 @pytest.mark.parametrize(
@@ -37,14 +55,18 @@ def test_extract_cli(tiny_base, tiny_planted, tmp_path):
 )
 def test_extract_cli_bad_input(tiny_base, tiny_planted, tmp_path, args, message):
     out = tmp_path / "expert"
-    result = runner.invoke(app, ["extract", "--base", str(tiny_base), "--finetuned", str(tiny_planted[0]), "--out", str(out), *args])
+    result = runner.invoke(
+        app, ["extract", "--base", str(tiny_base), "--finetuned", str(tiny_planted[0]), "--out", str(out), *args]
+    )
     assert result.exit_code == 2
     assert result.output.strip() == message
     assert not out.exists()
 
 
 def test_extract_cli_missing_model(tiny_base, tmp_path):
-    result = runner.invoke(app, ["extract", "--base", str(tiny_base), "--finetuned", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
+    result = runner.invoke(
+        app, ["extract", "--base", str(tiny_base), "--finetuned", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]
+    )
     assert result.exit_code == 2 and result.output.count("\n") == 1
     assert "model not found" in result.output
 
@@ -53,7 +75,19 @@ def test_experts_take_several_values():
     from hoe.cli import expand_multi_value
 
     argv = ["merge", "--experts", "a", "b", "c", "--rank", "4", "--experts", "d"]
-    assert expand_multi_value(argv) == ["merge", "--experts", "a", "--experts", "b", "--experts", "c", "--rank", "4", "--experts", "d"]
+    assert expand_multi_value(argv) == [
+        "merge",
+        "--experts",
+        "a",
+        "--experts",
+        "b",
+        "--experts",
+        "c",
+        "--rank",
+        "4",
+        "--experts",
+        "d",
+    ]
 
 
 def test_merge_cli_end_to_end(tiny_base, tiny_planted, tmp_path):
@@ -64,14 +98,50 @@ def test_merge_cli_end_to_end(tiny_base, tiny_planted, tmp_path):
     from pathlib import Path
 
     expert = tmp_path / "e"
-    runner.invoke(app, ["extract", "--base", str(tiny_base), "--finetuned", str(tiny_planted[0]), "--out", str(expert), "--rank", "2", "--quiet"])
+    runner.invoke(
+        app,
+        [
+            "extract",
+            "--base",
+            str(tiny_base),
+            "--finetuned",
+            str(tiny_planted[0]),
+            "--out",
+            str(expert),
+            "--rank",
+            "2",
+            "--quiet",
+        ],
+    )
     hoe = shutil.which("hoe") or str(Path(sys.executable).parent / "hoe")
-    command = [hoe, "merge", "--base", str(tiny_base), "--experts", str(expert), str(expert), "--weights", "0.7,0.3",
-               "--method", "ties", "--density", "0.5", "--objectives", "helpful,harmless", "--rank", "2", "--out", str(tmp_path / "m"), "--quiet"]
+    command = [
+        hoe,
+        "merge",
+        "--base",
+        str(tiny_base),
+        "--experts",
+        str(expert),
+        str(expert),
+        "--weights",
+        "0.7,0.3",
+        "--method",
+        "ties",
+        "--density",
+        "0.5",
+        "--objectives",
+        "helpful,harmless",
+        "--rank",
+        "2",
+        "--out",
+        str(tmp_path / "m"),
+        "--quiet",
+    ]
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "anchor (helpful=0.7, harmless=0.3)" in result.stdout
-    bad = subprocess.run([*command[:-3], "--out", str(tmp_path / "m2"), "--weights", "0.7,x"], capture_output=True, text=True)
+    bad = subprocess.run(
+        [*command[:-3], "--out", str(tmp_path / "m2"), "--weights", "0.7,x"], capture_output=True, text=True
+    )
     assert bad.returncode == 2 and bad.stderr.strip() == "error: --weights must be comma-separated numbers, got '0.7,x'"
     assert not (tmp_path / "m2").exists()
 
@@ -82,30 +152,71 @@ def test_build_info_generate_export_cli(recipe_dir, tmp_path):
     assert result.exit_code == 0, result.output
     assert "3 LoRA experts, 1 routers over helpful, harmless" in result.output
     result = runner.invoke(app, ["info", "--bundle", str(bundle)])
-    assert "expert balanced" in result.output and "router mostly-harmless" in result.output and "(untrained)" in result.output
+    assert (
+        "expert balanced" in result.output
+        and "router mostly-harmless" in result.output
+        and "(untrained)" in result.output
+    )
 
-    result = runner.invoke(app, ["generate", "--bundle", str(bundle), "--preference", "helpful=0.7,harmless=0.3", "--max-new-tokens", "4", "hi", "hello"])
+    result = runner.invoke(
+        app,
+        [
+            "generate",
+            "--bundle",
+            str(bundle),
+            "--preference",
+            "helpful=0.7,harmless=0.3",
+            "--max-new-tokens",
+            "4",
+            "hi",
+            "hello",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout.count("\n---\n") == 1 and "Loading" not in result.stdout
 
     requests = tmp_path / "in.jsonl"
-    requests.write_text(json.dumps({"prompt": "hi", "preference": {"harmless": 1}}) + "\n" + json.dumps({"prompt": "yo"}) + "\n")
-    result = runner.invoke(app, ["generate", "--bundle", str(bundle), "--input", str(requests), "--output", str(tmp_path / "out.jsonl"),
-                                 "--preference", "0.5,0.5", "--max-new-tokens", "3"])
+    requests.write_text(
+        json.dumps({"prompt": "hi", "preference": {"harmless": 1}}) + "\n" + json.dumps({"prompt": "yo"}) + "\n"
+    )
+    result = runner.invoke(
+        app,
+        [
+            "generate",
+            "--bundle",
+            str(bundle),
+            "--input",
+            str(requests),
+            "--output",
+            str(tmp_path / "out.jsonl"),
+            "--preference",
+            "0.5,0.5",
+            "--max-new-tokens",
+            "3",
+        ],
+    )
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert rows[0]["routing"] == {"harmless": 1.0} and rows[1]["routing"] == {"balanced": 1.0}
     assert all("response" in row for row in rows)
 
-    result = runner.invoke(app, ["export", "--bundle", str(bundle), "--preference", "1,0", "--out", str(tmp_path / "lora")])
+    result = runner.invoke(
+        app, ["export", "--bundle", str(bundle), "--preference", "1,0", "--out", str(tmp_path / "lora")]
+    )
     assert result.exit_code == 0 and "LoRA adapter for gates helpful=1" in result.output
 
 
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--preference", "1,0,0"], "error: preference has 3 values but the bundle has 2 objectives (helpful, harmless)"),
-        (["--preference", "funny=1"], "error: unknown objective 'funny' in the preference (objectives: helpful, harmless)"),
+        (
+            ["--preference", "1,0,0"],
+            "error: preference has 3 values but the bundle has 2 objectives (helpful, harmless)",
+        ),
+        (
+            ["--preference", "funny=1"],
+            "error: unknown objective 'funny' in the preference (objectives: helpful, harmless)",
+        ),
         ([], "error: prompt 1 has no preference: pass --preference or a 'preference' field"),
     ],
 )
@@ -115,41 +226,95 @@ def test_generate_bad_input(bundle_dir, args, message):
 
 
 def test_train_router_refuses_a_time_budget_that_is_not_positive(bundle_dir):
-    result = runner.invoke(app, ["train-router", "--bundle", str(bundle_dir), "--anchor", "0.25,0.75", "--max-minutes", "0"])
+    result = runner.invoke(
+        app, ["train-router", "--bundle", str(bundle_dir), "--anchor", "0.25,0.75", "--max-minutes", "0"]
+    )
     assert result.exit_code == 2 and result.output.strip() == "error: --max-minutes must be positive, got 0.0"
 
 
 def test_generate_bad_jsonl(bundle_dir, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "ok"}\n{"prompt": \n')
-    result = runner.invoke(app, ["generate", "--bundle", str(bundle_dir), "--input", str(bad), "--output", str(tmp_path / "o.jsonl"), "--preference", "1,0"])
+    result = runner.invoke(
+        app,
+        [
+            "generate",
+            "--bundle",
+            str(bundle_dir),
+            "--input",
+            str(bad),
+            "--output",
+            str(tmp_path / "o.jsonl"),
+            "--preference",
+            "1,0",
+        ],
+    )
     assert result.exit_code == 2 and result.output.startswith(f"error: {bad} line 2: malformed JSON")
     assert not (tmp_path / "o.jsonl").exists()
 
 
 def test_score_cli(tmp_path):
     pairs = tmp_path / "pairs.jsonl"
-    pairs.write_text(json.dumps({"prompt": "Thanks?", "response": "You are welcome!", "id": 7}) + "\n"
-                     + json.dumps({"prompt": "Thanks?", "response": "Get lost, idiot."}) + "\n")
-    result = runner.invoke(app, ["score", "--objectives", "civility,concision", "--input", str(pairs), "--out", str(tmp_path / "s.jsonl"),
-                                 "--cache", str(tmp_path / "c.sqlite")])
+    pairs.write_text(
+        json.dumps({"prompt": "Thanks?", "response": "You are welcome!", "id": 7})
+        + "\n"
+        + json.dumps({"prompt": "Thanks?", "response": "Get lost, idiot."})
+        + "\n"
+    )
+    result = runner.invoke(
+        app,
+        [
+            "score",
+            "--objectives",
+            "civility,concision",
+            "--input",
+            str(pairs),
+            "--out",
+            str(tmp_path / "s.jsonl"),
+            "--cache",
+            str(tmp_path / "c.sqlite"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
     assert rows[0]["id"] == 7 and rows[0]["scores"]["civility"] > rows[1]["scores"]["civility"]
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "x"}\n')
-    result = runner.invoke(app, ["score", "--objectives", "civility", "--input", str(bad), "--out", str(tmp_path / "o.jsonl")])
-    assert result.exit_code == 2 and result.output.strip() == f"error: {bad} line 1: each line needs a string 'response'"
+    result = runner.invoke(
+        app, ["score", "--objectives", "civility", "--input", str(bad), "--out", str(tmp_path / "o.jsonl")]
+    )
+    assert (
+        result.exit_code == 2 and result.output.strip() == f"error: {bad} line 1: each line needs a string 'response'"
+    )
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n")
-    result = runner.invoke(app, ["score", "--objectives", "civility", "--input", str(empty), "--out", str(tmp_path / "o.jsonl")])
+    result = runner.invoke(
+        app, ["score", "--objectives", "civility", "--input", str(empty), "--out", str(tmp_path / "o.jsonl")]
+    )
     assert result.exit_code == 2 and "holds no prompts" in result.output
 
 
 def test_evaluate_cli(bundle_dir, tmp_path):
     out = tmp_path / "run"
-    args = ["evaluate", "--bundle", str(bundle_dir), "--out", str(out), "--methods", "hoe,soup,base", "--preferences", "grid:2",
-            "--limit", "2", "--max-new-tokens", "3", "--scorers", "helpful=concision,harmless=civility", "--batch-size", "2"]
+    args = [
+        "evaluate",
+        "--bundle",
+        str(bundle_dir),
+        "--out",
+        str(out),
+        "--methods",
+        "hoe,soup,base",
+        "--preferences",
+        "grid:2",
+        "--limit",
+        "2",
+        "--max-new-tokens",
+        "3",
+        "--scorers",
+        "helpful=concision,harmless=civility",
+        "--batch-size",
+        "2",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "| hoe | 2 |" in result.output and (out / "fronts.png").is_file()
@@ -157,12 +322,18 @@ def test_evaluate_cli(bundle_dir, tmp_path):
     assert again.exit_code == 0 and "| soup | 2 |" in again.output
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--methods", "hoe,magic"], "error: unknown method 'magic' (choose from base, experts, hoe, soup, merged, rs, morlhf, mod)"),
-    (["--preferences", "grid:0"], "error: 'grid:0': a grid needs at least 2 points per edge"),
-    (["--scorers", "helpful"], "error: --scorers entry 'helpful' must look like objective=SPEC"),
-    (["--reference", "a,b"], "error: --reference must be comma-separated numbers, got 'a,b'"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (
+            ["--methods", "hoe,magic"],
+            "error: unknown method 'magic' (choose from base, experts, hoe, soup, merged, rs, morlhf, mod)",
+        ),
+        (["--preferences", "grid:0"], "error: 'grid:0': a grid needs at least 2 points per edge"),
+        (["--scorers", "helpful"], "error: --scorers entry 'helpful' must look like objective=SPEC"),
+        (["--reference", "a,b"], "error: --reference must be comma-separated numbers, got 'a,b'"),
+    ],
+)
 def test_evaluate_cli_bad_input(bundle_dir, tmp_path, extra, message):
     result = runner.invoke(app, ["evaluate", "--bundle", str(bundle_dir), "--out", str(tmp_path / "o"), *extra])
     assert result.exit_code == 2 and result.output.strip() == message
@@ -177,13 +348,48 @@ def test_evaluate_report_only_needs_a_run(tmp_path):
 def test_make_expert_cli_lora(tiny_chat_model, tmp_path, monkeypatch):
     monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "expert"
-    result = runner.invoke(app, ["make-expert", "--base", str(tiny_chat_model), "--objective", "concision", "--out", str(out),
-                                 "--prompt-count", "4", "--k", "2", "--max-new-tokens", "4", "--steps", "1", "--lora", "--lora-rank", "2",
-                                 "--device", "cpu"])
+    result = runner.invoke(
+        app,
+        [
+            "make-expert",
+            "--base",
+            str(tiny_chat_model),
+            "--objective",
+            "concision",
+            "--out",
+            str(out),
+            "--prompt-count",
+            "4",
+            "--k",
+            "2",
+            "--max-new-tokens",
+            "4",
+            "--steps",
+            "1",
+            "--lora",
+            "--lora-rank",
+            "2",
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert (out / "adapter" / "adapter_config.json").is_file() and (out / "model.safetensors").is_file()
-    bad = runner.invoke(app, ["make-expert", "--base", str(tiny_chat_model), "--objective", "concision", "--out", str(tmp_path / "x"),
-                              "--lora", "--lora-rank", "0"])
+    bad = runner.invoke(
+        app,
+        [
+            "make-expert",
+            "--base",
+            str(tiny_chat_model),
+            "--objective",
+            "concision",
+            "--out",
+            str(tmp_path / "x"),
+            "--lora",
+            "--lora-rank",
+            "0",
+        ],
+    )
     assert bad.exit_code == 2 and "lora_rank (--lora-rank): input should be greater than 0, got 0" in bad.output
 
 
@@ -193,13 +399,36 @@ def test_make_expert_cli_every_method_ends_with_its_summary(tiny_chat_model, tmp
     'train_seconds' after writing its expert)."""
     monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "expert"
-    result = runner.invoke(app, ["make-expert", "--base", str(tiny_chat_model), "--objective", "concision", "--out", str(out),
-                                 "--method", method, "--prompt-count", "4", "--k", "2", "--max-new-tokens", "4", "--steps", "1",
-                                 "--lora-rank", "2", "--device", "cpu"])
+    result = runner.invoke(
+        app,
+        [
+            "make-expert",
+            "--base",
+            str(tiny_chat_model),
+            "--objective",
+            "concision",
+            "--out",
+            str(out),
+            "--method",
+            method,
+            "--prompt-count",
+            "4",
+            "--k",
+            "2",
+            "--max-new-tokens",
+            "4",
+            "--steps",
+            "1",
+            "--lora-rank",
+            "2",
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert (out / "model.safetensors").is_file() and result.exception is None
     line = result.output.strip().splitlines()[-1].split("\r")[-1]  # after the progress bar's carriage returns
-    line = line[line.index(f"{out}: "):]
+    line = line[line.index(f"{out}: ") :]
     assert line.startswith(f"{out}: concision expert by {method}; ") and line.endswith(" s of training")
     if method == "ppo":
         assert " PPO steps" in line and "mean concision reward" in line

@@ -22,15 +22,22 @@ def train_letter_lora(base: Path, letters: str, out: Path, steps: int = 120, see
     torch.manual_seed(seed)
     rng = random.Random(seed)
     tokenizer = AutoTokenizer.from_pretrained(base)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base),
-                           LoraConfig(r=8, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                                                                          "down_proj"], lora_dropout=0.0))
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(base),
+        LoraConfig(
+            r=8,
+            lora_alpha=8,
+            target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+            lora_dropout=0.0,
+        ),
+    )
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     for _ in range(steps):
         texts = []
         for _ in range(8):
-            prompt = tokenizer.apply_chat_template([{"role": "user", "content": f"say {rng.randrange(400)}"}], add_generation_prompt=True,
-                                                   tokenize=False)
+            prompt = tokenizer.apply_chat_template(
+                [{"role": "user", "content": f"say {rng.randrange(400)}"}], add_generation_prompt=True, tokenize=False
+            )
             texts.append(prompt + "".join(rng.choice(letters) for _ in range(20)) + tokenizer.eos_token)
         batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
@@ -43,7 +50,9 @@ def train_letter_lora(base: Path, letters: str, out: Path, steps: int = 120, see
         from safetensors.torch import load_file, save_file
 
         weights = load_file(str(out / "adapter_model.safetensors"))
-        save_file({k: v * scale if "lora_B" in k else v for k, v in weights.items()}, str(out / "adapter_model.safetensors"))
+        save_file(
+            {k: v * scale if "lora_B" in k else v for k, v in weights.items()}, str(out / "adapter_model.safetensors")
+        )
     return out
 
 

@@ -31,8 +31,18 @@ from hoe.training.sampling import SamplingSettings, sample_candidates
 HERE = Path(__file__).resolve().parent
 SUITES = {
     # name: (prompt spec, new tokens, objective -> scorer, output stem)
-    "assistant": ("packaged:hh-helpful-sft+packaged:hh-harmless", 64, {name: name for name in OFFLINE_SCORERS}, "results"),
-    "summary": ("packaged:tldr", 48, {"summary": "reference:packaged:tldr", **{name: name for name in OFFLINE_SCORERS}}, "results-summary"),
+    "assistant": (
+        "packaged:hh-helpful-sft+packaged:hh-harmless",
+        64,
+        {name: name for name in OFFLINE_SCORERS},
+        "results",
+    ),
+    "summary": (
+        "packaged:tldr",
+        48,
+        {"summary": "reference:packaged:tldr", **{name: name for name in OFFLINE_SCORERS}},
+        "results-summary",
+    ),
 }
 
 
@@ -46,18 +56,38 @@ def main() -> None:
     candidates = sample_candidates(DEFAULT_MODEL, prompts, settings)
     flat_prompts = [row["prompt"] for row in candidates for _ in row["responses"]]
     flat_responses = [r for row in candidates for r in row["responses"]]
-    raw = score_objectives(list(scorers.values()), flat_prompts, flat_responses, cache=ScoreCache(cache_root() / "scores.sqlite"))
-    grouped = {name: [raw[scorer][i : i + settings.k] for i in range(0, len(flat_prompts), settings.k)] for name, scorer in scorers.items()}
+    raw = score_objectives(
+        list(scorers.values()), flat_prompts, flat_responses, cache=ScoreCache(cache_root() / "scores.sqlite")
+    )
+    grouped = {
+        name: [raw[scorer][i : i + settings.k] for i in range(0, len(flat_prompts), settings.k)]
+        for name, scorer in scorers.items()
+    }
     table = conflict_table(grouped)
     means = {name: round(sum(raw[scorer]) / len(raw[scorer]), 4) for name, scorer in scorers.items()}
-    results = {"suite": args.suite, "model": DEFAULT_MODEL, "prompts": len(prompts), "prompt_spec": spec, "k": settings.k,
-               "sampling": settings.__dict__, "scorers": scorers, "mean_scores": means, "pairs": table,
-               "machine": {"cpus": os.cpu_count(), "torch": torch.__version__},
-               "command": f".venv/bin/python benchmarks/conflicts/run.py --suite {args.suite}"}
+    results = {
+        "suite": args.suite,
+        "model": DEFAULT_MODEL,
+        "prompts": len(prompts),
+        "prompt_spec": spec,
+        "k": settings.k,
+        "sampling": settings.__dict__,
+        "scorers": scorers,
+        "mean_scores": means,
+        "pairs": table,
+        "machine": {"cpus": os.cpu_count(), "torch": torch.__version__},
+        "command": f".venv/bin/python benchmarks/conflicts/run.py --suite {args.suite}",
+    }
     (HERE / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
-    lines = ["| objectives | within-prompt Spearman | std. error | prompts | conflict (< 0 by 2 SE) |", "|---|---:|---:|---:|:---:|"]
-    lines += [f"| {a} – {b} | {r['spearman']:+.3f} | {r['stderr']:.3f} | {r['prompts']} | {'yes' if r['conflict'] else ''} |"
-              for r in table for a, b in [r["pair"]]]
+    lines = [
+        "| objectives | within-prompt Spearman | std. error | prompts | conflict (< 0 by 2 SE) |",
+        "|---|---:|---:|---:|:---:|",
+    ]
+    lines += [
+        f"| {a} – {b} | {r['spearman']:+.3f} | {r['stderr']:.3f} | {r['prompts']} | {'yes' if r['conflict'] else ''} |"
+        for r in table
+        for a, b in [r["pair"]]
+    ]
     (HERE / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -43,19 +43,28 @@ def answers(model_ref: str, prompts: list[str], batch: int = 16, new_tokens: int
     for start in range(0, len(prompts), batch):
         inputs = encode_prompts(tokenizer, prompts[start : start + batch])
         out = model.generate(**inputs, max_new_tokens=new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-        texts += [t.strip() for t in tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)]
+        texts += [
+            t.strip() for t in tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        ]
     return texts
 
 
 def heldout_subsets(per_subset: int) -> dict[str, list[str]]:
     """Prompts no expert trained on: helpful test prompts, and harmless prompts outside the train split."""
     harmless = load_prompts("packaged:hh-harmless", "eval") + load_prompts("packaged:hh-harmless", "heldout")
-    return {"helpful": load_prompts("packaged:hh-helpful-test", "all", limit=per_subset), "harmless": harmless[:per_subset]}
+    return {
+        "helpful": load_prompts("packaged:hh-helpful-test", "all", limit=per_subset),
+        "harmless": harmless[:per_subset],
+    }
 
 
 def paired_gain(expert: list[float], base: list[float]) -> dict:
     gain, se = mean_se([e - b for e, b in zip(expert, base)])
-    return {"gain": round(gain, 4), "paired_se": round(se, 4), "gain_in_paired_se": round(gain / se, 2) if se > 0 else None}
+    return {
+        "gain": round(gain, 4),
+        "paired_se": round(se, 4),
+        "gain_in_paired_se": round(gain / se, 2) if se > 0 else None,
+    }
 
 
 def mean_se(values: list[float]) -> tuple[float, float]:
@@ -73,14 +82,23 @@ def main() -> None:
     subsets = heldout_subsets(args.per_subset)
     heldout = [p for prompts in subsets.values() for p in prompts]
     models, timings, own = {"base": DEFAULT_MODEL}, {}, {}
-    previous = json.loads((HERE / "results.json").read_text()).get("make_expert_seconds", {}) if (HERE / "results.json").is_file() else {}
+    previous = (
+        json.loads((HERE / "results.json").read_text()).get("make_expert_seconds", {})
+        if (HERE / "results.json").is_file()
+        else {}
+    )
     for objective in objectives:
         for method in methods:
             label = f"{objective} ({method})"
             out = args.work / f"{objective}-{method}"
             if not (out / "make_expert_report.json").is_file():
-                settings = MakeExpertSettings(objective=objective, method=method, prompts=ASSISTANT_PROMPTS, prompt_count=96,
-                                              sampling=SamplingSettings(k=4, max_new_tokens=64, batch_prompts=8))
+                settings = MakeExpertSettings(
+                    objective=objective,
+                    method=method,
+                    prompts=ASSISTANT_PROMPTS,
+                    prompt_count=96,
+                    sampling=SamplingSettings(k=4, max_new_tokens=64, batch_prompts=8),
+                )
                 start = time.perf_counter()
                 make_expert(DEFAULT_MODEL, settings, out, overwrite=True)
                 timings[label] = round(time.perf_counter() - start, 1)
@@ -105,31 +123,69 @@ def main() -> None:
         (em, es), (bm, bs) = table[label][objective], table["base"][objective]
         # the same prompts answer both models: the paired difference is the fair test
         expert_scores, base_scores = per_prompt[label][objective], per_prompt["base"][objective]
-        verdicts[label] = {"expert": round(em, 4), "base": round(bm, 4), **paired_gain(expert_scores, base_scores),
-                           "gain_in_unpaired_se": round((em - bm) / math.sqrt(es**2 + bs**2), 2), "by_subset": {}}
+        verdicts[label] = {
+            "expert": round(em, 4),
+            "base": round(bm, 4),
+            **paired_gain(expert_scores, base_scores),
+            "gain_in_unpaired_se": round((em - bm) / math.sqrt(es**2 + bs**2), 2),
+            "by_subset": {},
+        }
         start = 0
         for subset, prompts in subsets.items():
             window = slice(start, start + len(prompts))
-            verdicts[label]["by_subset"][subset] = {"base": round(statistics.mean(base_scores[window]), 4),
-                                                    "expert": round(statistics.mean(expert_scores[window]), 4),
-                                                    **paired_gain(expert_scores[window], base_scores[window])}
+            verdicts[label]["by_subset"][subset] = {
+                "base": round(statistics.mean(base_scores[window]), 4),
+                "expert": round(statistics.mean(expert_scores[window]), 4),
+                **paired_gain(expert_scores[window], base_scores[window]),
+            }
             start += len(prompts)
-    reports = {label: json.loads((Path(path) / "make_expert_report.json").read_text()) for label, path in models.items() if label != "base"}
-    results = {"heldout_prompts": {name: len(prompts) for name, prompts in subsets.items()}, "objectives": objectives, "methods": methods, "verdicts": verdicts,
-               "table": {m: {o: [round(v[0], 4), round(v[1], 4)] for o, v in row.items()} for m, row in table.items()},
-               "make_expert_seconds": timings, "training_pairs": {o: {k: r[k] for k in ("candidate_mean", "chosen_mean", "pairs")} for o, r in reports.items()},
-               "machine": {"cpus": os.cpu_count(), "torch": torch.__version__}, "command": ".venv/bin/python benchmarks/experts/run.py --objectives concision,positivity,civility --methods raft,dpo"}
+    reports = {
+        label: json.loads((Path(path) / "make_expert_report.json").read_text())
+        for label, path in models.items()
+        if label != "base"
+    }
+    results = {
+        "heldout_prompts": {name: len(prompts) for name, prompts in subsets.items()},
+        "objectives": objectives,
+        "methods": methods,
+        "verdicts": verdicts,
+        "table": {m: {o: [round(v[0], 4), round(v[1], 4)] for o, v in row.items()} for m, row in table.items()},
+        "make_expert_seconds": timings,
+        "training_pairs": {
+            o: {k: r[k] for k in ("candidate_mean", "chosen_mean", "pairs")} for o, r in reports.items()
+        },
+        "machine": {"cpus": os.cpu_count(), "torch": torch.__version__},
+        "command": ".venv/bin/python benchmarks/experts/run.py "
+        "--objectives concision,positivity,civility --methods raft,dpo",
+    }
     (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     names = list(OFFLINE_SCORERS)
     lines = ["| model | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     for label, row in table.items():
         lines.append(f"| {label} | " + " | ".join(f"{row[n][0]:.3f} ± {row[n][1]:.3f}" for n in names) + " |")
-    lines += ["", "| expert | own objective: base → expert | gain ± paired SE | gain in paired SE | in unpaired SE |", "|---|---|---:|---:|---:|"]
-    lines += [f"| {o} | {v['base']:.3f} → {v['expert']:.3f} | {v['gain']:+.3f} ± {v['paired_se']:.3f} | {v['gain_in_paired_se']:+.1f} | {v['gain_in_unpaired_se']:+.1f} |"
-              for o, v in verdicts.items()]
-    lines += ["", "| expert | " + " | ".join(f"{name}: base → expert, gain in paired SE" for name in subsets) + " |", "|---|" + "---:|" * len(subsets)]
-    lines += [f"| {o} | " + " | ".join(f"{s['base']:.3f} → {s['expert']:.3f}, {s['gain_in_paired_se']:+.1f}" for s in v["by_subset"].values()) + " |"
-              for o, v in verdicts.items()]
+    lines += [
+        "",
+        "| expert | own objective: base → expert | gain ± paired SE | gain in paired SE | in unpaired SE |",
+        "|---|---|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {o} | {v['base']:.3f} → {v['expert']:.3f} | {v['gain']:+.3f} ± {v['paired_se']:.3f} | "
+        f"{v['gain_in_paired_se']:+.1f} | {v['gain_in_unpaired_se']:+.1f} |"
+        for o, v in verdicts.items()
+    ]
+    lines += [
+        "",
+        "| expert | " + " | ".join(f"{name}: base → expert, gain in paired SE" for name in subsets) + " |",
+        "|---|" + "---:|" * len(subsets),
+    ]
+    lines += [
+        f"| {o} | "
+        + " | ".join(
+            f"{s['base']:.3f} → {s['expert']:.3f}, {s['gain_in_paired_se']:+.1f}" for s in v["by_subset"].values()
+        )
+        + " |"
+        for o, v in verdicts.items()
+    ]
     (HERE / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

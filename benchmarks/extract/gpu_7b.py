@@ -19,8 +19,13 @@ from hoe.experts.svd import task_svd
 
 HIDDEN, INTERMEDIATE, LAYERS = 4096, 11008, 32
 SHAPES = {
-    "q_proj": (HIDDEN, HIDDEN), "k_proj": (HIDDEN, HIDDEN), "v_proj": (HIDDEN, HIDDEN), "o_proj": (HIDDEN, HIDDEN),
-    "gate_proj": (INTERMEDIATE, HIDDEN), "up_proj": (INTERMEDIATE, HIDDEN), "down_proj": (HIDDEN, INTERMEDIATE),
+    "q_proj": (HIDDEN, HIDDEN),
+    "k_proj": (HIDDEN, HIDDEN),
+    "v_proj": (HIDDEN, HIDDEN),
+    "o_proj": (HIDDEN, HIDDEN),
+    "gate_proj": (INTERMEDIATE, HIDDEN),
+    "up_proj": (INTERMEDIATE, HIDDEN),
+    "down_proj": (HIDDEN, INTERMEDIATE),
 }
 
 
@@ -53,7 +58,10 @@ def run(method: str, rank: int, layers: int, device: str) -> dict:
             seconds += time.perf_counter() - start
             errors.append(factors.relative_error)
     return {
-        "method": method, "rank": rank, "modules": len(errors), "svd_seconds": round(seconds, 2),
+        "method": method,
+        "rank": rank,
+        "modules": len(errors),
+        "svd_seconds": round(seconds, 2),
         "mean_relative_error": round(sum(errors) / len(errors), 6),
         "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20) if device.startswith("cuda") else None,
     }
@@ -63,7 +71,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rank", type=int, default=256)
     parser.add_argument("--layers", type=int, default=LAYERS)
-    parser.add_argument("--device", default="cuda", help="cuda (the measurement) or cpu (a smoke run: --layers 1 --rank 8)")
+    parser.add_argument(
+        "--device", default="cuda", help="cuda (the measurement) or cpu (a smoke run: --layers 1 --rank 8)"
+    )
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     task_svd(torch.randn(512, 512, device=args.device), 8, method="randomized")  # warm-up kernels

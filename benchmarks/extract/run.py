@@ -56,17 +56,55 @@ def main() -> None:
     projection_regex = "|".join(PROJECTIONS)
     tools = {
         "mergekit": lambda out: [
-            str(bin_dir / "mergekit-extract-lora"), "--model", str(ft_dir), "--base-model", str(base_dir),
-            "--out-path", str(out), "--max-rank", str(args.rank), "--include-regex", f".*({projection_regex})",
-            "--skip-undecomposable", "--no-embed-lora",
+            str(bin_dir / "mergekit-extract-lora"),
+            "--model",
+            str(ft_dir),
+            "--base-model",
+            str(base_dir),
+            "--out-path",
+            str(out),
+            "--max-rank",
+            str(args.rank),
+            "--include-regex",
+            f".*({projection_regex})",
+            "--skip-undecomposable",
+            "--no-embed-lora",
         ],
         "hoe-exact": lambda out: [
-            str(bin_dir / "hoe"), "extract", "--base", str(base_dir), "--finetuned", str(ft_dir), "--out", str(out),
-            "--rank", str(args.rank), "--svd", "exact", "--device", "cpu", "--quiet", "--overwrite",
+            str(bin_dir / "hoe"),
+            "extract",
+            "--base",
+            str(base_dir),
+            "--finetuned",
+            str(ft_dir),
+            "--out",
+            str(out),
+            "--rank",
+            str(args.rank),
+            "--svd",
+            "exact",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--overwrite",
         ],
         "hoe-randomized": lambda out: [
-            str(bin_dir / "hoe"), "extract", "--base", str(base_dir), "--finetuned", str(ft_dir), "--out", str(out),
-            "--rank", str(args.rank), "--svd", "randomized", "--device", "cpu", "--quiet", "--overwrite",
+            str(bin_dir / "hoe"),
+            "extract",
+            "--base",
+            str(base_dir),
+            "--finetuned",
+            str(ft_dir),
+            "--out",
+            str(out),
+            "--rank",
+            str(args.rank),
+            "--svd",
+            "randomized",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--overwrite",
         ],
     }
     base, ft = CheckpointTensors(base_dir), CheckpointTensors(ft_dir)
@@ -96,16 +134,23 @@ def main() -> None:
         row["rss_vs_mergekit"] = round(row["peak_rss_mb"] / reference["peak_rss_mb"], 3)
         row["error_vs_mergekit"] = round(row["mean_relative_error"] / reference["mean_relative_error"], 5)
     results = {
-        "pair": {"base": DEFAULT_MODEL, "finetuned": "demo full fine-tune (hh-helpful-sft, 30 steps)", "rank": args.rank},
+        "pair": {
+            "base": DEFAULT_MODEL,
+            "finetuned": "demo full fine-tune (hh-helpful-sft, 30 steps)",
+            "rank": args.rank,
+        },
         "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads()},
         "repeats": args.repeats,
         "tools": rows,
-        "randomized_error_vs_exact": round(rows["hoe-randomized"]["mean_relative_error"] / rows["hoe-exact"]["mean_relative_error"], 5),
+        "randomized_error_vs_exact": round(
+            rows["hoe-randomized"]["mean_relative_error"] / rows["hoe-exact"]["mean_relative_error"], 5
+        ),
         "command": "make bench-extract",
     }
     (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     lines = [
-        f"| tool | wall time (s, median of {args.repeats}) | × mergekit | peak RSS (MB) | × mergekit | mean rel. error (7 projections, {rows['mergekit']['modules']} modules) | × mergekit |",
+        f"| tool | wall time (s, median of {args.repeats}) | × mergekit | peak RSS (MB) | × mergekit | mean rel. error "
+        f"(7 projections, {rows['mergekit']['modules']} modules) | × mergekit |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, row in rows.items():

@@ -25,10 +25,19 @@ def build(tiny: bool, rank: int, device: str, dtype):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     if tiny:
-        config = LlamaConfig(vocab_size=512, hidden_size=128, intermediate_size=344, num_hidden_layers=2, num_attention_heads=4)
+        config = LlamaConfig(
+            vocab_size=512, hidden_size=128, intermediate_size=344, num_hidden_layers=2, num_attention_heads=4
+        )
     else:
-        config = LlamaConfig(vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
-                             num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096)
+        config = LlamaConfig(
+            vocab_size=32000,
+            hidden_size=4096,
+            intermediate_size=11008,
+            num_hidden_layers=32,
+            num_attention_heads=32,
+            num_key_value_heads=32,
+            max_position_embeddings=4096,
+        )
     with torch.device(device):
         model = LlamaForCausalLM(config).to(dtype).eval()
     generator = torch.Generator(device=device).manual_seed(0)
@@ -45,11 +54,15 @@ def build(tiny: bool, rank: int, device: str, dtype):
     with torch.device(device):
         base = LlamaForCausalLM(config).to(dtype).eval()  # same config, its own copy of the weights
     base.load_state_dict(model.state_dict())
-    hoe = HoEModel.from_modules(model, None, ["a", "b", "c"], experts, routers=[("r", [0.5, 0.25, 0.25], ["a", "b", "c"])])
+    hoe = HoEModel.from_modules(
+        model, None, ["a", "b", "c"], experts, routers=[("r", [0.5, 0.25, 0.25], ["a", "b", "c"])]
+    )
     return base, hoe, config
 
 
-def paired_step_times(base, hoe_model, batch: int, device: str, context: int, steps: int, warmup: int = 5) -> tuple[float, float]:
+def paired_step_times(
+    base, hoe_model, batch: int, device: str, context: int, steps: int, warmup: int = 5
+) -> tuple[float, float]:
     """Median decode-step seconds of the base and the HoE model, timed in turns (base, HoE, base, …)
     so that clock ramps and background load hit both alike."""
     ids = torch.randint(0, 500, (batch, context), device=device)

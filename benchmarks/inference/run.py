@@ -30,7 +30,16 @@ HERE = Path(__file__).resolve().parent
 OBJECTIVES = ["helpful", "harmless", "instruct"]
 ONE_LAMBDA = [0.6, 0.3, 0.1]
 ROUTER_ANCHOR = [0.5, 0.25, 0.25]
-ROW_LAMBDAS = [[1, 0, 0], [0, 1, 0], [0, 0, 1], [0.6, 0.3, 0.1], [0.2, 0.5, 0.3], [0.1, 0.1, 0.8], [0.4, 0.4, 0.2], [0.3, 0.0, 0.7]]
+ROW_LAMBDAS = [
+    [1, 0, 0],
+    [0, 1, 0],
+    [0, 0, 1],
+    [0.6, 0.3, 0.1],
+    [0.2, 0.5, 0.3],
+    [0.1, 0.1, 0.8],
+    [0.4, 0.4, 0.2],
+    [0.3, 0.0, 0.7],
+]
 
 
 def recipe(experts: dict[str, Path], routers: bool) -> str:
@@ -94,7 +103,10 @@ def main() -> None:
     for name in ("harmless", "instruct"):
         peft_model.load_adapter(str(experts[name]), adapter_name=name)
     peft_model.add_weighted_adapter(OBJECTIVES, ONE_LAMBDA, "weighted", combination_type="cat")
-    mod_models = [PeftModel.from_pretrained(load_model(DEFAULT_MODEL), str(experts[n])).merge_and_unload().eval() for n in OBJECTIVES]
+    mod_models = [
+        PeftModel.from_pretrained(load_model(DEFAULT_MODEL), str(experts[n])).merge_and_unload().eval()
+        for n in OBJECTIVES
+    ]
 
     def run_base(short):
         base.generate(**inputs, **decode_options(short))
@@ -122,12 +134,25 @@ def main() -> None:
 
     def run_mod(short):
         options = decode_options(short)
-        mod_generate(mod_models, ONE_LAMBDA, inputs["input_ids"], inputs["attention_mask"], max_new_tokens=options["max_new_tokens"],
-                     min_new_tokens=options["min_new_tokens"], eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+        mod_generate(
+            mod_models,
+            ONE_LAMBDA,
+            inputs["input_ids"],
+            inputs["attention_mask"],
+            max_new_tokens=options["max_new_tokens"],
+            min_new_tokens=options["min_new_tokens"],
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
 
     methods = {
-        "base": run_base, "hoe, one λ": run_hoe, "hoe, router": run_router, "hoe, λ per row": run_mixed,
-        "peft, adapter per row": run_peft_mixed, "peft, weighted adapter": run_peft_weighted, "MOD, 3 models": run_mod,
+        "base": run_base,
+        "hoe, one λ": run_hoe,
+        "hoe, router": run_router,
+        "hoe, λ per row": run_mixed,
+        "peft, adapter per row": run_peft_mixed,
+        "peft, weighted adapter": run_peft_weighted,
+        "MOD, 3 models": run_mod,
     }
     tokens = args.batch * args.new_tokens
     results = {}
@@ -136,22 +161,35 @@ def main() -> None:
     for name, seconds in rounds.items():
         # paired with the base run of the same round, so drift of this shared machine cancels
         ratios = [b / s for b, s in zip(rounds["base"], seconds)]
-        results[name] = {"seconds": [round(s, 3) for s in seconds], "tokens_per_s": round(tokens / statistics.median(seconds), 1),
-                         "vs_base": round(statistics.median(ratios), 3)}
+        results[name] = {
+            "seconds": [round(s, 3) for s in seconds],
+            "tokens_per_s": round(tokens / statistics.median(seconds), 1),
+            "vs_base": round(statistics.median(ratios), 3),
+        }
         print(name, results[name], flush=True)
     summary = {
-        "model": DEFAULT_MODEL, "experts": "3 × rank 16, all 7 projections", "batch": args.batch, "new_tokens": args.new_tokens,
-        "prompt_tokens": prompt_length, "repeats": args.repeats, "decoding": "greedy, transformers generate (MOD: own loop, 3 KV caches)",
+        "model": DEFAULT_MODEL,
+        "experts": "3 × rank 16, all 7 projections",
+        "batch": args.batch,
+        "new_tokens": args.new_tokens,
+        "prompt_tokens": prompt_length,
+        "repeats": args.repeats,
+        "decoding": "greedy, transformers generate (MOD: own loop, 3 KV caches)",
         "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads()},
         "results": results,
-        "mixed_vs_one_lambda": round(statistics.median(a / b for a, b in zip(rounds["hoe, one λ"], rounds["hoe, λ per row"])), 3),
+        "mixed_vs_one_lambda": round(
+            statistics.median(a / b for a, b in zip(rounds["hoe, one λ"], rounds["hoe, λ per row"])), 3
+        ),
         "parameters": routed.parameter_counts(),
         "command": ".venv/bin/python benchmarks/inference/run.py --repeats 5",
     }
     (HERE / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     lines = ["| decoding | tokens/s (median) | × base (median of paired rounds) |", "|---|---:|---:|"]
     lines += [f"| {name} | {row['tokens_per_s']:.1f} | {row['vs_base']:.2f} |" for name, row in results.items()]
-    lines.append(f"\nλ per row vs one λ: {summary['mixed_vs_one_lambda']:.2f}×. Batch {args.batch}, {args.new_tokens} new tokens per row.")
+    lines.append(
+        f"\nλ per row vs one λ: {summary['mixed_vs_one_lambda']:.2f}×. Batch {args.batch}, {args.new_tokens} new "
+        "tokens per row."
+    )
     (HERE / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

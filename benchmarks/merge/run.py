@@ -39,7 +39,7 @@ SOURCES = ("helpful", "harmless", "instruct")
 def held_out_prompts(count: int) -> list[str]:
     """Prompts none of the fine-tunes saw: half HH helpful test, half AlpacaEval's tail."""
     helpful = [p for p, _ in sft_pairs("hh-helpful-test")[: count // 2]]
-    alpaca = [p for p, _ in sft_pairs("alpaca-davinci")[-(count - count // 2):]]
+    alpaca = [p for p, _ in sft_pairs("alpaca-davinci")[-(count - count // 2) :]]
     return helpful + alpaca
 
 
@@ -57,13 +57,35 @@ def main() -> None:
     timings = {}
     for method in MERGE_METHODS:
         out = args.work / "merged" / method
-        command = [hoe, "merge", "--base", str(base_dir), "--experts", *map(str, experts.values()), "--method", method,
-                   "--rank", str(args.rank), "--objectives", ",".join(SOURCES), "--device", "cpu", "--out", str(out), "--overwrite", "--quiet"]
+        command = [
+            hoe,
+            "merge",
+            "--base",
+            str(base_dir),
+            "--experts",
+            *map(str, experts.values()),
+            "--method",
+            method,
+            "--rank",
+            str(args.rank),
+            "--objectives",
+            ",".join(SOURCES),
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            "--overwrite",
+            "--quiet",
+        ]
         runs = [measure_process(command) for _ in range(args.repeats)]
         report = json.loads((out / "merge_report.json").read_text())
-        timings[method] = {"wall_s_median": round(statistics.median(w for w, _ in runs), 2),
-                           "wall_s_all": [round(w, 2) for w, _ in runs], "peak_rss_mb": round(max(r for _, r in runs)),
-                           "compression_error": report["totals"]["mean_relative_error"], "parameters": report["parameters"]}
+        timings[method] = {
+            "wall_s_median": round(statistics.median(w for w, _ in runs), 2),
+            "wall_s_all": [round(w, 2) for w, _ in runs],
+            "peak_rss_mb": round(max(r for _, r in runs)),
+            "compression_error": report["totals"]["mean_relative_error"],
+            "parameters": report["parameters"],
+        }
         print(method, timings[method], flush=True)
 
     from peft import PeftModel
@@ -75,7 +97,10 @@ def main() -> None:
     base = load_model(DEFAULT_MODEL)
     log_probs = {"base": next_token_log_probs(base, batch)}
     model = None
-    adapters = {**{f"source:{n}": p for n, p in experts.items()}, **{m: args.work / "merged" / m for m in MERGE_METHODS}}
+    adapters = {
+        **{f"source:{n}": p for n, p in experts.items()},
+        **{m: args.work / "merged" / m for m in MERGE_METHODS},
+    }
     for label, path in adapters.items():
         if model is None:
             model = PeftModel.from_pretrained(base, str(path), adapter_name=label)
@@ -91,15 +116,22 @@ def main() -> None:
         row["mean"] = round(statistics.mean(row[s] for s in SOURCES), 4)
     source_gap = statistics.mean(distances[f"source:{a}"][b] for a in SOURCES for b in SOURCES if a != b)
     results = {
-        "base": DEFAULT_MODEL, "rank": args.rank, "weights": "equal (1/3 each)", "repeats": args.repeats,
-        "prompts": args.prompts, "tokens": int(mask.sum()), "timings": timings,
-        "kl_source_to_model": distances, "mean_kl_between_sources": round(source_gap, 4),
+        "base": DEFAULT_MODEL,
+        "rank": args.rank,
+        "weights": "equal (1/3 each)",
+        "repeats": args.repeats,
+        "prompts": args.prompts,
+        "tokens": int(mask.sum()),
+        "timings": timings,
+        "kl_source_to_model": distances,
+        "mean_kl_between_sources": round(source_gap, 4),
         "machine": {"cpus": os.cpu_count(), "torch": torch.__version__},
         "command": ".venv/bin/python benchmarks/merge/run.py --repeats 3",
     }
     (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     lines = [
-        "| model | merge time (s) | peak RSS (MB) | rank-16 compression error | KL to helpful | KL to harmless | KL to instruct | mean KL |",
+        "| model | merge time (s) | peak RSS (MB) | rank-16 compression error | KL to helpful | KL to harmless | KL to "
+        "instruct | mean KL |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for label, row in distances.items():
@@ -107,7 +139,10 @@ def main() -> None:
         time_cell = f"{timing['wall_s_median']:.2f}" if timing else "–"
         rss_cell = f"{timing['peak_rss_mb']}" if timing else "–"
         error_cell = f"{timing['compression_error']:.3f}" if timing else "–"
-        lines.append(f"| {label} | {time_cell} | {rss_cell} | {error_cell} | {row['helpful']:.4f} | {row['harmless']:.4f} | {row['instruct']:.4f} | {row['mean']:.4f} |")
+        lines.append(
+            f"| {label} | {time_cell} | {rss_cell} | {error_cell} | {row['helpful']:.4f} | {row['harmless']:.4f} | "
+            f"{row['instruct']:.4f} | {row['mean']:.4f} |"
+        )
     lines.append(f"\nMean KL between two different sources: {source_gap:.4f}.")
     (HERE / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

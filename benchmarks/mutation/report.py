@@ -40,7 +40,9 @@ def module_of(mutant: str) -> str:
 
 def diff_of(mutant: str) -> str:
     shown = subprocess.run([MUTMUT, "show", mutant], capture_output=True, text=True).stdout
-    return "\n".join(line for line in shown.splitlines() if line.startswith(("+", "-")) and not line.startswith(("+++", "---")))
+    return "\n".join(
+        line for line in shown.splitlines() if line.startswith(("+", "-")) and not line.startswith(("+++", "---"))
+    )
 
 
 def summarise(results: dict[str, str], equivalent: dict[str, str]) -> dict:
@@ -51,11 +53,21 @@ def summarise(results: dict[str, str], equivalent: dict[str, str]) -> dict:
     table = {}
     for module, counts in sorted(modules.items()):
         judged = sum(counts.values()) - counts["equivalent"] - counts["skipped"] - counts["not checked"]
-        table[module] = {**dict(counts), "total": sum(counts.values()), "kill_rate": round(counts["killed"] / judged, 4) if judged else None}
+        table[module] = {
+            **dict(counts),
+            "total": sum(counts.values()),
+            "kill_rate": round(counts["killed"] / judged, 4) if judged else None,
+        }
     total = sum((Counter(v) for v in modules.values()), Counter())
     judged = sum(total.values()) - total["equivalent"] - total["skipped"] - total["not checked"]
-    return {"modules": table, "total": {**dict(total), "total": sum(total.values()),
-                                         "kill_rate": round(total["killed"] / judged, 4) if judged else None}}
+    return {
+        "modules": table,
+        "total": {
+            **dict(total),
+            "total": sum(total.values()),
+            "kill_rate": round(total["killed"] / judged, 4) if judged else None,
+        },
+    }
 
 
 def diffs_of(mutants: list[str]) -> dict[str, str]:
@@ -67,17 +79,26 @@ def diffs_of(mutants: list[str]) -> dict[str, str]:
 
 
 def survivors_markdown(results: dict[str, str], equivalent: dict[str, str], summary: dict) -> str:
-    lines = ["# Mutants not killed", "", "Written by `benchmarks/mutation/report.py` after `make mutation`; "
-             "see README.md beside it for how to read it.", "",
-             "| module | mutants | killed | equivalent (explained) | survived | no tests | kill rate |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "# Mutants not killed",
+        "",
+        "Written by `benchmarks/mutation/report.py` after `make mutation`; see README.md beside it for how to read it.",
+        "",
+        "| module | mutants | killed | equivalent (explained) | survived | no tests | kill rate |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for module, c in {**summary["modules"], "total": summary["total"]}.items():
         rate = "–" if c["kill_rate"] is None else f"{100 * c['kill_rate']:.1f}%"
-        lines.append(f"| {module} | {c['total']} | {c.get('killed', 0)} | {c.get('equivalent', 0)} | {c.get('survived', 0)} | "
-                     f"{c.get('no tests', 0)} | {rate} |")
+        lines.append(
+            f"| {module} | {c['total']} | {c.get('killed', 0)} | {c.get('equivalent', 0)} | {c.get('survived', 0)} | "
+            f"{c.get('no tests', 0)} | {rate} |"
+        )
     shown = [m for m, v in results.items() if v not in KILLED and v not in ("skipped", "not checked")]
     diffs = diffs_of(shown)
-    for title, chosen in (("Unexplained survivors", lambda m: m not in equivalent),
-                          ("Equivalent mutants (explained)", lambda m: m in equivalent)):
+    for title, chosen in (
+        ("Unexplained survivors", lambda m: m not in equivalent),
+        ("Equivalent mutants (explained)", lambda m: m in equivalent),
+    ):
         lines += ["", f"## {title}", ""]
         for mutant, verdict in results.items():
             if verdict in KILLED or not chosen(mutant) or verdict in ("skipped", "not checked"):
@@ -97,9 +118,12 @@ def main() -> None:
     (HERE / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     (HERE / "survivors.md").write_text(survivors_markdown(results, equivalent, summary))
     t = summary["total"]
-    print(f"{t['total']} mutants: {t.get('killed', 0)} killed, {t.get('equivalent', 0)} equivalent (explained), "
-          f"{t.get('survived', 0)} survived, {t.get('no tests', 0)} with no test; kill rate {100 * (t['kill_rate'] or 0):.1f}% "
-          "of the non-equivalent ones")
+    print(
+        f"{t['total']} mutants: {t.get('killed', 0)} killed, {t.get('equivalent', 0)} equivalent (explained), "
+        f"{t.get('survived', 0)} survived, {t.get('no tests', 0)} with no test; kill rate "
+        f"{100 * (t['kill_rate'] or 0):.1f}% "
+        "of the non-equivalent ones"
+    )
 
 
 if __name__ == "__main__":

@@ -19,7 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from gain import KINDS, paired_gain, per_prompt_scores, router_training  # benchmarks/routers/gain.py, beside this script
+from gain import (
+    KINDS,
+    paired_gain,
+    per_prompt_scores,
+    router_training,
+)  # benchmarks/routers/gain.py, beside this script
 from hoe.evaluation import Decoding, EvalSettings, evaluate
 from hoe.evaluation.preference_sets import preference_label
 
@@ -48,21 +53,38 @@ def main() -> None:
     for source, (prompts, split) in SOURCES.items():
         for name in names:
             out = args.work / f"anchor-{name}-{source}"
-            settings = EvalSettings(bundle=str(bundles[name]), preferences=str(preference_file), methods=["hoe"], prompts=prompts, split=split,
-                                    limit=None, device=args.device, decoding=Decoding(max_new_tokens=args.tokens, batch_size=16, max_prompt_tokens=192))
+            settings = EvalSettings(
+                bundle=str(bundles[name]),
+                preferences=str(preference_file),
+                methods=["hoe"],
+                prompts=prompts,
+                split=split,
+                limit=None,
+                device=args.device,
+                decoding=Decoding(max_new_tokens=args.tokens, batch_size=16, max_prompt_tokens=192),
+            )
             evaluate(settings, out, overwrite=False)
             scores[name].append(per_prompt_scores(out, label, objectives))
         counts[source] = len(scores["untrained"][-1])
     pooled = {n: np.concatenate(v) for n, v in scores.items()}
-    results = {"objectives": objectives, "anchor": anchor, "prompts": counts, "settings": {k: str(v) for k, v in vars(args).items()},
-               "means": {n: v.mean(0).tolist() for n, v in pooled.items()}, "kinds": {}}
+    results = {
+        "objectives": objectives,
+        "anchor": anchor,
+        "prompts": counts,
+        "settings": {k: str(v) for k, v in vars(args).items()},
+        "means": {n: v.mean(0).tolist() for n, v in pooled.items()},
+        "kinds": {},
+    }
     for kind in names[1:]:
         record = router_training(bundles[kind], anchor)
         norm = [record["normalisation"][o] for o in objectives]
         diff = pooled[kind] - pooled["untrained"]
-        results["kinds"][kind] = {"tchebycheff": paired_gain(pooled[kind], pooled["untrained"], anchor, norm, record["ideal"]),
-                                  "objective_gain": diff.mean(0).tolist(), "objective_se": (diff.std(0, ddof=1) / np.sqrt(len(diff))).tolist(),
-                                  "router_steps": record["steps"]}
+        results["kinds"][kind] = {
+            "tchebycheff": paired_gain(pooled[kind], pooled["untrained"], anchor, norm, record["ideal"]),
+            "objective_gain": diff.mean(0).tolist(),
+            "objective_se": (diff.std(0, ddof=1) / np.sqrt(len(diff))).tolist(),
+            "router_steps": record["steps"],
+        }
     (HERE / f"results-{args.tag}-anchor.json").write_text(json.dumps(results, indent=2) + "\n")
     (HERE / f"results-{args.tag}-anchor.md").write_text(markdown(results) + "\n")
     print(markdown(results))
@@ -71,16 +93,29 @@ def main() -> None:
 def markdown(results: dict) -> str:
     o = results["objectives"]
     total = sum(results["prompts"].values())
-    lines = [f"At [{', '.join(f'{v:g}' for v in results['anchor'])}], {total} held-out prompts "
-             f"({', '.join(f'{n} {c}' for n, c in results['prompts'].items())}), greedy:", "",
-             f"| bundle | {' | '.join(o)} | Tchebycheff objective | trained − untrained (paired bootstrap SE) |", "|---|" + "---:|" * (len(o) + 2)]
+    lines = [
+        f"At [{', '.join(f'{v:g}' for v in results['anchor'])}], {total} held-out prompts "
+        f"({', '.join(f'{n} {c}' for n, c in results['prompts'].items())}), greedy:",
+        "",
+        f"| bundle | {' | '.join(o)} | Tchebycheff objective | trained − untrained (paired bootstrap SE) |",
+        "|---|" + "---:|" * (len(o) + 2),
+    ]
     first = next(iter(results["kinds"].values()))["tchebycheff"]
-    lines.append("| untrained (static mix) | " + " | ".join(f"{v:.4f}" for v in results["means"]["untrained"]) + f" | {first['untrained']:+.3f} | |")
+    lines.append(
+        "| untrained (static mix) | "
+        + " | ".join(f"{v:.4f}" for v in results["means"]["untrained"])
+        + f" | {first['untrained']:+.3f} | |"
+    )
     for kind, entry in results["kinds"].items():
         g = entry["tchebycheff"]
-        lines.append(f"| trained, {kind} ({entry['router_steps']} steps) | "
-                     + " | ".join(f"{v:.4f} ({d:+.4f} ± {e:.4f})" for v, d, e in zip(results["means"][kind], entry["objective_gain"], entry["objective_se"]))
-                     + f" | {g['trained']:+.3f} | {g['gain']:+.3f} ± {g['bootstrap_se']:.3f} ({g['gain_in_se']:+.1f} SE) |")
+        lines.append(
+            f"| trained, {kind} ({entry['router_steps']} steps) | "
+            + " | ".join(
+                f"{v:.4f} ({d:+.4f} ± {e:.4f})"
+                for v, d, e in zip(results["means"][kind], entry["objective_gain"], entry["objective_se"])
+            )
+            + f" | {g['trained']:+.3f} | {g['gain']:+.3f} ± {g['bootstrap_se']:.3f} ({g['gain_in_se']:+.1f} SE) |"
+        )
     return "\n".join(lines)
 
 

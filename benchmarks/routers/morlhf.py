@@ -31,13 +31,20 @@ HERE = Path(__file__).resolve().parent
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bundle", type=Path, default=HERE / "work-gain" / "tchebycheff", help="gain.py's bundle with the trained router.")
+    parser.add_argument(
+        "--bundle",
+        type=Path,
+        default=HERE / "work-gain" / "tchebycheff",
+        help="gain.py's bundle with the trained router.",
+    )
     parser.add_argument("--work", type=Path, default=HERE / "work-morlhf")
     parser.add_argument("--anchor", default="0.25,0.75")
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--train-tokens", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=1e-4, help="LoRA learning rate (make-expert --method ppo's default).")
+    parser.add_argument(
+        "--lr", type=float, default=1e-4, help="LoRA learning rate (make-expert --method ppo's default)."
+    )
     parser.add_argument("--kl-coef", type=float, default=0.02)
     parser.add_argument("--prompts", type=int, default=96)
     parser.add_argument("--tokens", type=int, default=64)
@@ -45,15 +52,32 @@ def main() -> None:
     args = parser.parse_args()
     anchor = [float(v) for v in args.anchor.split(",")]
     args.work.mkdir(parents=True, exist_ok=True)
-    config = dict(trainable="lora", scalarisation="linear", steps=args.steps, batch_size=args.batch_size, max_new_tokens=args.train_tokens,
-                  prompt_count=args.steps * args.batch_size, max_prompt_tokens=128, learning_rate=args.lr, kl_coef=args.kl_coef,
-                  calibration_prompts=16, checkpoint_every=4)
+    config = dict(
+        trainable="lora",
+        scalarisation="linear",
+        steps=args.steps,
+        batch_size=args.batch_size,
+        max_new_tokens=args.train_tokens,
+        prompt_count=args.steps * args.batch_size,
+        max_prompt_tokens=128,
+        learning_rate=args.lr,
+        kl_coef=args.kl_coef,
+        calibration_prompts=16,
+        checkpoint_every=4,
+    )
     (args.work / "morlhf.yaml").write_text(yaml.safe_dump(config))
     (args.work / "preferences.json").write_text(json.dumps([anchor]))
-    settings = EvalSettings(bundle=str(args.bundle), preferences=str(args.work / "preferences.json"), methods=["hoe", "morlhf"],
-                            prompts="packaged:hh-helpful-test+packaged:hh-harmless", split="heldout", limit=args.prompts, device=args.device,
-                            morlhf_config=str(args.work / "morlhf.yaml"),
-                            decoding=Decoding(max_new_tokens=args.tokens, batch_size=16, max_prompt_tokens=192))
+    settings = EvalSettings(
+        bundle=str(args.bundle),
+        preferences=str(args.work / "preferences.json"),
+        methods=["hoe", "morlhf"],
+        prompts="packaged:hh-helpful-test+packaged:hh-harmless",
+        split="heldout",
+        limit=args.prompts,
+        device=args.device,
+        morlhf_config=str(args.work / "morlhf.yaml"),
+        decoding=Decoding(max_new_tokens=args.tokens, batch_size=16, max_prompt_tokens=192),
+    )
     start = time.perf_counter()
     evaluation = evaluate(settings, args.work / "eval", overwrite=False)
     wall = time.perf_counter() - start
@@ -69,12 +93,23 @@ def main() -> None:
     curve = (adapter / "curve.csv").read_text().splitlines()
     with safe_open(str(adapter / "adapter_model.safetensors"), "pt") as handle:
         lora_parameters = sum(int(np.prod(handle.get_slice(k).get_shape())) for k in handle.keys())
-    results = {"objectives": objectives, "anchor": anchor, "settings": vars(args) | {"bundle": str(args.bundle), "work": str(args.work)},
-               "morlhf_config": config, "means": {"hoe": hoe_scores.mean(0).tolist(), "morlhf": morlhf_scores.mean(0).tolist()},
-               "morlhf_vs_hoe": paired_gain(morlhf_scores, hoe_scores, anchor, norm, record["ideal"]),
-               "router": {"steps": record["steps"], "trainable_parameters": record["trainable_parameters"], "config": record["config"]},
-               "morlhf_steps": len(curve) - 1, "morlhf_trainable_parameters": lora_parameters, "evaluation_wall_s": wall,
-               "costs": {m: evaluation["methods"][m].get("cost_vs_base") for m in ("hoe", "morlhf")}}
+    results = {
+        "objectives": objectives,
+        "anchor": anchor,
+        "settings": vars(args) | {"bundle": str(args.bundle), "work": str(args.work)},
+        "morlhf_config": config,
+        "means": {"hoe": hoe_scores.mean(0).tolist(), "morlhf": morlhf_scores.mean(0).tolist()},
+        "morlhf_vs_hoe": paired_gain(morlhf_scores, hoe_scores, anchor, norm, record["ideal"]),
+        "router": {
+            "steps": record["steps"],
+            "trainable_parameters": record["trainable_parameters"],
+            "config": record["config"],
+        },
+        "morlhf_steps": len(curve) - 1,
+        "morlhf_trainable_parameters": lora_parameters,
+        "evaluation_wall_s": wall,
+        "costs": {m: evaluation["methods"][m].get("cost_vs_base") for m in ("hoe", "morlhf")},
+    }
     (HERE / "results-morlhf.json").write_text(json.dumps(results, indent=2) + "\n")
     (HERE / "results-morlhf.md").write_text(markdown(results) + "\n")
     print(markdown(results))
@@ -83,14 +118,20 @@ def main() -> None:
 def markdown(results: dict) -> str:
     o = results["objectives"]
     g = results["morlhf_vs_hoe"]
-    lines = [f"| method at [{', '.join(f'{v:g}' for v in results['anchor'])}] | {' | '.join(o)} | Tchebycheff objective | PPO steps | trainable parameters |",
-             "|---|" + "---:|" * (len(o) + 3),
-             "| HoE, trained router | " + " | ".join(f"{v:.4f}" for v in results["means"]["hoe"])
-             + f" | {g['untrained']:+.3f} | {results['router']['steps']} | {results['router']['trainable_parameters']:,} |",
-             f"| MORLHF (LoRA r{results['morlhf_config'].get('lora_rank', 8)}, linear) | " + " | ".join(f"{v:.4f}" for v in results["means"]["morlhf"])
-             + f" | {g['trained']:+.3f} | {results['morlhf_steps']} | {results['morlhf_trainable_parameters']:,} |",
-             "", f"MORLHF − HoE on the Tchebycheff objective: {g['gain']:+.3f} ± {g['bootstrap_se']:.3f} (paired bootstrap SE, "
-             f"{g['gain_in_se']:+.1f} SE)."]
+    lines = [
+        f"| method at [{', '.join(f'{v:g}' for v in results['anchor'])}] | {' | '.join(o)} | Tchebycheff objective | "
+        "PPO steps | trainable parameters |",
+        "|---|" + "---:|" * (len(o) + 3),
+        "| HoE, trained router | "
+        + " | ".join(f"{v:.4f}" for v in results["means"]["hoe"])
+        + f" | {g['untrained']:+.3f} | {results['router']['steps']} | {results['router']['trainable_parameters']:,} |",
+        f"| MORLHF (LoRA r{results['morlhf_config'].get('lora_rank', 8)}, linear) | "
+        + " | ".join(f"{v:.4f}" for v in results["means"]["morlhf"])
+        + f" | {g['trained']:+.3f} | {results['morlhf_steps']} | {results['morlhf_trainable_parameters']:,} |",
+        "",
+        f"MORLHF − HoE on the Tchebycheff objective: {g['gain']:+.3f} ± {g['bootstrap_se']:.3f} (paired bootstrap SE, "
+        f"{g['gain_in_se']:+.1f} SE).",
+    ]
     return "\n".join(lines)
 
 

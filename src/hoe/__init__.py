@@ -43,7 +43,28 @@ _EXPORTS = {
     "train_router": "hoe.pipeline.train_router",
 }
 
-__all__ = ["HoEError", "__version__", *_EXPORTS]
+__all__ = [
+    "Bundle",
+    "EvalSettings",
+    "ExtractSettings",
+    "HoEError",
+    "HoEModel",
+    "MakeExpertSettings",
+    "MergeSettings",
+    "Recipe",
+    "TrainConfig",
+    "__version__",
+    "build_bundle",
+    "build_report",
+    "evaluate",
+    "extract_expert",
+    "load_bundle",
+    "load_config",
+    "load_recipe",
+    "make_expert",
+    "merge_experts",
+    "train_router",
+]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from hoe.evaluation.harness import EvalSettings, evaluate

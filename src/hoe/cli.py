@@ -52,7 +52,9 @@ def settings_option(model: type[Settings], field: str, *flags: str, **overrides)
     """A typer option whose default and help are the settings model's (required where it has no default)."""
     info = model.model_fields[field]
     default = ... if info.is_required() else info.default
-    return typer.Option(overrides.pop("default", default), *flags, help=overrides.pop("help", info.description), **overrides)
+    return typer.Option(
+        overrides.pop("default", default), *flags, help=overrides.pop("help", info.description), **overrides
+    )
 
 
 def _device(device: str) -> str:
@@ -85,11 +87,15 @@ def extract(
     rank: int = typer.Option(16, help="Rank of every module (the cap when --energy is given)."),
     rank_attn: Optional[int] = typer.Option(None, help="Rank of attention projections (overrides --rank)."),
     rank_mlp: Optional[int] = typer.Option(None, help="Rank of MLP projections (overrides --rank)."),
-    energy: Optional[float] = typer.Option(None, help="Smallest rank keeping this share of ||tau||_F^2, capped by the ranks."),
+    energy: Optional[float] = typer.Option(
+        None, help="Smallest rank keeping this share of ||tau||_F^2, capped by the ranks."
+    ),
     svd: str = typer.Option("exact", help="SVD backend: exact | randomized."),
     dtype: str = typer.Option("float32", help="dtype of the saved factors (computation is float32/float64)."),
     device: str = typer.Option("auto", help="cpu, cuda, cuda:N, or auto."),
-    target_modules: Optional[str] = typer.Option(None, help="Comma-separated module names (peft rules); default: all linear layers."),
+    target_modules: Optional[str] = typer.Option(
+        None, help="Comma-separated module names (peft rules); default: all linear layers."
+    ),
     seed: int = typer.Option(0, help="Seed of the randomized backend."),
     overwrite: bool = typer.Option(False, help="Replace an existing --out."),
     quiet: bool = typer.Option(False, help="No progress bar."),
@@ -98,8 +104,15 @@ def extract(
     from hoe.experts import ExtractSettings, extract_expert
 
     settings = ExtractSettings(
-        rank=rank, rank_attn=rank_attn, rank_mlp=rank_mlp, energy=energy, svd=svd, dtype=dtype,
-        device=_device(device), target_modules=_split(target_modules), seed=seed,
+        rank=rank,
+        rank_attn=rank_attn,
+        rank_mlp=rank_mlp,
+        energy=energy,
+        svd=svd,
+        dtype=dtype,
+        device=_device(device),
+        target_modules=_split(target_modules),
+        seed=seed,
     )
     report = extract_expert(base, finetuned, out, settings, overwrite=overwrite, progress=not quiet)
     totals = report["totals"]
@@ -123,19 +136,29 @@ def _floats(value: Optional[str], option: str) -> Optional[list[float]]:
 @user_errors
 def merge(
     base: str = typer.Option(..., help="Base model the experts share (any reference form)."),
-    experts: list[str] = typer.Option(..., "--experts", help="Experts: peft LoRA folders or full fine-tuned models (repeat, or list after one flag)."),
+    experts: list[str] = typer.Option(
+        ..., "--experts", help="Experts: peft LoRA folders or full fine-tuned models (repeat, or list after one flag)."
+    ),
     out: Path = typer.Option(..., help="Output folder: a standard peft LoRA adapter."),
-    weights: Optional[str] = typer.Option(None, help="Comma-separated non-negative weights, one per expert (default: equal)."),
+    weights: Optional[str] = typer.Option(
+        None, help="Comma-separated non-negative weights, one per expert (default: equal)."
+    ),
     method: str = typer.Option("linear", help="linear | ties | dare_linear | dare_ties | pcb | tsv."),
     rank: int = typer.Option(16, help="Rank of the merged expert."),
     density: Optional[float] = typer.Option(None, help="ties/dare/pcb: share of entries kept (0, 1]."),
     seed: Optional[int] = typer.Option(None, help="dare_*: seed of the random drop."),
     majority_sign: Optional[str] = typer.Option(None, help="ties/dare_ties: 'total' (sign of the sum) or 'count'."),
-    normalize: Optional[bool] = typer.Option(None, "--normalize/--no-normalize", help="ties/dare_ties: weighted mean (default) or sum of the agreeing entries."),
+    normalize: Optional[bool] = typer.Option(
+        None,
+        "--normalize/--no-normalize",
+        help="ties/dare_ties: weighted mean (default) or sum of the agreeing entries.",
+    ),
     keep: Optional[float] = typer.Option(None, help="tsv: share of each task's singular vectors kept (default 1/N)."),
     clip: Optional[float] = typer.Option(None, help="pcb: outlier clipping quantile (default 1e-4)."),
     objectives: Optional[str] = typer.Option(None, help="Objective names of the experts, in order (for the anchor)."),
-    svd: str = typer.Option("randomized", help="SVD backend of the final compression: randomized (default, within 1% of exact) | exact."),
+    svd: str = typer.Option(
+        "randomized", help="SVD backend of the final compression: randomized (default, within 1% of exact) | exact."
+    ),
     dtype: str = typer.Option("float32", help="dtype of the saved factors."),
     device: str = typer.Option("auto", help="cpu, cuda, cuda:N, or auto."),
     target_modules: Optional[str] = typer.Option(None, help="Comma-separated module names (peft rules)."),
@@ -145,19 +168,32 @@ def merge(
     """Merge LoRA experts (or full fine-tunes) into one multi-objective LoRA expert."""
     from hoe.merging import MergeSettings, merge_experts
 
-    given = {"density": density, "seed": seed, "majority_sign": majority_sign, "normalize": normalize, "keep": keep, "clip": clip}
+    given = {
+        "density": density,
+        "seed": seed,
+        "majority_sign": majority_sign,
+        "normalize": normalize,
+        "keep": keep,
+        "clip": clip,
+    }
     experts = [part for entry in experts for part in entry.split(",") if part]
     settings = MergeSettings(
-        method=method, weights=_floats(weights, "--weights"), rank=rank,
-        params={k: v for k, v in given.items() if v is not None}, svd=svd, dtype=dtype,
-        device=_device(device), target_modules=_split(target_modules),
+        method=method,
+        weights=_floats(weights, "--weights"),
+        rank=rank,
+        params={k: v for k, v in given.items() if v is not None},
+        svd=svd,
+        dtype=dtype,
+        device=_device(device),
+        target_modules=_split(target_modules),
         objectives=_split(objectives),
     )
     report = merge_experts(base, experts, out, settings, overwrite=overwrite, progress=not quiet)
     anchor = ", ".join(f"{n}={a:g}" for n, a in zip(report["objectives"], report["anchor"]))
     typer.echo(
         f"{out}: {method} merge of {len(experts)} experts at rank {rank}, anchor ({anchor}), "
-        f"{report['totals']['modules']} modules, {report['totals']['wall_time_s']:.1f} s (report: {out / 'merge_report.json'})"
+        f"{report['totals']['modules']} modules, {report['totals']['wall_time_s']:.1f} s (report: "
+        f"{out / 'merge_report.json'})"
     )
 
 
@@ -172,7 +208,9 @@ def build(
     from hoe.pipeline.build import build_bundle
 
     bundle = build_bundle(recipe, out, progress=not quiet)
-    typer.echo(f"{out}: {len(bundle.experts)} LoRA experts, {len(bundle.routers)} routers over {', '.join(bundle.objectives)}")
+    typer.echo(
+        f"{out}: {len(bundle.experts)} LoRA experts, {len(bundle.routers)} routers over {', '.join(bundle.objectives)}"
+    )
 
 
 @app.command()
@@ -202,13 +240,19 @@ def _read_jsonl(path: Path) -> list[dict]:
 @app.command()
 @user_errors
 def generate(
-    prompts: Optional[list[str]] = typer.Argument(None, help="Prompts (or use --input); answers are printed separated by '---' lines."),
+    prompts: Optional[list[str]] = typer.Argument(
+        None, help="Prompts (or use --input); answers are printed separated by '---' lines."
+    ),
     bundle: Path = typer.Option(..., help="Bundle folder."),
     preference: Optional[str] = typer.Option(None, help="λ: 'helpful=0.7,harmless=0.3' or '0.7,0.3' (normalised)."),
     input: Optional[Path] = typer.Option(None, help="JSONL with {'prompt': ..., 'preference': optional} per line."),
-    output: Optional[Path] = typer.Option(None, help="JSONL to write (with --input); an interrupted run resumes from <output>.partial."),
+    output: Optional[Path] = typer.Option(
+        None, help="JSONL to write (with --input); an interrupted run resumes from <output>.partial."
+    ),
     max_new_tokens: int = typer.Option(128, help="Tokens to generate."),
-    sample: bool = typer.Option(False, "--sample/--greedy", help="Sample (with --temperature/--top-p) or decode greedily."),
+    sample: bool = typer.Option(
+        False, "--sample/--greedy", help="Sample (with --temperature/--top-p) or decode greedily."
+    ),
     temperature: float = typer.Option(0.7, help="Sampling temperature."),
     top_p: float = typer.Option(0.9, help="Nucleus sampling mass."),
     seed: int = typer.Option(0, help="Seed for sampling."),
@@ -239,7 +283,9 @@ def generate(
     options = {"max_new_tokens": max_new_tokens, "do_sample": sample}
     if sample:
         options.update(temperature=temperature, top_p=top_p)
-    answered = generate_rows(model, rows, options, batch_size=batch_size, seed=seed, output=output, progress=output is not None)
+    answered = generate_rows(
+        model, rows, options, batch_size=batch_size, seed=seed, output=output, progress=output is not None
+    )
     if output is None:
         typer.echo("\n---\n".join(row["response"] for row in answered))
         return
@@ -268,25 +314,47 @@ def export(
 @user_errors
 def evaluate(
     bundle: Optional[Path] = typer.Option(None, help="Bundle folder (not needed with --report-only)."),
-    out: Path = typer.Option(..., help="Run folder: generations (cached, resumable), results.json/.csv, report.md, fronts.png."),
-    preferences: str = typer.Option("grid:5", help="grid:K (K points per simplex edge), simplex:STEP, or a file of preferences."),
-    methods: str = typer.Option(",".join(["hoe", "soup", "merged", "rs", "mod", "experts", "base"]),
-                                help="Comma-separated: hoe, soup, merged, rs, mod, morlhf (a PPO run per λ), experts, base."),
-    prompts: str = typer.Option("packaged:hh-helpful-test", help="Prompt spec: packaged:NAME, hub:DATASET@SPLIT#FIELD, A+B."),
+    out: Path = typer.Option(
+        ..., help="Run folder: generations (cached, resumable), results.json/.csv, report.md, fronts.png."
+    ),
+    preferences: str = typer.Option(
+        "grid:5", help="grid:K (K points per simplex edge), simplex:STEP, or a file of preferences."
+    ),
+    methods: str = typer.Option(
+        ",".join(["hoe", "soup", "merged", "rs", "mod", "experts", "base"]),
+        help="Comma-separated: hoe, soup, merged, rs, mod, morlhf (a PPO run per λ), experts, base.",
+    ),
+    prompts: str = typer.Option(
+        "packaged:hh-helpful-test", help="Prompt spec: packaged:NAME, hub:DATASET@SPLIT#FIELD, A+B."
+    ),
     split: str = typer.Option("heldout", help="train, eval, heldout or all (hash split of each prompt)."),
     limit: Optional[int] = typer.Option(64, help="At most this many prompts."),
-    scorers: Optional[str] = typer.Option(None, help="objective=SPEC,... where an objective is not itself a scorer name."),
+    scorers: Optional[str] = typer.Option(
+        None, help="objective=SPEC,... where an objective is not itself a scorer name."
+    ),
     max_new_tokens: int = typer.Option(64, help="Tokens to generate per answer."),
-    max_prompt_tokens: Optional[int] = typer.Option(None, help="Cut longer prompts from the left (the latest turn stays)."),
-    sample: bool = typer.Option(False, "--sample/--greedy", help="Sample (seeded) or decode greedily; the same for every method."),
+    max_prompt_tokens: Optional[int] = typer.Option(
+        None, help="Cut longer prompts from the left (the latest turn stays)."
+    ),
+    sample: bool = typer.Option(
+        False, "--sample/--greedy", help="Sample (seeded) or decode greedily; the same for every method."
+    ),
     temperature: float = typer.Option(1.0, help="Sampling temperature."),
     top_p: float = typer.Option(1.0, help="Nucleus sampling mass (not used by mod)."),
     batch_size: int = typer.Option(16, help="Prompts per batch, the same for every method."),
     seed: int = typer.Option(0, help="Seed of everything random in the run."),
-    task_vectors: str = typer.Option("auto", help="For rs and the expert models: full (fine-tuned models), lora, or auto."),
-    merge_method: Optional[str] = typer.Option(None, help="Merge method of `merged` (default: the bundle's, else pcb)."),
-    reference: Optional[str] = typer.Option(None, help="Hypervolume reference point, comma-separated (default: from the run)."),
-    morlhf_config: Optional[Path] = typer.Option(None, help="PPO config (YAML, hoe.rl.TrainConfig) of morlhf's per-λ LoRA runs."),
+    task_vectors: str = typer.Option(
+        "auto", help="For rs and the expert models: full (fine-tuned models), lora, or auto."
+    ),
+    merge_method: Optional[str] = typer.Option(
+        None, help="Merge method of `merged` (default: the bundle's, else pcb)."
+    ),
+    reference: Optional[str] = typer.Option(
+        None, help="Hypervolume reference point, comma-separated (default: from the run)."
+    ),
+    morlhf_config: Optional[Path] = typer.Option(
+        None, help="PPO config (YAML, hoe.rl.TrainConfig) of morlhf's per-λ LoRA runs."
+    ),
     report_only: bool = typer.Option(False, help="Rebuild the report from cached generations; no model loads."),
     overwrite: bool = typer.Option(False, help="Discard cached generations made with other settings."),
     device: str = typer.Option("cpu", help="cpu, cuda, or auto (each accelerate process takes its own device)."),
@@ -310,12 +378,31 @@ def evaluate(
             if not sep or not spec:
                 raise HoEError(f"--scorers entry '{item}' must look like objective=SPEC")
             mapping[objective.strip()] = spec.strip()
-        decoding = Decoding(max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature, top_p=top_p,
-                            batch_size=batch_size, seed=seed, max_prompt_tokens=max_prompt_tokens)
-        settings = EvalSettings(bundle=str(bundle), preferences=preferences, methods=_split(methods) or [], prompts=prompts, split=split,
-                                limit=limit, decoding=decoding, scorers=mapping, task_vectors=task_vectors, merge_method=merge_method,
-                                reference=reference_point, device=device, dtype=dtype,
-                                morlhf_config=str(morlhf_config) if morlhf_config else None)
+        decoding = Decoding(
+            max_new_tokens=max_new_tokens,
+            do_sample=sample,
+            temperature=temperature,
+            top_p=top_p,
+            batch_size=batch_size,
+            seed=seed,
+            max_prompt_tokens=max_prompt_tokens,
+        )
+        settings = EvalSettings(
+            bundle=str(bundle),
+            preferences=preferences,
+            methods=_split(methods) or [],
+            prompts=prompts,
+            split=split,
+            limit=limit,
+            decoding=decoding,
+            scorers=mapping,
+            task_vectors=task_vectors,
+            merge_method=merge_method,
+            reference=reference_point,
+            device=device,
+            dtype=dtype,
+            morlhf_config=str(morlhf_config) if morlhf_config else None,
+        )
         results = evaluate(settings, out, overwrite=overwrite)
         if not results:  # a non-main accelerate process
             return
@@ -331,38 +418,59 @@ def train_router_command(
     config: Optional[Path] = typer.Option(None, help="Training config (YAML); see hoe.rl.TrainConfig for every key."),
     steps: Optional[int] = typer.Option(None, help="Override the config's PPO steps."),
     scalarisation: Optional[str] = typer.Option(None, help="Override: tchebycheff-omd, linear or single."),
-    work: Optional[Path] = typer.Option(None, help="Checkpoints, curve.csv, TensorBoard logs (default BUNDLE/training/ROUTER)."),
+    work: Optional[Path] = typer.Option(
+        None, help="Checkpoints, curve.csv, TensorBoard logs (default BUNDLE/training/ROUTER)."
+    ),
     resume: bool = typer.Option(False, help="Continue a killed run from its last checkpoint (bit for bit)."),
     overwrite: bool = typer.Option(False, help="Train again a router that is trained already."),
     device: str = typer.Option("cpu", help="cpu, cuda, or auto."),
-    max_minutes: Optional[float] = typer.Option(None, help="Stop after the step that crosses this wall time; the router so far is "
-                                                     "written and --resume continues."),
+    max_minutes: Optional[float] = typer.Option(
+        None,
+        help="Stop after the step that crosses this wall time; the router so far is written and --resume continues.",
+    ),
 ) -> None:
     """Train the router expert at one anchor by PPO (Tchebycheff + OMD by default)."""
     from hoe.pipeline.train_router import train_router
     from hoe.rl import load_config
 
     settings = load_config(config, steps=steps, scalarisation=scalarisation)
-    summary = train_router(bundle, anchor, settings, work=work, resume=resume, overwrite=overwrite, device=_device(device),
-                           max_minutes=max_minutes)
+    summary = train_router(
+        bundle,
+        anchor,
+        settings,
+        work=work,
+        resume=resume,
+        overwrite=overwrite,
+        device=_device(device),
+        max_minutes=max_minutes,
+    )
     if summary.get("last") and summary["main_process"]:
         first, last = summary["first"], summary["last"]
         stopped = f" (of {settings.steps}: out of time, --resume continues)" if summary["stopped_early"] else ""
-        typer.echo(f"router '{summary['router']}' at {summary['anchor']}: {summary['steps']} steps{stopped}, "
-                   f"{summary['trainable_parameters']:,} trainable parameters; Tchebycheff {first['tchebycheff']:.3f} → {last['tchebycheff']:.3f}; "
-                   f"curve {summary['work']}/curve.csv")
+        typer.echo(
+            f"router '{summary['router']}' at {summary['anchor']}: {summary['steps']} steps{stopped}, "
+            f"{summary['trainable_parameters']:,} trainable parameters; Tchebycheff {first['tchebycheff']:.3f} → "
+            f"{last['tchebycheff']:.3f}; "
+            f"curve {summary['work']}/curve.csv"
+        )
 
 
 @app.command()
 @user_errors
 def score(
-    objectives: str = typer.Option(..., help="Comma-separated: civility, relevance, positivity, concision, readability, rm:MODEL[#preset], py:module:function."),
+    objectives: str = typer.Option(
+        ...,
+        help="Comma-separated: civility, relevance, positivity, concision, readability, rm:MODEL[#preset], "
+        "py:module:function.",
+    ),
     input: Path = typer.Option(..., help="JSONL with {'prompt', 'response'} per line (other fields are kept)."),
     out: Path = typer.Option(..., help="JSONL to write, each line with 'scores' added."),
     cache: Optional[Path] = typer.Option(None, help="SQLite score cache (reused across runs)."),
     device: str = typer.Option("cpu", help="Device of reward models."),
     batch_size: int = typer.Option(8, help="Pairs per reward-model forward."),
-    trust_remote_code: bool = typer.Option(False, help="Allow reward-model code from the checkpoint (only if you trust it)."),
+    trust_remote_code: bool = typer.Option(
+        False, help="Allow reward-model code from the checkpoint (only if you trust it)."
+    ),
 ) -> None:
     """Score (prompt, response) pairs for each objective."""
     import json
@@ -376,9 +484,15 @@ def score(
     if not names:
         raise HoEError("--objectives is empty")
     start = time.perf_counter()
-    scores = score_objectives(names, [r["prompt"] for r in rows], [r["response"] for r in rows],
-                              cache=ScoreCache(cache) if cache else None, device=device, batch_size=batch_size,
-                              trust_remote_code=trust_remote_code)
+    scores = score_objectives(
+        names,
+        [r["prompt"] for r in rows],
+        [r["response"] for r in rows],
+        cache=ScoreCache(cache) if cache else None,
+        device=device,
+        batch_size=batch_size,
+        trust_remote_code=trust_remote_code,
+    )
     for index, row in enumerate(rows):
         row["scores"] = {name: values[index] for name, values in scores.items()}
     write_text(out, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
@@ -401,22 +515,39 @@ def make_expert_command(
     batch_size: int = settings_option(MakeExpertSettings, "batch_size"),
     learning_rate: Optional[float] = settings_option(MakeExpertSettings, "learning_rate"),
     beta: float = settings_option(MakeExpertSettings, "beta"),
-    lora: bool = typer.Option(False, "--lora", help="Train a LoRA instead of every weight (ppo always does): OUT holds the "
-                                                    "merged model and OUT/adapter the peft adapter, a HoE expert as it is."),
-    lora_rank: int = settings_option(MakeExpertSettings, "lora_rank", default=PPO_LORA_RANK,
-                                     help="Rank of the LoRA (with --lora, and for ppo)."),
+    lora: bool = typer.Option(
+        False,
+        "--lora",
+        help="Train a LoRA instead of every weight (ppo always does): OUT holds the "
+        "merged model and OUT/adapter the peft adapter, a HoE expert as it is.",
+    ),
+    lora_rank: int = settings_option(
+        MakeExpertSettings, "lora_rank", default=PPO_LORA_RANK, help="Rank of the LoRA (with --lora, and for ppo)."
+    ),
     max_length: int = settings_option(MakeExpertSettings, "max_length"),
     seed: int = settings_option(MakeExpertSettings, "seed"),
     device: str = typer.Option("auto", help="cpu, cuda, or auto."),
     overwrite: bool = typer.Option(False, help="Replace an existing --out."),
 ) -> None:
-    """Make a single-objective expert of the base (resumable: sampling and training both continue after an interruption)."""
+    """Make a single-objective expert of the base (resumable: sampling and training both continue after an
+    interruption)."""
     from hoe.training.make_expert import make_expert
 
-    settings = MakeExpertSettings.create(objective=objective, method=method, prompts=prompts, prompt_count=prompt_count, k=k,
-                                         max_new_tokens=max_new_tokens, steps=steps, batch_size=batch_size,
-                                         learning_rate=learning_rate, beta=beta, seed=seed, max_length=max_length,
-                                         lora_rank=lora_rank if lora or method == "ppo" else None)
+    settings = MakeExpertSettings.create(
+        objective=objective,
+        method=method,
+        prompts=prompts,
+        prompt_count=prompt_count,
+        k=k,
+        max_new_tokens=max_new_tokens,
+        steps=steps,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        beta=beta,
+        seed=seed,
+        max_length=max_length,
+        lora_rank=lora_rank if lora or method == "ppo" else None,
+    )
     report = make_expert(base, settings, out, device=_device(device), overwrite=overwrite)
     typer.echo(make_expert_summary(out, objective, method, report))
 
@@ -425,9 +556,11 @@ def make_expert_summary(out: Path, objective: str, method: str, report: dict) ->
     """One line on what the expert learned: PPO's reward over its steps, or the selected responses
     against all candidates for RAFT and DPO."""
     if method == "ppo":
-        gain = f"mean {objective} reward {report['first_reward']:.4f} → {report['last_reward']:.4f} over {report['steps']} PPO steps"
+        first, last = report["first_reward"], report["last_reward"]
+        gain = f"mean {objective} reward {first:.4f} → {last:.4f} over {report['steps']} PPO steps"
     else:
-        gain = f"chosen responses score {report['chosen_mean']:.4f} against {report['candidate_mean']:.4f} for all candidates"
+        chosen, candidates = report["chosen_mean"], report["candidate_mean"]
+        gain = f"chosen responses score {chosen:.4f} against {candidates:.4f} for all candidates"
     return f"{out}: {objective} expert by {method}; {gain}; {report['train_seconds']:.0f} s of training"
 
 
@@ -449,7 +582,9 @@ def finetune(
     from hoe.data import sft_pairs
     from hoe.training.sft import SFTSettings, supervised_finetune
 
-    settings = SFTSettings(steps=steps, batch_size=batch_size, max_length=max_length, learning_rate=learning_rate, seed=seed)
+    settings = SFTSettings(
+        steps=steps, batch_size=batch_size, max_length=max_length, learning_rate=learning_rate, seed=seed
+    )
     log = supervised_finetune(base, sft_pairs(data), out, settings, device=_device(device), overwrite=overwrite)
     typer.echo(f"{out}: {log['step']} steps, final loss {log['losses'][-1]:.3f}, {log['seconds']:.0f} s")
 
@@ -458,7 +593,9 @@ def finetune(
 @user_errors
 def demo(
     out: Path = typer.Option(Path("runs/demo"), help="Where the demo's artifacts go."),
-    profile: str = typer.Option("quick", help="quick (about 20 min on 2 cores the first time) or full (the README's numbers)."),
+    profile: str = typer.Option(
+        "quick", help="quick (about 20 min on 2 cores the first time) or full (the README's numbers)."
+    ),
     rank: int = typer.Option(16, help="Expert rank."),
 ) -> None:
     """The embedded default end to end (SmolLM2-135M-Instruct, offline): experts, bundle, Pareto evaluation."""

@@ -42,7 +42,9 @@ def describe(exc: ValidationError) -> str:
         return message
     field = ".".join(location)
     flag = f" (--{location[-1].replace('_', '-')})" if len(location) == 1 else ""
-    got = f", got {error['input']!r}" if error["type"] not in ("missing", "extra_forbidden") and "input" in error else ""
+    got = (
+        f", got {error['input']!r}" if error["type"] not in ("missing", "extra_forbidden") and "input" in error else ""
+    )
     return f"{field}{flag}: {message}{got}"
 
 

@@ -135,7 +135,9 @@ def test_embedded_alias_resolves_through_its_wheel(tiny_base, tmp_path, monkeypa
     (package / "__init__.py").write_text("")
     write_tiny_gguf(tiny_base, package / "tiny.Q4_1.gguf", "Q4_1")
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
-    monkeypatch.setitem(loading.EMBEDDED_MODELS, "tiny-embedded", ("tiny_embedded_llm", "tiny.Q4_1.gguf", "someone/tiny"))
+    monkeypatch.setitem(
+        loading.EMBEDDED_MODELS, "tiny-embedded", ("tiny_embedded_llm", "tiny.Q4_1.gguf", "someone/tiny")
+    )
     folder = resolve_checkpoint("tiny-embedded")
     assert str(folder).startswith(str(tmp_path / "cache")) and hub_name_of("tiny-embedded") == "someone/tiny"
     stamp = (folder / "model.safetensors").stat().st_mtime_ns

@@ -19,8 +19,16 @@ SCORERS = {"helpful": "concision", "harmless": "positivity"}
 
 
 def settings_for(bundle_dir, **overrides) -> EvalSettings:
-    values = dict(bundle=str(bundle_dir), preferences="grid:3", prompts="packaged:hh-helpful-test", split="heldout", limit=3,
-                  decoding=Decoding(max_new_tokens=5, batch_size=2), scorers=SCORERS, device=DEVICE)
+    values = dict(
+        bundle=str(bundle_dir),
+        preferences="grid:3",
+        prompts="packaged:hh-helpful-test",
+        split="heldout",
+        limit=3,
+        decoding=Decoding(max_new_tokens=5, batch_size=2),
+        scorers=SCORERS,
+        device=DEVICE,
+    )
     values.update(overrides)
     return EvalSettings(**values)
 
@@ -137,24 +145,31 @@ def test_full_task_vectors_and_resume(bundle_dir, tmp_path, monkeypatch):
 def test_other_settings_are_refused_not_mixed(lora_run, bundle_dir):
     out, _ = lora_run
     with pytest.raises(HoEError, match="holds generations of another run \\(decoding differs\\)"):
-        evaluate(settings_for(bundle_dir, task_vectors="lora", decoding=Decoding(max_new_tokens=7, batch_size=2)), out, progress=False)
+        evaluate(
+            settings_for(bundle_dir, task_vectors="lora", decoding=Decoding(max_new_tokens=7, batch_size=2)),
+            out,
+            progress=False,
+        )
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"methods": ["hoe", "nope"]}, "unknown method 'nope'"),
-    ({"methods": []}, "no methods given"),
-    ({"preferences": "grid:1"}, "at least 2 points"),
-    ({"preferences": "EMPTY"}, "is empty"),
-    ({"preferences": "LONG"}, "has 3 values but the bundle has 2"),
-    ({"prompts": "packaged:nope"}, "unknown packaged dataset 'nope'"),
-    ({"prompts": "EMPTYPROMPTS"}, "selects no prompts"),
-    ({"split": "heldout", "prompts": "hub:x"}, "needs the prompt field"),
-    ({"scorers": {"helpful": "nope"}}, "objective 'helpful' needs a scorer"),
-    ({"scorers": {"other": "civility"}}, "not an objective of the bundle"),
-    ({"task_vectors": "both"}, "--task-vectors must be"),
-    ({"merge_method": "magic"}, "magic"),
-    ({"reference": [0.0]}, "--reference has 1 values"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"methods": ["hoe", "nope"]}, "unknown method 'nope'"),
+        ({"methods": []}, "no methods given"),
+        ({"preferences": "grid:1"}, "at least 2 points"),
+        ({"preferences": "EMPTY"}, "is empty"),
+        ({"preferences": "LONG"}, "has 3 values but the bundle has 2"),
+        ({"prompts": "packaged:nope"}, "unknown packaged dataset 'nope'"),
+        ({"prompts": "EMPTYPROMPTS"}, "selects no prompts"),
+        ({"split": "heldout", "prompts": "hub:x"}, "needs the prompt field"),
+        ({"scorers": {"helpful": "nope"}}, "objective 'helpful' needs a scorer"),
+        ({"scorers": {"other": "civility"}}, "not an objective of the bundle"),
+        ({"task_vectors": "both"}, "--task-vectors must be"),
+        ({"merge_method": "magic"}, "magic"),
+        ({"reference": [0.0]}, "--reference has 1 values"),
+    ],
+)
 def test_bad_input_before_any_model_loads(bundle_dir, tmp_path, monkeypatch, overrides, message):
     import hoe.checkpoints.loading as loading
 
@@ -183,9 +198,13 @@ def test_bundle_without_single_experts_is_refused_for_peers(bundle_dir, tmp_path
 
 def test_morlhf_trains_a_lora_per_preference(bundle_dir, tmp_path):
     (tmp_path / "prompts.txt").write_text("".join(f"say {i}\n" for i in range(20)))
-    (tmp_path / "ppo.yaml").write_text(f"prompts: 'file:{tmp_path / 'prompts.txt'}'\nprompt_count: 8\nbatch_size: 4\nmax_new_tokens: 3\n"
-                                       "steps: 2\ncalibration_prompts: 4\nmax_prompt_tokens: 10\n")
-    settings = settings_for(bundle_dir, methods=["morlhf", "base"], preferences="grid:2", morlhf_config=str(tmp_path / "ppo.yaml"))
+    (tmp_path / "ppo.yaml").write_text(
+        f"prompts: 'file:{tmp_path / 'prompts.txt'}'\nprompt_count: 8\nbatch_size: 4\nmax_new_tokens: 3\n"
+        "steps: 2\ncalibration_prompts: 4\nmax_prompt_tokens: 10\n"
+    )
+    settings = settings_for(
+        bundle_dir, methods=["morlhf", "base"], preferences="grid:2", morlhf_config=str(tmp_path / "ppo.yaml")
+    )
     results = evaluate(settings, tmp_path / "run", progress=False)
     assert [p["label"] for p in results["points"]] == ["1-0", "0-1", "base"]
     for label in ("1-0", "0-1"):
@@ -194,7 +213,12 @@ def test_morlhf_trains_a_lora_per_preference(bundle_dir, tmp_path):
     morlhf = [p for p in results["points"] if p["method"] == "morlhf"]
     assert results["methods"]["morlhf"]["tchebycheff_wins"] == 2  # the only method that follows λ here
     assert results["methods"]["morlhf"]["hypervolume"] == pytest.approx(
-        staircase_hypervolume([p["mean"] for p in morlhf], results["reference_point"]))
+        staircase_hypervolume([p["mean"] for p in morlhf], results["reference_point"])
+    )
     with pytest.raises(HoEError, match="training config: stepz: unknown key"):
         (tmp_path / "bad.yaml").write_text("stepz: 2\n")
-        evaluate(settings_for(bundle_dir, methods=["morlhf"], morlhf_config=str(tmp_path / "bad.yaml")), tmp_path / "bad", progress=False)
+        evaluate(
+            settings_for(bundle_dir, methods=["morlhf"], morlhf_config=str(tmp_path / "bad.yaml")),
+            tmp_path / "bad",
+            progress=False,
+        )

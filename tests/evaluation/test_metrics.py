@@ -56,7 +56,9 @@ def test_tchebycheff_gap_scales_each_objective_by_its_own_range():
     # scaled: 0.5·(1 − 0.5)/1 = 0.25 and 0.5·(4 − 1)/4 = 0.375; unscaled the second would be 1.5
     assert tchebycheff_gap(np.array([0.5, 0.5]), np.array([0.5, 1.0]), ideal, ref) == pytest.approx(0.375)
     # a degenerate range (ideal at the reference) keeps scale 1
-    assert tchebycheff_gap(np.array([0.0, 1.0]), np.array([0.0, -2.0]), np.array([0.0, 0.0]), np.zeros(2)) == pytest.approx(2.0)
+    assert tchebycheff_gap(
+        np.array([0.0, 1.0]), np.array([0.0, -2.0]), np.array([0.0, 0.0]), np.zeros(2)
+    ) == pytest.approx(2.0)
 
 
 def test_reference_point_of_a_constant_objective():

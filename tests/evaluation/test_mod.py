@@ -41,7 +41,7 @@ def greedy_by_hand(models, weights, ids, steps: int) -> torch.Tensor:
     sequence = ids
     for _ in range(steps):
         sequence = torch.cat([sequence, hand_mixed(models, weights, sequence).argmax(-1, keepdim=True)], dim=1)
-    return sequence[:, ids.shape[1]:]
+    return sequence[:, ids.shape[1] :]
 
 
 def test_mod_one_hot_equals_greedy_generate(tiny_chat_model, tmp_path):
@@ -56,10 +56,20 @@ def test_mod_one_hot_equals_greedy_generate(tiny_chat_model, tmp_path):
     second = AutoModelForCausalLM.from_pretrained(tmp_path / "other").eval()
     batch = tokenizer(["hello there", "a longer prompt here"], return_tensors="pt", padding=True)
     for target, weights in ((first, [1.0, 0.0]), (second, [0.0, 1.0])):
-        expected = target.generate(**batch, max_new_tokens=8, min_new_tokens=8, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-        ours = mod_generate([first, second], weights, batch["input_ids"], batch["attention_mask"], max_new_tokens=8,
-                            min_new_tokens=8, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-        assert torch.equal(ours, expected[:, batch["input_ids"].shape[1]:])
+        expected = target.generate(
+            **batch, max_new_tokens=8, min_new_tokens=8, do_sample=False, pad_token_id=tokenizer.pad_token_id
+        )
+        ours = mod_generate(
+            [first, second],
+            weights,
+            batch["input_ids"],
+            batch["attention_mask"],
+            max_new_tokens=8,
+            min_new_tokens=8,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        assert torch.equal(ours, expected[:, batch["input_ids"].shape[1] :])
 
 
 def test_mod_left_padding_on_a_model_with_absolute_positions():
@@ -73,10 +83,17 @@ def test_mod_left_padding_on_a_model_with_absolute_positions():
     mask = torch.tensor([[0, 0, 0, 1, 1], [1, 1, 1, 1, 1]])
     ours = mod_generate([model, model], [1.0, 0.0], ids, mask, max_new_tokens=6, eos_token_id=None, pad_token_id=0)
     for row, start in ((0, 3), (1, 0)):  # each row answers as it would alone and unpadded
-        alone = model.generate(input_ids=ids[row:row + 1, start:], attention_mask=mask[row:row + 1, start:], max_new_tokens=6,
-                               do_sample=False, pad_token_id=0)
-        assert ours[row].tolist() == alone[0, 5 - start:].tolist(), row
-    with torch.no_grad():  # positions matter to this model: the same two tokens at positions 2, 3 score very differently
+        alone = model.generate(
+            input_ids=ids[row : row + 1, start:],
+            attention_mask=mask[row : row + 1, start:],
+            max_new_tokens=6,
+            do_sample=False,
+            pad_token_id=0,
+        )
+        assert ours[row].tolist() == alone[0, 5 - start :].tolist(), row
+    with (
+        torch.no_grad()
+    ):  # positions matter to this model: the same two tokens at positions 2, 3 score very differently
         at_start = model(input_ids=ids[:1, 3:], position_ids=torch.tensor([[0, 1]])).logits
         later = model(input_ids=ids[:1, 3:], position_ids=torch.tensor([[2, 3]])).logits
     assert (at_start - later).abs().max() > 1.0
@@ -85,11 +102,17 @@ def test_mod_left_padding_on_a_model_with_absolute_positions():
 def test_mod_greedy_follows_the_mixed_log_probabilities(peaked):
     a, b = peaked
     for weights in ([0.3, 0.7], [0.8, 0.2], [1.0, 1.0]):
-        tokens = mod_generate([a, b], weights, IDS, torch.ones_like(IDS), max_new_tokens=6, eos_token_id=None, pad_token_id=0)
+        tokens = mod_generate(
+            [a, b], weights, IDS, torch.ones_like(IDS), max_new_tokens=6, eos_token_id=None, pad_token_id=0
+        )
         assert torch.equal(tokens, greedy_by_hand([a, b], weights, IDS, 6)), weights
-    mixed = mod_generate([a, b], [0.5, 0.5], IDS, torch.ones_like(IDS), max_new_tokens=6, eos_token_id=None, pad_token_id=0)
-    alone = [mod_generate([a, b], w, IDS, torch.ones_like(IDS), max_new_tokens=6, eos_token_id=None, pad_token_id=0)
-             for w in ([1.0, 0.0], [0.0, 1.0])]
+    mixed = mod_generate(
+        [a, b], [0.5, 0.5], IDS, torch.ones_like(IDS), max_new_tokens=6, eos_token_id=None, pad_token_id=0
+    )
+    alone = [
+        mod_generate([a, b], w, IDS, torch.ones_like(IDS), max_new_tokens=6, eos_token_id=None, pad_token_id=0)
+        for w in ([1.0, 0.0], [0.0, 1.0])
+    ]
     assert not torch.equal(mixed, alone[0]) and not torch.equal(mixed, alone[1])  # the mixture is neither model
 
 
@@ -99,13 +122,24 @@ def test_mod_samples_from_the_mixed_log_probabilities_over_several_steps(peaked,
     generator (T = 1 by default)."""
     a, b = peaked
     options = {} if temperature is None else {"temperature": temperature}
-    tokens = mod_generate([a, b], [0.3, 0.7], IDS, torch.ones_like(IDS), max_new_tokens=8, eos_token_id=None, pad_token_id=0,
-                          do_sample=True, generator=torch.Generator().manual_seed(11), **options)
+    tokens = mod_generate(
+        [a, b],
+        [0.3, 0.7],
+        IDS,
+        torch.ones_like(IDS),
+        max_new_tokens=8,
+        eos_token_id=None,
+        pad_token_id=0,
+        do_sample=True,
+        generator=torch.Generator().manual_seed(11),
+        **options,
+    )
     generator = torch.Generator().manual_seed(11)
     sequence = IDS
     for step in range(8):
-        drawn = torch.multinomial(torch.softmax(hand_mixed([a, b], [0.3, 0.7], sequence) / (temperature or 1.0), -1), 1,
-                                  generator=generator)
+        drawn = torch.multinomial(
+            torch.softmax(hand_mixed([a, b], [0.3, 0.7], sequence) / (temperature or 1.0), -1), 1, generator=generator
+        )
         assert torch.equal(tokens[:, step], drawn[:, 0]), f"step {step}"
         sequence = torch.cat([sequence, drawn], dim=1)
 
@@ -117,7 +151,9 @@ def test_end_of_sequence_pads_finished_rows_and_stops_when_all_are_done(peaked):
     a, b = peaked
     free = greedy_by_hand([a, b], [0.5, 0.5], IDS, 8)
     eos = int(free[0, 2])
-    tokens = mod_generate([a, b], [0.5, 0.5], IDS, torch.ones_like(IDS), max_new_tokens=8, eos_token_id=eos, pad_token_id=99)
+    tokens = mod_generate(
+        [a, b], [0.5, 0.5], IDS, torch.ones_like(IDS), max_new_tokens=8, eos_token_id=eos, pad_token_id=99
+    )
     ends = [next((i for i, t in enumerate(row.tolist()) if t == eos), None) for row in free]
     length = 8 if None in ends else max(ends) + 1
     assert tokens.shape == (2, length)
@@ -126,8 +162,15 @@ def test_end_of_sequence_pads_finished_rows_and_stops_when_all_are_done(peaked):
         assert tokens[row, :stop].tolist() == free[row, :stop].tolist()
         assert tokens[row, stop:].tolist() == [99] * (length - stop)
     # a first token that is eos for both rows ends generation after one step (min_new_tokens defaults to 0)
-    both = mod_generate([a, b], [0.5, 0.5], IDS[:1].repeat(2, 1), torch.ones(2, 4, dtype=torch.long), max_new_tokens=8,
-                        eos_token_id=int(free[0, 0]), pad_token_id=99)
+    both = mod_generate(
+        [a, b],
+        [0.5, 0.5],
+        IDS[:1].repeat(2, 1),
+        torch.ones(2, 4, dtype=torch.long),
+        max_new_tokens=8,
+        eos_token_id=int(free[0, 0]),
+        pad_token_id=99,
+    )
     assert both.tolist() == [[int(free[0, 0])], [int(free[0, 0])]]
 
 
@@ -135,16 +178,40 @@ def test_min_new_tokens_forbids_eos_before_it_and_only_before_it(peaked):
     a, b = peaked
     free = greedy_by_hand([a, b], [0.5, 0.5], IDS[:1], 8)
     eos = int(free[0, 2])
-    allowed = mod_generate([a, b], [0.5, 0.5], IDS[:1], torch.ones(1, 4, dtype=torch.long), max_new_tokens=8, eos_token_id=eos,
-                           pad_token_id=99, min_new_tokens=2)
+    allowed = mod_generate(
+        [a, b],
+        [0.5, 0.5],
+        IDS[:1],
+        torch.ones(1, 4, dtype=torch.long),
+        max_new_tokens=8,
+        eos_token_id=eos,
+        pad_token_id=99,
+        min_new_tokens=2,
+    )
     assert allowed[0].tolist() == free[0, :3].tolist()  # eos at step 2 is allowed with min_new_tokens=2
-    held = mod_generate([a, b], [0.5, 0.5], IDS[:1], torch.ones(1, 4, dtype=torch.long), max_new_tokens=8, eos_token_id=eos,
-                        pad_token_id=99, min_new_tokens=3)
+    held = mod_generate(
+        [a, b],
+        [0.5, 0.5],
+        IDS[:1],
+        torch.ones(1, 4, dtype=torch.long),
+        max_new_tokens=8,
+        eos_token_id=eos,
+        pad_token_id=99,
+        min_new_tokens=3,
+    )
     assert held.shape[1] > 3 and int(held[0, 2]) != eos and held[0, :2].tolist() == free[0, :2].tolist()
     later = int(free[0, 1])
     if later != eos:
-        forbidden = mod_generate([a, b], [0.5, 0.5], IDS[:1], torch.ones(1, 4, dtype=torch.long), max_new_tokens=4,
-                                 eos_token_id=later, pad_token_id=99, min_new_tokens=2)
+        forbidden = mod_generate(
+            [a, b],
+            [0.5, 0.5],
+            IDS[:1],
+            torch.ones(1, 4, dtype=torch.long),
+            max_new_tokens=4,
+            eos_token_id=later,
+            pad_token_id=99,
+            min_new_tokens=2,
+        )
         assert int(forbidden[0, 1]) != later and forbidden.shape[1] >= 3
 
 
@@ -155,7 +222,9 @@ def test_a_model_with_weight_zero_is_never_run(peaked):
     def never(*args, **kwargs):
         raise AssertionError("a model with weight 0 was run")
 
-    tokens = mod_generate([a, never], [1.0, 0.0], IDS, torch.ones_like(IDS), max_new_tokens=3, eos_token_id=None, pad_token_id=0)
+    tokens = mod_generate(
+        [a, never], [1.0, 0.0], IDS, torch.ones_like(IDS), max_new_tokens=3, eos_token_id=None, pad_token_id=0
+    )
     assert tokens.shape == (2, 3)
     with pytest.raises(ValueError, match="^1 weights for 2 models$"):
         mod_generate([a, a], [1.0], IDS, torch.ones_like(IDS), max_new_tokens=1, eos_token_id=None, pad_token_id=0)

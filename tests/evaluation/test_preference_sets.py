@@ -27,12 +27,15 @@ def test_files(tmp_path):
     assert preference_label(np.array([0.25, 0.75])) == "0.25-0.75"
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("grid:1", "at least 2 points"),
-    ("simplex:0.3", "must divide 1"),
-    ("grid:x", "expected grid:K"),
-    ("nope.txt", "preference file not found"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("grid:1", "at least 2 points"),
+        ("simplex:0.3", "must divide 1"),
+        ("grid:x", "expected grid:K"),
+        ("nope.txt", "preference file not found"),
+    ],
+)
 def test_bad_specs(spec, message):
     with pytest.raises(HoEError, match=message):
         preference_set(spec, TWO)

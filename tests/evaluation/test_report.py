@@ -17,13 +17,34 @@ MEANS = {
 
 
 def point(method: str, preference, mean, label: str) -> dict:
-    return {"method": method, "label": label, "preference": preference, "mean": mean, "se": [0.0, 0.0], "prompts": 4,
-            "tokens": 40, "tokens_per_response": 10.0, "wall_s": 2.0, "s_per_token": 0.05, "setup_s": None, "truncated_prompts": 0}
+    return {
+        "method": method,
+        "label": label,
+        "preference": preference,
+        "mean": mean,
+        "se": [0.0, 0.0],
+        "prompts": 4,
+        "tokens": 40,
+        "tokens_per_response": 10.0,
+        "wall_s": 2.0,
+        "s_per_token": 0.05,
+        "setup_s": None,
+        "truncated_prompts": 0,
+    }
 
 
 def hand_made_run() -> tuple[dict, list[dict]]:
-    run = {"objectives": ["a", "b"], "scorers": {"a": "x", "b": "y"}, "methods": ["hoe", "soup"], "preferences": PREFERENCES}
-    points = [point(m, lam, mean, f"{lam[0]:g}-{lam[1]:g}") for m, means in MEANS.items() for lam, mean in zip(PREFERENCES, means)]
+    run = {
+        "objectives": ["a", "b"],
+        "scorers": {"a": "x", "b": "y"},
+        "methods": ["hoe", "soup"],
+        "preferences": PREFERENCES,
+    }
+    points = [
+        point(m, lam, mean, f"{lam[0]:g}-{lam[1]:g}")
+        for m, means in MEANS.items()
+        for lam, mean in zip(PREFERENCES, means)
+    ]
     return run, points
 
 
@@ -32,7 +53,8 @@ def test_summarise_by_hand():
     the gap's range scaling."""
     run, points = hand_made_run()
     results = summarise(run, points)
-    # shared reference: per objective min − 10% of the range: a 0.1 − 0.08 = 0.02, b 0.1 − 0.085 = 0.015; ideal (0.9, 0.95)
+    # shared reference: per objective min − 10% of the range: a 0.1 − 0.08 = 0.02, b 0.1 − 0.085 = 0.015;
+    # ideal (0.9, 0.95)
     assert results["reference_point"] == pytest.approx([0.02, 0.015])
     assert results["ideal_point"] == pytest.approx([0.9, 0.95])
     hoe, soup = results["methods"]["hoe"], results["methods"]["soup"]
@@ -76,17 +98,19 @@ def test_a_peer_above_hoe_is_named_in_the_verdict():
         if p["method"] == "soup":
             p["mean"] = [v + 0.2 for v in p["mean"]]
     results = summarise(run, points)
-    assert verdict(results).startswith(f"**HoE's hypervolume ({results['methods']['hoe']['hypervolume']:.4g}) is below soup (")
+    assert verdict(results).startswith(
+        f"**HoE's hypervolume ({results['methods']['hoe']['hypervolume']:.4g}) is below soup ("
+    )
 
 
-HAND_SCORES = '''
+HAND_SCORES = """
 def first(prompts, responses):
     return [float(r.split()[0]) for r in responses]
 
 
 def second(prompts, responses):
     return [float(r.split()[1]) for r in responses]
-'''
+"""
 
 
 def write_cached_run(out, monkeypatch, run: dict, rows_of: dict) -> None:
@@ -97,7 +121,9 @@ def write_cached_run(out, monkeypatch, run: dict, rows_of: dict) -> None:
     (out.parent / "hand_scores.py").write_text(HAND_SCORES)
     monkeypatch.syspath_prepend(str(out.parent))
     (out / "generations").mkdir(parents=True)
-    (out / "run.json").write_text(json.dumps({**run, "scorers": {"a": "py:hand_scores:first", "b": "py:hand_scores:second"}}))
+    (out / "run.json").write_text(
+        json.dumps({**run, "scorers": {"a": "py:hand_scores:first", "b": "py:hand_scores:second"}})
+    )
     for (method, label), rows in rows_of.items():
         (out / "generations" / method).mkdir(exist_ok=True)
         (out / "generations" / method / f"{label}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -108,15 +134,22 @@ def write_run(out, monkeypatch) -> None:
     two prompts per point: each mean of the hand-made run is the mean of (mean − 0.1, mean + 0.1)
     on objective a."""
     run, points = hand_made_run()
-    run = {**run, "methods": ["hoe", "soup", "base"],
-           "points": [{"method": p["method"], "label": p["label"], "preference": p["preference"]} for p in points]
-           + [{"method": "base", "label": "base", "preference": None}],
-           "prompts": {"spec": "file:x", "split": "heldout", "count": 2}, "decoding": {"do_sample": False, "max_new_tokens": 5,
-                                                                                     "batch_size": 2, "seed": 0}}
+    run = {
+        **run,
+        "methods": ["hoe", "soup", "base"],
+        "points": [{"method": p["method"], "label": p["label"], "preference": p["preference"]} for p in points]
+        + [{"method": "base", "label": "base", "preference": None}],
+        "prompts": {"spec": "file:x", "split": "heldout", "count": 2},
+        "decoding": {"do_sample": False, "max_new_tokens": 5, "batch_size": 2, "seed": 0},
+    }
     means = {(p["method"], p["label"]): p["mean"] for p in points} | {("base", "base"): [0.3, 0.3]}
-    rows_of = {(method, label): [{"prompt": f"q{i}", "response": f"{a + d} {b}", "tokens": 5,
-                                  "wall_s": 0.2 if method == "base" else 0.25} for i, d in enumerate((-0.1, 0.1))]
-               for (method, label), (a, b) in means.items()}
+    rows_of = {
+        (method, label): [
+            {"prompt": f"q{i}", "response": f"{a + d} {b}", "tokens": 5, "wall_s": 0.2 if method == "base" else 0.25}
+            for i, d in enumerate((-0.1, 0.1))
+        ]
+        for (method, label), (a, b) in means.items()
+    }
     write_cached_run(out, monkeypatch, run, rows_of)
 
 
@@ -148,16 +181,28 @@ def test_build_report_writes_every_file_from_cached_generations(tmp_path, monkey
     hoe_first = results["points"][0]
     assert hoe_first["mean"] == pytest.approx([0.9, 0.1]) and hoe_first["se"] == pytest.approx([0.1, 0.0])
     assert hoe_first["prompts"] == 2 and hoe_first["tokens"] == 10 and hoe_first["s_per_token"] == pytest.approx(0.05)
-    assert hoe_first["cost_vs_base"] == pytest.approx(1.25) and results["methods"]["hoe"]["cost_vs_base"] == pytest.approx(1.25)
-    assert results["methods"]["base"]["cost_vs_base"] == pytest.approx(1.0) and "tchebycheff_wins" not in results["methods"]["base"]
-    assert results["methods"]["hoe"]["hypervolume"] == pytest.approx(0.0708 + 0.2925 + 0.0255)  # the base at (0.3, 0.3) moves nothing
+    assert hoe_first["cost_vs_base"] == pytest.approx(1.25) and results["methods"]["hoe"][
+        "cost_vs_base"
+    ] == pytest.approx(1.25)
+    assert (
+        results["methods"]["base"]["cost_vs_base"] == pytest.approx(1.0)
+        and "tchebycheff_wins" not in results["methods"]["base"]
+    )
+    assert results["methods"]["hoe"]["hypervolume"] == pytest.approx(
+        0.0708 + 0.2925 + 0.0255
+    )  # the base at (0.3, 0.3) moves nothing
     assert json.loads((out / "results.json").read_text())["methods"] == json.loads(json.dumps(results["methods"]))
     csv_rows = (out / "results.csv").read_text().splitlines()
-    assert csv_rows[0] == "method,label,lambda_a,lambda_b,a,b,se_a,se_b,prompts,tokens_per_response,s_per_token,wall_ratio_vs_base,setup_s"
+    assert (
+        csv_rows[0] == "method,label,lambda_a,lambda_b,a,b,se_a,se_b,prompts,"
+        "tokens_per_response,s_per_token,wall_ratio_vs_base,setup_s"
+    )
     assert csv_rows[1] == "hoe,1-0,1.0,0.0,0.9,0.1,0.1,0,2,5.00,0.05,1.250,"
     assert csv_rows[-1] == "base,base,,,0.3,0.3,0.1,0,2,5.00,0.04,1.000,"
     report = (out / "report.md").read_text()
-    assert report.startswith("# Pareto-front evaluation\n\nObjectives (scorer): a (py:hand_scores:first), b (py:hand_scores:second).")
+    assert report.startswith(
+        "# Pareto-front evaluation\n\nObjectives (scorer): a (py:hand_scores:first), b (py:hand_scores:second)."
+    )
     assert "Prompts: 2 from `file:x` (heldout split); decoding: greedy, 5 new tokens, batch 2, seed 0" in report
     assert "Hypervolume reference point (shared by every method): (0.02, 0.015)" in report
     assert "| hoe | 1-0 | 0.900 ± 0.100 | 0.100 ± 0.000 | 5.0 | – |" in report
@@ -191,7 +236,10 @@ def test_fronts_of_three_or_more_objectives_are_a_matrix_of_projections(tmp_path
 
     names = [f"o{i}" for i in range(objectives)]
     corners = [[float(i == k) for i in range(objectives)] for k in range(objectives)]
-    points = [{"method": "hoe", "label": str(k), "preference": lam, "mean": [0.5 + 0.1 * v for v in lam]} for k, lam in enumerate(corners)]
+    points = [
+        {"method": "hoe", "label": str(k), "preference": lam, "mean": [0.5 + 0.1 * v for v in lam]}
+        for k, lam in enumerate(corners)
+    ]
     points.append({"method": "base", "label": "base", "preference": None, "mean": [0.5] * objectives})
     results = {"objectives": names, "methods": {"hoe": {}, "base": {}}, "points": points}
     import matplotlib.pyplot as plt
@@ -238,11 +286,23 @@ def test_report_files_match_the_golden_run(tmp_path, monkeypatch):
 
     out = tmp_path / "run"
     write_run(out, monkeypatch)
-    (out / "timing.json").write_text(json.dumps({"rounds": 3, "batch": 4, "new_tokens": 8, "methods": {
-        "hoe": {"label": "0.5-0.5", "s_per_token": 0.011, "cost_vs_base": 1.1},
-        "soup": {"label": "0.5-0.5", "s_per_token": 0.01, "cost_vs_base": None},
-        "base": {"label": "base", "s_per_token": 0.01, "cost_vs_base": 1.0}}}))
-    (out / "generations" / "soup" / "0.5-0.5.meta.json").write_text(json.dumps({"setup_s": 2.5, "truncated_prompts": 1}))
+    (out / "timing.json").write_text(
+        json.dumps(
+            {
+                "rounds": 3,
+                "batch": 4,
+                "new_tokens": 8,
+                "methods": {
+                    "hoe": {"label": "0.5-0.5", "s_per_token": 0.011, "cost_vs_base": 1.1},
+                    "soup": {"label": "0.5-0.5", "s_per_token": 0.01, "cost_vs_base": None},
+                    "base": {"label": "base", "s_per_token": 0.01, "cost_vs_base": 1.0},
+                },
+            }
+        )
+    )
+    (out / "generations" / "soup" / "0.5-0.5.meta.json").write_text(
+        json.dumps({"setup_s": 2.5, "truncated_prompts": 1})
+    )
     results = build_report(out, reference=[0.0, 0.0])
     assert results["methods"]["hoe"]["cost_vs_base"] == 1.1
     assert results["methods"]["hoe"]["cost_source"] == "side-by-side timing at 0.5-0.5"
@@ -266,14 +326,23 @@ def test_report_of_hoe_below_one_peer_and_tied_with_another(tmp_path, monkeypatc
         for lam, (a, b) in zip(preferences, values):
             label = "-".join(f"{v:.3g}" for v in lam)
             points.append({"method": method, "label": label, "preference": lam})
-            rows_of[(method, label)] = [{"prompt": "q0", "response": f"{a} {b}", "tokens": 3, "wall_s": 0.3},
-                                        {"prompt": "q1", "response": f"{a} {b}", "tokens": 3, "wall_s": 0.3}]
+            rows_of[(method, label)] = [
+                {"prompt": "q0", "response": f"{a} {b}", "tokens": 3, "wall_s": 0.3},
+                {"prompt": "q1", "response": f"{a} {b}", "tokens": 3, "wall_s": 0.3},
+            ]
     points.append({"method": "base", "label": "base", "preference": None})
     rows_of[("base", "base")] = [{"prompt": "q0", "response": "0.3 0.3", "tokens": 1, "wall_s": 0.2}]
-    run = {"objectives": ["a", "b"], "methods": ["hoe", "soup", "rs", "base"], "preferences": preferences, "points": points,
-           "prompts": {"spec": "packaged:x", "split": "test", "count": 2},
-           "decoding": {"do_sample": True, "max_new_tokens": 3, "batch_size": 2, "seed": 7},
-           "task_vectors": "lora", "merge": {"method": "pcb", "params": {"density": 0.2}}, "device": "cpu"}
+    run = {
+        "objectives": ["a", "b"],
+        "methods": ["hoe", "soup", "rs", "base"],
+        "preferences": preferences,
+        "points": points,
+        "prompts": {"spec": "packaged:x", "split": "test", "count": 2},
+        "decoding": {"do_sample": True, "max_new_tokens": 3, "batch_size": 2, "seed": 7},
+        "task_vectors": "lora",
+        "merge": {"method": "pcb", "params": {"density": 0.2}},
+        "device": "cpu",
+    }
     write_cached_run(out, monkeypatch, run, rows_of)
     results = build_report(out)
     assert (out / "scores.sqlite").is_file()  # scores are cached beside the run
@@ -282,9 +351,18 @@ def test_report_of_hoe_below_one_peer_and_tied_with_another(tmp_path, monkeypatc
 
 
 def test_verdict_names_every_peer_on_each_side():
-    methods = {"hoe": {"hypervolume": 0.5}, "p1": {"hypervolume": 0.7}, "p2": {"hypervolume": 0.6}, "p3": {"hypervolume": 0.5},
-               "p4": {"hypervolume": 0.4}, "base": {"hypervolume": 0.9}}
-    assert verdict({"methods": methods}) == "**HoE's hypervolume (0.5) is below p1 (0.7), p2 (0.6)**; at least that of p3, p4."
+    methods = {
+        "hoe": {"hypervolume": 0.5},
+        "p1": {"hypervolume": 0.7},
+        "p2": {"hypervolume": 0.6},
+        "p3": {"hypervolume": 0.5},
+        "p4": {"hypervolume": 0.4},
+        "base": {"hypervolume": 0.9},
+    }
+    assert (
+        verdict({"methods": methods})
+        == "**HoE's hypervolume (0.5) is below p1 (0.7), p2 (0.6)**; at least that of p3, p4."
+    )
     top = {k: v for k, v in methods.items() if k not in ("p1", "p2")}
     assert verdict({"methods": top}) == "**HoE's hypervolume (0.5) is at least that of every peer here (p3, p4).**"
     only = {"hoe": {"hypervolume": 0.5}, "p1": {"hypervolume": 0.7}}
@@ -313,8 +391,9 @@ def test_fronts_plot_each_method_in_its_style_and_lambda_order(monkeypatch, tmp_
     from hoe.evaluation.report import plot_fronts
 
     run, points = hand_made_run()
-    results = summarise({**run, "methods": ["hoe", "soup", "base"]},
-                        points[::-1] + [point("base", None, [0.3, 0.3], "base")])
+    results = summarise(
+        {**run, "methods": ["hoe", "soup", "base"]}, points[::-1] + [point("base", None, [0.3, 0.3], "base")]
+    )
     figures = []
     monkeypatch.setattr(plt, "close", lambda figure=None: figures.append(figure))
     plot_fronts(results, tmp_path / "nested" / "fronts.png")  # folders are made as needed

@@ -29,7 +29,9 @@ def test_planted_rank_recovered_through_peft(tiny_base, tiny_planted, tmp_path, 
     report = extract_expert(tiny_base, ft, out, ExtractSettings(rank=8, svd=svd), progress=False)
     config = json.loads((out / "adapter_config.json").read_text())
     assert config["r"] == 4 and config["lora_alpha"] == 4  # numerical rank caps the requested 8
-    assert sorted(config["target_modules"]) == sorted(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    assert sorted(config["target_modules"]) == sorted(
+        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
     assert all(m["relative_error"] < 1e-5 for m in report["modules"])
     assert all(norm == 0 for norm in report["left_out"].values())
     ft_logits = logits_of(LlamaForCausalLM.from_pretrained(ft).eval())
@@ -59,7 +61,9 @@ def test_rank_below_planted_is_best_approximation(tiny_base, tiny_planted, tmp_p
 
 def test_rank_per_family_and_energy(tiny_base, tiny_planted, tmp_path):
     ft, _ = tiny_planted
-    report = extract_expert(tiny_base, ft, tmp_path / "e", ExtractSettings(rank=4, rank_attn=1, rank_mlp=3), progress=False)
+    report = extract_expert(
+        tiny_base, ft, tmp_path / "e", ExtractSettings(rank=4, rank_attn=1, rank_mlp=3), progress=False
+    )
     ranks = {m["module"].rsplit(".", 1)[-1]: m["rank"] for m in report["modules"]}
     assert ranks["q_proj"] == 1 and ranks["down_proj"] == 3
     config = json.loads((tmp_path / "e" / "adapter_config.json").read_text())
@@ -87,7 +91,9 @@ def test_mixed_ranks_load_in_peft(tiny_base, tiny_planted, tmp_path):
 
 def test_target_modules_subset(tiny_base, tiny_planted, tmp_path):
     ft, _ = tiny_planted
-    report = extract_expert(tiny_base, ft, tmp_path / "e", ExtractSettings(rank=4, target_modules=["q_proj", "v_proj"]), progress=False)
+    report = extract_expert(
+        tiny_base, ft, tmp_path / "e", ExtractSettings(rank=4, target_modules=["q_proj", "v_proj"]), progress=False
+    )
     assert {m["module"].rsplit(".", 1)[-1] for m in report["modules"]} == {"q_proj", "v_proj"}
     assert any(name.endswith("k_proj.weight") for name in report["left_out"])
 
@@ -111,7 +117,10 @@ def test_peft_lora_with_alpha_scaling_is_honoured(tiny_base, tmp_path):
     from transformers import LlamaForCausalLM
 
     torch.manual_seed(3)
-    model = get_peft_model(LlamaForCausalLM.from_pretrained(tiny_base), LoraConfig(r=3, lora_alpha=12, target_modules=["q_proj", "down_proj"]))
+    model = get_peft_model(
+        LlamaForCausalLM.from_pretrained(tiny_base),
+        LoraConfig(r=3, lora_alpha=12, target_modules=["q_proj", "down_proj"]),
+    )
     with torch.no_grad():
         for name, param in model.named_parameters():
             if "lora_B" in name:
@@ -151,7 +160,14 @@ def test_shape_mismatch_names_tensor(tiny_base, tmp_path):
 def test_architecture_mismatch(tiny_base, tmp_path):
     from transformers import MistralConfig, MistralForCausalLM
 
-    config = MistralConfig(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
+    config = MistralConfig(
+        vocab_size=128,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
     MistralForCausalLM(config).save_pretrained(tmp_path / "mistral")
     with pytest.raises(HoEError, match="'llama' model but the fine-tuned model is a 'mistral'"):
         extract_expert(tiny_base, tmp_path / "mistral", tmp_path / "out", progress=False)

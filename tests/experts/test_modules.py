@@ -14,7 +14,14 @@ from hoe.checkpoints import CheckpointTensors
 def _configs():
     from transformers import GPT2Config, LlamaConfig, MistralConfig, Qwen2Config
 
-    small = dict(vocab_size=100, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
+    small = dict(
+        vocab_size=100,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
     return {
         "llama": LlamaConfig(**small),
         "llama-tied": LlamaConfig(**small, tie_word_embeddings=True),

@@ -28,7 +28,10 @@ def three_experts(tiny_base, tmp_path_factory):
 
 def _sum(experts, weights):
     adapters = [read_lora(e) for e in experts]
-    return {name: sum(w * a.modules[name].delta().double() for a, w in zip(adapters, weights)) for name in adapters[0].modules}
+    return {
+        name: sum(w * a.modules[name].delta().double() for a, w in zip(adapters, weights))
+        for name in adapters[0].modules
+    }
 
 
 def test_linear_is_exact_at_full_rank(tiny_base, three_experts, tmp_path):
@@ -89,7 +92,13 @@ def test_every_method_writes_a_loadable_expert(tiny_base, three_experts, tmp_pat
 def test_dare_merge_is_deterministic(tiny_base, three_experts, tmp_path):
     experts, _ = three_experts
     for name, seed in (("a", 1), ("b", 1), ("c", 2)):
-        merge_experts(tiny_base, experts, tmp_path / name, MergeSettings(method="dare_linear", params={"seed": seed}, rank=4), progress=False)
+        merge_experts(
+            tiny_base,
+            experts,
+            tmp_path / name,
+            MergeSettings(method="dare_linear", params={"seed": seed}, rank=4),
+            progress=False,
+        )
     a, b, c = (read_lora(tmp_path / n) for n in "abc")
     name = next(iter(a.modules))
     assert torch.equal(a.modules[name].delta(), b.modules[name].delta())
@@ -98,14 +107,28 @@ def test_dare_merge_is_deterministic(tiny_base, three_experts, tmp_path):
 
 def test_anchor_from_names_and_from_source_anchors(tiny_base, three_experts, tmp_path):
     experts, _ = three_experts
-    report = merge_experts(tiny_base, experts[:2], tmp_path / "ab", MergeSettings(weights=[3, 1], objectives=["helpful", "harmless"]), progress=False)
+    report = merge_experts(
+        tiny_base,
+        experts[:2],
+        tmp_path / "ab",
+        MergeSettings(weights=[3, 1], objectives=["helpful", "harmless"]),
+        progress=False,
+    )
     assert report["objectives"] == ["helpful", "harmless"] and report["anchor"] == [0.75, 0.25]
     meta = json.loads((tmp_path / "ab" / "hoe_expert.json").read_text())
     assert meta["anchor"] == [0.75, 0.25] and meta["source"]["method"] == "linear"
     # merging the merged expert with expert 1 again: anchors combine in the same space
     single = tmp_path / "harmless-only"
-    merge_experts(tiny_base, [experts[0], experts[1]], single, MergeSettings(weights=[0, 1], objectives=["helpful", "harmless"]), progress=False)
-    again = merge_experts(tiny_base, [tmp_path / "ab", single], tmp_path / "again", MergeSettings(weights=[1, 1]), progress=False)
+    merge_experts(
+        tiny_base,
+        [experts[0], experts[1]],
+        single,
+        MergeSettings(weights=[0, 1], objectives=["helpful", "harmless"]),
+        progress=False,
+    )
+    again = merge_experts(
+        tiny_base, [tmp_path / "ab", single], tmp_path / "again", MergeSettings(weights=[1, 1]), progress=False
+    )
     assert again["objectives"] == ["helpful", "harmless"] and again["anchor"] == [0.375, 0.625]
 
 
@@ -150,8 +173,13 @@ def test_method_parameters_reach_the_merge(tiny_base, three_experts, tmp_path, i
     experts, models = three_experts
     sources = experts if inputs == "lora" else models
     weights = [0.5, 0.3, 0.2]
-    report = merge_experts(tiny_base, sources, tmp_path / "t", MergeSettings(method="ties", weights=weights, rank=64,
-                                                                             params={"density": 0.7}), progress=False)
+    report = merge_experts(
+        tiny_base,
+        sources,
+        tmp_path / "t",
+        MergeSettings(method="ties", weights=weights, rank=64, params={"density": 0.7}),
+        progress=False,
+    )
     assert report["parameters"]["density"] == 0.7
     merged, adapters = read_lora(tmp_path / "t"), [read_lora(e) for e in experts]
     name = "model.layers.0.self_attn.q_proj"
@@ -163,6 +191,12 @@ def test_method_parameters_reach_the_merge(tiny_base, three_experts, tmp_path, i
     assert relative_error(default, expected) > 0.1  # the parameter matters at this size
     if inputs == "lora":
         # keep 0.02 of 64 → one singular triplet per task (the experts have rank 2; the default 1/3 keeps both)
-        merge_experts(tiny_base, sources, tmp_path / "k", MergeSettings(method="tsv", rank=64, params={"keep": 0.02}), progress=False)
+        merge_experts(
+            tiny_base,
+            sources,
+            tmp_path / "k",
+            MergeSettings(method="tsv", rank=64, params={"keep": 0.02}),
+            progress=False,
+        )
         tsv = get_method("tsv").function(deltas, torch.full((3,), 1 / 3, dtype=torch.float64), keep=0.02)
         assert relative_error(read_lora(tmp_path / "k").modules[name].delta().double(), tsv) < 1e-5

@@ -81,7 +81,9 @@ def test_dare_ties():
     masks = _dare_masks(3, 0.6)
     dropped = np.stack([np.where(m, d / 0.6, 0.0) for m, d in zip(masks, DELTAS)])
     elected = np.where((dropped * WEIGHTS[:, None, None]).sum(0) >= 0, 1.0, -1.0)
-    np.testing.assert_allclose(run("dare_ties", seed=3, density=0.6), reference_disjoint_mean(dropped, WEIGHTS, elected), atol=1e-12)
+    np.testing.assert_allclose(
+        run("dare_ties", seed=3, density=0.6), reference_disjoint_mean(dropped, WEIGHTS, elected), atol=1e-12
+    )
 
 
 def test_dare_is_deterministic_per_seed():
@@ -103,7 +105,9 @@ def reference_pcb(deltas, weights, density, clip):
 
     magnitude = np.abs(flat)
     if clip > 0:
-        magnitude = np.stack([np.clip(r, np.sort(r)[int(d * clip)], np.sort(r)[int(d * (1 - clip) - 1)]) for r in magnitude])
+        magnitude = np.stack(
+            [np.clip(r, np.sort(r)[int(d * clip)], np.sort(r)[int(d * (1 - clip) - 1)]) for r in magnitude]
+        )
     clipped = np.sign(flat) * magnitude
     intra = np.exp(n * np.stack([minmax(r) for r in magnitude]) ** 2)
     inter = np.tanh(flat * (weights[:, None] * flat).sum(0))
@@ -114,7 +118,9 @@ def reference_pcb(deltas, weights, density, clip):
 
 @pytest.mark.parametrize("clip", [0.0, 0.05, 1e-4])
 def test_pcb(clip):
-    np.testing.assert_allclose(run("pcb", density=0.25, clip=clip), reference_pcb(DELTAS, WEIGHTS, 0.25, clip), atol=1e-10)
+    np.testing.assert_allclose(
+        run("pcb", density=0.25, clip=clip), reference_pcb(DELTAS, WEIGHTS, 0.25, clip), atol=1e-10
+    )
 
 
 def test_pcb_clips_the_largest_magnitude_of_a_small_tensor():
@@ -152,7 +158,13 @@ def test_tsv(keep):
 
 def _low_rank_inputs(rank: int = 2):
     generator = torch.Generator().manual_seed(4)
-    return [(torch.randn(12, rank, generator=generator, dtype=torch.float64), torch.randn(rank, 10, generator=generator, dtype=torch.float64)) for _ in range(3)]
+    return [
+        (
+            torch.randn(12, rank, generator=generator, dtype=torch.float64),
+            torch.randn(rank, 10, generator=generator, dtype=torch.float64),
+        )
+        for _ in range(3)
+    ]
 
 
 def test_factored_paths_equal_dense():
@@ -179,6 +191,7 @@ def test_registry_and_parameter_errors():
 
 # ---- the registry, bounds and edge cases (found by mutation testing: make mutation) ----------
 
+
 def test_a_registered_method_records_its_keyword_parameters():
     from hoe.merging.merge_methods import merge_method
 
@@ -188,7 +201,12 @@ def test_a_registered_method_records_its_keyword_parameters():
     try:
         merge_method("halve-test", "a test method")(halve)
         method = MERGE_METHODS["halve-test"]
-        assert (method.name, method.function, method.summary, method.factored) == ("halve-test", halve, "a test method", None)
+        assert (method.name, method.function, method.summary, method.factored) == (
+            "halve-test",
+            halve,
+            "a test method",
+            None,
+        )
         assert method.parameters == {"factor": 0.5}  # keyword-only, without the generator
     finally:
         MERGE_METHODS.pop("halve-test", None)
@@ -199,8 +217,15 @@ def test_a_registered_method_records_its_keyword_parameters():
         MERGE_METHODS.pop("halve-factored-test", None)
     assert get_method("tsv").factored is tsv_factored and get_method("ties").factored is None
     assert get_method("ties").parameters == {"density": 0.2, "majority_sign": "total", "normalize": True}
-    assert get_method("dare_ties").parameters == {"density": 0.5, "seed": 0, "majority_sign": "total", "normalize": True}
-    assert get_method("pcb").parameters == {"density": 0.2, "clip": 1e-4} and get_method("tsv").parameters == {"keep": None}
+    assert get_method("dare_ties").parameters == {
+        "density": 0.5,
+        "seed": 0,
+        "majority_sign": "total",
+        "normalize": True,
+    }
+    assert get_method("pcb").parameters == {"density": 0.2, "clip": 1e-4} and get_method("tsv").parameters == {
+        "keep": None
+    }
 
 
 @pytest.mark.parametrize("name", ["ties", "dare_linear", "dare_ties", "pcb", "tsv"])
@@ -212,16 +237,23 @@ def test_the_functions_own_defaults_are_the_registered_ones(name):
     torch.testing.assert_close(direct, resolved)
 
 
-@pytest.mark.parametrize("method, params, message", [
-    ("ties", {"density": 1.5}, r"^--density must lie in \(0, 1\], got 1.5$"),
-    ("pcb", {"clip": 0.5}, r"^--clip must lie in \[0, 0.5\), got 0.5$"),
-    ("pcb", {"clip": -0.1}, r"^--clip must lie in \[0, 0.5\), got -0.1$"),
-    ("pcb", {"clip": float("nan")}, r"^--clip must lie in \[0, 0.5\), got nan$"),
-    ("tsv", {"keep": 0.0}, r"^--keep must lie in \(0, 1\], got 0.0$"),
-    ("tsv", {"keep": 1.5}, r"^--keep must lie in \(0, 1\], got 1.5$"),
-    ("ties", {"densty": 0.2, "sed": 1}, r"^merge method 'ties' takes density, majority_sign, normalize; got densty, sed$"),
-    ("linear", {"density": 0.5}, r"^merge method 'linear' takes no parameters; got density$"),
-])
+@pytest.mark.parametrize(
+    "method, params, message",
+    [
+        ("ties", {"density": 1.5}, r"^--density must lie in \(0, 1\], got 1.5$"),
+        ("pcb", {"clip": 0.5}, r"^--clip must lie in \[0, 0.5\), got 0.5$"),
+        ("pcb", {"clip": -0.1}, r"^--clip must lie in \[0, 0.5\), got -0.1$"),
+        ("pcb", {"clip": float("nan")}, r"^--clip must lie in \[0, 0.5\), got nan$"),
+        ("tsv", {"keep": 0.0}, r"^--keep must lie in \(0, 1\], got 0.0$"),
+        ("tsv", {"keep": 1.5}, r"^--keep must lie in \(0, 1\], got 1.5$"),
+        (
+            "ties",
+            {"densty": 0.2, "sed": 1},
+            r"^merge method 'ties' takes density, majority_sign, normalize; got densty, sed$",
+        ),
+        ("linear", {"density": 0.5}, r"^merge method 'linear' takes no parameters; got density$"),
+    ],
+)
 def test_parameters_out_of_range_are_one_line(method, params, message):
     with pytest.raises(HoEError, match=message):
         get_method(method).resolve(params)
@@ -229,9 +261,14 @@ def test_parameters_out_of_range_are_one_line(method, params, message):
 
 def test_parameters_at_their_bounds_are_accepted():
     assert get_method("ties").resolve({"density": 1.0})["density"] == 1.0
-    assert get_method("pcb").resolve({"clip": 0.0})["clip"] == 0.0 and get_method("pcb").resolve({"clip": 0.49})["clip"] == 0.49
+    assert (
+        get_method("pcb").resolve({"clip": 0.0})["clip"] == 0.0
+        and get_method("pcb").resolve({"clip": 0.49})["clip"] == 0.49
+    )
     assert get_method("tsv").resolve({"keep": 1.0})["keep"] == 1.0
-    with pytest.raises(HoEError, match=r"^unknown merge method 'slerp' \(choose from linear, ties, dare_linear, dare_ties, pcb, tsv\)$"):
+    with pytest.raises(
+        HoEError, match=r"^unknown merge method 'slerp' \(choose from linear, ties, dare_linear, dare_ties, pcb, tsv\)$"
+    ):
         get_method("slerp")
 
 
@@ -307,7 +344,9 @@ def test_pcb_with_a_silent_task_and_with_small_scores():
     np.testing.assert_allclose(merged, reference_pcb(silent, weights, 0.5, 0.0), atol=1e-10)
     assert np.isfinite(merged).all()
     small = DELTAS * 1e-3
-    np.testing.assert_allclose(run("pcb", deltas=small, density=0.5, clip=0.0), reference_pcb(small, WEIGHTS, 0.5, 0.0), atol=1e-12)
+    np.testing.assert_allclose(
+        run("pcb", deltas=small, density=0.5, clip=0.0), reference_pcb(small, WEIGHTS, 0.5, 0.0), atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("shape", [(10, 12), (12, 10)])
@@ -329,4 +368,6 @@ def test_tsv_factored_keep_and_default():
     torch.testing.assert_close(B @ A, get_method("tsv").function(dense, weights, keep=0.1))
     B, A = tsv_factored(factors, weights)
     assert B.shape[1] == 6  # 3 tasks × their 2 non-zero triplets
-    torch.testing.assert_close(B @ A, get_method("tsv").function(dense, weights, keep=0.2))  # the same two triplets each
+    torch.testing.assert_close(
+        B @ A, get_method("tsv").function(dense, weights, keep=0.2)
+    )  # the same two triplets each

@@ -44,7 +44,9 @@ def test_rebuild_reuses_unchanged_experts(recipe_dir, tmp_path, monkeypatch):
         (tmp_path / name).symlink_to(recipe_dir / name)
     extractions = []
     make_expert = build._make_expert
-    monkeypatch.setattr(build, "_make_expert", lambda *args, **kwargs: extractions.append(args[2].name) or make_expert(*args, **kwargs))
+    monkeypatch.setattr(
+        build, "_make_expert", lambda *args, **kwargs: extractions.append(args[2].name) or make_expert(*args, **kwargs)
+    )
     build_bundle(tmp_path / "recipe.yaml", out, progress=False)
     after = {p.name: (p / "adapter_model.safetensors").stat().st_mtime_ns for p in (out / "experts").iterdir()}
     assert json.loads((out / "experts" / "balanced" / "merge_report.json").read_text())["method"] == "ties"
@@ -61,7 +63,9 @@ def test_rebuild_reuses_unchanged_experts(recipe_dir, tmp_path, monkeypatch):
 def test_float16_recipe_halves_the_experts_and_still_routes(recipe_dir, bundle_dir, tmp_path):
     from safetensors import safe_open
 
-    (tmp_path / "recipe.yaml").write_text((recipe_dir / "recipe.yaml").read_text().replace("rank: 3", "rank: 3\ndtype: float16"))
+    (tmp_path / "recipe.yaml").write_text(
+        (recipe_dir / "recipe.yaml").read_text().replace("rank: 3", "rank: 3\ndtype: float16")
+    )
     for name in ("ft-helpful", "ft-harmless"):
         (tmp_path / name).symlink_to(recipe_dir / name)
     out = tmp_path / "b16"
@@ -80,15 +84,24 @@ def test_float16_recipe_halves_the_experts_and_still_routes(recipe_dir, bundle_d
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda r: r.replace("objectives: [helpful, harmless]", "objectives: [helpful]"), "experts.1.anchor: preference has 2 values but the bundle has 1"),
+        (
+            lambda r: r.replace("objectives: [helpful, harmless]", "objectives: [helpful]"),
+            "experts.1.anchor: preference has 2 values but the bundle has 1",
+        ),
         (lambda r: r.replace("    finetuned: ft-harmless\n", ""), "experts.1: Value error, give exactly one of 'lora'"),
         (lambda r: r.replace("rank: 3", "rank: 0"), "rank: Input should be greater than 0"),
         (lambda r: r.replace("experts: [helpful, harmless]", "experts: [helpful, nobody]"), "unknown expert 'nobody'"),
         (lambda r: r.replace("anchor: [0.25, 0.75]", "anchor: [0.5, 0.5]"), "is the anchor of expert 'balanced'"),
         (lambda r: r + "colour: blue\n", "colour: Extra inputs are not permitted"),
-        (lambda r: r.replace("anchor: [0, 1]", "anchor: [0, -1]"), "experts.1.anchor: preference values must be non-negative"),
+        (
+            lambda r: r.replace("anchor: [0, 1]", "anchor: [0, -1]"),
+            "experts.1.anchor: preference values must be non-negative",
+        ),
         (lambda r: r.replace("finetuned: ft-harmless", "finetuned: ./missing-model"), "model not found"),
-        (lambda r: r.replace("base: ", "base: [").replace("\nobjectives", "]\nobjectives", 1).replace("[", "[[", 1), "not valid YAML"),
+        (
+            lambda r: r.replace("base: ", "base: [").replace("\nobjectives", "]\nobjectives", 1).replace("[", "[[", 1),
+            "not valid YAML",
+        ),
     ],
 )
 def test_bad_recipes_leave_nothing(recipe_dir, tmp_path, edit, message):
@@ -164,7 +177,10 @@ def response_length(prompts, responses):
 def _build_made_recipe(tiny_chat_model, tmp_path, monkeypatch, extra: str = ""):
     """A two-expert recipe whose experts hoe make-expert makes first (``extra``: more make options)."""
     monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
-    make = "{objective: 'py:%s:response_length', prompt_count: 4, k: 2, max_new_tokens: 4, steps: 2%s}" % (__name__, extra)
+    make = "{objective: 'py:%s:response_length', prompt_count: 4, k: 2, max_new_tokens: 4, steps: 2%s}" % (
+        __name__,
+        extra,
+    )
     (tmp_path / "recipe.yaml").write_text(
         f"base: {tiny_chat_model}\nobjectives: [long, short]\nrank: 2\nexperts:\n"
         f"  - name: long\n    anchor: [1, 0]\n    make: {make}\n"

@@ -39,7 +39,9 @@ def test_anchor_of_an_expert_equals_peft_merged(hoe, tiny_chat_model, bundle_dir
     from peft import PeftModel
     from transformers import LlamaForCausalLM
 
-    peft_model = PeftModel.from_pretrained(LlamaForCausalLM.from_pretrained(tiny_chat_model), str(bundle_dir / "experts" / "helpful"))
+    peft_model = PeftModel.from_pretrained(
+        LlamaForCausalLM.from_pretrained(tiny_chat_model), str(bundle_dir / "experts" / "helpful")
+    )
     merged = peft_model.merge_and_unload().eval()
     with torch.no_grad():
         expected = merged(input_ids=IDS).logits
@@ -74,7 +76,9 @@ def test_mixed_batch_equals_rows_alone(hoe):
 
 
 def test_normalisation_and_named_preferences(hoe):
-    torch.testing.assert_close(_logits(hoe, preference=[2, 6]), _logits(hoe, preference={"helpful": 0.25, "harmless": 0.75}))
+    torch.testing.assert_close(
+        _logits(hoe, preference=[2, 6]), _logits(hoe, preference={"helpful": 0.25, "harmless": 0.75})
+    )
 
 
 @pytest.mark.parametrize(
@@ -154,13 +158,17 @@ def test_batch_generation_resumes_to_the_same_answers(hoe, tmp_path, monkeypatch
         return [{"prompt": f"question {i}", "preference": {"helpful": i / 5, "harmless": 1 - i / 5}} for i in range(5)]
 
     options = {"max_new_tokens": 4, "do_sample": True, "temperature": 1.0}
-    whole = generate_rows(hoe, requests(), options, batch_size=2, seed=3, output=tmp_path / "whole.jsonl", progress=False)
+    whole = generate_rows(
+        hoe, requests(), options, batch_size=2, seed=3, output=tmp_path / "whole.jsonl", progress=False
+    )
     restore = interrupt_at_call(monkeypatch, type(hoe), "generate", 2)
     with pytest.raises(KeyboardInterrupt):
         generate_rows(hoe, requests(), options, batch_size=2, seed=3, output=tmp_path / "resumed.jsonl", progress=False)
     assert not (tmp_path / "resumed.jsonl").exists() and (tmp_path / "resumed.jsonl.partial").is_file()
     restore()
-    resumed = generate_rows(hoe, requests(), options, batch_size=2, seed=3, output=tmp_path / "resumed.jsonl", progress=False)
+    resumed = generate_rows(
+        hoe, requests(), options, batch_size=2, seed=3, output=tmp_path / "resumed.jsonl", progress=False
+    )
     assert [r["response"] for r in resumed] == [r["response"] for r in whole]
     assert (tmp_path / "resumed.jsonl").read_text() == (tmp_path / "whole.jsonl").read_text()
     assert not (tmp_path / "resumed.jsonl.partial").exists()
@@ -169,10 +177,19 @@ def test_batch_generation_resumes_to_the_same_answers(hoe, tmp_path, monkeypatch
 def test_partial_file_of_other_requests_is_refused(hoe, tmp_path):
     from hoe.model.batch import generate_rows
 
-    (tmp_path / "out.jsonl.partial").write_text('{"prompt": "something else", "preference": {"helpful": 1.0, "harmless": 0.0}}\n')
+    (tmp_path / "out.jsonl.partial").write_text(
+        '{"prompt": "something else", "preference": {"helpful": 1.0, "harmless": 0.0}}\n'
+    )
     with pytest.raises(HoEError, match="holds answers to other requests"):
-        generate_rows(hoe, [{"prompt": "hi", "preference": {"helpful": 1.0, "harmless": 0.0}}], {"max_new_tokens": 2},
-                      batch_size=1, seed=0, output=tmp_path / "out.jsonl", progress=False)
+        generate_rows(
+            hoe,
+            [{"prompt": "hi", "preference": {"helpful": 1.0, "harmless": 0.0}}],
+            {"max_new_tokens": 2},
+            batch_size=1,
+            seed=0,
+            output=tmp_path / "out.jsonl",
+            progress=False,
+        )
 
 
 def test_beams_and_several_returns_keep_each_rows_preference(hoe):
@@ -181,9 +198,15 @@ def test_beams_and_several_returns_keep_each_rows_preference(hoe):
     options = dict(num_beams=2, num_return_sequences=2, max_new_tokens=6, do_sample=False)
     prompts, preferences = ["hi", "yo"], [[1, 0], [0, 1]]  # equal lengths: no padding differences
     together = hoe.generate(prompts, preferences=preferences, **options)
-    alone = [text for prompt, lam in zip(prompts, preferences) for text in hoe.generate([prompt], preference=lam, **options)]
+    alone = [
+        text for prompt, lam in zip(prompts, preferences) for text in hoe.generate([prompt], preference=lam, **options)
+    ]
     assert len(together) == 4 and together == alone
-    swapped = [text for prompt, lam in zip(prompts, preferences[::-1]) for text in hoe.generate([prompt], preference=lam, **options)]
+    swapped = [
+        text
+        for prompt, lam in zip(prompts, preferences[::-1])
+        for text in hoe.generate([prompt], preference=lam, **options)
+    ]
     assert swapped != alone  # the preference really changes these answers
 
 
@@ -202,7 +225,12 @@ def test_a_base_without_a_tokenizer_is_one_line_before_any_weight_loads(bundle_d
     shutil.copytree(bundle_dir, bundle)
     spec = json.loads((bundle / "hoe.json").read_text())
     (bundle / "hoe.json").write_text(json.dumps({**spec, "base_model": str(bare)}))
-    monkeypatch.setattr(hoe_model, "load_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError("weights loaded")))
-    with pytest.raises(HoEError, match=r"^model '.*bare-base' has no tokenizer: '.*bare-base' holds none of tokenizer.json, "
-                                       r"tokenizer_config.json, tokenizer.model, vocab.json \(save the tokenizer beside the weights\)$"):
+    monkeypatch.setattr(
+        hoe_model, "load_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError("weights loaded"))
+    )
+    with pytest.raises(
+        HoEError,
+        match=r"^model '.*bare-base' has no tokenizer: '.*bare-base' holds none of tokenizer.json, "
+        r"tokenizer_config.json, tokenizer.model, vocab.json \(save the tokenizer beside the weights\)$",
+    ):
         HoEModel.from_bundle(bundle)

@@ -97,8 +97,12 @@ def test_float64_layers_keep_the_routing_weights_exact():
     x = randn(1, 3, 6, dtype=torch.float64)
     state.set([{0: 1 / 3, 1: 2 / 3}])
     with torch.no_grad():
-        torch.testing.assert_close(layer(x), by_hand(base, factors, x, torch.tensor([1 / 3, 2 / 3, 0.0], dtype=torch.float64)),
-                                   rtol=1e-13, atol=1e-13)
+        torch.testing.assert_close(
+            layer(x),
+            by_hand(base, factors, x, torch.tensor([1 / 3, 2 / 3, 0.0], dtype=torch.float64)),
+            rtol=1e-13,
+            atol=1e-13,
+        )
     state.set([{3: 1 / 3, 0: 2 / 3}])
     gates = router_probabilities(layer, x, 0, [0, 1]) / 3 + torch.tensor([2 / 3, 0.0, 0.0], dtype=torch.float64)
     with torch.no_grad():
@@ -130,8 +134,11 @@ def test_routers_gate_tokens_by_their_softmax(training):
     x = randn(2, 4, 6)
     state.set([{3: 1.0}, {3: 0.5, 4: 0.3, 1: 0.2}])
     gates0 = router_probabilities(layer, x[:1], 0, [0, 1])
-    gates1 = (0.5 * router_probabilities(layer, x[1:], 0, [0, 1]) + 0.3 * router_probabilities(layer, x[1:], 1, [0, 2])
-              + torch.tensor([0.0, 0.2, 0.0]))
+    gates1 = (
+        0.5 * router_probabilities(layer, x[1:], 0, [0, 1])
+        + 0.3 * router_probabilities(layer, x[1:], 1, [0, 2])
+        + torch.tensor([0.0, 0.2, 0.0])
+    )
     with torch.set_grad_enabled(training):
         got = layer(x)
         torch.testing.assert_close(got[:1], by_hand(base, factors, x[:1], gates0).detach())
@@ -190,7 +197,9 @@ def test_layers_of_different_layouts_share_one_state():
         for k, (B, A) in factors.items():
             layer.set_expert(k, B, A)
         layers.append(layer)
-        expected.append(lambda x, base=base, factors=factors: by_hand(base, factors, x, torch.tensor([[[0.2, 0.8]], [[0.9, 0.1]]])))
+        expected.append(
+            lambda x, base=base, factors=factors: by_hand(base, factors, x, torch.tensor([[[0.2, 0.8]], [[0.9, 0.1]]]))
+        )
     state.set([{0: 0.2, 1: 0.8}, {0: 0.9, 1: 0.1}])
     with torch.no_grad():
         for layer, hand in zip(layers, expected):

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from hoe.routing import convex_weights, nearest, route
 
+
 def simplex_point(values: list[float]) -> np.ndarray | None:
     vector = np.asarray(values, dtype=np.float64)
     return vector / vector.sum() if vector.sum() > 1e-3 else None
@@ -35,8 +36,9 @@ def pools_and_preferences(draw):
 
 @given(pools_and_preferences())
 def test_routing_reproduces_any_preference_with_convex_weights(case):
-    """(300 examples: the "hoe" hypothesis profile in conftest.py.) Σ_k w_k a_k = λ, w ≥ 0, Σ w = 1; the anchors used are among the N = #objectives nearest
-    (at most N of them) unless those cannot reproduce λ, in which case the whole pool serves it."""
+    """(300 examples: the "hoe" hypothesis profile in conftest.py.) Σ_k w_k a_k = λ, w ≥ 0, Σ w = 1; the
+    anchors used are among the N = #objectives nearest (at most N of them) unless those cannot reproduce λ,
+    in which case the whole pool serves it."""
     pool, lam = case
     n = pool.shape[1]
     routing = route(pool, lam, neighbours=n)
@@ -86,23 +88,35 @@ def test_outside_the_nearest_hull_the_test_bundle_uses_the_whole_pool(bundle_dir
     assert "helpful" in {names[i] for i in routing}
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("0.7,0.3", [0.7, 0.3]), ("helpful=0.7, harmless=0.3", [0.7, 0.3]), (" harmless = 2 ", [0.0, 1.0]), ("3, 1,", [0.75, 0.25]),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("0.7,0.3", [0.7, 0.3]),
+        ("helpful=0.7, harmless=0.3", [0.7, 0.3]),
+        (" harmless = 2 ", [0.0, 1.0]),
+        ("3, 1,", [0.75, 0.25]),
+    ],
+)
 def test_preference_texts(text, expected):
     from hoe.routing import parse_preference
 
     assert parse_preference(text, ["helpful", "harmless"]).tolist() == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("value, message", [
-    (" , ", r"^empty preference$"),
-    ("helpful=harmless=1", r"^cannot read preference 'helpful=harmless=1': use name=weight pairs or numbers, comma-separated$"),
-    ("0.5;0.5", r"^cannot read preference '0.5;0.5'"),
-    ({"funny": 1}, r"^unknown objective 'funny' in the preference \(objectives: helpful, harmless\)$"),
-    ([1, 2, 3], r"^preference has 3 values but the bundle has 2 objectives \(helpful, harmless\)$"),
-    ([0, 0], r"^preference is all zero: at least one objective needs a positive weight$"),
-])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        (" , ", r"^empty preference$"),
+        (
+            "helpful=harmless=1",
+            r"^cannot read preference 'helpful=harmless=1': use name=weight pairs or numbers, comma-separated$",
+        ),
+        ("0.5;0.5", r"^cannot read preference '0.5;0.5'"),
+        ({"funny": 1}, r"^unknown objective 'funny' in the preference \(objectives: helpful, harmless\)$"),
+        ([1, 2, 3], r"^preference has 3 values but the bundle has 2 objectives \(helpful, harmless\)$"),
+        ([0, 0], r"^preference is all zero: at least one objective needs a positive weight$"),
+    ],
+)
 def test_bad_preferences_are_one_exact_line(value, message):
     from hoe.errors import HoEError
     from hoe.routing import parse_preference

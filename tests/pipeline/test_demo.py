@@ -15,7 +15,9 @@ def test_suite_recipes_validate(tmp_path, suite, profile):
     """Each suite is a shipped recipe under the profile's overrides, and round-trips through YAML."""
     recipe = suite_recipe(suite, PROFILES[profile])
     shipped, _ = load_recipe(shipped_recipe(SUITES[suite]))
-    assert recipe.objectives == shipped.objectives and [e.name for e in recipe.experts] == [e.name for e in shipped.experts]
+    assert recipe.objectives == shipped.objectives and [e.name for e in recipe.experts] == [
+        e.name for e in shipped.experts
+    ]
     assert {e.make.prompt_count for e in recipe.experts} == {PROFILES[profile].prompt_count}
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe.model_dump(exclude_defaults=True)))
@@ -51,8 +53,19 @@ def test_demo_trains_each_router_once(bundle_dir, tmp_path, monkeypatch):
     spec = json.loads((bundle / "hoe.json").read_text())
     spec["scorers"] = {"helpful": "concision", "harmless": "civility"}
     (bundle / "hoe.json").write_text(json.dumps(spec))
-    profile = Profile(prompt_count=4, steps=1, eval_prompts=2, max_new_tokens=4, preferences_2="grid:3", preferences_3="simplex:0.5",
-                      max_prompt_tokens=16, router_steps=1, router_batch=2, router_tokens=4, router_calibration=2)
+    profile = Profile(
+        prompt_count=4,
+        steps=1,
+        eval_prompts=2,
+        max_new_tokens=4,
+        preferences_2="grid:3",
+        preferences_3="simplex:0.5",
+        max_prompt_tokens=16,
+        router_steps=1,
+        router_batch=2,
+        router_tokens=4,
+        router_calibration=2,
+    )
     first = train_routers(bundle, profile, progress=False)
     assert [r["steps"] for r in first] == [1] and first[0]["train_seconds"] is not None
     assert json.loads((bundle / "hoe.json").read_text())["routers"][0]["trained"]

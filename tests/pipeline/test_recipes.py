@@ -25,7 +25,8 @@ def test_shipped_recipes_validate(path):
 def test_make_entries_name_a_known_objective(tmp_path):
     (tmp_path / "r.yaml").write_text(
         "base: smollm2-135m-instruct\nobjectives: [a, b]\nexperts:\n"
-        "  - {name: x, anchor: [1, 0], make: {objective: wit}}\n  - {name: y, anchor: [0, 1], make: {objective: civility}}\n"
+        "  - {name: x, anchor: [1, 0], make: {objective: wit}}\n  - {name: y, anchor: [0, 1], make: {objective: "
+        "civility}}\n"
     )
     with pytest.raises(HoEError, match=r"experts\.0\.make\.objective: unknown objective 'wit'"):
         load_recipe(tmp_path / "r.yaml")
@@ -37,7 +38,9 @@ def test_recipe_scorers_reach_the_bundle_and_the_evaluation(bundle_dir, tmp_path
 
     from hoe.evaluation import EvalSettings, plan
 
-    (tmp_path / "bad.yaml").write_text("base: x\nobjectives: [a]\nscorers: {b: civility}\nexperts:\n  - {name: e, anchor: [1], lora: l}\n")
+    (tmp_path / "bad.yaml").write_text(
+        "base: x\nobjectives: [a]\nscorers: {b: civility}\nexperts:\n  - {name: e, anchor: [1], lora: l}\n"
+    )
     with pytest.raises(HoEError, match="scorers: 'b' is not one of the objectives"):
         load_recipe(tmp_path / "bad.yaml")
     spec = json.loads((bundle_dir / "hoe.json").read_text())

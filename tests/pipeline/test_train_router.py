@@ -32,8 +32,19 @@ def bundle(bundle_dir, tmp_path) -> Path:
 
 
 def config(tmp_path, **overrides):
-    values = dict(scorers=SCORERS, prompts=f"file:{tmp_path / 'prompts.txt'}", prompt_count=24, batch_size=4, max_new_tokens=4,
-                  steps=4, checkpoint_every=2, calibration_prompts=4, ppo_epochs=2, minibatches=2, max_prompt_tokens=12)
+    values = dict(
+        scorers=SCORERS,
+        prompts=f"file:{tmp_path / 'prompts.txt'}",
+        prompt_count=24,
+        batch_size=4,
+        max_new_tokens=4,
+        steps=4,
+        checkpoint_every=2,
+        calibration_prompts=4,
+        ppo_epochs=2,
+        minibatches=2,
+        max_prompt_tokens=12,
+    )
     values.update(overrides)
     return load_config(None, **values)
 
@@ -76,7 +87,9 @@ def test_trains_writes_back_and_resumes_bit_for_bit(bundle, tmp_path, monkeypatc
     assert summary["trainable_parameters"] > 0 and summary["last"]["step"] == 4
     final = load_file(str(whole / router["path"]))
 
-    restore = interrupt_at_call(monkeypatch, trainer_module.Trainer, "train_step", 4)  # dies in step 4; last checkpoint: step 2
+    restore = interrupt_at_call(
+        monkeypatch, trainer_module.Trainer, "train_step", 4
+    )  # dies in step 4; last checkpoint: step 2
     with pytest.raises(KeyboardInterrupt):
         train_router(bundle, [0.25, 0.75], settings, progress=False, device=DEVICE)
     restore()
@@ -122,15 +135,18 @@ def test_a_new_anchor_adds_a_router(bundle, tmp_path):
     assert "router-0.6-0.4" in model.describe_routing([0.6, 0.4])
 
 
-@pytest.mark.parametrize("anchor, overrides, message", [
-    ([0.2, 0.3, 0.5], {}, "preference has 3 values but the bundle has 2"),
-    ([1, 0], {}, "is the anchor of expert 'helpful'"),
-    ([0.5, 0.5], {}, "is the anchor of expert 'balanced'"),
-    ([0.3, 0.7], {"scorers": {"helpful": "nope"}}, "objective 'helpful' needs a scorer"),
-    ([0.3, 0.7], {"trainable": "lora"}, "trains a router"),
-    ([0.3, 0.7], {"scalarisation": "single", "objective": "funny"}, "objective 'funny' is not one of"),
-    ([0.3, 0.7], {"ideal": [1.0]}, "training config: ideal has 1 values for 2 objectives"),
-])
+@pytest.mark.parametrize(
+    "anchor, overrides, message",
+    [
+        ([0.2, 0.3, 0.5], {}, "preference has 3 values but the bundle has 2"),
+        ([1, 0], {}, "is the anchor of expert 'helpful'"),
+        ([0.5, 0.5], {}, "is the anchor of expert 'balanced'"),
+        ([0.3, 0.7], {"scorers": {"helpful": "nope"}}, "objective 'helpful' needs a scorer"),
+        ([0.3, 0.7], {"trainable": "lora"}, "trains a router"),
+        ([0.3, 0.7], {"scalarisation": "single", "objective": "funny"}, "objective 'funny' is not one of"),
+        ([0.3, 0.7], {"ideal": [1.0]}, "training config: ideal has 1 values for 2 objectives"),
+    ],
+)
 def test_bad_input_before_training(bundle, tmp_path, monkeypatch, anchor, overrides, message):
     import hoe.checkpoints.loading as loading
 
@@ -163,11 +179,39 @@ def test_two_processes(bundle, tmp_path):
         pytest.skip("accelerate launcher not installed")
     (tmp_path / "train.yaml").write_text(
         f"scorers: {json.dumps(SCORERS)}\nprompts: 'file:{tmp_path / 'prompts.txt'}'\nprompt_count: 16\nbatch_size: 2\n"
-        "max_new_tokens: 3\nsteps: 2\ncheckpoint_every: 1\ncalibration_prompts: 2\nmax_prompt_tokens: 10\n")
-    command = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-               "--dynamo_backend", "no", "--main_process_port", "29534", "-m", "hoe.cli", "train-router", "--bundle", str(bundle),
-               "--anchor", "0.25,0.75", "--config", str(tmp_path / "train.yaml"), "--device", "cpu"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+        "max_new_tokens: 3\nsteps: 2\ncheckpoint_every: 1\ncalibration_prompts: 2\nmax_prompt_tokens: 10\n"
+    )
+    command = [
+        str(launcher),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        "29534",
+        "-m",
+        "hoe.cli",
+        "train-router",
+        "--bundle",
+        str(bundle),
+        "--anchor",
+        "0.25,0.75",
+        "--config",
+        str(tmp_path / "train.yaml"),
+        "--device",
+        "cpu",
+    ]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
+    }
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("router 'mostly-harmless'") == 1
@@ -185,7 +229,9 @@ def test_a_rebuild_keeps_trained_routers_whose_experts_are_unchanged(bundle, rec
     assert kept == trained and (bundle / kept["training"]["curve"]).is_file()
     assert all(torch.equal(weights[k], v) for k, v in load_file(str(bundle / kept["path"])).items())
 
-    changed = (recipe_dir / "recipe.yaml").read_text().replace("method: linear", "method: ties")  # the covered 'balanced' changes
+    changed = (
+        (recipe_dir / "recipe.yaml").read_text().replace("method: linear", "method: ties")
+    )  # the covered 'balanced' changes
     (tmp_path / "recipe.yaml").write_text(changed)
     for name in ("ft-helpful", "ft-harmless"):
         (tmp_path / name).symlink_to(recipe_dir / name)

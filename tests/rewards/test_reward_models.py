@@ -19,9 +19,17 @@ def _tiny_classifier(folder, labels: int, tokenizer_source, id2label=None):
     from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
-    config = LlamaConfig(vocab_size=128, hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=4,
-                         num_key_value_heads=2, num_labels=labels, pad_token_id=tokenizer.pad_token_id,
-                         id2label=id2label or {i: f"LABEL_{i}" for i in range(labels)})
+    config = LlamaConfig(
+        vocab_size=128,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_labels=labels,
+        pad_token_id=tokenizer.pad_token_id,
+        id2label=id2label or {i: f"LABEL_{i}" for i in range(labels)},
+    )
     torch.manual_seed(labels)
     LlamaForSequenceClassification(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -137,8 +145,12 @@ def test_beaver_presets_read_a_safe_rlhf_score_head(tiny_chat_model, tmp_path):
     weights = load_file(str(folder / "model.safetensors"))
     save_file({k.replace("score.", "score_head."): v for k, v in weights.items()}, str(folder / "model.safetensors"))
     config = json.loads((folder / "config.json").read_text())
-    config.update(architectures=["LlamaForScore"], num_labels=2, id2label={"0": "LABEL_0", "1": "LABEL_1"},
-                  label2id={"LABEL_0": 0, "LABEL_1": 1})
+    config.update(
+        architectures=["LlamaForScore"],
+        num_labels=2,
+        id2label={"0": "LABEL_0", "1": "LABEL_1"},
+        label2id={"LABEL_0": 0, "LABEL_1": 1},
+    )
     (folder / "config.json").write_text(json.dumps(config))
     reward = RewardModelScorer(str(folder), "beaver").score(["name a colour"], ["blue"])[0]
     cost = RewardModelScorer(str(folder), "beaver-cost").score(["name a colour"], ["blue"])[0]

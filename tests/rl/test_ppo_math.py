@@ -77,8 +77,20 @@ def test_ppo_loss_clips_the_ratio():
     new = torch.log(torch.tensor([[2.0, 0.5]]))  # ratios 2 and 0.5
     adv = torch.tensor([[1.0, -1.0]])
     values = torch.zeros(1, 2, 1)
-    loss, stats = ppo_loss(new, old, adv, values, values, values, torch.zeros(1, 2), mask, clip_range=0.2, value_clip=0.2,
-                           value_coef=0.0, entropy_coef=0.0)
+    loss, stats = ppo_loss(
+        new,
+        old,
+        adv,
+        values,
+        values,
+        values,
+        torch.zeros(1, 2),
+        mask,
+        clip_range=0.2,
+        value_clip=0.2,
+        value_coef=0.0,
+        entropy_coef=0.0,
+    )
     # max(−A·r, −A·clip(r)): token 1 → max(−2, −1.2) = −1.2; token 2 → max(0.5, 0.8) = 0.8
     assert float(loss) == pytest.approx((-1.2 + 0.8) / 2)
     assert stats["clip_fraction"] == pytest.approx(1.0)
@@ -95,6 +107,7 @@ def test_adaptive_kl_moves_toward_the_target():
 
 # ---- pinned against the mutations that survived the suite (issue: "kill the surviving mutants") ----
 
+
 def test_ppo_loss_by_hand_with_value_and_entropy_terms():
     """Guards: value clipping max → min, the entropy bonus's sign, the value coefficient."""
     mask = torch.ones(1, 2)
@@ -103,8 +116,20 @@ def test_ppo_loss_by_hand_with_value_and_entropy_terms():
     new_values, old_values = torch.tensor([[[0.5], [-0.3]]]), torch.zeros(1, 2, 1)
     returns = torch.tensor([[[1.0], [-1.0]]])
     entropy = torch.tensor([[1.0, 3.0]])
-    loss, stats = ppo_loss(new, torch.zeros(1, 2), adv, new_values, old_values, returns, entropy, mask, clip_range=0.2,
-                           value_clip=0.2, value_coef=0.5, entropy_coef=0.1)
+    loss, stats = ppo_loss(
+        new,
+        torch.zeros(1, 2),
+        adv,
+        new_values,
+        old_values,
+        returns,
+        entropy,
+        mask,
+        clip_range=0.2,
+        value_clip=0.2,
+        value_coef=0.5,
+        entropy_coef=0.1,
+    )
     # policy: (−1.2 + 0.8) / 2 = −0.2 (as above)
     # values clipped to old ± 0.2 = (0.2, −0.2); squared errors unclipped (0.25, 0.49), clipped (0.64, 0.64):
     # the pessimistic max is (0.64, 0.64), value loss ½·0.64 = 0.32
@@ -115,8 +140,20 @@ def test_ppo_loss_by_hand_with_value_and_entropy_terms():
     assert float(loss) == pytest.approx(-0.24)
     assert stats["approx_kl"] == pytest.approx(0.5 * np.log(2.0) ** 2)
     # more entropy must lower the loss (a bonus, not a penalty)
-    higher, _ = ppo_loss(new, torch.zeros(1, 2), adv, new_values, old_values, returns, entropy + 1, mask, clip_range=0.2,
-                         value_clip=0.2, value_coef=0.5, entropy_coef=0.1)
+    higher, _ = ppo_loss(
+        new,
+        torch.zeros(1, 2),
+        adv,
+        new_values,
+        old_values,
+        returns,
+        entropy + 1,
+        mask,
+        clip_range=0.2,
+        value_clip=0.2,
+        value_coef=0.5,
+        entropy_coef=0.1,
+    )
     assert float(higher) == pytest.approx(-0.24 - 0.1)
 
 
@@ -275,6 +312,7 @@ def test_scalarisation_state_round_trips():
 
 # ---- edge cases found by mutation testing (make mutation) ------------------------------------
 
+
 def test_response_mask_without_an_end_token_keeps_everything():
     mask = response_mask(torch.tensor([[5, 2, 7]]), None)
     assert mask.dtype == torch.float32 and mask.tolist() == [[1.0, 1.0, 1.0]]
@@ -284,7 +322,9 @@ def test_token_rewards_shape_and_gae_with_every_token_in_the_mask():
     rewards = token_rewards(torch.tensor([[1.0, 2.0]]), torch.zeros(1, 3), torch.ones(1, 3), kl_coef=0.1)
     assert rewards.shape == (1, 3, 2) and rewards[0, 2].tolist() == [1.0, 2.0]
     # t=1 (last): A = 1 − 0.2 = 0.8; t=0: δ = 0.9·0.2 − 0.5 = −0.32, A = −0.32 + 0.9·0.5·0.8 = 0.04
-    advantages, _ = gae(torch.tensor([[[0.0], [1.0]]]), torch.tensor([[[0.5], [0.2]]]), torch.ones(1, 2), gamma=0.9, lam=0.5)
+    advantages, _ = gae(
+        torch.tensor([[[0.0], [1.0]]]), torch.tensor([[[0.5], [0.2]]]), torch.ones(1, 2), gamma=0.9, lam=0.5
+    )
     assert advantages[0, :, 0].tolist() == pytest.approx([0.04, 0.8])
 
 
@@ -310,22 +350,37 @@ def test_ppo_loss_with_a_non_zero_old_policy_and_value():
     old_values = torch.tensor([[[0.5], [0.5]]])
     new_values = torch.tensor([[[0.6], [0.4]]])  # within value_clip of the old values
     returns = torch.tensor([[[-1.0], [0.4]]])
-    loss, stats = ppo_loss(new, old, adv, new_values, old_values, returns, torch.zeros(1, 2), torch.ones(1, 2), clip_range=0.2,
-                           value_clip=0.2, value_coef=1.0, entropy_coef=0.0)
+    loss, stats = ppo_loss(
+        new,
+        old,
+        adv,
+        new_values,
+        old_values,
+        returns,
+        torch.zeros(1, 2),
+        torch.ones(1, 2),
+        clip_range=0.2,
+        value_clip=0.2,
+        value_coef=1.0,
+        entropy_coef=0.0,
+    )
     assert stats["policy_loss"] == pytest.approx(-(1.1 * 1.0 + 0.95 * 2.0) / 2)
-    assert stats["value_loss"] == pytest.approx(0.5 * (1.6 ** 2 + 0.0) / 2)
+    assert stats["value_loss"] == pytest.approx(0.5 * (1.6**2 + 0.0) / 2)
     assert stats["clip_fraction"] == 0.0
     assert stats["approx_kl"] == pytest.approx(0.5 * (np.log(1.1) ** 2 + np.log(0.95) ** 2) / 2, rel=1e-5)
     assert float(loss) == pytest.approx(stats["policy_loss"] + stats["value_loss"])
 
 
-@pytest.mark.parametrize("kl, target, factor", [
-    (1.1, 1.0, 1 + 0.1 * 10 / 100),   # inside the ±0.2 band
-    (0.5, 1.0, 1 - 0.2 * 10 / 100),   # below: clipped at −0.2
-    (0.1, 1.0, 1 - 0.2 * 10 / 100),
-    (1.0, 2.0, 1 - 0.2 * 10 / 100),   # kl/target − 1 = −0.5
-    (2.2, 2.0, 1 + 0.1 * 10 / 100),
-])
+@pytest.mark.parametrize(
+    "kl, target, factor",
+    [
+        (1.1, 1.0, 1 + 0.1 * 10 / 100),  # inside the ±0.2 band
+        (0.5, 1.0, 1 - 0.2 * 10 / 100),  # below: clipped at −0.2
+        (0.1, 1.0, 1 - 0.2 * 10 / 100),
+        (1.0, 2.0, 1 - 0.2 * 10 / 100),  # kl/target − 1 = −0.5
+        (2.2, 2.0, 1 + 0.1 * 10 / 100),
+    ],
+)
 def test_adaptive_kl_error_is_clipped_to_a_band(kl, target, factor):
     controller = AdaptiveKL(0.1, target=target, horizon=100)
     controller.update(kl=kl, samples=10)

@@ -12,7 +12,6 @@ from hoe.errors import HoEError
 from hoe.rewards.conflict import conflict_table, within_prompt_correlation
 from hoe.training.make_expert import MakeExpertSettings, make_expert
 from hoe.training.sampling import SamplingSettings, sample_candidates
-from hoe.training.sft import SFTSettings
 
 PROMPTS = ["hello", "what is up", "tell me a story", "how are you", "name a fruit"]
 SETTINGS = SamplingSettings(k=3, max_new_tokens=6, batch_prompts=2)
@@ -47,8 +46,17 @@ def test_within_prompt_correlation():
 
 def test_raft_fine_tunes_on_the_best_responses(tiny_chat_model, tmp_path, monkeypatch):
     monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
-    settings = MakeExpertSettings(objective=f"py:{__name__}:response_length", prompt_count=4, k=3, max_new_tokens=6,
-                                  batch_prompts=2, steps=2, batch_size=2, max_length=160, learning_rate=1e-3)
+    settings = MakeExpertSettings(
+        objective=f"py:{__name__}:response_length",
+        prompt_count=4,
+        k=3,
+        max_new_tokens=6,
+        batch_prompts=2,
+        steps=2,
+        batch_size=2,
+        max_length=160,
+        learning_rate=1e-3,
+    )
     report = make_expert(str(tiny_chat_model), settings, tmp_path / "expert", progress=False)
     assert report["pairs"] == 4 and report["chosen_mean"] >= report["candidate_mean"]
     saved = json.loads((tmp_path / "expert" / "make_expert_report.json").read_text())
@@ -85,13 +93,32 @@ def test_learning_rate_defaults_by_what_trains():
     assert MakeExpertSettings(objective="civility", learning_rate=3e-4, lora_rank=8).sft.learning_rate == 3e-4
     # the cache key of a made model is unchanged for full fine-tunes (their rate was and is 2e-5)
     assert MakeExpertSettings(objective="civility").cache_fields() == {
-        "objective": "civility", "method": "raft", "prompts": "packaged:hh-helpful-sft", "prompt_count": 96, "k": 4,
-        "max_new_tokens": 64, "steps": 24, "learning_rate": 2e-5, "beta": 0.1}
+        "objective": "civility",
+        "method": "raft",
+        "prompts": "packaged:hh-helpful-sft",
+        "prompt_count": 96,
+        "k": 4,
+        "max_new_tokens": 64,
+        "steps": 24,
+        "learning_rate": 2e-5,
+        "beta": 0.1,
+    }
 
 
 def _dpo_settings(steps: int = 3) -> MakeExpertSettings:
-    return MakeExpertSettings(objective=f"py:{__name__}:response_length", method="dpo", prompt_count=4, k=3, max_new_tokens=6,
-                              batch_prompts=2, steps=steps, batch_size=2, max_length=64, learning_rate=1e-3, save_every=1)
+    return MakeExpertSettings(
+        objective=f"py:{__name__}:response_length",
+        method="dpo",
+        prompt_count=4,
+        k=3,
+        max_new_tokens=6,
+        batch_prompts=2,
+        steps=steps,
+        batch_size=2,
+        max_length=64,
+        learning_rate=1e-3,
+        save_every=1,
+    )
 
 
 def test_dpo_trains_on_best_versus_worst_and_resumes(tiny_chat_model, tmp_path, monkeypatch):
@@ -125,8 +152,16 @@ def test_ppo_makes_a_merged_lora_expert_and_resumes(tiny_chat_model, tmp_path, m
     from hoe.rl import trainer as trainer_module
 
     monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
-    settings = MakeExpertSettings(objective="concision", method="ppo", prompts="packaged:hh-helpful-sft", prompt_count=8,
-                                  max_new_tokens=4, steps=3, batch_size=4, save_every=1)
+    settings = MakeExpertSettings(
+        objective="concision",
+        method="ppo",
+        prompts="packaged:hh-helpful-sft",
+        prompt_count=8,
+        max_new_tokens=4,
+        steps=3,
+        batch_size=4,
+        save_every=1,
+    )
     whole = make_expert(str(tiny_chat_model), settings, tmp_path / "whole", progress=False)
     assert whole["method"] == "ppo" and (tmp_path / "whole" / "ppo_curve.csv").read_text().count("\n") == 4
     restore = interrupt_at_call(monkeypatch, trainer_module.Trainer, "train_step", 3)
@@ -135,10 +170,15 @@ def test_ppo_makes_a_merged_lora_expert_and_resumes(tiny_chat_model, tmp_path, m
     restore()
     assert not (tmp_path / "resumed").exists() and (tmp_path / "resumed.partial").is_dir()
     make_expert(str(tiny_chat_model), settings, tmp_path / "resumed", progress=False)
-    a, b = load_file(str(tmp_path / "whole" / "model.safetensors")), load_file(str(tmp_path / "resumed" / "model.safetensors"))
+    a, b = (
+        load_file(str(tmp_path / "whole" / "model.safetensors")),
+        load_file(str(tmp_path / "resumed" / "model.safetensors")),
+    )
     assert all(torch.equal(a[k], b[k]) for k in a)
     base = load_file(str(tiny_chat_model / "model.safetensors"))
-    assert any(not torch.equal(a[k], base[k]) for k in a if "q_proj" in k)  # the LoRA learned something and was merged in
+    assert any(
+        not torch.equal(a[k], base[k]) for k in a if "q_proj" in k
+    )  # the LoRA learned something and was merged in
 
 
 @pytest.mark.parametrize("method", ["raft", "dpo"])
@@ -150,14 +190,24 @@ def test_lora_experts_keep_their_peft_adapter(tiny_chat_model, tmp_path, monkeyp
     from hoe.checkpoints import CheckpointTensors
 
     monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
-    settings = MakeExpertSettings(objective=f"py:{__name__}:response_length", method=method, prompts="packaged:hh-helpful-sft",
-                                  prompt_count=4, k=3, max_new_tokens=6, steps=3, learning_rate=1e-2, lora_rank=2, batch_size=2)
+    settings = MakeExpertSettings(
+        objective=f"py:{__name__}:response_length",
+        method=method,
+        prompts="packaged:hh-helpful-sft",
+        prompt_count=4,
+        k=3,
+        max_new_tokens=6,
+        steps=3,
+        learning_rate=1e-2,
+        lora_rank=2,
+        batch_size=2,
+    )
     report = make_expert(str(tiny_chat_model), settings, tmp_path / "expert", progress=False)
     assert report["settings"]["lora_rank"] == 2
     adapter = read_lora(tmp_path / "expert" / "adapter")
     name = "model.layers.1.mlp.down_proj"
     base, merged = CheckpointTensors(tiny_chat_model), CheckpointTensors(tmp_path / "expert")
     assert adapter.modules[name].rank == 2 and adapter.modules[name].delta().abs().max() > 0
-    torch.testing.assert_close(merged.get(f"{name}.weight") - base.get(f"{name}.weight"), adapter.modules[name].delta(), rtol=1e-3, atol=1e-5)
-
-
+    torch.testing.assert_close(
+        merged.get(f"{name}.weight") - base.get(f"{name}.weight"), adapter.modules[name].delta(), rtol=1e-3, atol=1e-5
+    )

@@ -19,13 +19,22 @@ def test_prompt_tokens_are_masked(tiny_chat_model):
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_chat_model)
     ids, labels = encode_pair(tokenizer, "say hi", "hi!", max_length=64)
-    prompt_length = len(tokenizer(tokenizer.apply_chat_template([{"role": "user", "content": "say hi"}], add_generation_prompt=True, tokenize=False), add_special_tokens=False)["input_ids"])
+    prompt_length = len(
+        tokenizer(
+            tokenizer.apply_chat_template(
+                [{"role": "user", "content": "say hi"}], add_generation_prompt=True, tokenize=False
+            ),
+            add_special_tokens=False,
+        )["input_ids"]
+    )
     assert labels[:prompt_length] == [-100] * prompt_length
     assert labels[prompt_length:] == ids[prompt_length:] and ids[-1] == tokenizer.eos_token_id
 
 
 def test_loss_falls_and_weights_move(tiny_chat_model, tmp_path):
-    log = supervised_finetune(tiny_chat_model, PAIRS, tmp_path / "ft", SFTSettings(steps=12, batch_size=4, learning_rate=3e-3), progress=False)
+    log = supervised_finetune(
+        tiny_chat_model, PAIRS, tmp_path / "ft", SFTSettings(steps=12, batch_size=4, learning_rate=3e-3), progress=False
+    )
     assert log["losses"][-1] < log["losses"][0]
     before, after = CheckpointTensors(tiny_chat_model), CheckpointTensors(tmp_path / "ft")
     name = "model.layers.0.self_attn.q_proj.weight"
@@ -65,14 +74,21 @@ def test_lora_fine_tune_saves_the_merged_model_and_a_peft_adapter_and_resumes(ti
     from hoe.experts.lora import read_lora
     from hoe.experts.trainable_lora import LoraSettings
 
-    settings, lora = SFTSettings(steps=6, batch_size=2, learning_rate=3e-3, save_every=2), LoraSettings(rank=4, alpha=8.0)
+    settings, lora = (
+        SFTSettings(steps=6, batch_size=2, learning_rate=3e-3, save_every=2),
+        LoraSettings(rank=4, alpha=8.0),
+    )
     supervised_finetune(tiny_chat_model, PAIRS, tmp_path / "whole", settings, progress=False, lora=lora)
     adapter = read_lora(tmp_path / "whole" / "adapter")
     assert {m.rank for m in adapter.modules.values()} == {4}
     base, merged = CheckpointTensors(tiny_chat_model), CheckpointTensors(tmp_path / "whole")
     name = "model.layers.0.self_attn.q_proj"
-    torch.testing.assert_close(merged.get(f"{name}.weight") - base.get(f"{name}.weight"), adapter.modules[name].delta(), rtol=1e-4, atol=1e-6)
-    assert torch.equal(merged.get("model.embed_tokens.weight"), base.get("model.embed_tokens.weight"))  # frozen outside the LoRA
+    torch.testing.assert_close(
+        merged.get(f"{name}.weight") - base.get(f"{name}.weight"), adapter.modules[name].delta(), rtol=1e-4, atol=1e-6
+    )
+    assert torch.equal(
+        merged.get("model.embed_tokens.weight"), base.get("model.embed_tokens.weight")
+    )  # frozen outside the LoRA
 
     restore = interrupt_at_call(monkeypatch, torch.optim.AdamW, "step", 5)
     with pytest.raises(KeyboardInterrupt):
@@ -95,15 +111,27 @@ def test_a_checkpoint_of_a_full_fine_tune_is_not_resumed_as_a_lora(tiny_chat_mod
         supervised_finetune(tiny_chat_model, PAIRS, tmp_path / "ft", settings, progress=False)
     restore()
     with pytest.raises(HoEError, match="holds a run with other settings"):
-        supervised_finetune(tiny_chat_model, PAIRS, tmp_path / "ft", settings, progress=False, lora=LoraSettings(rank=4))
+        supervised_finetune(
+            tiny_chat_model, PAIRS, tmp_path / "ft", settings, progress=False, lora=LoraSettings(rank=4)
+        )
 
 
 def test_prompts_that_leave_no_room_for_the_response_are_refused(tiny_chat_model, tmp_path):
     long_prompt = "tell me " * 40
     with pytest.raises(HoEError, match="every prompt is longer than max-length 16 tokens"):
-        supervised_finetune(tiny_chat_model, [(long_prompt, "ok")], tmp_path / "x", SFTSettings(steps=1, batch_size=1, max_length=16),
-                            progress=False)
+        supervised_finetune(
+            tiny_chat_model,
+            [(long_prompt, "ok")],
+            tmp_path / "x",
+            SFTSettings(steps=1, batch_size=1, max_length=16),
+            progress=False,
+        )
     assert not (tmp_path / "x").exists()
     with pytest.warns(UserWarning, match="1 of 2 training pairs have no response token within max-length 32"):
-        supervised_finetune(tiny_chat_model, [(long_prompt, "ok"), ("hi", "ok")], tmp_path / "y",
-                            SFTSettings(steps=1, batch_size=2, max_length=32), progress=False)
+        supervised_finetune(
+            tiny_chat_model,
+            [(long_prompt, "ok"), ("hi", "ok")],
+            tmp_path / "y",
+            SFTSettings(steps=1, batch_size=2, max_length=32),
+            progress=False,
+        )

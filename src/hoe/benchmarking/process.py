@@ -25,7 +25,9 @@ def measure_process(command: list[str]) -> tuple[float, float]:
     ``_WRAPPER``). Its stderr goes to a temporary file, so a chatty child cannot block on a full
     pipe; on failure the tail of it is raised."""
     with tempfile.TemporaryFile() as errors:
-        result = subprocess.run([sys.executable, "-c", _WRAPPER, *command], stdout=subprocess.PIPE, stderr=errors, text=True)
+        result = subprocess.run(
+            [sys.executable, "-c", _WRAPPER, *command], stdout=subprocess.PIPE, stderr=errors, text=True
+        )
         if result.returncode != 0:
             errors.seek(0)
             raise RuntimeError(f"failed: {' '.join(command)}\n{errors.read().decode(errors='replace')[-2000:]}")

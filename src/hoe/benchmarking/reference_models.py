@@ -20,7 +20,9 @@ REFERENCE_SFT = SFTSettings(steps=30, batch_size=8, max_length=128, learning_rat
 REFERENCE_DATA = {"helpful": "hh-helpful-sft", "harmless": "hh-harmless", "instruct": "alpaca-davinci"}
 
 
-def reference_finetune(name: str = "helpful", base: str = DEFAULT_MODEL, settings: SFTSettings = REFERENCE_SFT, progress: bool = True) -> Path:
+def reference_finetune(
+    name: str = "helpful", base: str = DEFAULT_MODEL, settings: SFTSettings = REFERENCE_SFT, progress: bool = True
+) -> Path:
     """A full fine-tune of the embedded model on one packaged dataset; made once, then cached."""
     data = REFERENCE_DATA[name]
     key = hashlib.sha1(json.dumps([base, data, asdict(settings)], sort_keys=True).encode()).hexdigest()[:10]
@@ -36,7 +38,13 @@ def reference_experts(root: str | Path, rank: int = 16, progress: bool = True) -
     for name in REFERENCE_DATA:
         folder = Path(root) / name
         if not (folder / "adapter_config.json").is_file():
-            extract_expert(DEFAULT_MODEL, reference_finetune(name, progress=progress), folder, ExtractSettings(rank=rank), overwrite=True,
-                           progress=progress)
+            extract_expert(
+                DEFAULT_MODEL,
+                reference_finetune(name, progress=progress),
+                folder,
+                ExtractSettings(rank=rank),
+                overwrite=True,
+                progress=progress,
+            )
         experts[name] = folder
     return experts

@@ -194,9 +194,7 @@ def load_model(
 
     hf_logging.disable_progress_bar()  # hoe shows its own progress; per-load bars are noise
     folder = resolve_checkpoint(ref, revision=revision)
-    model = AutoModelForCausalLM.from_pretrained(
-        folder, dtype=parse_dtype(dtype), trust_remote_code=trust_remote_code
-    )
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=parse_dtype(dtype), trust_remote_code=trust_remote_code)
     return model.to(device).eval()
 
 
@@ -206,8 +204,10 @@ def load_tokenizer(ref: str | os.PathLike, *, trust_remote_code: bool = False, r
 
     folder = resolve_checkpoint(ref, revision=revision)
     if not any((folder / name).is_file() for name in TOKENIZER_FILES):
-        raise HoEError(f"model '{ref}' has no tokenizer: '{folder}' holds none of {', '.join(TOKENIZER_FILES)} "
-                       "(save the tokenizer beside the weights)")
+        raise HoEError(
+            f"model '{ref}' has no tokenizer: '{folder}' holds none of {', '.join(TOKENIZER_FILES)} "
+            "(save the tokenizer beside the weights)"
+        )
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:

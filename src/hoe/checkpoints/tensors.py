@@ -19,9 +19,18 @@ import torch
 from hoe.errors import HoEError
 
 _DTYPES = {
-    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
-    "BOOL": torch.bool, "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+    "F8_E4M3": torch.float8_e4m3fn,
+    "F8_E5M2": torch.float8_e5m2,
 }
 
 
@@ -55,7 +64,9 @@ class CheckpointTensors:
                 for name, entry in header.items():
                     self._entries[name] = (file, entry, data_start)
         elif (self.folder / "pytorch_model.bin").is_file():
-            self._legacy = torch.load(self.folder / "pytorch_model.bin", map_location="cpu", weights_only=True, mmap=True)
+            self._legacy = torch.load(
+                self.folder / "pytorch_model.bin", map_location="cpu", weights_only=True, mmap=True
+            )
         else:
             raise HoEError(f"no weights in '{self.folder}' (expected *.safetensors or pytorch_model.bin)")
 

@@ -29,8 +29,10 @@ TLDR_INSTRUCTION = "Summarize this Reddit post in one or two sentences."
 def tldr_prompt(record: dict) -> str:
     """The usual TL;DR prompt (subreddit, title, post, "TL;DR:"), after a one-line instruction
     so that a chat model answers with a summary."""
-    return (f"{TLDR_INSTRUCTION}\n\nSUBREDDIT: r/{record['subreddit']}\nTITLE: {record['title'].strip()}\n"
-            f"POST: {record['instruction'].strip()}\nTL;DR:")
+    return (
+        f"{TLDR_INSTRUCTION}\n\nSUBREDDIT: r/{record['subreddit']}\nTITLE: {record['title'].strip()}\n"
+        f"POST: {record['instruction'].strip()}\nTL;DR:"
+    )
 
 
 @dataclass(frozen=True)
@@ -43,23 +45,36 @@ class PackagedDataset:
 
 PACKAGED: dict[str, PackagedDataset] = {
     "hh-helpful-sft": PackagedDataset(
-        "dove_helpful_val_sft_500.jsonl.gz", lambda r: (r["instruction"], r["response"]),
-        "HH-RLHF helpful prompts with helpful responses (500)"),
+        "dove_helpful_val_sft_500.jsonl.gz",
+        lambda r: (r["instruction"], r["response"]),
+        "HH-RLHF helpful prompts with helpful responses (500)",
+    ),
     "hh-helpful-test": PackagedDataset(
-        "dove_helpful_test_500.jsonl.gz", lambda r: (r["instruction"], r["gold_response"]),
-        "HH-RLHF helpful test prompts with reference responses (500); held out"),
+        "dove_helpful_test_500.jsonl.gz",
+        lambda r: (r["instruction"], r["gold_response"]),
+        "HH-RLHF helpful test prompts with reference responses (500); held out",
+    ),
     "hh-harmless": PackagedDataset(
-        "harmless-base_test_split.jsonl.gz", _single_human_turn,
-        "HH-RLHF harmless-base one-turn prompts with the more harmless reply (662)"),
+        "harmless-base_test_split.jsonl.gz",
+        _single_human_turn,
+        "HH-RLHF harmless-base one-turn prompts with the more harmless reply (662)",
+    ),
     "tldr": PackagedDataset(
-        "dove_tldr_test_500.jsonl.gz", lambda r: (tldr_prompt(r), r["gold_response"]),
-        "Reddit TL;DR posts with the author's summary (500)"),
+        "dove_tldr_test_500.jsonl.gz",
+        lambda r: (tldr_prompt(r), r["gold_response"]),
+        "Reddit TL;DR posts with the author's summary (500)",
+    ),
     "psoups-koala": PackagedDataset(
-        "koala_eval_50.json", lambda r: (r["prompt"], ""),
-        "P-Soups evaluation prompts (Koala, 50; no reference answers)", has_references=False),
+        "koala_eval_50.json",
+        lambda r: (r["prompt"], ""),
+        "P-Soups evaluation prompts (Koala, 50; no reference answers)",
+        has_references=False,
+    ),
     "alpaca-davinci": PackagedDataset(
-        "alpaca_eval_805.jsonl.gz", lambda r: (r["instruction"], r["output_text_davinci_003"]),
-        "AlpacaEval instructions with text-davinci-003 answers (805; CC BY-NC 4.0)"),
+        "alpaca_eval_805.jsonl.gz",
+        lambda r: (r["instruction"], r["output_text_davinci_003"]),
+        "AlpacaEval instructions with text-davinci-003 answers (805; CC BY-NC 4.0)",
+    ),
 }
 
 

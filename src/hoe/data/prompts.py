@@ -37,7 +37,10 @@ def _hub_prompts(spec: str) -> list[str]:
 
         rows = load_dataset(dataset, config or None, split=split or "train")
     except Exception as exc:  # offline, unknown dataset, auth: one line
-        raise HoEError(f"could not load hub dataset '{dataset}': {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+        raise HoEError(
+            f"could not load hub dataset '{dataset}': {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from None
     if field not in rows.column_names:
         raise HoEError(f"hub dataset '{dataset}' has no field '{field}' (fields: {', '.join(rows.column_names)})")
     return [str(row[field]) for row in rows]
@@ -45,7 +48,6 @@ def _hub_prompts(spec: str) -> list[str]:
 
 def _file_prompts(path_text: str) -> list[str]:
     from pathlib import Path
-
 
     path = Path(path_text)
     if path.suffix == ".jsonl":

@@ -6,5 +6,18 @@ from hoe.evaluation.metrics import controllability, hypervolume, nondominated, t
 from hoe.evaluation.preference_sets import preference_set
 from hoe.evaluation.report import build_report, methods_table
 
-__all__ = ["DEFAULT_METHODS", "METHODS", "Decoding", "EvalSettings", "build_report", "controllability", "evaluate", "hypervolume",
-           "methods_table", "nondominated", "plan", "preference_set", "tchebycheff_gap"]
+__all__ = [
+    "DEFAULT_METHODS",
+    "METHODS",
+    "Decoding",
+    "EvalSettings",
+    "build_report",
+    "controllability",
+    "evaluate",
+    "hypervolume",
+    "methods_table",
+    "nondominated",
+    "plan",
+    "preference_set",
+    "tchebycheff_gap",
+]

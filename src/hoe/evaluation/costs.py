@@ -31,14 +31,25 @@ def representative_points(points) -> dict:
         if point.method in chosen and follows_preference(point.method):
             centre = np.full(len(point.preference), 1.0 / len(point.preference))
             old = chosen[point.method]
-            if np.linalg.norm(np.asarray(point.preference) - centre) < np.linalg.norm(np.asarray(old.preference) - centre):
+            if np.linalg.norm(np.asarray(point.preference) - centre) < np.linalg.norm(
+                np.asarray(old.preference) - centre
+            ):
                 chosen[point.method] = point
         chosen.setdefault(point.method, point)
     return chosen
 
 
-def measure_costs(methods: dict, points, context, prompts: list[str], *, chat: bool = True, rounds: int = ROUNDS,
-                  tokens: int = FORCED_TOKENS, progress: bool = False) -> dict:
+def measure_costs(
+    methods: dict,
+    points,
+    context,
+    prompts: list[str],
+    *,
+    chat: bool = True,
+    rounds: int = ROUNDS,
+    tokens: int = FORCED_TOKENS,
+    progress: bool = False,
+) -> dict:
     """{method: {point, seconds per token, ratio to base (median of per-round ratios)}}."""
     chosen = representative_points(points)
     for name in chosen:
@@ -65,7 +76,10 @@ def measure_costs(methods: dict, points, context, prompts: list[str], *, chat: b
     result = {"rounds": rounds, "batch": len(batch), "new_tokens": tokens, "methods": {}}
     for name, point in chosen.items():
         ratios = [t / b for t, b in zip(seconds[name], seconds["base"])] if "base" in seconds else []
-        result["methods"][name] = {"label": point.label, "s_per_token": statistics.median(seconds[name]) / generated,
-                                   "cost_vs_base": statistics.median(ratios) if ratios else None,
-                                   "round_seconds": [round(t, 4) for t in seconds[name]]}
+        result["methods"][name] = {
+            "label": point.label,
+            "s_per_token": statistics.median(seconds[name]) / generated,
+            "cost_vs_base": statistics.median(ratios) if ratios else None,
+            "round_seconds": [round(t, 4) for t in seconds[name]],
+        }
     return result

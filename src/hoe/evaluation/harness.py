@@ -88,7 +88,9 @@ def plan(settings: EvalSettings) -> Plan:
     preferences = preference_set(settings.preferences, bundle.objectives)
     unknown = [k for k in settings.scorers if k not in bundle.objectives]
     if unknown:
-        raise HoEError(f"--scorers names '{unknown[0]}', which is not an objective of the bundle ({', '.join(bundle.objectives)})")
+        raise HoEError(
+            f"--scorers names '{unknown[0]}', which is not an objective of the bundle ({', '.join(bundle.objectives)})"
+        )
     scorers = {o: settings.scorers.get(o, bundle.spec.scorers.get(o, o)) for o in bundle.objectives}
     for objective, spec in scorers.items():
         try:
@@ -112,7 +114,6 @@ def plan(settings: EvalSettings) -> Plan:
 def evaluate(settings: EvalSettings, out: str | Path, *, overwrite: bool = False, progress: bool = True) -> dict:
     """Generate what is not cached yet, then (main process) score and write the report."""
     from accelerate import PartialState
-
 
     the_plan = plan(settings)
     out = Path(out)
@@ -139,7 +140,10 @@ def _fingerprint(the_plan: Plan) -> dict:
     fingerprint = {
         "bundle_sha": hashlib.sha256(bundle_text).hexdigest()[:16],
         "prompts_sha": hashlib.sha256("\0".join(the_plan.prompts).encode()).hexdigest()[:16],
-        "decoding": asdict(s.decoding), "task_vectors": s.task_vectors, "merge_method": s.merge_method, "chat": s.chat,
+        "decoding": asdict(s.decoding),
+        "task_vectors": s.task_vectors,
+        "merge_method": s.merge_method,
+        "chat": s.chat,
         "dtype": s.dtype,
     }
     if "morlhf" in s.methods:
@@ -156,18 +160,31 @@ def _claim_output(out: Path, the_plan: Plan, overwrite: bool) -> None:
         if old != fingerprint:
             if not overwrite:
                 changed = next(k for k in fingerprint if (old or {}).get(k) != fingerprint[k])
-                raise HoEError(f"'{out}' holds generations of another run ({changed} differs); pass --overwrite or choose another --out")
+                raise HoEError(
+                    f"'{out}' holds generations of another run ({changed} differs); pass --overwrite or choose another "
+                    "--out"
+                )
             shutil.rmtree(out / "generations", ignore_errors=True)
             shutil.rmtree(out / "work", ignore_errors=True)
     s = the_plan.settings
-    write_json(run_file, {
-        "format": 1, "fingerprint": fingerprint, "bundle": str(Path(s.bundle).resolve()), "objectives": the_plan.bundle.objectives,
-        "scorers": the_plan.scorers, "methods": s.methods, "preferences": [[float(v) for v in p] for p in the_plan.preferences],
-        "points": [asdict(p) for p in the_plan.points], "prompts": {"spec": s.prompts, "split": s.split, "limit": s.limit,
-                                                                     "count": len(the_plan.prompts)},
-        "decoding": asdict(s.decoding), "task_vectors": s.task_vectors, "device": s.device,
-        "merge": dict(zip(("method", "params"), merge_setting(the_plan.bundle, s.merge_method))),
-    })
+    write_json(
+        run_file,
+        {
+            "format": 1,
+            "fingerprint": fingerprint,
+            "bundle": str(Path(s.bundle).resolve()),
+            "objectives": the_plan.bundle.objectives,
+            "scorers": the_plan.scorers,
+            "methods": s.methods,
+            "preferences": [[float(v) for v in p] for p in the_plan.preferences],
+            "points": [asdict(p) for p in the_plan.points],
+            "prompts": {"spec": s.prompts, "split": s.split, "limit": s.limit, "count": len(the_plan.prompts)},
+            "decoding": asdict(s.decoding),
+            "task_vectors": s.task_vectors,
+            "device": s.device,
+            "merge": dict(zip(("method", "params"), merge_setting(the_plan.bundle, s.merge_method))),
+        },
+    )
 
 
 def _morlhf_config(settings: EvalSettings):
@@ -182,20 +199,42 @@ def _generate(the_plan: Plan, points: list[Point], out: Path, device: str, progr
     """Generate the missing jobs; with ``timing`` (the main process) also time every method side by
     side once (``timing.json``: interleaved rounds, the cost ratios the report quotes)."""
     s = the_plan.settings
-    todo = [p for p in points if not (job_path(out, p).is_file() and job_path(out, p).with_suffix(".meta.json").is_file())]
+    todo = [
+        p for p in points if not (job_path(out, p).is_file() and job_path(out, p).with_suffix(".meta.json").is_file())
+    ]
     timing = timing and "base" in s.methods and not (out / TIMING_FILE).is_file()
     if not todo and not timing:
         return
     tokenizer = load_tokenizer(the_plan.bundle.spec.base_model, trust_remote_code=s.trust_remote_code)
     tokenizer.padding_side = "left"
-    prompts, truncated = fit_prompts(tokenizer, the_plan.prompts, context_length(the_plan.bundle.spec.base_model),
-                                     s.decoding.max_new_tokens, s.chat, s.decoding.max_prompt_tokens)
+    prompts, truncated = fit_prompts(
+        tokenizer,
+        the_plan.prompts,
+        context_length(the_plan.bundle.spec.base_model),
+        s.decoding.max_new_tokens,
+        s.chat,
+        s.decoding.max_prompt_tokens,
+    )
     if truncated:
-        log.warning("%d of %d prompts were longer than the context or --max-prompt-tokens allow and were cut from the left",
-                    truncated, len(prompts))
-    context = Context(the_plan.bundle, tokenizer, s.decoding, out / "work", s.task_vectors, s.merge_method, device, s.dtype,
-                      s.trust_remote_code, scorers=the_plan.scorers, progress=progress,
-                      morlhf=_morlhf_config(s) if "morlhf" in s.methods else None)
+        log.warning(
+            "%d of %d prompts were longer than the context or --max-prompt-tokens allow and were cut from the left",
+            truncated,
+            len(prompts),
+        )
+    context = Context(
+        the_plan.bundle,
+        tokenizer,
+        s.decoding,
+        out / "work",
+        s.task_vectors,
+        s.merge_method,
+        device,
+        s.dtype,
+        s.trust_remote_code,
+        scorers=the_plan.scorers,
+        progress=progress,
+        morlhf=_morlhf_config(s) if "morlhf" in s.methods else None,
+    )
     methods: dict[str, object] = {}
     bar = tqdm(todo, desc="evaluate", unit="model", disable=not progress or not todo)
     for point in bar:
@@ -203,10 +242,14 @@ def _generate(the_plan: Plan, points: list[Point], out: Path, device: str, progr
         method = methods.setdefault(point.method, METHODS[point.method](context))
         _run_job(method, point, prompts, context, job_path(out, point), s.chat, truncated)
     if timing:
-        write_json(out / TIMING_FILE, measure_costs(methods, the_plan.points, context, prompts, chat=s.chat, progress=progress))
+        write_json(
+            out / TIMING_FILE, measure_costs(methods, the_plan.points, context, prompts, chat=s.chat, progress=progress)
+        )
 
 
-def _run_job(method, point: Point, prompts: list[str], context: Context, path: Path, chat: bool, truncated: int) -> None:
+def _run_job(
+    method, point: Point, prompts: list[str], context: Context, path: Path, chat: bool, truncated: int
+) -> None:
     start = time.perf_counter()
     method.setup(point)
     setup_s = time.perf_counter() - start
@@ -214,7 +257,10 @@ def _run_job(method, point: Point, prompts: list[str], context: Context, path: P
 
     def answer(index: int, batch: list[dict]) -> list[dict]:
         torch.manual_seed(_seed(decoding.seed, point, index))
-        inputs = {k: v.to(context.device) for k, v in encode_prompts(tokenizer, [r["prompt"] for r in batch], chat=chat).items()}
+        inputs = {
+            k: v.to(context.device)
+            for k, v in encode_prompts(tokenizer, [r["prompt"] for r in batch], chat=chat).items()
+        }
         begin = time.perf_counter()
         with torch.no_grad():
             ids = method.generate(inputs, point).cpu()
@@ -225,8 +271,9 @@ def _run_job(method, point: Point, prompts: list[str], context: Context, path: P
         return [{**r, "response": t, "tokens": n, "wall_s": wall * n / total} for r, t, n in zip(batch, texts, counts)]
 
     requests = [{"index": i, "prompt": p} for i, p in enumerate(prompts)]
-    resumable_batches(requests, answer, batch_size=decoding.batch_size, output=path, key_fields=("index", "prompt"),
-                      progress=False)
+    resumable_batches(
+        requests, answer, batch_size=decoding.batch_size, output=path, key_fields=("index", "prompt"), progress=False
+    )
     write_json(path.with_suffix(".meta.json"), {**asdict(point), "setup_s": setup_s, "truncated_prompts": truncated})
 
 

@@ -16,8 +16,11 @@ from hoe.routing import parse_preference
 
 def simplex_lattice(objectives: int, divisions: int) -> list[np.ndarray]:
     """Every λ with entries in multiples of 1/divisions, ordered from objective 0 downward."""
-    points = [np.asarray(c, dtype=np.float64) / divisions
-              for c in itertools.product(range(divisions, -1, -1), repeat=objectives) if sum(c) == divisions]
+    points = [
+        np.asarray(c, dtype=np.float64) / divisions
+        for c in itertools.product(range(divisions, -1, -1), repeat=objectives)
+        if sum(c) == divisions
+    ]
     return points
 
 

@@ -12,7 +12,14 @@ from pathlib import Path
 import numpy as np
 
 from hoe.errors import HoEError
-from hoe.evaluation.metrics import controllability, hypervolume, ideal_point, nondominated, reference_point, tchebycheff_gap
+from hoe.evaluation.metrics import (
+    controllability,
+    hypervolume,
+    ideal_point,
+    nondominated,
+    reference_point,
+    tchebycheff_gap,
+)
 from hoe.utils.io import write_json, write_text
 from hoe.evaluation.methods import METHODS
 from hoe.rewards.scoring import ScoreCache, score_objectives
@@ -37,14 +44,26 @@ def build_report(out: str | Path, reference: list[float] | None = None, progress
     points = []
     for point in run["points"]:
         rows, meta = _read_job(out, point)
-        scores = score_objectives([scorers[o] for o in objectives], [r["prompt"] for r in rows], [r["response"] for r in rows], cache=cache)
+        scores = score_objectives(
+            [scorers[o] for o in objectives], [r["prompt"] for r in rows], [r["response"] for r in rows], cache=cache
+        )
         values = np.asarray([scores[scorers[o]] for o in objectives], dtype=np.float64).T  # prompts × objectives
         tokens = sum(r["tokens"] for r in rows)
         wall = sum(r["wall_s"] for r in rows)
-        points.append({**point, "mean": values.mean(0).tolist(), "se": _standard_error(values).tolist(), "prompts": len(rows),
-                       "tokens": tokens, "tokens_per_response": tokens / max(1, len(rows)), "wall_s": wall,
-                       "s_per_token": wall / max(1, tokens), "setup_s": meta.get("setup_s"),
-                       "truncated_prompts": meta.get("truncated_prompts", 0)})
+        points.append(
+            {
+                **point,
+                "mean": values.mean(0).tolist(),
+                "se": _standard_error(values).tolist(),
+                "prompts": len(rows),
+                "tokens": tokens,
+                "tokens_per_response": tokens / max(1, len(rows)),
+                "wall_s": wall,
+                "s_per_token": wall / max(1, tokens),
+                "setup_s": meta.get("setup_s"),
+                "truncated_prompts": meta.get("truncated_prompts", 0),
+            }
+        )
     timing_file = out / "timing.json"
     results = summarise(run, points, reference, json.loads(timing_file.read_text()) if timing_file.is_file() else None)
     _write(out, results)
@@ -54,7 +73,9 @@ def build_report(out: str | Path, reference: list[float] | None = None, progress
 def _read_job(out: Path, point: dict) -> tuple[list[dict], dict]:
     path = out / "generations" / point["method"] / f"{point['label']}.jsonl"
     if not path.is_file():
-        raise HoEError(f"no generations for {point['method']} at {point['label']} in '{out}': run hoe evaluate to make them")
+        raise HoEError(
+            f"no generations for {point['method']} at {point['label']} in '{out}': run hoe evaluate to make them"
+        )
     meta_path = path.with_suffix(".meta.json")
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()], meta
@@ -105,10 +126,18 @@ def summarise(run: dict, points: list[dict], reference: list[float] | None = Non
         if timed is not None and timed.get("cost_vs_base") is not None:
             entry.update(cost_vs_base=timed["cost_vs_base"], cost_source=f"side-by-side timing at {timed['label']}")
         methods[name] = entry
-    return {"timing": timing, "objectives": objectives, "scorers": run["scorers"], "reference_point": ref.tolist(), "ideal_point": ideal.tolist(),
-            "settings": {k: run[k] for k in ("prompts", "decoding", "task_vectors", "merge", "device") if k in run},
-            "truncated_prompts": max((p["truncated_prompts"] for p in points), default=0),
-            "methods": methods, "points": points, "tchebycheff": gaps["per_preference"]}
+    return {
+        "timing": timing,
+        "objectives": objectives,
+        "scorers": run["scorers"],
+        "reference_point": ref.tolist(),
+        "ideal_point": ideal.tolist(),
+        "settings": {k: run[k] for k in ("prompts", "decoding", "task_vectors", "merge", "device") if k in run},
+        "truncated_prompts": max((p["truncated_prompts"] for p in points), default=0),
+        "methods": methods,
+        "points": points,
+        "tchebycheff": gaps["per_preference"],
+    }
 
 
 def _tchebycheff(points, methods, preferences, ideal, ref) -> dict:
@@ -146,13 +175,36 @@ def _csv(results: dict) -> str:
     objectives = results["objectives"]
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["method", "label", *[f"lambda_{o}" for o in objectives], *objectives, *[f"se_{o}" for o in objectives],
-                     "prompts", "tokens_per_response", "s_per_token", "wall_ratio_vs_base", "setup_s"])
+    writer.writerow(
+        [
+            "method",
+            "label",
+            *[f"lambda_{o}" for o in objectives],
+            *objectives,
+            *[f"se_{o}" for o in objectives],
+            "prompts",
+            "tokens_per_response",
+            "s_per_token",
+            "wall_ratio_vs_base",
+            "setup_s",
+        ]
+    )
     for p in results["points"]:
         lam = p["preference"] if p["preference"] is not None else [""] * len(objectives)
-        writer.writerow([p["method"], p["label"], *lam, *[f"{v:.6g}" for v in p["mean"]], *[f"{v:.4g}" for v in p["se"]], p["prompts"],
-                         f"{p['tokens_per_response']:.2f}", f"{p['s_per_token']:.6g}", _fmt(p["cost_vs_base"], "{:.3f}"),
-                         _fmt(p["setup_s"], "{:.2f}")])
+        writer.writerow(
+            [
+                p["method"],
+                p["label"],
+                *lam,
+                *[f"{v:.6g}" for v in p["mean"]],
+                *[f"{v:.4g}" for v in p["se"]],
+                p["prompts"],
+                f"{p['tokens_per_response']:.2f}",
+                f"{p['s_per_token']:.6g}",
+                _fmt(p["cost_vs_base"], "{:.3f}"),
+                _fmt(p["setup_s"], "{:.2f}"),
+            ]
+        )
     return buffer.getvalue()
 
 
@@ -162,12 +214,17 @@ def _fmt(value, pattern: str, empty: str = "") -> str:
 
 def methods_table(results: dict) -> str:
     """The per-method summary as a Markdown table (also what the CLI and the demo print)."""
-    lines = ["| method | points | hypervolume | non-dominated | controllability | Tchebycheff wins | mean gap | cost per token vs base |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| method | points | hypervolume | non-dominated | controllability | Tchebycheff wins | mean gap | cost per "
+        "token vs base |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for name, m in results["methods"].items():
-        lines.append(f"| {name} | {m['points']} | {m['hypervolume']:.4g} | {m['nondominated']} | "
-                     f"{_fmt(m.get('controllability_mean'), '{:+.2f}', '–')} | {_fmt(m.get('tchebycheff_wins'), '{}', '–')} | "
-                     f"{_fmt(m.get('tchebycheff_mean_gap'), '{:.3f}', '–')} | {_fmt(m['cost_vs_base'], '{:.2f}×', '–')} |")
+        lines.append(
+            f"| {name} | {m['points']} | {m['hypervolume']:.4g} | {m['nondominated']} | "
+            f"{_fmt(m.get('controllability_mean'), '{:+.2f}', '–')} | {_fmt(m.get('tchebycheff_wins'), '{}', '–')} | "
+            f"{_fmt(m.get('tchebycheff_mean_gap'), '{:.3f}', '–')} | {_fmt(m['cost_vs_base'], '{:.2f}×', '–')} |"
+        )
     return "\n".join(lines)
 
 
@@ -177,33 +234,53 @@ def markdown(results: dict) -> str:
     prompts, decoding = settings.get("prompts", {}), settings.get("decoding", {})
     named = ", ".join(f"{o} ({results['scorers'][o]})" for o in objectives)
     lines = [
-        "# Pareto-front evaluation", "",
+        "# Pareto-front evaluation",
+        "",
         f"Objectives (scorer): {named}.  ",
         f"Prompts: {prompts.get('count')} from `{prompts.get('spec')}` ({prompts.get('split')} split); decoding: "
         f"{'sampled' if decoding.get('do_sample') else 'greedy'}, {decoding.get('max_new_tokens')} new tokens, batch "
-        f"{decoding.get('batch_size')}, seed {decoding.get('seed')}; merge for `merged`: {settings.get('merge')}; task vectors for `rs`: "
+        f"{decoding.get('batch_size')}, seed {decoding.get('seed')}; merge for `merged`: {settings.get('merge')}; task "
+        "vectors for `rs`: "
         f"{settings.get('task_vectors')}.  ",
-        f"Hypervolume reference point (shared by every method): {_vector(results['reference_point'])}; ideal point z* for the "
-        f"Tchebycheff gap: {_vector(results['ideal_point'])} (the best mean reached per objective by any model of this run).", "",
-        methods_table(results), "",
-        "Controllability: Spearman correlation between λ_i and the reward reached on objective i, averaged over objectives. "
-        "Tchebycheff wins: preferences at which a method has the lowest gap max_i λ_i (z*_i − R_i) (rewards scaled by the range "
-        "between the reference and ideal points; ties count for each). Cost per token: generation wall time per generated token "
-        "relative to the base model" + (f", measured side by side: every method at the preference nearest the simplex centre "
-                                        f"decodes the same {results['timing']['batch']} prompts greedily for exactly "
-                                        f"{results['timing']['new_tokens']} new tokens, {results['timing']['rounds']} interleaved rounds, "
-                                        "median of the per-round ratios" if results.get("timing") else
-                                        ", from the generation walls (taken at different times: a rough guide)") +
-        "; setup such as re-merging per λ is reported apart.", "",
-        verdict(results), "",
-        "![fronts](fronts.png)", "",
-        "## Every point", "",
+        f"Hypervolume reference point (shared by every method): {_vector(results['reference_point'])}; ideal point z* "
+        "for the "
+        f"Tchebycheff gap: {_vector(results['ideal_point'])} (the best mean reached per objective by any model of this "
+        "run).",
+        "",
+        methods_table(results),
+        "",
+        "Controllability: Spearman correlation between λ_i and the reward reached on objective i, averaged over "
+        "objectives. "
+        "Tchebycheff wins: preferences at which a method has the lowest gap max_i λ_i (z*_i − R_i) (rewards scaled by "
+        "the range "
+        "between the reference and ideal points; ties count for each). Cost per token: generation wall time per "
+        "generated token "
+        "relative to the base model"
+        + (
+            f", measured side by side: every method at the preference nearest the simplex centre "
+            f"decodes the same {results['timing']['batch']} prompts greedily for exactly "
+            f"{results['timing']['new_tokens']} new tokens, {results['timing']['rounds']} interleaved rounds, "
+            "median of the per-round ratios"
+            if results.get("timing")
+            else ", from the generation walls (taken at different times: a rough guide)"
+        )
+        + "; setup such as re-merging per λ is reported apart.",
+        "",
+        verdict(results),
+        "",
+        "![fronts](fronts.png)",
+        "",
+        "## Every point",
+        "",
         "| method | point | " + " | ".join(objectives) + " | tokens/answer | setup s |",
         "|---|---|" + "---:|" * (len(objectives) + 2),
     ]
     for p in results["points"]:
         values = " | ".join(f"{m:.3f} ± {s:.3f}" for m, s in zip(p["mean"], p["se"]))
-        lines.append(f"| {p['method']} | {p['label']} | {values} | {p['tokens_per_response']:.1f} | {_fmt(p['setup_s'], '{:.1f}', '–')} |")
+        lines.append(
+            f"| {p['method']} | {p['label']} | {values} | {p['tokens_per_response']:.1f} | "
+            f"{_fmt(p['setup_s'], '{:.1f}', '–')} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -218,16 +295,27 @@ def verdict(results: dict) -> str:
     below = [m for m in peers if methods[m]["hypervolume"] <= hoe]
     if not above:
         return f"**HoE's hypervolume ({hoe:.4g}) is at least that of every peer here ({', '.join(peers)}).**"
-    return (f"**HoE's hypervolume ({hoe:.4g}) is below {', '.join(above)}**" + (f"; at least that of {', '.join(below)}" if below else "")
-            + ".")
+    return (
+        f"**HoE's hypervolume ({hoe:.4g}) is below {', '.join(above)}**"
+        + (f"; at least that of {', '.join(below)}" if below else "")
+        + "."
+    )
 
 
 def _vector(values) -> str:
     return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"
 
 
-STYLE = {"hoe": ("C3", "o", "-"), "soup": ("C0", "s", "--"), "merged": ("C2", "^", "--"), "rs": ("C1", "D", ":"),
-         "mod": ("C4", "v", "-."), "morlhf": ("C5", "P", ":"), "experts": ("k", "*", ""), "base": ("0.4", "X", "")}
+STYLE = {
+    "hoe": ("C3", "o", "-"),
+    "soup": ("C0", "s", "--"),
+    "merged": ("C2", "^", "--"),
+    "rs": ("C1", "D", ":"),
+    "mod": ("C4", "v", "-."),
+    "morlhf": ("C5", "P", ":"),
+    "experts": ("k", "*", ""),
+    "base": ("0.4", "X", ""),
+}
 
 
 def plot_fronts(results: dict, path: Path) -> None:
@@ -243,8 +331,12 @@ def plot_fronts(results: dict, path: Path) -> None:
     if n == 1:
         pairs = []
     cols = len(pairs) if n <= 3 else n - 1
-    figure, axes = plt.subplots(1 if n <= 3 else n - 1, max(1, cols), figsize=(5.5 * max(1, cols), 4.5 * (1 if n <= 3 else n - 1)),
-                                squeeze=False)
+    figure, axes = plt.subplots(
+        1 if n <= 3 else n - 1,
+        max(1, cols),
+        figsize=(5.5 * max(1, cols), 4.5 * (1 if n <= 3 else n - 1)),
+        squeeze=False,
+    )
     for ax in axes.flat:
         ax.set_visible(False)
     for index, (i, j) in enumerate(pairs):
@@ -257,8 +349,16 @@ def plot_fronts(results: dict, path: Path) -> None:
                 mine = sorted(mine, key=lambda p: p["preference"][i] - p["preference"][j])
             xs, ys = [p["mean"][i] for p in mine], [p["mean"][j] for p in mine]
             # lines join a 2-objective front in λ order; projections of a simplex lattice are points only
-            ax.plot(xs, ys, linestyle=(line or "none") if n == 2 else "none", marker=marker, color=color, label=method,
-                    markersize=8 if line else 12, alpha=1.0 if n == 2 else 0.8)
+            ax.plot(
+                xs,
+                ys,
+                linestyle=(line or "none") if n == 2 else "none",
+                marker=marker,
+                color=color,
+                label=method,
+                markersize=8 if line else 12,
+                alpha=1.0 if n == 2 else 0.8,
+            )
         ax.set_xlabel(objectives[i])
         ax.set_ylabel(objectives[j])
         ax.grid(alpha=0.3)

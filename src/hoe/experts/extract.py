@@ -127,7 +127,9 @@ def _from_full(base: CheckpointTensors, ft: CheckpointTensors, targets, settings
             continue
         if spec.transposed:
             delta = delta.T
-        factors[spec.module] = task_svd(delta, settings.rank_for(spec), energy=settings.energy, method=settings.svd, seed=settings.seed).cpu()
+        factors[spec.module] = task_svd(
+            delta, settings.rank_for(spec), energy=settings.energy, method=settings.svd, seed=settings.seed
+        ).cpu()
     return factors, left_out
 
 
@@ -143,8 +145,13 @@ def _from_lora(folder: Path, base: CheckpointTensors, layers, targets, settings,
         if name not in by_module:
             left_out[name] = float(module.delta().norm())
             continue
-        factors[name] = rerank_lora(module.B.to(device), module.A.to(device), module.scale, settings.rank_for(by_module[name]),
-                                    energy=settings.energy).cpu()
+        factors[name] = rerank_lora(
+            module.B.to(device),
+            module.A.to(device),
+            module.scale,
+            settings.rank_for(by_module[name]),
+            energy=settings.energy,
+        ).cpu()
     for extra in adapter.extra_config.get("modules_to_save") or []:
         left_out[f"{extra} (modules_to_save)"] = float("nan")
     return factors, left_out

@@ -25,7 +25,9 @@ def mean_kl(reference: torch.Tensor, other: torch.Tensor, mask: torch.Tensor) ->
     return float(kl[mask].mean())
 
 
-def logit_fidelity(base: str | Path, finetuned: str | Path, adapter: str | Path, prompts: list[str], max_length: int = 96) -> dict:
+def logit_fidelity(
+    base: str | Path, finetuned: str | Path, adapter: str | Path, prompts: list[str], max_length: int = 96
+) -> dict:
     """Mean per-token KL(fine-tuned ‖ model) for the base and for base + expert, on ``prompts``.
 
     ``shift_recovered`` = 1 − KL(ft‖expert) / KL(ft‖base): 1 means the expert reproduces the

@@ -86,15 +86,21 @@ def select_targets(layers: list[LinearSpec], target_modules: list[str] | None) -
     chosen = [
         spec
         for spec in layers
-        if any(spec.module == t or spec.module.endswith(f".{t}") or re.fullmatch(t, spec.module) for t in target_modules)
+        if any(
+            spec.module == t or spec.module.endswith(f".{t}") or re.fullmatch(t, spec.module) for t in target_modules
+        )
     ]
     if not chosen:
         available = sorted({spec.module.rsplit(".", 1)[-1] for spec in layers})
-        raise HoEError(f"--target-modules {','.join(target_modules)} matches no linear layer (available: {', '.join(available)})")
+        raise HoEError(
+            f"--target-modules {','.join(target_modules)} matches no linear layer (available: {', '.join(available)})"
+        )
     return chosen
 
 
-def check_same_architecture(base_folder: Path, other_folder: Path, base, other, label: str = "fine-tuned model") -> None:
+def check_same_architecture(
+    base_folder: Path, other_folder: Path, base, other, label: str = "fine-tuned model"
+) -> None:
     """Refuse a pair that is not the same architecture, naming the first tensor that differs."""
     base_type, other_type = read_config(base_folder).get("model_type"), read_config(other_folder).get("model_type")
     if base_type != other_type:
@@ -105,7 +111,10 @@ def check_same_architecture(base_folder: Path, other_folder: Path, base, other, 
                 continue
             raise HoEError(f"tensor '{name}' of the base is missing from the {label}")
         if base.shape(name) != other.shape(name):
-            raise HoEError(f"tensor '{name}' has shape {list(base.shape(name))} in the base but {list(other.shape(name))} in the {label}")
+            raise HoEError(
+                f"tensor '{name}' has shape {list(base.shape(name))} in the base but {list(other.shape(name))} in the "
+                f"{label}"
+            )
     extra = [name for name in other.names() if name not in base and name not in TIED_HEADS]
     if extra:
         raise HoEError(f"tensor '{extra[0]}' of the {label} is not in the base")

@@ -79,7 +79,9 @@ def choose_rank(singular_values: torch.Tensor, total_energy: float, max_rank: in
     return rank
 
 
-def _factors(U: torch.Tensor, s: torch.Tensor, V: torch.Tensor, total: float, rank: int, energy: float | None) -> LowRankFactors:
+def _factors(
+    U: torch.Tensor, s: torch.Tensor, V: torch.Tensor, total: float, rank: int, energy: float | None
+) -> LowRankFactors:
     """Build B = U_r S_r^½, A = S_r^½ V_rᵀ from descending singular triplets."""
     r = choose_rank(s, total, rank, energy)
     root = s[:r].sqrt().to(U.dtype)

@@ -26,10 +26,13 @@ class LoraSettings:
             raise HoEError(f"LoRA alpha must be positive, got {self.alpha}")
 
     def peft_config(self, model):
-        """peft's ``LoraConfig`` for the model: the usual Llama projections where present, else every linear layer but the head."""
+        """peft's ``LoraConfig`` for the model: the usual Llama projections where present, else every
+        linear layer but the head."""
         from peft import LoraConfig
 
-        present = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
+        present = {
+            name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)
+        }
         targets = [t for t in LORA_TARGETS if t in present] or sorted(present - {"lm_head"})
         return LoraConfig(r=self.rank, lora_alpha=self.alpha, target_modules=targets, lora_dropout=0.0, bias="none")
 

@@ -32,7 +32,6 @@ from hoe.utils.io import atomic_dir, check_output_dir, write_json
 REPORT_NAME = "merge_report.json"
 
 
-
 @dataclass
 class MergeSettings:
     method: str = "linear"
@@ -118,7 +117,9 @@ def _module_seed(seed: int, module: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{module}".encode()).digest()[:8], "little")
 
 
-def anchor_of(inputs: list[_Input], weights: list[float], objectives: list[str] | None) -> tuple[list[str], list[float]]:
+def anchor_of(
+    inputs: list[_Input], weights: list[float], objectives: list[str] | None
+) -> tuple[list[str], list[float]]:
     """Where the merged expert sits in preference space: the normalised weights over the inputs'
     own anchors when every input records one over the same objectives, else over the inputs."""
     share = [w / sum(weights) for w in weights]
@@ -166,7 +167,9 @@ def merge_experts(
             if method.factored is not None and all(i.adapter is not None for i in inputs):
                 present = [(f, w) for f, w in zip(factors, weights) if f is not None]
                 pairs = [(b.to(device), a.to(device)) for (b, a), _ in present]
-                B, A = method.factored(pairs, torch.stack([w for _, w in present]), **{k: v for k, v in params.items() if k != "seed"})
+                B, A = method.factored(
+                    pairs, torch.stack([w for _, w in present]), **{k: v for k, v in params.items() if k != "seed"}
+                )
                 merged[spec.module] = rerank_lora(B, A, 1.0, settings.rank).cpu()
                 factored_modules += 1
                 continue
@@ -174,7 +177,9 @@ def merge_experts(
             deltas = torch.stack([i.dense(spec, base_tensors, base_weight, device) for i in inputs])
             generator = np.random.default_rng(_module_seed(int(params.get("seed", 0)), spec.module))
             delta = method.function(deltas, weights.to(device), generator=generator, **params)
-            merged[spec.module] = task_svd(delta, settings.rank, method=settings.svd, seed=int(params.get("seed", 0))).cpu()
+            merged[spec.module] = task_svd(
+                delta, settings.rank, method=settings.svd, seed=int(params.get("seed", 0))
+            ).cpu()
     objectives, anchor = anchor_of(inputs, settings.weights, settings.objectives)
     report = _report(merged, settings, params, experts, objectives, anchor, factored_modules)
     with atomic_dir(out, overwrite=overwrite) as tmp:
@@ -186,10 +191,20 @@ def merge_experts(
             fan_in_fan_out=any(s.transposed for s in specs),
             candidates=[t.module for t in targets],
         )
-        write_json(tmp / EXPERT_META, {
-            "format": 1, "objectives": objectives, "anchor": anchor,
-            "source": {"kind": "merge", "method": settings.method, "experts": [str(e) for e in experts], "weights": settings.weights},
-        })
+        write_json(
+            tmp / EXPERT_META,
+            {
+                "format": 1,
+                "objectives": objectives,
+                "anchor": anchor,
+                "source": {
+                    "kind": "merge",
+                    "method": settings.method,
+                    "experts": [str(e) for e in experts],
+                    "weights": settings.weights,
+                },
+            },
+        )
         report["totals"]["wall_time_s"] = round(time.perf_counter() - start, 3)
         report["totals"]["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         write_json(tmp / REPORT_NAME, report)
@@ -198,8 +213,13 @@ def merge_experts(
 
 def _report(merged, settings: MergeSettings, params, experts, objectives, anchor, factored_modules) -> dict:
     modules = [
-        {"module": name, "rank": f.rank, "merged_norm": round(math.sqrt(f.total_energy), 6),
-         "retained_energy": round(f.retained_energy, 6), "relative_error": round(f.relative_error, 6)}
+        {
+            "module": name,
+            "rank": f.rank,
+            "merged_norm": round(math.sqrt(f.total_energy), 6),
+            "retained_energy": round(f.retained_energy, 6),
+            "relative_error": round(f.relative_error, 6),
+        }
         for name, f in merged.items()
     ]
     settings_record = {k: v for k, v in asdict(settings).items() if k != "params"}

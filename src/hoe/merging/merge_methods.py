@@ -141,7 +141,9 @@ def elect_sign(deltas: torch.Tensor, weights: torch.Tensor, method: str) -> torc
     """TIES sign election per entry: the sign of the weighted mass ('total') or of the count of
     signs among experts with a positive weight ('count'); a tie elects +."""
     if method == "count":
-        votes = _weighted_sum(torch.sign(deltas) * (weights > 0).view(-1, *([1] * (deltas.ndim - 1))), torch.ones_like(weights))
+        votes = _weighted_sum(
+            torch.sign(deltas) * (weights > 0).view(-1, *([1] * (deltas.ndim - 1))), torch.ones_like(weights)
+        )
     elif method == "total":
         votes = _weighted_sum(deltas, weights)
     else:
@@ -170,7 +172,9 @@ def linear(deltas: torch.Tensor, weights: torch.Tensor, *, generator=None) -> to
     return _weighted_sum(deltas, weights)
 
 
-def ties(deltas, weights, *, density: float = 0.2, majority_sign: str = "total", normalize: bool = True, generator=None):
+def ties(
+    deltas, weights, *, density: float = 0.2, majority_sign: str = "total", normalize: bool = True, generator=None
+):
     trimmed = torch.stack([magnitude_trim(d, density) for d in deltas])
     return disjoint_mean(trimmed, weights, elect_sign(trimmed, weights, majority_sign), normalize)
 
@@ -180,7 +184,16 @@ def dare_linear(deltas, weights, *, density: float = 0.5, seed: int = 0, generat
     return _weighted_sum(dropped, weights)
 
 
-def dare_ties(deltas, weights, *, density: float = 0.5, seed: int = 0, majority_sign: str = "total", normalize: bool = True, generator=None):
+def dare_ties(
+    deltas,
+    weights,
+    *,
+    density: float = 0.5,
+    seed: int = 0,
+    majority_sign: str = "total",
+    normalize: bool = True,
+    generator=None,
+):
     dropped = torch.stack([random_drop(d, density, generator) for d in deltas])
     return disjoint_mean(dropped, weights, elect_sign(dropped, weights, majority_sign), normalize)
 
@@ -196,7 +209,9 @@ def _row_order_statistics(x: torch.Tensor, *indices: int) -> list[torch.Tensor]:
     """Per-row sorted values at 0-based ``indices`` (the PCB code's sort-and-index, by selection)."""
     d = x.shape[1]
     ks = [min(d, max(0, i)) + 1 for i in indices]
-    rows = torch.stack([torch.stack([_kth_smallest(row, k) for k in ks]) for row in x]).to(x.device)  # (n, len(indices))
+    rows = torch.stack([torch.stack([_kth_smallest(row, k) for k in ks]) for row in x]).to(
+        x.device
+    )  # (n, len(indices))
     return [rows[:, i : i + 1] for i in range(len(indices))]
 
 
@@ -273,5 +288,9 @@ merge_method("linear", "task arithmetic: Σ λ_i τ_i", factored=linear_factored
 merge_method("ties", "TIES: trim to top-density magnitude, elect sign, disjoint weighted mean")(ties)
 merge_method("dare_linear", "DARE: random drop with rescale, then Σ λ_i τ_i")(dare_linear)
 merge_method("dare_ties", "DARE drop and rescale, then TIES sign election and disjoint mean")(dare_ties)
-merge_method("pcb", "PCB-merging: intra-balance by normalised magnitude, inter-balance by agreement, prune, weighted mean")(pcb)
-merge_method("tsv", "TSV-M: per-task top singular vectors, decorrelated by orthogonalisation, rebuilt", factored=tsv_factored)(tsv)
+merge_method(
+    "pcb", "PCB-merging: intra-balance by normalised magnitude, inter-balance by agreement, prune, weighted mean"
+)(pcb)
+merge_method(
+    "tsv", "TSV-M: per-task top singular vectors, decorrelated by orthogonalisation, rebuilt", factored=tsv_factored
+)(tsv)

@@ -11,12 +11,19 @@ import torch
 from hoe.utils.resumable import resumable_batches
 
 
-def generate_rows(model, rows: list[dict], options: dict, *, batch_size: int, seed: int, output: Path | None, progress: bool) -> list[dict]:
+def generate_rows(
+    model, rows: list[dict], options: dict, *, batch_size: int, seed: int, output: Path | None, progress: bool
+) -> list[dict]:
     """Answer ``rows`` in batches with a HoE model; with ``output``, resumable."""
 
     def answer(index: int, batch: list[dict]) -> list[dict]:
         torch.manual_seed(seed + index)
         texts = model.generate([r["prompt"] for r in batch], preferences=[r["preference"] for r in batch], **options)
-        return [{**row, "response": text, "routing": model.describe_routing(row["preference"])} for row, text in zip(batch, texts)]
+        return [
+            {**row, "response": text, "routing": model.describe_routing(row["preference"])}
+            for row, text in zip(batch, texts)
+        ]
 
-    return resumable_batches(rows, answer, batch_size=batch_size, output=output, key_fields=("prompt", "preference"), progress=progress)
+    return resumable_batches(
+        rows, answer, batch_size=batch_size, output=output, key_fields=("prompt", "preference"), progress=progress
+    )

@@ -118,25 +118,33 @@ class Bundle:
 
     def router_index_at(self, anchor) -> int | None:
         """The index of the router at ``anchor``, if any."""
-        return next((i for i, r in enumerate(self.routers) if np.allclose(r.anchor, anchor, atol=ANCHOR_TOLERANCE)), None)
+        return next(
+            (i for i, r in enumerate(self.routers) if np.allclose(r.anchor, anchor, atol=ANCHOR_TOLERANCE)), None
+        )
 
     def single_expert(self, objective: str) -> LoraExpertEntry:
         """The expert whose anchor is one-hot on ``objective``; one line if the bundle has none."""
         vertex = [1.0 if name == objective else 0.0 for name in self.objectives]
         entry = self.expert_at(vertex)
         if entry is None:
-            raise HoEError(f"the bundle has no single-objective expert for '{objective}' (anchor {vertex}), "
-                           "which soup, merged, rs, mod and experts need")
+            raise HoEError(
+                f"the bundle has no single-objective expert for '{objective}' (anchor {vertex}), "
+                "which soup, merged, rs, mod and experts need"
+            )
         return entry
 
     def check_unique_anchors(self) -> None:
         for i, a in enumerate(self.experts):
             for b in self.experts[:i]:
                 if np.allclose(a.anchor, b.anchor, atol=ANCHOR_TOLERANCE):
-                    raise HoEError(f"experts '{b.name}' and '{a.name}' share the anchor {a.anchor}; each anchor must be unique")
+                    raise HoEError(
+                        f"experts '{b.name}' and '{a.name}' share the anchor {a.anchor}; each anchor must be unique"
+                    )
 
     # ---- routers ---------------------------------------------------------------------------------
-    def plan_router(self, anchor, *, name: str | None = None, covers: list[str] | None = None, where: str = "") -> RouterEntry:
+    def plan_router(
+        self, anchor, *, name: str | None = None, covers: list[str] | None = None, where: str = ""
+    ) -> RouterEntry:
         """A new, untrained router at ``anchor`` over ``covers`` (default: the N nearest LoRA
         experts), with the static convex weights it starts from. One line if an expert sits on the
         anchor, ``covers`` names an unknown expert, or the covered experts cannot reach it."""
@@ -144,8 +152,10 @@ class Bundle:
         prefix = f"{where}: " if where else ""
         on = self.expert_at(anchor)
         if on is not None:
-            raise HoEError(f"{prefix}anchor {anchor.tolist()} is the anchor of expert '{on.name}': "
-                           "a router serves a preference no expert sits on")
+            raise HoEError(
+                f"{prefix}anchor {anchor.tolist()} is the anchor of expert '{on.name}': "
+                "a router serves a preference no expert sits on"
+            )
         names = [e.name for e in self.experts]
         if covers is not None:
             unknown = [c for c in covers if c not in names]
@@ -157,12 +167,21 @@ class Bundle:
         weights, residual = convex_weights(np.asarray([self.experts[c].anchor for c in covered]), anchor)
         chosen = [names[c] for c in covered]
         if residual > REACH_TOLERANCE:
-            raise HoEError(f"{prefix}the bundle's experts nearest to {anchor.tolist()} ({', '.join(chosen)}) cannot reach it "
-                           f"(residual {residual:.3g}); add an expert whose anchor surrounds it")
-        return RouterEntry(name=name or router_name(anchor), anchor=[float(a) for a in anchor], covers=chosen, path="",
-                           training={"initial_weights": [round(float(w), 6) for w in weights], "residual": residual})
+            raise HoEError(
+                f"{prefix}the bundle's experts nearest to {anchor.tolist()} ({', '.join(chosen)}) cannot reach it "
+                f"(residual {residual:.3g}); add an expert whose anchor surrounds it"
+            )
+        return RouterEntry(
+            name=name or router_name(anchor),
+            anchor=[float(a) for a in anchor],
+            covers=chosen,
+            path="",
+            training={"initial_weights": [round(float(w), 6) for w in weights], "residual": residual},
+        )
 
-    def write_router(self, entry: RouterEntry, tensors: dict[str, torch.Tensor], *, curve: Path | None = None) -> RouterEntry:
+    def write_router(
+        self, entry: RouterEntry, tensors: dict[str, torch.Tensor], *, curve: Path | None = None
+    ) -> RouterEntry:
         """Write a router's weights (and training curve) into ``routers/`` by rename and point
         ``entry`` at them; ``hoe.json`` is written by ``save``. Returns ``entry``."""
         routers = self.folder / "routers"
@@ -183,11 +202,16 @@ class Bundle:
         return self.write_router(entry, router_init(entry.training["initial_weights"], layers))
 
     # ---- experts ---------------------------------------------------------------------------------
-    def record_expert(self, name: str, anchor: list[float], *, fingerprint: str | None = None, source: dict | None = None) -> LoraExpertEntry:
+    def record_expert(
+        self, name: str, anchor: list[float], *, fingerprint: str | None = None, source: dict | None = None
+    ) -> LoraExpertEntry:
         """Register the adapter now in ``experts/<name>`` as a LoRA expert: its metadata file beside
         it, its entry in the spec (written to ``hoe.json`` by ``save``)."""
         path = f"experts/{name}"
-        write_json(self.folder / path / EXPERT_META, {"format": 1, "objectives": self.objectives, "anchor": anchor, "source": source})
+        write_json(
+            self.folder / path / EXPERT_META,
+            {"format": 1, "objectives": self.objectives, "anchor": anchor, "source": source},
+        )
         entry = LoraExpertEntry(name=name, path=path, anchor=anchor, fingerprint=fingerprint, source=source)
         self.spec.experts.append(entry)
         return entry
@@ -209,7 +233,8 @@ def _replace_atomically(target: Path, write) -> None:
 
 
 def spec_record(spec: BundleSpec) -> dict:
-    """``hoe.json``'s content; an empty scorer mapping is left out (bundles from before it existed stay byte-identical)."""
+    """``hoe.json``'s content; an empty scorer mapping is left out (bundles from before it existed stay
+    byte-identical)."""
     return spec.model_dump(exclude={"scorers"} if not spec.scorers else None)
 
 
@@ -296,5 +321,7 @@ def check_against_base(bundle: Bundle, base_shapes: dict[str, tuple[int, ...]]) 
         for module in ranks:
             weight = header.get(f"{module}.weight")
             if weight is None or tuple(weight["shape"]) != (len(router.covers), base_shapes[f"{module}.weight"][1]):
-                raise HoEError(f"router '{router.name}' has no weight of shape [{len(router.covers)}, in] for module '{module}'")
+                raise HoEError(
+                    f"router '{router.name}' has no weight of shape [{len(router.covers)}, in] for module '{module}'"
+                )
     return ranks

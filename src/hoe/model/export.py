@@ -37,19 +37,32 @@ def fold(bundle, gates: dict[str, float]) -> dict[str, LoraModule]:
             continue
         for module, lora in read_lora(bundle.expert_path(entry)).modules.items():
             parts.setdefault(module, []).append((gates[entry.name] * lora.scale * lora.B.float(), lora.A.float()))
-    return {m: LoraModule(B=torch.cat([b for b, _ in p], 1), A=torch.cat([a for _, a in p], 0)) for m, p in parts.items()}
+    return {
+        m: LoraModule(B=torch.cat([b for b, _ in p], 1), A=torch.cat([a for _, a in p], 0)) for m, p in parts.items()
+    }
 
 
-def export_preference(bundle_path: str | Path, preference: PreferenceLike, out: str | Path, *, merged: bool = False,
-                      overwrite: bool = False, dtype: str = "float32") -> dict:
+def export_preference(
+    bundle_path: str | Path,
+    preference: PreferenceLike,
+    out: str | Path,
+    *,
+    merged: bool = False,
+    overwrite: bool = False,
+    dtype: str = "float32",
+) -> dict:
     """Write the model for one λ at ``out``: a peft LoRA folder, or with ``merged`` a full model."""
     bundle = load_bundle(bundle_path)
     vector = parse_preference(preference, bundle.objectives)
     gates = static_gates(bundle, vector)
     check_output_dir(out, overwrite)
     modules = fold(bundle, gates)
-    record = {"bundle": str(bundle_path), "preference": dict(zip(bundle.objectives, map(float, vector))), "gates": gates,
-              "merged": merged}
+    record = {
+        "bundle": str(bundle_path),
+        "preference": dict(zip(bundle.objectives, map(float, vector))),
+        "gates": gates,
+        "merged": merged,
+    }
     with atomic_dir(out, overwrite=overwrite) as tmp:
         if merged:
             model = load_model(bundle.spec.base_model, dtype="float32")

@@ -25,7 +25,6 @@ from hoe.model.bundle import BundleSpec, LoraExpertEntry, RouterEntry
 from hoe.routing import convex_weights
 
 
-
 class HoEModel(nn.Module):
     """One model, any preference: see ``from_bundle``, ``forward`` and ``generate``."""
 
@@ -47,17 +46,34 @@ class HoEModel(nn.Module):
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
-    def from_bundle(cls, path: str | Path, *, device: str = "cpu", dtype: str | torch.dtype = "float32", trust_remote_code: bool = False) -> "HoEModel":
+    def from_bundle(
+        cls,
+        path: str | Path,
+        *,
+        device: str = "cpu",
+        dtype: str | torch.dtype = "float32",
+        trust_remote_code: bool = False,
+    ) -> "HoEModel":
         """Load a bundle: every check runs on tensor headers before any weight is read."""
-        return cls.from_loaded_bundle(load_bundle(path), device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+        return cls.from_loaded_bundle(
+            load_bundle(path), device=device, dtype=dtype, trust_remote_code=trust_remote_code
+        )
 
     @classmethod
-    def from_loaded_bundle(cls, bundle: Bundle, *, device: str = "cpu", dtype: str | torch.dtype = "float32",
-                           trust_remote_code: bool = False) -> "HoEModel":
+    def from_loaded_bundle(
+        cls,
+        bundle: Bundle,
+        *,
+        device: str = "cpu",
+        dtype: str | torch.dtype = "float32",
+        trust_remote_code: bool = False,
+    ) -> "HoEModel":
         """A model for an in-memory (already checked) bundle, e.g. one with a router being added."""
         base_shapes = CheckpointTensors(resolve_checkpoint(bundle.spec.base_model)).shapes()
         ranks = check_against_base(bundle, base_shapes)
-        tokenizer = load_tokenizer(bundle.spec.base_model, trust_remote_code=trust_remote_code)  # before any weight is read
+        tokenizer = load_tokenizer(
+            bundle.spec.base_model, trust_remote_code=trust_remote_code
+        )  # before any weight is read
         model = load_model(bundle.spec.base_model, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
         hoe = cls(bundle, model, tokenizer, ranks)
         hoe._load_weights()
@@ -78,8 +94,14 @@ class HoEModel(nn.Module):
         entries = [LoraExpertEntry(name=n, path="", anchor=list(a)) for n, a, _ in experts]
         router_entries = [RouterEntry(name=n, anchor=list(a), covers=list(c), path="") for n, a, c in routers]
         modules = sorted(set().union(*(f.keys() for _, _, f in experts)))
-        spec = BundleSpec(format_version=1, base_model=getattr(model, "name_or_path", "") or "in-memory", objectives=objectives,
-                          target_modules=modules, experts=entries, routers=router_entries)
+        spec = BundleSpec(
+            format_version=1,
+            base_model=getattr(model, "name_or_path", "") or "in-memory",
+            objectives=objectives,
+            target_modules=modules,
+            experts=entries,
+            routers=router_entries,
+        )
         ranks = {m: {n: f[m][1].shape[0] for n, _, f in experts if m in f} for m in modules}
         hoe = cls(Bundle(Path("."), spec), model, tokenizer, ranks)
         for k, (_, _, factors) in enumerate(experts):
@@ -132,7 +154,9 @@ class HoEModel(nn.Module):
         return {names[i]: round(w, 6) for i, w in sorted(self.routing(preference).items())}
 
     @contextlib.contextmanager
-    def preference(self, preference: PreferenceLike | None = None, *, preferences: Sequence[PreferenceLike] | None = None) -> Iterator[None]:
+    def preference(
+        self, preference: PreferenceLike | None = None, *, preferences: Sequence[PreferenceLike] | None = None
+    ) -> Iterator[None]:
         """Route every forward inside the block: one λ for all rows, or one per row."""
         if (preference is None) == (preferences is None):
             raise HoEError("give either preference= (one λ for every row) or preferences= (one per row)")
@@ -146,7 +170,13 @@ class HoEModel(nn.Module):
         finally:
             self.state.clear()
 
-    def forward(self, *args, preference: PreferenceLike | None = None, preferences: Sequence[PreferenceLike] | None = None, **kwargs):
+    def forward(
+        self,
+        *args,
+        preference: PreferenceLike | None = None,
+        preferences: Sequence[PreferenceLike] | None = None,
+        **kwargs,
+    ):
         """The wrapped model's forward under a preference (one λ, or one per row)."""
         if preference is None and preferences is None:
             if not self.state.active:
@@ -184,7 +214,7 @@ class HoEModel(nn.Module):
         generate_kwargs.setdefault("pad_token_id", self.tokenizer.pad_token_id)
         with self.preference(preference, preferences=preferences):
             output = self.model.generate(**inputs, **generate_kwargs)
-        new_tokens = output[:, inputs["input_ids"].shape[1]:]
+        new_tokens = output[:, inputs["input_ids"].shape[1] :]
         return self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
 
     # ---- bookkeeping ----------------------------------------------------------------------
@@ -196,10 +226,17 @@ class HoEModel(nn.Module):
         """Base model, LoRA experts and router experts, in parameters."""
         experts = sum(layer.lora_A.numel() + layer.lora_B.numel() for layer in self.layers.values())
         routers = sum(layer.router_weight.numel() + layer.router_bias.numel() for layer in self.layers.values())
-        inference_copies = sum(layer.router_weight.numel() for layer in self.layers.values())  # router rows in the stacked GEMM
+        inference_copies = sum(
+            layer.router_weight.numel() for layer in self.layers.values()
+        )  # router rows in the stacked GEMM
         total = sum(p.numel() for p in self.model.parameters())
         base = total - experts - routers - inference_copies
-        return {"base": base, "lora_experts": experts, "routers": routers, "per_router": routers // max(1, len(self.bundle.routers))}
+        return {
+            "base": base,
+            "lora_experts": experts,
+            "routers": routers,
+            "per_router": routers // max(1, len(self.bundle.routers)),
+        }
 
 
 def _batch_size(args, kwargs) -> int | None:

@@ -31,11 +31,15 @@ class MixtureLinear(nn.Module):
         self.ranks, self.router_sizes = list(ranks), list(router_sizes)
         self.total_rank, total_router = sum(ranks), sum(router_sizes)
         dtype, device = base.weight.dtype, base.weight.device
-        fused = torch.zeros(self.out_features + self.total_rank + total_router, self.in_features, dtype=dtype, device=device)
+        fused = torch.zeros(
+            self.out_features + self.total_rank + total_router, self.in_features, dtype=dtype, device=device
+        )
         fused[: self.out_features].copy_(base.weight.detach())
         self.fused = nn.Parameter(fused, requires_grad=False)  # [W₀; A_1; …; A_K; R_1; …; R_J]
         self.bias = None if base.bias is None else nn.Parameter(base.bias.detach().clone(), requires_grad=False)
-        self.lora_B = nn.Parameter(torch.zeros(self.out_features, self.total_rank, dtype=dtype, device=device), requires_grad=False)
+        self.lora_B = nn.Parameter(
+            torch.zeros(self.out_features, self.total_rank, dtype=dtype, device=device), requires_grad=False
+        )
         self.router_weight = nn.Parameter(torch.zeros(total_router, self.in_features, dtype=dtype, device=device))
         self.router_bias = nn.Parameter(torch.zeros(total_router, dtype=dtype, device=device))
         experts = torch.repeat_interleave(torch.arange(len(ranks)), torch.tensor(ranks, dtype=torch.long))

@@ -24,8 +24,16 @@ from hoe.experts.lora import EXPERT_META, read_lora
 from hoe.experts.modules import check_adapter_shapes, linear_layers
 from hoe.experts.trainable_lora import ADAPTER_DIR
 from hoe.merging import MergeSettings, merge_experts
-from hoe.model.bundle import (BUNDLE_FILE, FORMAT_VERSION, Bundle, BundleSpec, RouterEntry, adapter_shapes, check_against_base,
-                              load_bundle)
+from hoe.model.bundle import (
+    BUNDLE_FILE,
+    FORMAT_VERSION,
+    Bundle,
+    BundleSpec,
+    RouterEntry,
+    adapter_shapes,
+    check_against_base,
+    load_bundle,
+)
 from hoe.pipeline.recipe import Recipe, anchor_vector, load_recipe
 from hoe.training.make_expert import REPORT_NAME, make_expert
 from hoe.utils.io import atomic_dir
@@ -56,16 +64,36 @@ def build_bundle(recipe_path: str | Path, out: str | Path, *, progress: bool = T
     previous = {e.name: e for e in old_bundle.experts if e.fingerprint} if old_bundle else {}
     anchors: dict[str, list[float]] = {}
     with atomic_dir(out, overwrite=True) as tmp:
-        bundle = Bundle(tmp, BundleSpec(format_version=FORMAT_VERSION, base_model=recipe.base, objectives=recipe.objectives,
-                                        target_modules=[], experts=[], scorers=dict(recipe.scorers)))
-        steps = [("expert", i, e) for i, e in enumerate(recipe.experts)] + [("merge", i, m) for i, m in enumerate(recipe.merges)]
+        bundle = Bundle(
+            tmp,
+            BundleSpec(
+                format_version=FORMAT_VERSION,
+                base_model=recipe.base,
+                objectives=recipe.objectives,
+                target_modules=[],
+                experts=[],
+                scorers=dict(recipe.scorers),
+            ),
+        )
+        steps = [("expert", i, e) for i, e in enumerate(recipe.experts)] + [
+            ("merge", i, m) for i, m in enumerate(recipe.merges)
+        ]
         for kind, index, spec in tqdm(steps, desc="build", unit="expert", disable=not progress):
             target = tmp / "experts" / spec.name
-            fingerprint = _fingerprint(recipe.base, recipe.rank, recipe.target_modules, spec.model_dump(),
-                                       [anchors.get(e) for e in getattr(spec, "experts", [])],
-                                       *([recipe.dtype] if recipe.dtype != "float32" else []))  # old fingerprints stay valid
+            fingerprint = _fingerprint(
+                recipe.base,
+                recipe.rank,
+                recipe.target_modules,
+                spec.model_dump(),
+                [anchors.get(e) for e in getattr(spec, "experts", [])],
+                *([recipe.dtype] if recipe.dtype != "float32" else []),
+            )  # old fingerprints stay valid
             old = previous.get(spec.name)
-            if old is not None and old.fingerprint == fingerprint and (out / old.path / "adapter_config.json").is_file():
+            if (
+                old is not None
+                and old.fingerprint == fingerprint
+                and (out / old.path / "adapter_config.json").is_file()
+            ):
                 shutil.copytree(out / old.path, target)
                 source = old.source
             elif kind == "expert":
@@ -76,7 +104,9 @@ def build_bundle(recipe_path: str | Path, out: str | Path, *, progress: bool = T
             anchors[spec.name] = anchor
             bundle.record_expert(spec.name, anchor, fingerprint=fingerprint, source=source)
         bundle.check_unique_anchors()
-        bundle.spec.target_modules = sorted(set().union(*(adapter_shapes(bundle.expert_path(e)) for e in bundle.experts)))
+        bundle.spec.target_modules = sorted(
+            set().union(*(adapter_shapes(bundle.expert_path(e)) for e in bundle.experts))
+        )
         _add_routers(recipe, bundle, base)
         if old_bundle is not None and old_bundle.objectives == recipe.objectives:
             bundle.spec.routers = [_keep_trained(old_bundle, router, bundle) for router in bundle.routers]
@@ -91,12 +121,19 @@ def _make_expert(recipe: Recipe, root: Path, spec, index: int, target: Path, bas
         folder = _resolve(root, spec.lora)
         _copy_lora(folder, target, base, layers, f"{where}.lora")
         return {"kind": "lora", "from": str(folder)}
-    settings = ExtractSettings(rank=spec.rank or recipe.rank, svd=spec.svd, target_modules=recipe.target_modules, dtype=recipe.dtype)
+    settings = ExtractSettings(
+        rank=spec.rank or recipe.rank, svd=spec.svd, target_modules=recipe.target_modules, dtype=recipe.dtype
+    )
     if spec.make is not None:
         reference = _made_model(recipe.base, spec.make, progress)
         if spec.make.lora_rank is not None:  # the made model's own LoRA is the expert: nothing to extract
             _copy_lora(reference / ADAPTER_DIR, target, base, layers, f"{where}.make")
-            return {"kind": "make", "from": str(reference / ADAPTER_DIR), "rank": spec.make.lora_rank, "make": spec.make.model_dump()}
+            return {
+                "kind": "make",
+                "from": str(reference / ADAPTER_DIR),
+                "rank": spec.make.lora_rank,
+                "make": spec.make.model_dump(),
+            }
         extract_expert(recipe.base, str(reference), target, settings, progress=progress)
         return {"kind": "make", "from": str(reference), "rank": settings.rank, "make": spec.make.model_dump()}
     local = _resolve(root, spec.finetuned)
@@ -115,17 +152,34 @@ def _copy_lora(folder: Path, target: Path, base, layers, where: str) -> None:
 
 def _made_model(base: str, make, progress: bool) -> Path:
     """The model ``hoe make-expert`` makes for a recipe entry, cached by its settings."""
-    out = cache_root() / "experts" / f"{make.objective.replace('/', '_').replace(':', '_')}-{_fingerprint(base, make.cache_fields())}"
+    out = (
+        cache_root()
+        / "experts"
+        / f"{make.objective.replace('/', '_').replace(':', '_')}-{_fingerprint(base, make.cache_fields())}"
+    )
     if not (out / REPORT_NAME).is_file():
         make_expert(base, make, out, overwrite=True, progress=progress)
     return out
 
 
 def _make_merge(recipe: Recipe, spec, index: int, target: Path, tmp: Path, anchors, progress) -> dict:
-    settings = MergeSettings(method=spec.method, weights=spec.weights, rank=spec.rank or recipe.rank, params=dict(spec.params),
-                             target_modules=recipe.target_modules, objectives=None, dtype=recipe.dtype)
+    settings = MergeSettings(
+        method=spec.method,
+        weights=spec.weights,
+        rank=spec.rank or recipe.rank,
+        params=dict(spec.params),
+        target_modules=recipe.target_modules,
+        objectives=None,
+        dtype=recipe.dtype,
+    )
     merge_experts(recipe.base, [tmp / "experts" / name for name in spec.experts], target, settings, progress=progress)
-    return {"kind": "merge", "method": spec.method, "experts": spec.experts, "weights": settings.weights, "params": dict(spec.params)}
+    return {
+        "kind": "merge",
+        "method": spec.method,
+        "experts": spec.experts,
+        "weights": settings.weights,
+        "params": dict(spec.params),
+    }
 
 
 def _anchor_of(recipe: Recipe, spec, kind: str, index: int, anchors: dict[str, list[float]]) -> list[float]:
@@ -151,12 +205,23 @@ def _keep_trained(old: Bundle, router: RouterEntry, new: Bundle) -> RouterEntry:
     """The previous bundle's trained router in place of a new one, where the rebuild left it
     nothing to change: same name, anchor and covered experts, each expert unchanged."""
     previous = next((r for r in old.routers if r.name == router.name), None)
-    if previous is None or not previous.trained or previous.covers != router.covers or not np.allclose(previous.anchor, router.anchor):
+    if (
+        previous is None
+        or not previous.trained
+        or previous.covers != router.covers
+        or not np.allclose(previous.anchor, router.anchor)
+    ):
         return router
     fingerprints = {e.name: e.fingerprint for e in old.experts}
-    if any(e.fingerprint is None or fingerprints.get(e.name) != e.fingerprint for e in new.experts if e.name in router.covers):
+    if any(
+        e.fingerprint is None or fingerprints.get(e.name) != e.fingerprint
+        for e in new.experts
+        if e.name in router.covers
+    ):
         return router
-    files = [previous.path] + ([previous.training["curve"]] if previous.training and previous.training.get("curve") else [])
+    files = [previous.path] + (
+        [previous.training["curve"]] if previous.training and previous.training.get("curve") else []
+    )
     if not all(not Path(f).is_absolute() and (old.folder / f).is_file() for f in files):
         return router
     for f in files:

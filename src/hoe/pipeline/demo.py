@@ -4,8 +4,10 @@ On the offline assistant suite (HH-RLHF prompts, offline scorers), with two obje
 (civility, concision) and with three (civility, concision, positivity): make the
 single-objective experts of SmolLM2-135M-Instruct by RAFT (candidates sampled once, every step
 cached), extract them by task-SVD, merge with PCB, build the HoE bundle, train its routers by PPO
-(Tchebycheff + OMD), answer under several preferences with one model, and evaluate HoE against soup, merged, Rewarded Soups, MOD, the
-experts and the base on held-out prompts: fronts, hypervolume, cost per token.
+(Tchebycheff + OMD), answer under several preferences with one model, and evaluate HoE against soup,
+merged, Rewarded Soups, MOD, the experts and the base on held-out prompts: fronts, hypervolume, cost per
+token. The suites are the shipped recipes ``recipes/assistant-offline-2.yaml`` and
+``recipes/assistant-offline.yaml``, with the profile's prompt count, steps and SVD backend.
 
 ``quick`` took 20.4 minutes on a fresh, quiet 2-core machine (its goal: about 20; about 20 s once cached);
 ``full`` makes the numbers the README quotes.
@@ -18,7 +20,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import yaml
 
 from hoe.checkpoints.loading import DEFAULT_MODEL, resolve_checkpoint
 from hoe.errors import HoEError
@@ -53,10 +54,32 @@ class Profile:
 
 
 PROFILES = {
-    "quick": Profile(prompt_count=48, steps=12, eval_prompts=12, max_new_tokens=24, preferences_2="grid:3", preferences_3="simplex:0.5",
-                     max_prompt_tokens=96, router_steps=3, router_batch=8, router_tokens=24, svd="randomized"),
-    "full": Profile(prompt_count=96, steps=24, eval_prompts=64, max_new_tokens=48, preferences_2="grid:6", preferences_3="simplex:0.5",
-                    max_prompt_tokens=192, router_steps=16, router_batch=16, router_tokens=48, router_calibration=16),
+    "quick": Profile(
+        prompt_count=48,
+        steps=12,
+        eval_prompts=12,
+        max_new_tokens=24,
+        preferences_2="grid:3",
+        preferences_3="simplex:0.5",
+        max_prompt_tokens=96,
+        router_steps=3,
+        router_batch=8,
+        router_tokens=24,
+        svd="randomized",
+    ),
+    "full": Profile(
+        prompt_count=96,
+        steps=24,
+        eval_prompts=64,
+        max_new_tokens=48,
+        preferences_2="grid:6",
+        preferences_3="simplex:0.5",
+        max_prompt_tokens=192,
+        router_steps=16,
+        router_batch=16,
+        router_tokens=48,
+        router_calibration=16,
+    ),
 }
 
 # suite -> the shipped recipe it runs (recipes/<name>.yaml), under the profile's overrides
@@ -109,25 +132,51 @@ def run_suite(suite: str, profile: Profile, out: Path, rank: int, progress: bool
     built = time.perf_counter() - start
     first = bundle.experts[0]
     report = json.loads((bundle.expert_path(first) / "extract_report.json").read_text())
-    print(f"  bundle {folder / 'bundle'} ({built:.0f} s): LoRA experts {', '.join(e.name for e in bundle.experts)}; "
-          f"routers {', '.join(r.name for r in bundle.routers)}")
+    print(
+        f"  bundle {folder / 'bundle'} ({built:.0f} s): LoRA experts {', '.join(e.name for e in bundle.experts)}; "
+        f"routers {', '.join(r.name for r in bundle.routers)}"
+    )
     print(f"  task-SVD of expert '{first.name}' (rank {rank}, {profile.svd}):\n" + _indent(summarise(report), 4))
     routers = train_routers(folder / "bundle", profile, progress)
-    settings = EvalSettings(bundle=str(folder / "bundle"), preferences=profile.preferences_2 if len(bundle.objectives) == 2 else profile.preferences_3,
-                            prompts=EVAL_PROMPTS, split="heldout", limit=profile.eval_prompts,
-                            decoding=Decoding(max_new_tokens=profile.max_new_tokens, batch_size=16, max_prompt_tokens=profile.max_prompt_tokens))
+    settings = EvalSettings(
+        bundle=str(folder / "bundle"),
+        preferences=profile.preferences_2 if len(bundle.objectives) == 2 else profile.preferences_3,
+        prompts=EVAL_PROMPTS,
+        split="heldout",
+        limit=profile.eval_prompts,
+        decoding=Decoding(
+            max_new_tokens=profile.max_new_tokens, batch_size=16, max_prompt_tokens=profile.max_prompt_tokens
+        ),
+    )
     start = time.perf_counter()
     results = evaluate(settings, folder / "evaluation", overwrite=True, progress=progress)
-    print(f"  evaluation ({time.perf_counter() - start:.0f} s), {results['settings']['prompts']['count']} held-out prompts, "
-          f"{len(results['points'])} models:\n" + _indent(methods_table(results), 4))
+    print(
+        f"  evaluation ({time.perf_counter() - start:.0f} s), {results['settings']['prompts']['count']} held-out "
+        "prompts, "
+        f"{len(results['points'])} models:\n" + _indent(methods_table(results), 4)
+    )
     print(f"  report: {folder / 'evaluation' / 'report.md'}; fronts: {folder / 'evaluation' / 'fronts.png'}")
-    return {"bundle": str(folder / "bundle"), "build_seconds": round(built, 1), "routers": routers, "methods": results["methods"]}
+    return {
+        "bundle": str(folder / "bundle"),
+        "build_seconds": round(built, 1),
+        "routers": routers,
+        "methods": results["methods"],
+    }
 
 
 def router_config(profile: Profile):
-    return load_config(None, prompts=TRAIN_PROMPTS, prompt_count=profile.router_steps * profile.router_batch, steps=profile.router_steps,
-                       batch_size=profile.router_batch, max_new_tokens=profile.router_tokens, max_prompt_tokens=profile.max_prompt_tokens,
-                       learning_rate=profile.router_learning_rate, calibration_prompts=profile.router_calibration, checkpoint_every=4)
+    return load_config(
+        None,
+        prompts=TRAIN_PROMPTS,
+        prompt_count=profile.router_steps * profile.router_batch,
+        steps=profile.router_steps,
+        batch_size=profile.router_batch,
+        max_new_tokens=profile.router_tokens,
+        max_prompt_tokens=profile.max_prompt_tokens,
+        learning_rate=profile.router_learning_rate,
+        calibration_prompts=profile.router_calibration,
+        checkpoint_every=4,
+    )
 
 
 def train_routers(bundle_path: Path, profile: Profile, progress: bool) -> list[dict]:
@@ -145,10 +194,23 @@ def train_routers(bundle_path: Path, profile: Profile, progress: bool) -> list[d
             summary = train_router(bundle_path, router.anchor, config, overwrite=True, progress=progress)
             first, last, seconds = summary["first"], summary["last"], round(time.perf_counter() - start, 1)
         took = "cached" if seconds is None else f"{seconds:.0f} s"
-        print(f"  router {router.name}: {config.steps} PPO steps × {config.batch_size} prompts ({took}); Tchebycheff objective "
-              f"{first['tchebycheff']:+.3f} → {last['tchebycheff']:+.3f} (training batches), KL to the static mix {last['kl']:.3f}")
-        summaries.append({"router": router.name, "anchor": router.anchor, "steps": config.steps, "train_seconds": seconds,
-                          "first_tchebycheff": first["tchebycheff"], "last_tchebycheff": last["tchebycheff"], "last_kl": last["kl"]})
+        print(
+            f"  router {router.name}: {config.steps} PPO steps × {config.batch_size} prompts ({took}); Tchebycheff "
+            "objective "
+            f"{first['tchebycheff']:+.3f} → {last['tchebycheff']:+.3f} (training batches), KL to the static mix "
+            f"{last['kl']:.3f}"
+        )
+        summaries.append(
+            {
+                "router": router.name,
+                "anchor": router.anchor,
+                "steps": config.steps,
+                "train_seconds": seconds,
+                "first_tchebycheff": first["tchebycheff"],
+                "last_tchebycheff": last["tchebycheff"],
+                "last_kl": last["kl"],
+            }
+        )
     return summaries
 
 
@@ -178,14 +240,21 @@ def run_demo(out: str | Path = "runs/demo", profile: str = "quick", rank: int = 
     summary = {"profile": profile, "settings": asdict(chosen), "suites": {}}
     for step, suite in enumerate(SUITES, 2):
         objectives = suite_recipe(suite, chosen, rank).objectives
-        print(f"[{step}/4] {suite} ({', '.join(objectives)}): RAFT experts (cached), task-SVD, PCB merge, bundle, router PPO, evaluation")
+        print(
+            f"[{step}/4] {suite} ({', '.join(objectives)}): RAFT experts (cached), task-SVD, PCB merge, bundle, router "
+            "PPO, evaluation"
+        )
         summary["suites"][suite] = run_suite(suite, chosen, out, rank, progress)
     print("[4/4] one model, a preference per row (greedy, 40 new tokens):")
-    summary["answers"] = sample_answers(out / "2-objectives" / "bundle", suite_recipe("2-objectives", chosen, rank).objectives)
+    summary["answers"] = sample_answers(
+        out / "2-objectives" / "bundle", suite_recipe("2-objectives", chosen, rank).objectives
+    )
     summary["total_seconds"] = round(time.perf_counter() - start, 1)
     (out / "demo_summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-    print(f"artifacts: {out.resolve()} (per suite: recipe.yaml, bundle/, evaluation/report.md, evaluation/fronts.png); "
-          f"{summary['total_seconds']} s in all")
+    print(
+        f"artifacts: {out.resolve()} (per suite: recipe.yaml, bundle/, evaluation/report.md, evaluation/fronts.png); "
+        f"{summary['total_seconds']} s in all"
+    )
     return summary
 
 

@@ -64,7 +64,10 @@ class ExpertSpec(_Strict):
     @model_validator(mode="after")
     def _one_source(self):
         if sum(x is not None for x in (self.lora, self.finetuned, self.make)) != 1:
-            raise ValueError("give exactly one of 'lora' (a ready adapter), 'finetuned' (a model to extract) or 'make' (an expert to make)")
+            raise ValueError(
+                "give exactly one of 'lora' (a ready adapter), 'finetuned' (a model to extract) or 'make' (an expert "
+                "to make)"
+            )
         if self.anchor is None and self.lora is None:
             raise ValueError("'anchor' is required (only a 'lora' expert may take the anchor its folder records)")
         return self
@@ -91,7 +94,9 @@ class Recipe(_Strict):
     objectives: list[str] = Field(min_length=1)
     scorers: dict[str, str] = {}  # objective -> scorer spec, where the name is not one; kept in the bundle
     rank: int = Field(default=16, gt=0)
-    dtype: Literal["float32", "float16", "bfloat16"] = "float32"  # of extracted and merged factors (computed in float32/64)
+    dtype: Literal["float32", "float16", "bfloat16"] = (
+        "float32"  # of extracted and merged factors (computed in float32/64)
+    )
     target_modules: list[str] | None = None
     experts: list[ExpertSpec] = Field(min_length=1)
     merges: list[MergeSpec] = []
@@ -114,7 +119,9 @@ class Recipe(_Strict):
             known = names[: len(self.experts) + i]
             unknown = [e for e in merge.experts if e not in known]
             if unknown:
-                raise ValueError(f"merges.{i}: unknown expert '{unknown[0]}' (experts and earlier merges: {', '.join(known)})")
+                raise ValueError(
+                    f"merges.{i}: unknown expert '{unknown[0]}' (experts and earlier merges: {', '.join(known)})"
+                )
             if merge.weights is not None and len(merge.weights) != len(merge.experts):
                 raise ValueError(f"merges.{i}: {len(merge.weights)} weights for {len(merge.experts)} experts")
         unknown = [k for k in self.scorers if k not in self.objectives]
@@ -137,9 +144,14 @@ def recorded_anchor(folder: Path, objectives: list[str], where: str) -> dict[str
     if not meta.is_file():
         raise HoEError(f"{where}: missing, and '{folder}' records no anchor (no hoe_expert.json)")
     record = json.loads(meta.read_text())
-    unknown = [name for name, weight in zip(record["objectives"], record["anchor"]) if weight > 0 and name not in objectives]
+    unknown = [
+        name for name, weight in zip(record["objectives"], record["anchor"]) if weight > 0 and name not in objectives
+    ]
     if unknown:
-        raise HoEError(f"{where}: missing, and the anchor '{folder}' records weights objective '{unknown[0]}' that the recipe lacks")
+        raise HoEError(
+            f"{where}: missing, and the anchor '{folder}' records weights objective '{unknown[0]}' that the recipe "
+            "lacks"
+        )
     return {name: weight for name, weight in zip(record["objectives"], record["anchor"]) if name in objectives}
 
 
@@ -174,6 +186,8 @@ def load_recipe(path: str | Path) -> tuple[Recipe, Path]:
     for i, merge in enumerate(recipe.merges):
         if merge.anchor is not None:
             anchor_vector(merge.anchor, recipe.objectives, f"{path}: merges.{i}.anchor")
-        if merge.weights is not None and (any(w < 0 or math.isnan(w) for w in merge.weights) or sum(merge.weights) <= 0):
+        if merge.weights is not None and (
+            any(w < 0 or math.isnan(w) for w in merge.weights) or sum(merge.weights) <= 0
+        ):
             raise HoEError(f"{path}: merges.{i}.weights must be non-negative with a positive sum")
     return recipe, path.parent

@@ -28,23 +28,40 @@ from hoe.rl.trainer import Trainer
 from hoe.routing import parse_preference
 
 
-def plan_router(bundle: Bundle, anchor: np.ndarray, overwrite: bool, resume: bool) -> tuple[int, RouterEntry | None, list | None]:
+def plan_router(
+    bundle: Bundle, anchor: np.ndarray, overwrite: bool, resume: bool
+) -> tuple[int, RouterEntry | None, list | None]:
     """(router index, new RouterEntry or None, static weights) for training at ``anchor``."""
     on = bundle.expert_at(anchor)
     if on is not None:
-        raise HoEError(f"anchor {anchor.tolist()} is the anchor of expert '{on.name}': a router serves a preference no expert sits on")
+        raise HoEError(
+            f"anchor {anchor.tolist()} is the anchor of expert '{on.name}': a router serves a preference no expert "
+            "sits on"
+        )
     index = bundle.router_index_at(anchor)
     if index is not None:
         router = bundle.routers[index]
         if router.trained and not (overwrite or resume):
-            raise HoEError(f"router '{router.name}' at {anchor.tolist()} is trained already (pass --overwrite to train it again)")
+            raise HoEError(
+                f"router '{router.name}' at {anchor.tolist()} is trained already (pass --overwrite to train it again)"
+            )
         return index, None, (router.training or {}).get("initial_weights")
     entry = bundle.plan_router(anchor)
     return len(bundle.routers), entry, entry.training["initial_weights"]
 
 
-def train_router(bundle_path: str | Path, anchor, config: TrainConfig, *, work: str | Path | None = None, resume: bool = False,
-                 overwrite: bool = False, device: str = "cpu", progress: bool = True, max_minutes: float | None = None) -> dict:
+def train_router(
+    bundle_path: str | Path,
+    anchor,
+    config: TrainConfig,
+    *,
+    work: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    device: str = "cpu",
+    progress: bool = True,
+    max_minutes: float | None = None,
+) -> dict:
     """Train (or continue training) the router at ``anchor`` and write it into the bundle. With
     ``max_minutes``, training stops after the step that crosses that budget; the router trained so
     far is written (its record says how many steps) and ``resume=True`` continues the run."""
@@ -62,26 +79,42 @@ def train_router(bundle_path: str | Path, anchor, config: TrainConfig, *, work: 
     _prepare_work(work, resume)
 
     # ---- everything checked: load and train -------------------------------------------------------
-    staged = Bundle(work, bundle.spec.model_copy(deep=True))  # the bundle as training sees it: the new router's weights in work/
+    staged = Bundle(
+        work, bundle.spec.model_copy(deep=True)
+    )  # the bundle as training sees it: the new router's weights in work/
     if new_entry is not None:
         base = CheckpointTensors(resolve_checkpoint(staged.spec.base_model))
         staged.write_untrained_router(new_entry, {m: base.shape(f"{m}.weight")[1] for m in staged.spec.target_modules})
         new_entry.path = str((work / new_entry.path).resolve())
         staged.spec.routers.append(new_entry)
     hoe = HoEModel.from_loaded_bundle(Bundle(bundle_path, staged.spec), device=device)
-    prompts, cut = fit_prompts(hoe.tokenizer, prompts, None, config.max_new_tokens, max_prompt_tokens=config.max_prompt_tokens)
+    prompts, cut = fit_prompts(
+        hoe.tokenizer, prompts, None, config.max_new_tokens, max_prompt_tokens=config.max_prompt_tokens
+    )
     policy = RouterPolicy(hoe, index)
     if new_entry is None and not resume:  # (re)train from the static mix the router starts as
         policy.reset_to_static_mix()
     routings = None
     if experts is not None:
         routings = {i: (lambda e=e: hoe.preference(e.anchor)) for i, e in enumerate(experts)}
-    trainer = Trainer(policy, bundle.objectives, config.scorers, config, prompts, work, device=device, progress=progress)
-    rows = trainer.train(resume=resume, expert_routings=routings, max_seconds=None if max_minutes is None else 60 * max_minutes)
-    summary = {"router": name, "anchor": vector.tolist(), "steps": len(rows), "stopped_early": trainer.stopped_early,
-               "prompts_cut": cut, "work": str(work),
-               "trainable_parameters": policy.trainable_count(), "first": rows[0] if rows else None, "last": rows[-1] if rows else None,
-               "main_process": trainer.dist.is_main}
+    trainer = Trainer(
+        policy, bundle.objectives, config.scorers, config, prompts, work, device=device, progress=progress
+    )
+    rows = trainer.train(
+        resume=resume, expert_routings=routings, max_seconds=None if max_minutes is None else 60 * max_minutes
+    )
+    summary = {
+        "router": name,
+        "anchor": vector.tolist(),
+        "steps": len(rows),
+        "stopped_early": trainer.stopped_early,
+        "prompts_cut": cut,
+        "work": str(work),
+        "trainable_parameters": policy.trainable_count(),
+        "first": rows[0] if rows else None,
+        "last": rows[-1] if rows else None,
+        "main_process": trainer.dist.is_main,
+    }
     if trainer.dist.is_main:
         _write_back(Bundle(bundle_path, staged.spec), index, policy.trainable_state(), config, trainer, work, summary)
     trainer.dist.barrier()
@@ -91,7 +124,10 @@ def train_router(bundle_path: str | Path, anchor, config: TrainConfig, *, work: 
 def _checked_config(bundle: Bundle, config: TrainConfig, max_minutes: float | None) -> TrainConfig:
     """The config with the bundle's scorers filled in, after every check that needs no model."""
     if config.trainable != "router":
-        raise HoEError("hoe train-router trains a router ('trainable: router'); a LoRA policy is trained by make-expert --method ppo")
+        raise HoEError(
+            "hoe train-router trains a router ('trainable: router'); a LoRA policy is trained by make-expert --method "
+            "ppo"
+        )
     if max_minutes is not None and max_minutes <= 0:
         raise HoEError(f"--max-minutes must be positive, got {max_minutes}")
     unknown = [k for k in config.scorers if k not in bundle.objectives]
@@ -103,7 +139,9 @@ def _checked_config(bundle: Bundle, config: TrainConfig, max_minutes: float | No
         try:
             check_objective_name(config.scorers.get(objective, objective))
         except HoEError as exc:
-            raise HoEError(f"objective '{objective}' needs a scorer (config 'scorers: {{{objective}: SPEC}}'): {exc}") from None
+            raise HoEError(
+                f"objective '{objective}' needs a scorer (config 'scorers: {{{objective}: SPEC}}'): {exc}"
+            ) from None
     check_objectives(config, bundle.objectives)
     return config
 
@@ -111,22 +149,43 @@ def _checked_config(bundle: Bundle, config: TrainConfig, max_minutes: float | No
 def _prepare_work(work: Path, resume: bool) -> None:
     """An empty work folder (or the previous run's, to resume); never empties a folder that is not one."""
     if not resume and work.exists():
-        if not work.is_dir() or (any(work.iterdir()) and not (work / "curve.csv").exists() and not (work / "checkpoint").exists()
-                                 and not (work / "routers").exists() and not (work / "initial_router.safetensors").exists()):
-            raise HoEError(f"--work '{work}' exists and is not a router-training folder; choose another (it would be emptied)")
+        if not work.is_dir() or (
+            any(work.iterdir())
+            and not (work / "curve.csv").exists()
+            and not (work / "checkpoint").exists()
+            and not (work / "routers").exists()
+            and not (work / "initial_router.safetensors").exists()
+        ):
+            raise HoEError(
+                f"--work '{work}' exists and is not a router-training folder; choose another (it would be emptied)"
+            )
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
 
 
-def _write_back(bundle: Bundle, index: int, tensors: dict[str, torch.Tensor], config: TrainConfig, trainer: Trainer, work: Path,
-                summary: dict) -> None:
+def _write_back(
+    bundle: Bundle,
+    index: int,
+    tensors: dict[str, torch.Tensor],
+    config: TrainConfig,
+    trainer: Trainer,
+    work: Path,
+    summary: dict,
+) -> None:
     """The trained router into the bundle: weights and curve by rename, then hoe.json by rename."""
     entry = bundle.spec.routers[index]
     bundle.write_router(entry, tensors, curve=work / "curve.csv")
     entry.trained = True
-    entry.training = {**(entry.training or {}), "config": config.model_dump(), "steps": summary["steps"],
-                      "complete": summary["steps"] >= config.steps,
-                      "normalisation": {k: list(v) for k, v in trainer.norm.items()}, "ideal": trainer.scalarisation.ideal.tolist(),
-                      "final_w": trainer.scalarisation.w.tolist(), "trainable_parameters": summary["trainable_parameters"],
-                      "first": summary["first"], "last": summary["last"]}
+    entry.training = {
+        **(entry.training or {}),
+        "config": config.model_dump(),
+        "steps": summary["steps"],
+        "complete": summary["steps"] >= config.steps,
+        "normalisation": {k: list(v) for k, v in trainer.norm.items()},
+        "ideal": trainer.scalarisation.ideal.tolist(),
+        "final_w": trainer.scalarisation.w.tolist(),
+        "trainable_parameters": summary["trainable_parameters"],
+        "first": summary["first"],
+        "last": summary["last"],
+    }
     bundle.save()

@@ -34,6 +34,13 @@ def conflict_table(scores: dict[str, list[list[float]]]) -> list[dict]:
     rows = []
     for first, second in itertools.combinations(scores, 2):
         mean, error, count = within_prompt_correlation(scores[first], scores[second])
-        rows.append({"pair": [first, second], "spearman": round(mean, 4), "stderr": round(error, 4), "prompts": count,
-                     "conflict": bool(mean + 2 * error < 0) if count > 1 else False})
+        rows.append(
+            {
+                "pair": [first, second],
+                "spearman": round(mean, 4),
+                "stderr": round(error, 4),
+                "prompts": count,
+                "conflict": bool(mean + 2 * error < 0) if count > 1 else False,
+            }
+        )
     return sorted(rows, key=lambda r: r["spearman"])

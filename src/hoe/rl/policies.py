@@ -119,7 +119,9 @@ class RouterPolicy:
 class LoraPolicy:
     """A fresh peft LoRA on the base model; the reference is the base (adapter disabled)."""
 
-    def __init__(self, model, tokenizer, preference: np.ndarray, rank: int = 8, alpha: float = 16.0, seed: int = 0) -> None:
+    def __init__(
+        self, model, tokenizer, preference: np.ndarray, rank: int = 8, alpha: float = 16.0, seed: int = 0
+    ) -> None:
         self.model = attach_lora(model, LoraSettings(rank=rank, alpha=alpha), seed=seed)
         self.tokenizer = tokenizer
         self.preference = np.asarray(preference, dtype=np.float64)

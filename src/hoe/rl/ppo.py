@@ -56,8 +56,14 @@ def token_logprobs(model, sequences: torch.Tensor, attention: torch.Tensor, resp
     """Log-probabilities and entropies of the last ``response_length`` tokens, and the hidden
     states that predict them (for the value head)."""
     positions = (attention.long().cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=sequences, attention_mask=attention, position_ids=positions, output_hidden_states=True,
-                logits_to_keep=response_length + 1, use_cache=False)
+    out = model(
+        input_ids=sequences,
+        attention_mask=attention,
+        position_ids=positions,
+        output_hidden_states=True,
+        logits_to_keep=response_length + 1,
+        use_cache=False,
+    )
     logits = out.logits[:, :-1].float()
     targets = sequences[:, -response_length:]
     log_probs = F.log_softmax(logits, dim=-1)
@@ -75,7 +81,9 @@ def token_rewards(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, kl
     return rewards
 
 
-def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+def gae(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Generalised advantage estimation per objective: (B, T, N) advantages and returns."""
     steps = rewards.shape[1]
     advantages = torch.zeros_like(rewards)
@@ -107,18 +115,37 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values * mask).sum() / (mask.expand_as(values).sum().clamp(min=1))
 
 
-def ppo_loss(new_logprobs, old_logprobs, advantages, new_values, old_values, returns, entropy, mask, *, clip_range: float,
-             value_clip: float, value_coef: float, entropy_coef: float) -> tuple[torch.Tensor, dict]:
+def ppo_loss(
+    new_logprobs,
+    old_logprobs,
+    advantages,
+    new_values,
+    old_values,
+    returns,
+    entropy,
+    mask,
+    *,
+    clip_range: float,
+    value_clip: float,
+    value_coef: float,
+    entropy_coef: float,
+) -> tuple[torch.Tensor, dict]:
     """Clipped policy loss + clipped value loss − entropy bonus, averaged over response tokens."""
     ratio = torch.exp(new_logprobs - old_logprobs)
-    policy = masked_mean(torch.maximum(-advantages * ratio, -advantages * ratio.clamp(1 - clip_range, 1 + clip_range)), mask)
+    policy = masked_mean(
+        torch.maximum(-advantages * ratio, -advantages * ratio.clamp(1 - clip_range, 1 + clip_range)), mask
+    )
     clipped_values = old_values + (new_values - old_values).clamp(-value_clip, value_clip)
     value = 0.5 * masked_mean(torch.maximum((new_values - returns) ** 2, (clipped_values - returns) ** 2), mask)
     mean_entropy = masked_mean(entropy, mask)
     loss = policy + value_coef * value - entropy_coef * mean_entropy
-    stats = {"policy_loss": policy.item(), "value_loss": value.item(), "entropy": mean_entropy.item(),
-             "clip_fraction": masked_mean(((ratio.detach() - 1).abs() > clip_range).float(), mask).item(),
-             "approx_kl": masked_mean(0.5 * (new_logprobs - old_logprobs).detach() ** 2, mask).item()}
+    stats = {
+        "policy_loss": policy.item(),
+        "value_loss": value.item(),
+        "entropy": mean_entropy.item(),
+        "clip_fraction": masked_mean(((ratio.detach() - 1).abs() > clip_range).float(), mask).item(),
+        "approx_kl": masked_mean(0.5 * (new_logprobs - old_logprobs).detach() ** 2, mask).item(),
+    }
     return loss, stats
 
 

@@ -17,8 +17,16 @@ from hoe.errors import HoEError
 class Scalarisation:
     """State and update rule of one scalarisation; ``coefficients`` weight the advantages."""
 
-    def __init__(self, kind: str, preference: np.ndarray, *, ideal: np.ndarray | None = None, step: float = 1.0,
-                 smoothing: float = 0.5, objective: int | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        preference: np.ndarray,
+        *,
+        ideal: np.ndarray | None = None,
+        step: float = 1.0,
+        smoothing: float = 0.5,
+        objective: int | None = None,
+    ) -> None:
         self.kind, self.preference = kind, np.asarray(preference, dtype=np.float64)
         self.ideal = None if ideal is None else np.asarray(ideal, dtype=np.float64)
         self.step, self.smoothing, self.objective = step, smoothing, objective

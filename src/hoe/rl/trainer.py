@@ -23,7 +23,18 @@ from tqdm.auto import tqdm
 
 from hoe.errors import HoEError
 from hoe.rl.config import TrainConfig
-from hoe.rl.ppo import AdaptiveKL, Rollout, ValueHead, combine, gae, ppo_loss, response_mask, token_logprobs, token_rewards, whiten
+from hoe.rl.ppo import (
+    AdaptiveKL,
+    Rollout,
+    ValueHead,
+    combine,
+    gae,
+    ppo_loss,
+    response_mask,
+    token_logprobs,
+    token_rewards,
+    whiten,
+)
 from hoe.rl.scalarisation import Scalarisation
 from hoe.utils.io import atomic_dir, write_json
 from hoe.rewards.scoring import ScoreCache
@@ -62,21 +73,38 @@ class Distributed:
 class Trainer:
     """PPO on ``policy`` (a RouterPolicy or LoraPolicy) for the objectives' scorers."""
 
-    def __init__(self, policy, objectives: list[str], scorers: dict[str, str], config: TrainConfig, prompts: list[str], work: Path,
-                 *, device: str = "cpu", progress: bool = True) -> None:
+    def __init__(
+        self,
+        policy,
+        objectives: list[str],
+        scorers: dict[str, str],
+        config: TrainConfig,
+        prompts: list[str],
+        work: Path,
+        *,
+        device: str = "cpu",
+        progress: bool = True,
+    ) -> None:
         self.policy, self.objectives, self.config, self.prompts = policy, objectives, config, prompts
         self.scorers = [scorers.get(o, o) for o in objectives]
         self.work, self.device, self.progress = Path(work), device, progress
         self.dist = Distributed(cpu=device == "cpu")
         self.tokenizer = policy.tokenizer
         self.tokenizer.padding_side = "left"
-        hidden = policy.model.config.get_text_config().hidden_size if hasattr(policy.model.config, "get_text_config") else policy.model.config.hidden_size
+        hidden = (
+            policy.model.config.get_text_config().hidden_size
+            if hasattr(policy.model.config, "get_text_config")
+            else policy.model.config.hidden_size
+        )
         torch.manual_seed(config.seed)
         self.value_head = ValueHead(hidden, len(objectives)).to(device)
-        self.optimizer = torch.optim.AdamW([
-            {"params": policy.parameters(), "lr": config.learning_rate},
-            {"params": list(self.value_head.parameters()), "lr": config.value_learning_rate},
-        ], weight_decay=0.0)
+        self.optimizer = torch.optim.AdamW(
+            [
+                {"params": policy.parameters(), "lr": config.learning_rate},
+                {"params": list(self.value_head.parameters()), "lr": config.value_learning_rate},
+            ],
+            weight_decay=0.0,
+        )
         self.kl = AdaptiveKL(config.kl_coef, config.kl_target, config.kl_horizon)
         self.scalarisation: Scalarisation | None = None
         self.norm: dict[str, tuple[float, float]] = {}
@@ -87,7 +115,10 @@ class Trainer:
     def prompts_for(self, step: int) -> list[str]:
         """This process's prompts at ``step``: a fixed shuffled order, cycled, split by process."""
         per_step = self.config.batch_size * self.dist.size
-        order = torch.randperm(len(self.prompts), generator=torch.Generator().manual_seed(self.config.seed + 7919 * (step * per_step // len(self.prompts))))
+        order = torch.randperm(
+            len(self.prompts),
+            generator=torch.Generator().manual_seed(self.config.seed + 7919 * (step * per_step // len(self.prompts))),
+        )
         start = (step * per_step) % len(self.prompts)
         indices = [order[(start + i) % len(self.prompts)].item() for i in range(per_step)]
         mine = indices[self.dist.rank * self.config.batch_size : (self.dist.rank + 1) * self.config.batch_size]
@@ -99,8 +130,15 @@ class Trainer:
         inputs = {k: v.to(self.device) for k, v in encode_prompts(self.tokenizer, prompts).items()}
         c = self.config
         with (routed or self.policy.routed)():
-            out = self.policy.model.generate(**inputs, do_sample=True, temperature=c.temperature, top_p=c.top_p, top_k=0,
-                                             max_new_tokens=c.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id)
+            out = self.policy.model.generate(
+                **inputs,
+                do_sample=True,
+                temperature=c.temperature,
+                top_p=c.top_p,
+                top_k=0,
+                max_new_tokens=c.max_new_tokens,
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
         length = out.shape[1] - inputs["input_ids"].shape[1]
         response = out[:, -length:]
         mask = response_mask(response, self.tokenizer.eos_token_id)
@@ -138,7 +176,9 @@ class Trainer:
         normalised reward on its own objective plus a margin."""
         c = self.config
         prompts = self.prompts[: c.calibration_prompts]
-        samples = {"reference": self.raw_scores(prompts, self.sample(prompts, lambda: self.policy.routed(reference=True))[3])}
+        samples = {
+            "reference": self.raw_scores(prompts, self.sample(prompts, lambda: self.policy.routed(reference=True))[3])
+        }
         for index, routed in (expert_routings or {}).items():
             samples[index] = self.raw_scores(prompts, self.sample(prompts, routed)[3])
         self.norm, measured = calibration_statistics(samples, self.objectives, c.ideal_margin, self.dist.mean)
@@ -148,8 +188,14 @@ class Trainer:
     def _scalarisation(self, ideal: np.ndarray) -> Scalarisation:
         c = self.config
         objective = self.objectives.index(c.objective) if c.scalarisation == "single" else None
-        return Scalarisation(c.scalarisation, self.policy.preference, ideal=ideal, step=c.omd_step, smoothing=c.omd_smoothing,
-                             objective=objective)
+        return Scalarisation(
+            c.scalarisation,
+            self.policy.preference,
+            ideal=ideal,
+            step=c.omd_step,
+            smoothing=c.omd_smoothing,
+            objective=objective,
+        )
 
     # ---- one PPO step --------------------------------------------------------------------------------
     def train_step(self) -> dict:
@@ -173,13 +219,20 @@ class Trainer:
         mean_scores = self.dist.mean(scores.mean(0)).numpy().astype(np.float64)
         mean_raw = self.dist.mean(raw.mean(0)).numpy()
         mean_kl = float(self.dist.mean(((kl * mask).sum(1)).mean()))
-        row = {"step": self.step + 1, "tchebycheff": self.scalarisation.objective_value(mean_scores), "kl": mean_kl,
-               "kl_coef": self.kl.coef, **stats, **timings,
-               **{f"reward_{o}": float(v) for o, v in zip(self.objectives, mean_scores)},
-               **{f"raw_{o}": float(v) for o, v in zip(self.objectives, mean_raw)},
-               **{f"w_{o}": float(v) for o, v in zip(self.objectives, self.scalarisation.w)},
-               **{f"ideal_{o}": float(v) for o, v in zip(self.objectives, self.scalarisation.ideal)},
-               "tokens": int(self.dist.mean(mask.sum()) * self.dist.size), "sequence_length": int(rollout.sequences.shape[1])}
+        row = {
+            "step": self.step + 1,
+            "tchebycheff": self.scalarisation.objective_value(mean_scores),
+            "kl": mean_kl,
+            "kl_coef": self.kl.coef,
+            **stats,
+            **timings,
+            **{f"reward_{o}": float(v) for o, v in zip(self.objectives, mean_scores)},
+            **{f"raw_{o}": float(v) for o, v in zip(self.objectives, mean_raw)},
+            **{f"w_{o}": float(v) for o, v in zip(self.objectives, self.scalarisation.w)},
+            **{f"ideal_{o}": float(v) for o, v in zip(self.objectives, self.scalarisation.ideal)},
+            "tokens": int(self.dist.mean(mask.sum()) * self.dist.size),
+            "sequence_length": int(rollout.sequences.shape[1]),
+        }
         self.scalarisation.update(mean_scores)
         self.kl.update(mean_kl, len(prompts) * self.dist.size)
         self.step += 1
@@ -197,11 +250,24 @@ class Trainer:
             order = torch.randperm(rows, generator=generator)
             for chunk in order.chunk(min(c.minibatches, rows)):
                 with self.policy.routed():
-                    logprobs, entropy, hidden = token_logprobs(self.policy.model, rollout.sequences[chunk], rollout.attention[chunk], length)
+                    logprobs, entropy, hidden = token_logprobs(
+                        self.policy.model, rollout.sequences[chunk], rollout.attention[chunk], length
+                    )
                 values = self.value_head(hidden.detach())
-                loss, stats = ppo_loss(logprobs, rollout.logprobs[chunk], advantages[chunk], values, rollout.values[chunk], returns[chunk],
-                                       entropy, rollout.mask[chunk], clip_range=c.clip_range, value_clip=c.value_clip,
-                                       value_coef=c.value_coef, entropy_coef=c.entropy_coef)
+                loss, stats = ppo_loss(
+                    logprobs,
+                    rollout.logprobs[chunk],
+                    advantages[chunk],
+                    values,
+                    rollout.values[chunk],
+                    returns[chunk],
+                    entropy,
+                    rollout.mask[chunk],
+                    clip_range=c.clip_range,
+                    value_clip=c.value_clip,
+                    value_coef=c.value_coef,
+                    entropy_coef=c.entropy_coef,
+                )
                 self.optimizer.zero_grad(set_to_none=False)
                 loss.backward()
                 for p in params:
@@ -209,7 +275,9 @@ class Trainer:
                         p.grad.copy_(self.dist.mean(p.grad))
                 # clipped apart: the value head's early, large gradients must not shrink the policy's
                 stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.policy.parameters(), c.max_grad_norm))
-                stats["value_grad_norm"] = float(torch.nn.utils.clip_grad_norm_(list(self.value_head.parameters()), c.max_grad_norm))
+                stats["value_grad_norm"] = float(
+                    torch.nn.utils.clip_grad_norm_(list(self.value_head.parameters()), c.max_grad_norm)
+                )
                 self.optimizer.step()
                 self.policy.after_update()
                 for key, value in stats.items():
@@ -218,7 +286,9 @@ class Trainer:
         return {k: v / max(1, updates) for k, v in totals.items()}
 
     # ---- the loop, checkpoints, logs ----------------------------------------------------------------
-    def train(self, *, resume: bool = False, expert_routings=None, on_step=None, max_seconds: float | None = None) -> list[dict]:
+    def train(
+        self, *, resume: bool = False, expert_routings=None, on_step=None, max_seconds: float | None = None
+    ) -> list[dict]:
         """Run to ``config.steps``, or stop (checkpointed, resumable) after the first step that ends
         past ``max_seconds`` of wall time; ``self.stopped_early`` says which."""
         curve_path = self.work / CURVE
@@ -232,7 +302,13 @@ class Trainer:
                 shutil.rmtree(self.work / CHECKPOINT, ignore_errors=True)
             self.calibrate(expert_routings)
         trackers = self._trackers()
-        bar = tqdm(total=self.config.steps, initial=self.step, desc="ppo", unit="step", disable=not (self.progress and self.dist.is_main))
+        bar = tqdm(
+            total=self.config.steps,
+            initial=self.step,
+            desc="ppo",
+            unit="step",
+            disable=not (self.progress and self.dist.is_main),
+        )
         while self.step < self.config.steps:
             row = self.train_step()
             rows.append(row)
@@ -249,8 +325,12 @@ class Trainer:
                 on_step(self)
             if out_of_time and self.step < self.config.steps:
                 self.stopped_early = True
-                log.warning("stopped after step %d of %d: out of the %.0f s time budget (--resume continues)", self.step,
-                            self.config.steps, max_seconds)
+                log.warning(
+                    "stopped after step %d of %d: out of the %.0f s time budget (--resume continues)",
+                    self.step,
+                    self.config.steps,
+                    max_seconds,
+                )
                 break
         bar.close()
         if trackers is not None:
@@ -272,7 +352,9 @@ class Trainer:
             return None
         tracker = TensorBoardTracker("ppo", str(self.work / "tensorboard"))
         tracker.start()
-        tracker.store_init_configuration({k: v for k, v in self.config.model_dump().items() if isinstance(v, (int, float, str, bool))})
+        tracker.store_init_configuration(
+            {k: v for k, v in self.config.model_dump().items() if isinstance(v, (int, float, str, bool))}
+        )
         return tracker
 
     def save_checkpoint(self, rows: list[dict]) -> None:
@@ -281,11 +363,22 @@ class Trainer:
         if self.dist.is_main:
             with atomic_dir(self.work / CHECKPOINT, overwrite=True) as tmp:
                 save_file(self.policy.trainable_state(), str(tmp / "trainable.safetensors"))
-                save_file({k: v.contiguous() for k, v in self.value_head.state_dict().items()}, str(tmp / "value_head.safetensors"))
+                save_file(
+                    {k: v.contiguous() for k, v in self.value_head.state_dict().items()},
+                    str(tmp / "value_head.safetensors"),
+                )
                 torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
-                write_json(tmp / "state.json", {"step": self.step, "kl_coef": self.kl.coef, "norm": self.norm,
-                                                "scalarisation": self.scalarisation.state(), "rows": rows,
-                                                "config": self.config.model_dump()})
+                write_json(
+                    tmp / "state.json",
+                    {
+                        "step": self.step,
+                        "kl_coef": self.kl.coef,
+                        "norm": self.norm,
+                        "scalarisation": self.scalarisation.state(),
+                        "rows": rows,
+                        "config": self.config.model_dump(),
+                    },
+                )
         self.dist.barrier()
         torch.save(_rng_state(), self.work / CHECKPOINT / f"rng-{self.dist.rank}.pt")
         self.dist.barrier()
@@ -297,7 +390,9 @@ class Trainer:
         state = json.loads((folder / "state.json").read_text())
         if state["config"] != self.config.model_dump():
             changed = next(k for k in state["config"] if state["config"][k] != self.config.model_dump().get(k))
-            raise HoEError(f"cannot resume: the checkpoint in '{folder}' was made with another config ({changed} differs)")
+            raise HoEError(
+                f"cannot resume: the checkpoint in '{folder}' was made with another config ({changed} differs)"
+            )
         self.policy.load_trainable_state(load_file(str(folder / "trainable.safetensors")))
         self.value_head.load_state_dict(load_file(str(folder / "value_head.safetensors")))
         self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
@@ -309,8 +404,9 @@ class Trainer:
         return state["rows"]
 
 
-def calibration_statistics(samples: dict, objectives: list[str], margin: float,
-                           mean=lambda tensor: tensor) -> tuple[dict[str, tuple[float, float]], np.ndarray]:
+def calibration_statistics(
+    samples: dict, objectives: list[str], margin: float, mean=lambda tensor: tensor
+) -> tuple[dict[str, tuple[float, float]], np.ndarray]:
     """Normalisation and ideal point from calibration samples (raw scores, rows × objectives).
 
     ``samples`` holds "reference" and, per objective index i that has one, the samples of
@@ -323,7 +419,9 @@ def calibration_statistics(samples: dict, objectives: list[str], margin: float,
     spread = mean(((pooled - centre) ** 2).mean(0)).sqrt()
     norm = {o: (float(m), float(s) if s > 1e-6 else 1.0) for o, m, s in zip(objectives, centre, spread)}
     scale = torch.tensor([norm[o][1] for o in objectives])
-    best = [((samples.get(i, samples["reference"])[:, i] - centre[i]) / scale[i]).mean() for i in range(len(objectives))]
+    best = [
+        ((samples.get(i, samples["reference"])[:, i] - centre[i]) / scale[i]).mean() for i in range(len(objectives))
+    ]
     return norm, mean(torch.stack(best)).numpy().astype(np.float64) + margin
 
 

@@ -32,7 +32,9 @@ def parse_preference(value: PreferenceLike, objectives: Sequence[str]) -> np.nda
     else:
         vector = [float(v) for v in value]
         if len(vector) != n:
-            raise HoEError(f"preference has {len(vector)} values but the bundle has {n} objectives ({', '.join(objectives)})")
+            raise HoEError(
+                f"preference has {len(vector)} values but the bundle has {n} objectives ({', '.join(objectives)})"
+            )
     if any(math.isnan(v) or math.isinf(v) for v in vector):
         raise HoEError(f"preference values must be finite numbers, got {vector}")
     if any(v < 0 for v in vector):

@@ -44,8 +44,15 @@ def lora_of(settings: MakeExpertSettings) -> LoraSettings | None:
     return None if rank is None else LoraSettings(rank=rank, alpha=2.0 * rank)
 
 
-def make_expert(base: str, settings: MakeExpertSettings, out: str | Path, *, device: str = "cpu", overwrite: bool = False,
-                progress: bool = True) -> dict:
+def make_expert(
+    base: str,
+    settings: MakeExpertSettings,
+    out: str | Path,
+    *,
+    device: str = "cpu",
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict:
     """Make the expert at ``out`` (a transformers folder with ``make_expert_report.json``)."""
     check_output_dir(out, overwrite)
     check_objective_name(settings.objective)
@@ -57,12 +64,26 @@ def make_expert(base: str, settings: MakeExpertSettings, out: str | Path, *, dev
     k = settings.sampling.k
     flat_prompts = [row["prompt"] for row in candidates for _ in row["responses"]]
     flat_responses = [r for row in candidates for r in row["responses"]]
-    scores = score_objectives([settings.objective], flat_prompts, flat_responses, cache=ScoreCache(cache_root() / "scores.sqlite"))[settings.objective]
+    scores = score_objectives(
+        [settings.objective], flat_prompts, flat_responses, cache=ScoreCache(cache_root() / "scores.sqlite")
+    )[settings.objective]
     groups = [(row, scores[i * k : (i + 1) * k]) for i, row in enumerate(candidates)]
     if settings.method == "dpo":
-        return _dpo(base, groups, settings, Path(out), device=device, overwrite=overwrite, progress=progress,
-                    report={"base": base, "settings": settings.model_dump(), "prompts": len(prompts),
-                            "candidate_mean": round(sum(scores) / len(scores), 6)})
+        return _dpo(
+            base,
+            groups,
+            settings,
+            Path(out),
+            device=device,
+            overwrite=overwrite,
+            progress=progress,
+            report={
+                "base": base,
+                "settings": settings.model_dump(),
+                "prompts": len(prompts),
+                "candidate_mean": round(sum(scores) / len(scores), 6),
+            },
+        )
     pairs, chosen_scores = [], []
     for row, group in groups:
         best = max(range(k), key=lambda i: group[i])
@@ -72,32 +93,82 @@ def make_expert(base: str, settings: MakeExpertSettings, out: str | Path, *, dev
     if not pairs:
         raise HoEError("every chosen response is empty: nothing to learn from")
     report = {
-        "base": base, "settings": settings.model_dump(), "prompts": len(prompts), "pairs": len(pairs),
-        "candidate_mean": round(sum(scores) / len(scores), 6), "chosen_mean": round(sum(chosen_scores) / len(chosen_scores), 6),
+        "base": base,
+        "settings": settings.model_dump(),
+        "prompts": len(prompts),
+        "pairs": len(pairs),
+        "candidate_mean": round(sum(scores) / len(scores), 6),
+        "chosen_mean": round(sum(chosen_scores) / len(chosen_scores), 6),
     }
-    log = supervised_finetune(base, pairs, out, settings.sft, device=device, overwrite=overwrite, progress=progress,
-                              extra_json={REPORT_NAME: report}, lora=lora_of(settings))
+    log = supervised_finetune(
+        base,
+        pairs,
+        out,
+        settings.sft,
+        device=device,
+        overwrite=overwrite,
+        progress=progress,
+        extra_json={REPORT_NAME: report},
+        lora=lora_of(settings),
+    )
     return {**report, "final_loss": log["losses"][-1], "train_seconds": round(log["seconds"], 1)}
 
 
-def _ppo(base: str, prompts: list[str], settings: MakeExpertSettings, out: Path, *, device: str, progress: bool) -> dict:
+def _ppo(
+    base: str, prompts: list[str], settings: MakeExpertSettings, out: Path, *, device: str, progress: bool
+) -> dict:
     """PPO on a LoRA of the base for the one objective; checkpoints in ``<out>.partial``."""
     objective, lora = settings.objective, lora_of(settings)
-    config = TrainConfig(trainable="lora", scalarisation="single", objective=objective, prompt_count=len(prompts),
-                         steps=settings.steps, batch_size=settings.batch_size, max_new_tokens=settings.max_new_tokens,
-                         learning_rate=settings.effective_learning_rate, temperature=settings.temperature, top_p=settings.top_p,
-                         seed=settings.seed, checkpoint_every=settings.save_every, calibration_prompts=min(16, len(prompts)),
-                         lora_rank=lora.rank, lora_alpha=lora.alpha)
+    config = TrainConfig(
+        trainable="lora",
+        scalarisation="single",
+        objective=objective,
+        prompt_count=len(prompts),
+        steps=settings.steps,
+        batch_size=settings.batch_size,
+        max_new_tokens=settings.max_new_tokens,
+        learning_rate=settings.effective_learning_rate,
+        temperature=settings.temperature,
+        top_p=settings.top_p,
+        seed=settings.seed,
+        checkpoint_every=settings.save_every,
+        calibration_prompts=min(16, len(prompts)),
+        lora_rank=lora.rank,
+        lora_alpha=lora.alpha,
+    )
 
     def report(rows: list[dict], seconds: float) -> tuple[str, dict]:
         first, last = rows[0][f"raw_{objective}"], rows[-1][f"raw_{objective}"]
-        return REPORT_NAME, {"base": base, "settings": settings.model_dump(), "prompts": len(prompts), "method": "ppo",
-                             "config": config.model_dump(), "first_reward": first, "last_reward": last, "candidate_mean": first,
-                             "chosen_mean": last, "steps": len(rows), "train_seconds": round(seconds, 1)}
+        return REPORT_NAME, {
+            "base": base,
+            "settings": settings.model_dump(),
+            "prompts": len(prompts),
+            "method": "ppo",
+            "config": config.model_dump(),
+            "first_reward": first,
+            "last_reward": last,
+            "candidate_mean": first,
+            "chosen_mean": last,
+            "steps": len(rows),
+            "train_seconds": round(seconds, 1),
+        }
 
     tokenizer = load_tokenizer(base)
-    train_lora_ppo(load_model(base, device=device), tokenizer, np.array([1.0]), [objective], {}, config, prompts, out, merge=True,
-                   curve_name="ppo_curve.csv", report=report, device=device, progress=progress)
+    train_lora_ppo(
+        load_model(base, device=device),
+        tokenizer,
+        np.array([1.0]),
+        [objective],
+        {},
+        config,
+        prompts,
+        out,
+        merge=True,
+        curve_name="ppo_curve.csv",
+        report=report,
+        device=device,
+        progress=progress,
+    )
     return json.loads((out / REPORT_NAME).read_text())
 
 
@@ -109,40 +180,78 @@ def preference_pairs(groups) -> list[dict]:
         worst, best = order[0], order[-1]
         chosen, rejected = row["responses"][best], row["responses"][worst]
         if group[best] > group[worst] and chosen.strip() and chosen != rejected:
-            rows.append({"prompt": [{"role": "user", "content": row["prompt"]}],
-                         "chosen": [{"role": "assistant", "content": chosen}],
-                         "rejected": [{"role": "assistant", "content": rejected}],
-                         "margin": group[best] - group[worst], "chosen_score": group[best]})
+            rows.append(
+                {
+                    "prompt": [{"role": "user", "content": row["prompt"]}],
+                    "chosen": [{"role": "assistant", "content": chosen}],
+                    "rejected": [{"role": "assistant", "content": rejected}],
+                    "margin": group[best] - group[worst],
+                    "chosen_score": group[best],
+                }
+            )
     return rows
 
 
-def _dpo(base: str, groups, settings: MakeExpertSettings, out: Path, *, device: str, overwrite: bool, progress: bool, report: dict) -> dict:
+def _dpo(
+    base: str,
+    groups,
+    settings: MakeExpertSettings,
+    out: Path,
+    *,
+    device: str,
+    overwrite: bool,
+    progress: bool,
+    report: dict,
+) -> dict:
     """DPO through TRL, checkpointing to ``<out>.partial`` and resuming from the last checkpoint."""
     try:  # optional: the training extra
         from datasets import Dataset
         from transformers.trainer_utils import get_last_checkpoint
         from trl import DPOConfig, DPOTrainer
     except ImportError as exc:
-        raise HoEError(f"--method dpo needs TRL and datasets ({exc.name} is missing): pip install 'hoe[training]'") from None
+        raise HoEError(
+            f"--method dpo needs TRL and datasets ({exc.name} is missing): pip install 'hoe[training]'"
+        ) from None
     rows = preference_pairs(groups)
     if not rows:
         raise HoEError("no prompt has a better and a worse response: nothing to learn from")
     partial = out.with_name(out.name + ".partial")
     sft, lora = settings.sft, lora_of(settings)
-    config = DPOConfig(output_dir=str(partial), per_device_train_batch_size=sft.batch_size, max_steps=sft.steps,
-                       learning_rate=sft.learning_rate, beta=settings.beta, max_length=sft.max_length, logging_steps=1,
-                       save_strategy="steps", save_steps=sft.save_every, report_to=[], use_cpu=device == "cpu",
-                       seed=sft.seed, data_seed=sft.seed, disable_tqdm=not progress)
+    config = DPOConfig(
+        output_dir=str(partial),
+        per_device_train_batch_size=sft.batch_size,
+        max_steps=sft.steps,
+        learning_rate=sft.learning_rate,
+        beta=settings.beta,
+        max_length=sft.max_length,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=sft.save_every,
+        report_to=[],
+        use_cpu=device == "cpu",
+        seed=sft.seed,
+        data_seed=sft.seed,
+        disable_tqdm=not progress,
+    )
     tokenizer = load_tokenizer(base)
     model = load_model(base, device=device)
-    trainer = DPOTrainer(model=model, args=config, processing_class=tokenizer,
-                         train_dataset=Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows]),
-                         peft_config=lora.peft_config(model) if lora else None)
+    trainer = DPOTrainer(
+        model=model,
+        args=config,
+        processing_class=tokenizer,
+        train_dataset=Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows]),
+        peft_config=lora.peft_config(model) if lora else None,
+    )
     start = time.perf_counter()
     resume = get_last_checkpoint(str(partial)) if partial.is_dir() else None
     trainer.train(resume_from_checkpoint=resume)
-    report = {**report, "pairs": len(rows), "chosen_mean": round(sum(r["chosen_score"] for r in rows) / len(rows), 6),
-              "mean_margin": round(sum(r["margin"] for r in rows) / len(rows), 6), "resumed_from": resume}
+    report = {
+        **report,
+        "pairs": len(rows),
+        "chosen_mean": round(sum(r["chosen_score"] for r in rows) / len(rows), 6),
+        "mean_margin": round(sum(r["margin"] for r in rows) / len(rows), 6),
+        "resumed_from": resume,
+    }
     history = [h for h in trainer.state.log_history if "loss" in h]
     with atomic_dir(out, overwrite=overwrite) as tmp:
         trained = trainer.model if lora is None else save_adapter_and_merge(trainer.model, tmp)
@@ -151,4 +260,8 @@ def _dpo(base: str, groups, settings: MakeExpertSettings, out: Path, *, device: 
         write_json(tmp / REPORT_NAME, report)
         write_json(tmp / "dpo_log.json", {"history": history})
     shutil.rmtree(partial, ignore_errors=True)
-    return {**report, "final_loss": history[-1]["loss"] if history else None, "train_seconds": round(time.perf_counter() - start, 1)}
+    return {
+        **report,
+        "final_loss": history[-1]["loss"] if history else None,
+        "train_seconds": round(time.perf_counter() - start, 1),
+    }

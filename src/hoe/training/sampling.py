@@ -26,8 +26,14 @@ def candidates_file(model: str, prompts: list[str], settings: SamplingSettings) 
     return cache_root() / "candidates" / f"{key}.jsonl"
 
 
-def sample_candidates(model: str, prompts: list[str], settings: SamplingSettings | None = None, *, device: str = "cpu",
-                      progress: bool = True) -> list[dict]:
+def sample_candidates(
+    model: str,
+    prompts: list[str],
+    settings: SamplingSettings | None = None,
+    *,
+    device: str = "cpu",
+    progress: bool = True,
+) -> list[dict]:
     """[{"prompt", "responses": [k texts]}] for ``prompts``, from the cache where already sampled."""
     settings = settings or SamplingSettings()
     settings.validate()
@@ -55,11 +61,20 @@ def sample_candidates(model: str, prompts: list[str], settings: SamplingSettings
         inputs = encode_prompts(tokenizer, batch).to(device)
         torch.manual_seed(settings.seed + start // settings.batch_prompts)
         with torch.no_grad():
-            output = lm.generate(**inputs, do_sample=True, temperature=settings.temperature, top_p=settings.top_p,
-                                 max_new_tokens=settings.max_new_tokens, num_return_sequences=settings.k,
-                                 pad_token_id=tokenizer.pad_token_id)
-        decoded = tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-        rows = [{"prompt": p, "responses": [d.strip() for d in decoded[i * settings.k : (i + 1) * settings.k]]} for i, p in enumerate(batch)]
+            output = lm.generate(
+                **inputs,
+                do_sample=True,
+                temperature=settings.temperature,
+                top_p=settings.top_p,
+                max_new_tokens=settings.max_new_tokens,
+                num_return_sequences=settings.k,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        decoded = tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        rows = [
+            {"prompt": p, "responses": [d.strip() for d in decoded[i * settings.k : (i + 1) * settings.k]]}
+            for i, p in enumerate(batch)
+        ]
         with path.open("a") as handle:
             for row in rows:
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")

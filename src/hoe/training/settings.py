@@ -55,11 +55,18 @@ class SFTSettings:
 class MakeExpertSettings(Settings):
     """One ``make-expert`` job: the CLI's options, a recipe's ``make:`` entry and the API's argument."""
 
-    objective: str = Field(description="The objective to maximise (an offline scorer, rm:MODEL, or py:module:function).")
-    method: str = Field("raft", description="raft (best of k, then supervised fine-tuning), dpo (best vs worst, TRL's "
-                                            "DPOTrainer) or ppo (hoe's PPO on a LoRA, merged; steps and learning rate apply).")
-    prompts: str = Field("packaged:hh-helpful-sft", description="Prompt spec: packaged:NAME or "
-                                                                "hub:DATASET[:CONFIG]@SPLIT#FIELD (train split).")
+    objective: str = Field(
+        description="The objective to maximise (an offline scorer, rm:MODEL, or py:module:function)."
+    )
+    method: str = Field(
+        "raft",
+        description="raft (best of k, then supervised fine-tuning), dpo (best vs worst, TRL's "
+        "DPOTrainer) or ppo (hoe's PPO on a LoRA, merged; steps and learning rate apply).",
+    )
+    prompts: str = Field(
+        "packaged:hh-helpful-sft",
+        description="Prompt spec: packaged:NAME or hub:DATASET[:CONFIG]@SPLIT#FIELD (train split).",
+    )
     prompt_count: int = Field(96, gt=0, description="Training prompts.")
     k: int = Field(4, ge=2, description="Responses sampled per prompt (shared across objectives; best and worst of k).")
     max_new_tokens: int = Field(64, gt=0, description="Length of sampled responses.")
@@ -68,13 +75,22 @@ class MakeExpertSettings(Settings):
     batch_prompts: int = Field(8, gt=0, description="Prompts per sampling batch.")
     steps: int = Field(24, gt=0, description="Fine-tuning (or PPO) steps.")
     batch_size: int = Field(8, gt=0, description="Examples (or PPO prompts) per step.")
-    learning_rate: float | None = Field(None, gt=0, description="AdamW learning rate (default 2e-5 for a full fine-tune, "
-                                                                "1e-4 for a LoRA, which ppo always trains).")
+    learning_rate: float | None = Field(
+        None,
+        gt=0,
+        description="AdamW learning rate (default 2e-5 for a full fine-tune, "
+        "1e-4 for a LoRA, which ppo always trains).",
+    )
     beta: float = Field(0.1, gt=0, description="dpo: KL strength.")
-    lora_rank: int | None = Field(None, gt=0, description="Train a LoRA of this rank instead of every weight (ppo always "
-                                                          f"trains one, rank {PPO_LORA_RANK} unless set).")
-    max_length: int = Field(160, gt=0, description="Tokens of prompt + response in fine-tuning (raise it for long prompts "
-                                                   "such as posts).")
+    lora_rank: int | None = Field(
+        None,
+        gt=0,
+        description="Train a LoRA of this rank instead of every weight (ppo always "
+        f"trains one, rank {PPO_LORA_RANK} unless set).",
+    )
+    max_length: int = Field(
+        160, gt=0, description="Tokens of prompt + response in fine-tuning (raise it for long prompts such as posts)."
+    )
     save_every: int = Field(10, gt=0, description="Steps between checkpoints (a rerun resumes from the last).")
     seed: int = Field(0, description="Seed of sampling and training.")
 
@@ -103,21 +119,39 @@ class MakeExpertSettings(Settings):
 
     @property
     def sampling(self) -> SamplingSettings:
-        return SamplingSettings(k=self.k, max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p,
-                                batch_prompts=self.batch_prompts, seed=self.seed)
+        return SamplingSettings(
+            k=self.k,
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            batch_prompts=self.batch_prompts,
+            seed=self.seed,
+        )
 
     @property
     def sft(self) -> SFTSettings:
-        return SFTSettings(steps=self.steps, batch_size=self.batch_size, max_length=self.max_length,
-                           learning_rate=self.effective_learning_rate, seed=self.seed, save_every=self.save_every)
+        return SFTSettings(
+            steps=self.steps,
+            batch_size=self.batch_size,
+            max_length=self.max_length,
+            learning_rate=self.effective_learning_rate,
+            seed=self.seed,
+            save_every=self.save_every,
+        )
 
     def cache_fields(self) -> dict:
         """The settings that identify the made model (a recipe's cache key). The learning rate
         counts as used; options added later count only when set away from their defaults, so
         models made before they existed keep their cache entries."""
-        later = {"lora_rank": None, "max_length": 160, "temperature": 0.9, "top_p": 0.95, "batch_prompts": 8, "batch_size": 8,
-                 "save_every": 10, "seed": 0}
+        later = {
+            "lora_rank": None,
+            "max_length": 160,
+            "temperature": 0.9,
+            "top_p": 0.95,
+            "batch_prompts": 8,
+            "batch_size": 8,
+            "save_every": 10,
+            "seed": 0,
+        }
         fields = self.model_dump(exclude={k for k, default in later.items() if getattr(self, k) == default})
         return {**fields, "learning_rate": self.effective_learning_rate}
-
-

@@ -79,8 +79,14 @@ def supervised_finetune(
     out = Path(out)
     partial = out.with_name(out.name + ".partial")
     tokenizer = load_tokenizer(base)
-    log: dict = {"settings": asdict(settings), "lora": asdict(lora) if lora else None, "base": str(base), "losses": [], "step": 0,
-                 "seconds": 0.0}
+    log: dict = {
+        "settings": asdict(settings),
+        "lora": asdict(lora) if lora else None,
+        "base": str(base),
+        "losses": [],
+        "step": 0,
+        "seconds": 0.0,
+    }
     resuming = (partial / STATE_NAME).is_file()
     if resuming:
         saved = json.loads((partial / STATE_NAME).read_text())
@@ -133,12 +139,18 @@ def _check_response_room(encoded: list[tuple[list[int], list[int]]], max_length:
     """Pairs whose prompt fills max_length teach nothing: refuse if every pair is such, warn if some are."""
     empty = sum(all(label == -100 for label in labels) for _, labels in encoded)
     if empty == len(encoded):
-        raise HoEError(f"every prompt is longer than max-length {max_length} tokens, so no response token is left to learn; raise max-length")
+        raise HoEError(
+            f"every prompt is longer than max-length {max_length} tokens, so no response token is left to learn; raise "
+            "max-length"
+        )
     if empty:
         import warnings
 
-        warnings.warn(f"{empty} of {len(encoded)} training pairs have no response token within max-length {max_length}; they teach nothing",
-                      stacklevel=2)
+        warnings.warn(
+            f"{empty} of {len(encoded)} training pairs have no response token within max-length {max_length}; they "
+            "teach nothing",
+            stacklevel=2,
+        )
 
 
 def _trainable_model(base, checkpoint: Path | None, lora: LoraSettings | None, device: str, seed: int):

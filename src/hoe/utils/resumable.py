@@ -26,7 +26,9 @@ def _done_rows(partial: Path, requests: list[dict], key_fields: Sequence[str]) -
             break
     for number, (old, new) in enumerate(zip(done, requests), 1):
         if any(old.get(field) != new[field] for field in key_fields):
-            raise HoEError(f"'{partial}' holds answers to other requests (row {number} differs); remove it to start afresh")
+            raise HoEError(
+                f"'{partial}' holds answers to other requests (row {number} differs); remove it to start afresh"
+            )
     return min(len(done), len(requests))
 
 
@@ -60,7 +62,7 @@ def resumable_batches(
         answered += rows
         if partial is not None:
             with partial.open("a") as handle:
-                for row in rows[max(0, start_row - start):]:
+                for row in rows[max(0, start_row - start) :]:
                     handle.write(json.dumps(row, ensure_ascii=False) + "\n")
     if partial is None:
         return answered

@@ -16,9 +16,30 @@ What they share (registry, decoding, context, base classes) is in common.py.
 
 # each module registers its method on import; this order is the registry's (and the error messages')
 from hoe.evaluation.methods import base, experts, hoe, soup, merged, rewarded_soups, morlhf, mod  # noqa: F401  isort: skip
-from hoe.evaluation.methods.common import (METHODS, Context, Decoding, Method, Point, SingleExpert, check_methods, merge_setting,
-                                           new_tokens, single_experts)
+from hoe.evaluation.methods.common import (
+    METHODS,
+    Context,
+    Decoding,
+    Method,
+    Point,
+    SingleExpert,
+    check_methods,
+    merge_setting,
+    new_tokens,
+    single_experts,
+)
 from hoe.evaluation.methods.mod import mod_generate
 
-__all__ = ["METHODS", "Context", "Decoding", "Method", "Point", "SingleExpert", "check_methods", "merge_setting", "mod_generate",
-           "new_tokens", "single_experts"]
+__all__ = [
+    "METHODS",
+    "Context",
+    "Decoding",
+    "Method",
+    "Point",
+    "SingleExpert",
+    "check_methods",
+    "merge_setting",
+    "mod_generate",
+    "new_tokens",
+    "single_experts",
+]

@@ -17,6 +17,7 @@ from hoe.experts.lora import add_deltas, read_lora
 
 METHODS: dict[str, type["Method"]] = {}
 
+
 def register(cls: type["Method"]) -> type["Method"]:
     METHODS[cls.name] = cls
     return cls
@@ -53,7 +54,11 @@ class Decoding:
             raise HoEError("sampling needs --temperature > 0 and 0 < --top-p ≤ 1")
 
     def generate_kwargs(self, tokenizer) -> dict:
-        kwargs = {"max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample, "pad_token_id": tokenizer.pad_token_id}
+        kwargs = {
+            "max_new_tokens": self.max_new_tokens,
+            "do_sample": self.do_sample,
+            "pad_token_id": tokenizer.pad_token_id,
+        }
         if self.do_sample:
             kwargs.update(temperature=self.temperature, top_p=self.top_p, top_k=0)
         else:
@@ -106,7 +111,9 @@ class Context:
 
     # ---- models ----------------------------------------------------------------------------------
     def load_base(self):
-        return load_model(self.bundle.spec.base_model, dtype=self.dtype, device=self.device, trust_remote_code=self.trust_remote_code).eval()
+        return load_model(
+            self.bundle.spec.base_model, dtype=self.dtype, device=self.device, trust_remote_code=self.trust_remote_code
+        ).eval()
 
     def base_state(self) -> dict[str, torch.Tensor]:
         if self._base_state is None:
@@ -119,8 +126,14 @@ class Context:
             models = []
             for expert in self.single_experts():
                 if expert.full_model is not None:
-                    models.append(load_model(expert.full_model, dtype=self.dtype, device=self.device,
-                                             trust_remote_code=self.trust_remote_code).eval())
+                    models.append(
+                        load_model(
+                            expert.full_model,
+                            dtype=self.dtype,
+                            device=self.device,
+                            trust_remote_code=self.trust_remote_code,
+                        ).eval()
+                    )
                 else:
                     model = self.load_base()
                     add_lora(model, expert.lora)
@@ -134,8 +147,13 @@ class Context:
         vectors = []
         for model in self.expert_models():
             state = model.state_dict()
-            vectors.append({k: (state[k].float() - base[k].float()) for k in base
-                            if k in state and state[k].shape == base[k].shape and base[k].is_floating_point()})
+            vectors.append(
+                {
+                    k: (state[k].float() - base[k].float())
+                    for k in base
+                    if k in state and state[k].shape == base[k].shape and base[k].is_floating_point()
+                }
+            )
         return vectors
 
     def merge_setting(self) -> tuple[str, dict]:
@@ -160,8 +178,10 @@ def single_experts(bundle, task_vectors: str = "auto") -> list[SingleExpert]:
         vertex = [1.0 if j == i else 0.0 for j in range(len(bundle.objectives))]
         entry = next((e for e in bundle.experts if np.allclose(e.anchor, vertex, atol=1e-9)), None)
         if entry is None:
-            raise HoEError(f"the bundle has no single-objective expert for '{objective}' (anchor {vertex}), "
-                           "which soup, merged, rs, mod and experts need")
+            raise HoEError(
+                f"the bundle has no single-objective expert for '{objective}' (anchor {vertex}), "
+                "which soup, merged, rs, mod and experts need"
+            )
         full = None
         source = entry.source or {}
         if task_vectors != "lora" and source.get("kind") in ("make", "extract"):
@@ -230,10 +250,16 @@ def new_tokens(model, inputs: dict, context: Context) -> torch.Tensor:
     """The tokens a transformers model generates after a left-padded batch, with the run's decoding."""
     kwargs = context.decoding.generate_kwargs(context.tokenizer)
     if context.forced_length is not None:
-        kwargs.update(max_new_tokens=context.forced_length, min_new_tokens=context.forced_length, do_sample=False, temperature=None,
-                      top_p=None, top_k=None)
+        kwargs.update(
+            max_new_tokens=context.forced_length,
+            min_new_tokens=context.forced_length,
+            do_sample=False,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+        )
     output = model.generate(**inputs, **kwargs)
-    return output[:, inputs["input_ids"].shape[1]:]
+    return output[:, inputs["input_ids"].shape[1] :]
 
 
 def load_state(model, state: dict[str, torch.Tensor]) -> None:

@@ -13,5 +13,9 @@ class HoEMethod(RoutedMethod):
 
     def setup(self, point):
         if self.model is None:
-            self.model = HoEModel.from_bundle(self.context.bundle.folder, device=self.context.device, dtype=self.context.dtype,
-                                              trust_remote_code=self.context.trust_remote_code)
+            self.model = HoEModel.from_bundle(
+                self.context.bundle.folder,
+                device=self.context.device,
+                dtype=self.context.dtype,
+                trust_remote_code=self.context.trust_remote_code,
+            )

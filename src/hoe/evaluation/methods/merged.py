@@ -23,7 +23,9 @@ def merged_adapter(context: Context, preference: np.ndarray) -> Path:
     if not (out / "adapter_config.json").is_file():
         rank = max(lora_rank(e.lora) for e, _ in active)
         settings = MergeSettings(method=method, weights=[w for _, w in active], rank=rank, params=params)
-        merge_experts(context.bundle.spec.base_model, [e.lora for e, _ in active], out, settings, overwrite=True, progress=False)
+        merge_experts(
+            context.bundle.spec.base_model, [e.lora for e, _ in active], out, settings, overwrite=True, progress=False
+        )
     return out
 
 

@@ -10,6 +10,7 @@ import torch
 
 from hoe.evaluation.methods.common import Method, register
 
+
 def mod_generate(
     models: Sequence,
     weights: Sequence[float],
@@ -39,7 +40,13 @@ def mod_generate(
         for step in range(max_new_tokens):
             combined = None
             for index, (model, weight) in enumerate(active):
-                out = model(input_ids=step_ids, attention_mask=mask, position_ids=step_positions, past_key_values=caches[index], use_cache=True)
+                out = model(
+                    input_ids=step_ids,
+                    attention_mask=mask,
+                    position_ids=step_positions,
+                    past_key_values=caches[index],
+                    use_cache=True,
+                )
                 caches[index] = out.past_key_values
                 log_probs = torch.log_softmax(out.logits[:, -1].float(), dim=-1) * weight
                 combined = log_probs if combined is None else combined + log_probs
@@ -73,7 +80,15 @@ class MODMethod(Method):
 
     def generate(self, inputs, point):
         decoding, tokenizer, forced = self.context.decoding, self.context.tokenizer, self.context.forced_length
-        return mod_generate(self.models, point.preference, inputs["input_ids"], inputs["attention_mask"],
-                            max_new_tokens=forced or decoding.max_new_tokens, eos_token_id=tokenizer.eos_token_id,
-                            pad_token_id=tokenizer.pad_token_id, do_sample=decoding.do_sample and forced is None,
-                            temperature=decoding.temperature, min_new_tokens=forced or 0)
+        return mod_generate(
+            self.models,
+            point.preference,
+            inputs["input_ids"],
+            inputs["attention_mask"],
+            max_new_tokens=forced or decoding.max_new_tokens,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            do_sample=decoding.do_sample and forced is None,
+            temperature=decoding.temperature,
+            min_new_tokens=forced or 0,
+        )

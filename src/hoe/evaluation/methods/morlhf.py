@@ -22,9 +22,22 @@ def morlhf_adapter(context: Context, preference: np.ndarray) -> Path:
         return out
     config = context.morlhf or TrainConfig(trainable="lora", scalarisation="linear")
     prompts = load_prompts(config.prompts, "train", limit=config.prompt_count)
-    prompts, _ = fit_prompts(context.tokenizer, prompts, None, config.max_new_tokens, max_prompt_tokens=config.max_prompt_tokens)
-    train_lora_ppo(context.load_base(), context.tokenizer, preference, context.bundle.objectives, context.scorers, config, prompts,
-                   out, merge=False, device=context.device, progress=context.progress)
+    prompts, _ = fit_prompts(
+        context.tokenizer, prompts, None, config.max_new_tokens, max_prompt_tokens=config.max_prompt_tokens
+    )
+    train_lora_ppo(
+        context.load_base(),
+        context.tokenizer,
+        preference,
+        context.bundle.objectives,
+        context.scorers,
+        config,
+        prompts,
+        out,
+        merge=False,
+        device=context.device,
+        progress=context.progress,
+    )
     return out
 
 

@@ -21,5 +21,6 @@ class SoupMethod(RoutedMethod):
                 modules = read_lora(expert.lora).modules
                 factors = {m: (lora.scale * lora.B.float(), lora.A.float()) for m, lora in modules.items()}
                 experts.append((expert.name, expert.anchor, factors))
-            self.model = HoEModel.from_modules(self.context.load_base(), self.context.tokenizer, self.context.bundle.objectives,
-                                               experts)
+            self.model = HoEModel.from_modules(
+                self.context.load_base(), self.context.tokenizer, self.context.bundle.objectives, experts
+            )
