@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -203,7 +204,13 @@ def test_build_info_generate_export_cli(recipe_dir, tmp_path):
     result = runner.invoke(
         app, ["export", "--bundle", str(bundle), "--preference", "1,0", "--out", str(tmp_path / "lora")]
     )
-    assert result.exit_code == 0 and "LoRA adapter for gates helpful=1" in result.output
+    assert result.exit_code == 0 and "LoRA adapter of rank 3 for gates helpful=1" in result.output
+    args = ["export", "--bundle", str(bundle), "--preference", "0.8,0.2", "--out", str(tmp_path / "r1"), "--rank", "1"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert re.search(r"LoRA adapter of rank 1 for gates .*; recompressed to rank 1: relative error 0\.\d+", result.output)
+    result = runner.invoke(app, [*args[:-4], "--out", str(tmp_path / "r0"), "--rank", "0"])
+    assert result.exit_code == 2 and result.output.strip().splitlines()[-1] == "error: --rank must be positive, got 0"
 
 
 @pytest.mark.parametrize(

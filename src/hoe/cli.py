@@ -151,7 +151,8 @@ def merge(
     normalize: Optional[bool] = typer.Option(
         None,
         "--normalize/--no-normalize",
-        help="ties/dare_ties: weighted mean (default) or sum of the agreeing entries.",
+        help="ties/dare_ties: weighted mean or sum of the agreeing entries (default: mean for ties, "
+        "sum for dare_ties, as mergekit).",
     ),
     keep: Optional[float] = typer.Option(None, help="tsv: share of each task's singular vectors kept (default 1/N)."),
     clip: Optional[float] = typer.Option(None, help="pcb: outlier clipping quantile (default 1e-4)."),
@@ -300,14 +301,23 @@ def export(
     out: Path = typer.Option(..., help="Output folder."),
     merged: bool = typer.Option(False, help="Write a full model with the mixture merged in, not a LoRA folder."),
     dtype: str = typer.Option("float32", help="dtype of the written weights."),
+    rank: Optional[int] = typer.Option(
+        None,
+        help="Recompress the LoRA to this rank (the folded rank is the sum of the active experts' ranks, "
+        "which can exceed a server's limit such as vLLM's --max-lora-rank); the error is reported.",
+    ),
     overwrite: bool = typer.Option(False, help="Replace an existing --out."),
 ) -> None:
     """Fold one preference into a plain peft LoRA folder (or a merged model) for peft or vLLM."""
     from hoe.model.export import export_preference
 
-    record = export_preference(bundle, preference, out, merged=merged, overwrite=overwrite, dtype=dtype)
+    record = export_preference(bundle, preference, out, merged=merged, overwrite=overwrite, dtype=dtype, rank=rank)
     gates = ", ".join(f"{k}={v:.3g}" for k, v in record["gates"].items())
-    typer.echo(f"{out}: {'merged model' if merged else 'LoRA adapter'} for gates {gates}")
+    what = "merged model" if merged else f"LoRA adapter of rank {record['rank']}"
+    cost = ""
+    if "recompression" in record:
+        cost = f"; recompressed to rank {rank}: relative error {record['recompression']['relative_error']:.3g}"
+    typer.echo(f"{out}: {what} for gates {gates}{cost}")
 
 
 @app.command()

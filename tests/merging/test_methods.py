@@ -81,9 +81,27 @@ def test_dare_ties():
     masks = _dare_masks(3, 0.6)
     dropped = np.stack([np.where(m, d / 0.6, 0.0) for m, d in zip(masks, DELTAS)])
     elected = np.where((dropped * WEIGHTS[:, None, None]).sum(0) >= 0, 1.0, -1.0)
+    agreeing = np.where(dropped * elected > 0, dropped, 0.0)
+    np.testing.assert_allclose(run("dare_ties", seed=3, density=0.6), np.tensordot(WEIGHTS, agreeing, 1), atol=1e-12)
     np.testing.assert_allclose(
-        run("dare_ties", seed=3, density=0.6), reference_disjoint_mean(dropped, WEIGHTS, elected), atol=1e-12
+        run("dare_ties", seed=3, density=0.6, normalize=True),
+        reference_disjoint_mean(dropped, WEIGHTS, elected),
+        atol=1e-12,
     )
+
+
+@pytest.mark.parametrize("density", [0.5, 0.2])
+def test_dare_ties_keeps_the_linear_scale_by_default(density):
+    """Two agreeing experts (the same τ), λ = (0.5, 0.5): DARE's rescale makes each dropped τ_i
+    unbiased, so the default sum (mergekit's) averages to the linear merge τ. The mean of the
+    survivors (normalize=True) inflates it to about 1/density where any entry survives."""
+    tau = np.random.default_rng(0).standard_normal((400, 500))
+    deltas, weights = np.stack([tau, tau]), np.array([0.5, 0.5])
+    ratio = np.abs(run("dare_ties", deltas=deltas, weights=weights, density=density)).sum() / np.abs(tau).sum()
+    assert ratio == pytest.approx(1.0, abs=0.01)
+    survives = 1 - (1 - density) ** 2  # share of entries some expert keeps
+    inflated = run("dare_ties", deltas=deltas, weights=weights, density=density, normalize=True)
+    assert np.abs(inflated).sum() / np.abs(tau).sum() == pytest.approx(survives / density, rel=0.01)
 
 
 def test_dare_is_deterministic_per_seed():
@@ -221,7 +239,7 @@ def test_a_registered_method_records_its_keyword_parameters():
         "density": 0.5,
         "seed": 0,
         "majority_sign": "total",
-        "normalize": True,
+        "normalize": False,
     }
     assert get_method("pcb").parameters == {"density": 0.2, "clip": 1e-4} and get_method("tsv").parameters == {
         "keep": None
@@ -310,7 +328,8 @@ def test_a_zero_weight_expert_has_no_vote_under_count(name):
     everywhere, so every vote ties and elects + (mergekit's rule), keeping the positive one of each
     pair; the zero-weight third expert, negative everywhere, must not swing it to −."""
     deltas = np.stack([DELTAS[0], -DELTAS[0], -5 * np.abs(DELTAS[2]) - 1.0])
-    got = run(name, deltas=deltas, weights=np.array([0.6, 0.4, 0.0]), density=1.0, majority_sign="count")
+    weights = np.array([0.6, 0.4, 0.0])
+    got = run(name, deltas=deltas, weights=weights, density=1.0, majority_sign="count", normalize=True)
     np.testing.assert_allclose(got, np.abs(DELTAS[0]), atol=1e-12)
 
 

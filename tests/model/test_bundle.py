@@ -221,3 +221,34 @@ def test_a_made_lora_expert_joins_the_bundle_as_is(tiny_chat_model, tmp_path, mo
     assert [e.source["rank"] for e in bundle.experts] == [3, 3]
     assert {m.rank for m in read_lora(tmp_path / "bundle" / "experts" / "long").modules.values()} == {3}
     HoEModel.from_bundle(tmp_path / "bundle")(input_ids=IDS, preference=[0.5, 0.5])
+
+
+def test_export_rank_recompresses_and_reports_the_error(bundle_dir, tmp_path):
+    """The folded adapter's rank is the sum of the active experts' ranks; --rank brings it under a
+    server's limit, and the error it records is the one measured on the written adapters."""
+    from hoe.experts.lora import read_lora
+
+    exact = export_preference(bundle_dir, [0.8, 0.2], tmp_path / "exact")
+    ranks = [max(m.rank for m in read_lora(bundle_expert_folder(bundle_dir, n)).modules.values()) for n in exact["gates"]]
+    assert exact["rank"] == sum(ranks) and "recompression" not in exact
+    small = export_preference(bundle_dir, [0.8, 0.2], tmp_path / "small", rank=ranks[0] - 1)
+    assert small["rank"] == ranks[0] - 1
+    assert json.loads((tmp_path / "small" / "adapter_config.json").read_text())["r"] == ranks[0] - 1
+    full, cut = read_lora(tmp_path / "exact").modules, read_lora(tmp_path / "small").modules
+    lost = sum(float((full[m].delta() - cut[m].delta()).double().pow(2).sum()) for m in full)
+    total = sum(float(full[m].delta().double().pow(2).sum()) for m in full)
+    assert 0 < small["recompression"]["relative_error"] == pytest.approx((lost / total) ** 0.5, rel=1e-3)
+    for name, error in small["recompression"]["recompressed_modules"].items():
+        measured = float((full[name].delta() - cut[name].delta()).norm() / full[name].delta().norm())
+        assert error == pytest.approx(measured, rel=1e-3, abs=1e-6)
+    same = export_preference(bundle_dir, [0.8, 0.2], tmp_path / "same", rank=exact["rank"])
+    assert same["recompression"]["relative_error"] == 0 and same["recompression"]["recompressed_modules"] == {}
+    with pytest.raises(HoEError, match="--rank must be positive"):
+        export_preference(bundle_dir, [0.8, 0.2], tmp_path / "x", rank=0)
+    with pytest.raises(HoEError, match="a merged model"):
+        export_preference(bundle_dir, [0.8, 0.2], tmp_path / "x", rank=4, merged=True)
+    assert not (tmp_path / "x").exists()
+
+
+def bundle_expert_folder(bundle_dir, name):
+    return load_bundle(bundle_dir).expert_path(next(e for e in load_bundle(bundle_dir).experts if e.name == name))

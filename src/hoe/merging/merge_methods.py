@@ -7,10 +7,16 @@ with keyword parameters and defaults.
 Conventions, stated because the papers leave them open:
 - ``linear`` is task arithmetic Σ λ_i τ_i with the weights as given (weights summing to 1 give
   an average, weights of 1 give a sum).
-- ``ties`` / ``dare_ties`` / ``pcb`` take a weighted *mean* of the surviving entries
-  (``normalize=True``, as mergekit): Σ λ_i m_i τ_i / Σ λ_i m_i per entry. peft's ``ties``
-  divides by the count of surviving entries instead, and applies TIES to the A and B factors
-  separately unless ``*_svd`` is used; hoe always works on the dense delta B A of each module.
+- ``ties`` / ``pcb`` take a weighted *mean* of the surviving entries (``normalize=True``, as
+  mergekit): Σ λ_i m_i τ_i / Σ λ_i m_i per entry. peft's ``ties`` divides by the count of surviving
+  entries instead, and applies TIES to the A and B factors separately unless ``*_svd`` is used;
+  hoe always works on the dense delta B A of each module.
+- ``dare_ties`` takes the weighted *sum* of the agreeing entries by default (``normalize=False``,
+  mergekit's default for it): DARE's 1/density rescale already makes each τ_i unbiased, so the
+  merge's expected value is the linear Σ λ_i τ_i on entries where the experts agree. Dividing by
+  the surviving weight as well (``normalize=True``) scales the merge by about 1/density where the
+  experts agree: on two real experts it was 2.0× the linear average at density 0.5 and 3.5× at 0.2,
+  against 1.3× and 1.9× with the sum.
 - Trimming, sign election and PCB's balancing are per module (per weight matrix), not global.
 - Trimming keeps exactly ``round(density · entries)`` entries, magnitudes tied at the threshold
   taken in order (a stable sort's choice); a tied sign vote elects + (mergekit's ``get_mask``).
@@ -191,7 +197,7 @@ def dare_ties(
     density: float = 0.5,
     seed: int = 0,
     majority_sign: str = "total",
-    normalize: bool = True,
+    normalize: bool = False,
     generator=None,
 ):
     dropped = torch.stack([random_drop(d, density, generator) for d in deltas])
@@ -287,7 +293,7 @@ def tsv(deltas, weights, *, keep: float | None = None, generator=None):
 merge_method("linear", "task arithmetic: Σ λ_i τ_i", factored=linear_factored)(linear)
 merge_method("ties", "TIES: trim to top-density magnitude, elect sign, disjoint weighted mean")(ties)
 merge_method("dare_linear", "DARE: random drop with rescale, then Σ λ_i τ_i")(dare_linear)
-merge_method("dare_ties", "DARE drop and rescale, then TIES sign election and disjoint mean")(dare_ties)
+merge_method("dare_ties", "DARE drop and rescale, then TIES sign election and disjoint sum")(dare_ties)
 merge_method(
     "pcb", "PCB-merging: intra-balance by normalised magnitude, inter-balance by agreement, prune, weighted mean"
 )(pcb)

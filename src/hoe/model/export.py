@@ -1,6 +1,11 @@
 """``hoe export``: one preference folded into a plain peft LoRA folder (or a full model), so peft
 or vLLM can serve it without hoe. Only preferences that LoRA experts alone reach qualify: a
-router's gates depend on the input and cannot be folded into fixed weights."""
+router's gates depend on the input and cannot be folded into fixed weights.
+
+The folded adapter is exact, and its rank is the sum of the active experts' ranks (two rank-16
+experts give rank 32), which can exceed what a server allows (vLLM's ``--max-lora-rank``, 16 by
+default). ``rank`` recompresses each module to its best rank-r factors (an SVD of the small
+core, no dense product) and records the relative error this costs, per module and overall."""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import torch
 
 from hoe.errors import HoEError
 from hoe.experts.lora import LoraModule, add_deltas, read_lora, write_lora
+from hoe.experts.svd import rerank_lora
 from hoe.model.bundle import load_bundle
 from hoe.checkpoints.loading import hub_name_of, load_model, load_tokenizer, parse_dtype
 from hoe.routing import PreferenceLike, parse_preference
@@ -42,6 +48,26 @@ def fold(bundle, gates: dict[str, float]) -> dict[str, LoraModule]:
     }
 
 
+def recompress(modules: dict[str, LoraModule], rank: int) -> tuple[dict[str, LoraModule], dict]:
+    """Each module at rank ≤ ``rank`` (modules already within it unchanged), with the relative
+    Frobenius error per recompressed module and over the whole adapter."""
+    if rank <= 0:
+        raise HoEError(f"rank must be positive, got {rank}")
+    out, errors, lost, total = {}, {}, 0.0, 0.0
+    for name, module in modules.items():
+        energy = float(module.delta().double().pow(2).sum())
+        total += energy
+        if module.rank <= rank:
+            out[name] = module
+            continue
+        factors = rerank_lora(module.B, module.A, module.scale, rank)
+        out[name] = LoraModule(B=factors.B.float(), A=factors.A.float())
+        errors[name] = round(factors.relative_error, 6)
+        lost += factors.relative_error**2 * energy
+    overall = (lost / total) ** 0.5 if total > 0 else 0.0
+    return out, {"rank": rank, "relative_error": round(overall, 6), "recompressed_modules": errors}
+
+
 def export_preference(
     bundle_path: str | Path,
     preference: PreferenceLike,
@@ -50,8 +76,14 @@ def export_preference(
     merged: bool = False,
     overwrite: bool = False,
     dtype: str = "float32",
+    rank: int | None = None,
 ) -> dict:
-    """Write the model for one λ at ``out``: a peft LoRA folder, or with ``merged`` a full model."""
+    """Write the model for one λ at ``out``: a peft LoRA folder, or with ``merged`` a full model.
+    With ``rank``, the LoRA is recompressed to that rank and the record says what it cost."""
+    if rank is not None and rank <= 0:
+        raise HoEError(f"--rank must be positive, got {rank}")
+    if rank is not None and merged:
+        raise HoEError("--rank recompresses a LoRA export; a merged model (--merged) has no rank")
     bundle = load_bundle(bundle_path)
     vector = parse_preference(preference, bundle.objectives)
     gates = static_gates(bundle, vector)
@@ -62,7 +94,11 @@ def export_preference(
         "preference": dict(zip(bundle.objectives, map(float, vector))),
         "gates": gates,
         "merged": merged,
+        "rank": max((m.rank for m in modules.values()), default=0),
     }
+    if rank is not None:
+        modules, record["recompression"] = recompress(modules, rank)
+        record["rank"] = max((m.rank for m in modules.values()), default=0)
     with atomic_dir(out, overwrite=overwrite) as tmp:
         if merged:
             model = load_model(bundle.spec.base_model, dtype="float32")
