@@ -49,9 +49,12 @@ def test_extract_cli(tiny_base, tiny_planted, tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--rank", "0"], "error: --rank must be a positive integer, got 0"),
-        (["--energy", "1.5"], "error: --energy must lie in (0, 1], got 1.5"),
-        (["--svd", "qr"], "error: --svd must be one of exact, randomized, got 'qr'"),
+        (["--rank", "0"], "error: extract settings: rank (--rank): input should be greater than 0, got 0"),
+        (
+            ["--energy", "1.5"],
+            "error: extract settings: energy (--energy): input should be less than or equal to 1, got 1.5",
+        ),
+        (["--svd", "qr"], "error: extract settings: svd (--svd): input should be 'exact' or 'randomized', got 'qr'"),
     ],
 )
 def test_extract_cli_bad_input(tiny_base, tiny_planted, tmp_path, args, message):
@@ -208,9 +211,14 @@ def test_build_info_generate_export_cli(recipe_dir, tmp_path):
     args = ["export", "--bundle", str(bundle), "--preference", "0.8,0.2", "--out", str(tmp_path / "r1"), "--rank", "1"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert re.search(r"LoRA adapter of rank 1 for gates .*; recompressed to rank 1: relative error 0\.\d+", result.output)
+    assert re.search(
+        r"LoRA adapter of rank 1 for gates .*; recompressed to rank 1: relative error 0\.\d+", result.output
+    )
     result = runner.invoke(app, [*args[:-4], "--out", str(tmp_path / "r0"), "--rank", "0"])
-    assert result.exit_code == 2 and result.output.strip().splitlines()[-1] == "error: --rank must be positive, got 0"
+    assert (
+        result.exit_code == 2
+        and result.output.strip().splitlines()[-1] == "error: rank (--rank) must be positive, got 0"
+    )
 
 
 @pytest.mark.parametrize(
@@ -236,7 +244,10 @@ def test_train_router_refuses_a_time_budget_that_is_not_positive(bundle_dir):
     result = runner.invoke(
         app, ["train-router", "--bundle", str(bundle_dir), "--anchor", "0.25,0.75", "--max-minutes", "0"]
     )
-    assert result.exit_code == 2 and result.output.strip() == "error: --max-minutes must be positive, got 0.0"
+    assert (
+        result.exit_code == 2
+        and result.output.strip() == "error: max_minutes (--max-minutes) must be positive, got 0.0"
+    )
 
 
 def test_generate_bad_jsonl(bundle_dir, tmp_path):
@@ -439,3 +450,35 @@ def test_make_expert_cli_every_method_ends_with_its_summary(tiny_chat_model, tmp
     assert line.startswith(f"{out}: concision expert by {method}; ") and line.endswith(" s of training")
     if method == "ppo":
         assert " PPO steps" in line and "mean concision reward" in line
+
+
+@pytest.mark.parametrize(
+    "command, model, exceptions",
+    [
+        ("extract", "hoe.experts.extract:ExtractSettings", {"device": "auto"}),
+        ("merge", "hoe.merging.merge:MergeSettings", {"device": "auto", "weights": None}),
+        ("make-expert", "hoe.training.settings:MakeExpertSettings", {"lora_rank": 16}),
+        ("finetune", "hoe.training.settings:SFTSettings", {}),
+        ("evaluate", "hoe.evaluation.settings:EvalSettings", {"methods": None, "reference": None, "scorers": None}),
+        ("evaluate", "hoe.evaluation.settings:Decoding", {}),
+    ],
+)
+def test_cli_defaults_are_the_settings_models(command, model, exceptions):
+    """A CLI option and the settings field it fills (the one a recipe and the API use) share their
+    default, so the CLI and a recipe cannot drift apart (a recipe-made LoRA expert once trained at
+    2e-5 where the CLI gave 1e-4). ``exceptions``: where the CLI differs on purpose (device
+    'auto', a string parsed into a list, --lora-rank's value when --lora is set)."""
+    import importlib
+
+    import typer.main
+
+    module, name = model.split(":")
+    fields = getattr(importlib.import_module(module), name).model_fields
+    params = {p.name: p for p in typer.main.get_command(app).commands[command].params}
+    shared = [f for f in fields if f in params and f not in exceptions and not fields[f].is_required()]
+    assert shared, "no option maps to the model"
+    for field in shared:
+        default = fields[field].get_default(call_default_factory=True)
+        assert params[field].default == default, (
+            f"--{field.replace('_', '-')}: CLI {params[field].default!r}, model {default!r}"
+        )

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from hoe.data import load_prompts
 from hoe.checkpoints.loading import DEFAULT_MODEL, cache_root
+from hoe.data import load_prompts
 from hoe.rewards import OFFLINE_SCORERS, ScoreCache, score_objectives
 from hoe.rewards.conflict import conflict_table
 from hoe.training.sampling import SamplingSettings, sample_candidates

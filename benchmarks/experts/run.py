@@ -22,10 +22,10 @@ from pathlib import Path
 
 import torch
 
-from hoe.data import load_prompts
 from hoe.checkpoints import load_model, load_tokenizer
 from hoe.checkpoints.chat import encode_prompts
 from hoe.checkpoints.loading import DEFAULT_MODEL, cache_root
+from hoe.data import load_prompts
 from hoe.rewards import OFFLINE_SCORERS, ScoreCache, score_objectives
 from hoe.training.make_expert import MakeExpertSettings, make_expert
 from hoe.training.sampling import SamplingSettings

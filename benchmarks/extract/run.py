@@ -20,11 +20,11 @@ from pathlib import Path
 
 import torch
 
+from hoe.benchmarking.process import measure_process
 from hoe.benchmarking.reference_models import reference_finetune
-from hoe.experts import read_lora
 from hoe.checkpoints import CheckpointTensors, resolve_checkpoint
 from hoe.checkpoints.loading import DEFAULT_MODEL
-from hoe.benchmarking.process import measure_process
+from hoe.experts import read_lora
 
 HERE = Path(__file__).resolve().parent
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")

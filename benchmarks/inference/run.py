@@ -18,13 +18,13 @@ from pathlib import Path
 
 import torch
 
-from hoe.evaluation.methods.mod import mod_generate
-from hoe.data import sft_pairs
 from hoe.benchmarking.reference_models import reference_experts
-from hoe.model import HoEModel
-from hoe.pipeline.build import build_bundle
 from hoe.checkpoints import load_model, load_tokenizer
 from hoe.checkpoints.loading import DEFAULT_MODEL
+from hoe.data import sft_pairs
+from hoe.evaluation.methods.mod import mod_generate
+from hoe.model import HoEModel
+from hoe.pipeline.build import build_bundle
 
 HERE = Path(__file__).resolve().parent
 OBJECTIVES = ["helpful", "harmless", "instruct"]

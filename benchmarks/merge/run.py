@@ -24,13 +24,13 @@ from pathlib import Path
 
 import torch
 
-from hoe.data import sft_pairs
+from hoe.benchmarking.process import measure_process
 from hoe.benchmarking.reference_models import reference_experts
-from hoe.experts.fidelity import chat_batch, mean_kl, next_token_log_probs
-from hoe.merging import MERGE_METHODS
 from hoe.checkpoints import load_model, load_tokenizer, resolve_checkpoint
 from hoe.checkpoints.loading import DEFAULT_MODEL
-from hoe.benchmarking.process import measure_process
+from hoe.data import sft_pairs
+from hoe.experts.fidelity import chat_batch, mean_kl, next_token_log_probs
+from hoe.merging import MERGE_METHODS
 
 HERE = Path(__file__).resolve().parent
 SOURCES = ("helpful", "harmless", "instruct")

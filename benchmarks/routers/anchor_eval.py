@@ -18,13 +18,13 @@ import json
 from pathlib import Path
 
 import numpy as np
-
 from gain import (
     KINDS,
     paired_gain,
     per_prompt_scores,
     router_training,
 )  # benchmarks/routers/gain.py, beside this script
+
 from hoe.evaluation import Decoding, EvalSettings, evaluate
 from hoe.evaluation.preference_sets import preference_label
 

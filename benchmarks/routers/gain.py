@@ -24,13 +24,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+from run import compact, shared_hypervolumes, step_costs, write_results  # benchmarks/routers/run.py, beside this script
 
 from hoe.evaluation import Decoding, EvalSettings, evaluate
 from hoe.evaluation.preference_sets import preference_label
-from hoe.pipeline.build import build_bundle
 from hoe.pipeline import train_router
+from hoe.pipeline.build import build_bundle
 from hoe.rl import load_config
-from run import compact, shared_hypervolumes, step_costs, write_results  # benchmarks/routers/run.py, beside this script
 
 HERE = Path(__file__).resolve().parent
 KINDS = {"tchebycheff": "tchebycheff-omd", "linear": "linear"}

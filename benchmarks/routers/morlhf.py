@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from gain import paired_gain, per_prompt_scores, router_training  # benchmarks/routers/gain.py, beside this script
 from safetensors import safe_open
 
-from gain import paired_gain, per_prompt_scores, router_training  # benchmarks/routers/gain.py, beside this script
 from hoe.evaluation import Decoding, EvalSettings, evaluate
 from hoe.evaluation.preference_sets import preference_label
 

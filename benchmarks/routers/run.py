@@ -69,8 +69,8 @@ def evaluate_bundle(bundle: Path, out: Path, methods: list[str], prompts: int, t
 
 def plain_forward_backward(bundle: Path, rows: int, length: int, repeats: int = 3, device: str = "cpu") -> float:
     """Seconds for one forward+backward of the base LM, every weight trainable, on rows × length tokens."""
-    from hoe.model.bundle import load_bundle
     from hoe.checkpoints.loading import load_model
+    from hoe.model.bundle import load_bundle
 
     model = load_model(load_bundle(bundle).spec.base_model, device=device)
     model.train()

@@ -18,7 +18,7 @@ import typer
 
 from hoe.errors import HoEError
 from hoe.settings import Settings
-from hoe.training.settings import PPO_LORA_RANK, MakeExpertSettings
+from hoe.training.settings import PPO_LORA_RANK, MakeExpertSettings, SFTSettings
 
 app = typer.Typer(
     help="Multi-objective alignment with hierarchical experts (HoE).",
@@ -103,7 +103,7 @@ def extract(
     """Extract a LoRA expert from a fine-tuned model by task-SVD (tau = W_ft - W_base)."""
     from hoe.experts import ExtractSettings, extract_expert
 
-    settings = ExtractSettings(
+    settings = ExtractSettings.create(
         rank=rank,
         rank_attn=rank_attn,
         rank_mlp=rank_mlp,
@@ -178,7 +178,7 @@ def merge(
         "clip": clip,
     }
     experts = [part for entry in experts for part in entry.split(",") if part]
-    settings = MergeSettings(
+    settings = MergeSettings.create(
         method=method,
         weights=_floats(weights, "--weights"),
         rank=rank,
@@ -580,19 +580,19 @@ def finetune(
     base: str = typer.Option("smollm2-135m-instruct", help="Model to fine-tune (any reference form)."),
     data: str = typer.Option("hh-helpful-sft", help="Packaged dataset: hh-helpful-sft | hh-harmless | alpaca-davinci."),
     out: Path = typer.Option(..., help="Output transformers folder."),
-    steps: int = typer.Option(30, help="Optimiser steps."),
-    batch_size: int = typer.Option(8, help="Pairs per step."),
-    max_length: int = typer.Option(128, help="Tokens per pair (prompt + response)."),
-    learning_rate: float = typer.Option(5e-5, help="AdamW learning rate."),
-    seed: int = typer.Option(0, help="Seed of the data order."),
+    steps: int = settings_option(SFTSettings, "steps"),
+    batch_size: int = settings_option(SFTSettings, "batch_size"),
+    max_length: int = settings_option(SFTSettings, "max_length"),
+    learning_rate: float = settings_option(SFTSettings, "learning_rate"),
+    seed: int = settings_option(SFTSettings, "seed"),
     device: str = typer.Option("auto", help="cpu, cuda, or auto."),
     overwrite: bool = typer.Option(False, help="Replace an existing --out."),
 ) -> None:
     """Full supervised fine-tune (resumable: rerun the same command after an interruption)."""
     from hoe.data import sft_pairs
-    from hoe.training.sft import SFTSettings, supervised_finetune
+    from hoe.training.sft import supervised_finetune
 
-    settings = SFTSettings(
+    settings = SFTSettings.create(
         steps=steps, batch_size=batch_size, max_length=max_length, learning_rate=learning_rate, seed=seed
     )
     log = supervised_finetune(base, sft_pairs(data), out, settings, device=_device(device), overwrite=overwrite)

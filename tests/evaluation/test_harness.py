@@ -9,8 +9,8 @@ import shutil
 import numpy as np
 import pytest
 import torch
-
 from conftest import DEVICE, interrupt_at_call
+
 from hoe.errors import HoEError
 from hoe.evaluation import Decoding, EvalSettings, build_report, evaluate
 from hoe.evaluation.methods import common as methods_module
@@ -30,7 +30,7 @@ def settings_for(bundle_dir, **overrides) -> EvalSettings:
         device=DEVICE,
     )
     values.update(overrides)
-    return EvalSettings(**values)
+    return EvalSettings.create(**values)
 
 
 @pytest.fixture(scope="module")
@@ -85,11 +85,11 @@ def test_rs_on_lora_task_vectors_is_the_static_soup(lora_run, bundle_dir, tmp_pa
     for label in ("1-0", "0.5-0.5", "0-1"):
         assert responses(out, "rs", label) == responses(out, "soup", label)
     # and the logits agree, not only the greedy tokens
+    from hoe.checkpoints.loading import load_tokenizer
     from hoe.evaluation.methods import Context, Point
     from hoe.evaluation.methods.rewarded_soups import RewardedSoupsMethod
     from hoe.evaluation.methods.soup import SoupMethod
     from hoe.model.bundle import load_bundle
-    from hoe.checkpoints.loading import load_tokenizer
 
     bundle = load_bundle(bundle_dir)
     context = Context(bundle, load_tokenizer(bundle.spec.base_model), Decoding(), tmp_path, task_vectors="lora")
@@ -165,9 +165,9 @@ def test_other_settings_are_refused_not_mixed(lora_run, bundle_dir):
         ({"split": "heldout", "prompts": "hub:x"}, "needs the prompt field"),
         ({"scorers": {"helpful": "nope"}}, "objective 'helpful' needs a scorer"),
         ({"scorers": {"other": "civility"}}, "not an objective of the bundle"),
-        ({"task_vectors": "both"}, "--task-vectors must be"),
+        ({"task_vectors": "both"}, r"task_vectors \(--task-vectors\): input should be 'auto', 'lora' or 'full'"),
         ({"merge_method": "magic"}, "magic"),
-        ({"reference": [0.0]}, "--reference has 1 values"),
+        ({"reference": [0.0]}, r"reference \(--reference\) has 1 values"),
     ],
 )
 def test_bad_input_before_any_model_loads(bundle_dir, tmp_path, monkeypatch, overrides, message):
@@ -180,7 +180,7 @@ def test_bad_input_before_any_model_loads(bundle_dir, tmp_path, monkeypatch, ove
         overrides["prompts"] = f"file:{tmp_path / 'empty.txt'}"
     if overrides.get("preferences") in ("EMPTY", "LONG"):
         overrides["preferences"] = str(tmp_path / ("empty.txt" if overrides["preferences"] == "EMPTY" else "long.txt"))
-    with pytest.raises(HoEError, match=message):
+    with pytest.raises(HoEError, match=message):  # from the settings model or from plan, before any model
         evaluate(settings_for(bundle_dir, **overrides), tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
 

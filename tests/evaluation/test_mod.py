@@ -18,9 +18,8 @@ IDS = torch.tensor([[5, 6, 7, 8], [9, 10, 11, 12]])
 @pytest.fixture(scope="module")
 def peaked(tiny_chat_model):
     """Two different tiny Llamas with sharp next-token distributions."""
-    from transformers import AutoModelForCausalLM, LlamaForCausalLM
-
     from conftest import tiny_llama_config
+    from transformers import AutoModelForCausalLM, LlamaForCausalLM
 
     a = AutoModelForCausalLM.from_pretrained(tiny_chat_model).eval()
     torch.manual_seed(7)
@@ -45,9 +44,8 @@ def greedy_by_hand(models, weights, ids, steps: int) -> torch.Tensor:
 
 
 def test_mod_one_hot_equals_greedy_generate(tiny_chat_model, tmp_path):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from conftest import plant_low_rank
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     plant_low_rank(tiny_chat_model, tmp_path / "other", rank=2, scale=0.5)
     tokenizer = AutoTokenizer.from_pretrained(tiny_chat_model)

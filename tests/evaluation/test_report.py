@@ -3,9 +3,9 @@ reference point, Tchebycheff gaps, wins and means, all worked out by hand below.
 
 from __future__ import annotations
 
-import pytest
-
 from pathlib import Path
+
+import pytest
 
 from hoe.evaluation.report import methods_table, summarise, verdict
 

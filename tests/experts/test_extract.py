@@ -6,8 +6,8 @@ import json
 
 import pytest
 import torch
-
 from conftest import logits_of, relative_error, save_tiny_llama
+
 from hoe.errors import HoEError
 from hoe.experts import ExtractSettings, extract_expert, read_lora
 
@@ -132,21 +132,22 @@ def test_peft_lora_with_alpha_scaling_is_honoured(tiny_base, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "settings, message",
+    "values, message",
     [
-        (ExtractSettings(rank=0), "--rank must be a positive integer"),
-        (ExtractSettings(rank=-3), "--rank must be a positive integer"),
-        (ExtractSettings(energy=0.0), "--energy must lie in (0, 1]"),
-        (ExtractSettings(energy=1.5), "--energy must lie in (0, 1]"),
-        (ExtractSettings(svd="magic"), "--svd must be one of"),
-        (ExtractSettings(dtype="int3"), "unknown dtype"),
-        (ExtractSettings(target_modules=["nope_proj"]), "matches no linear layer"),
+        ({"rank": 0}, "extract settings: rank (--rank): input should be greater than 0, got 0"),
+        ({"rank": -3}, "extract settings: rank (--rank): input should be greater than 0, got -3"),
+        ({"energy": 0.0}, "extract settings: energy (--energy): input should be greater than 0, got 0.0"),
+        ({"energy": 1.5}, "extract settings: energy (--energy): input should be less than or equal to 1, got 1.5"),
+        ({"svd": "magic"}, "extract settings: svd (--svd): input should be 'exact' or 'randomized', got 'magic'"),
+        ({"dtype": "int3"}, "unknown dtype"),
+        ({"target_modules": ["nope_proj"]}, "matches no linear layer"),
     ],
 )
-def test_bad_settings_leave_nothing(tiny_base, tiny_planted, tmp_path, settings, message):
+def test_bad_settings_leave_nothing(tiny_base, tiny_planted, tmp_path, values, message):
+    """One line naming the setting as a recipe key and as a CLI flag; nothing written."""
     out = tmp_path / "out"
     with pytest.raises(HoEError, match=message.replace("(", r"\(").replace(")", r"\)").replace("]", r"\]")):
-        extract_expert(tiny_base, tiny_planted[0], out, settings, progress=False)
+        extract_expert(tiny_base, tiny_planted[0], out, ExtractSettings.create(**values), progress=False)
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 

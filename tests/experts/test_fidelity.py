@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from conftest import plant_low_rank
-from hoe.pipeline.demo import summarise
+
 from hoe.experts import ExtractSettings, extract_expert
 from hoe.experts.fidelity import logit_fidelity
+from hoe.pipeline.demo import summarise
 
 PROMPTS = ["hello there", "what is 2+2?", "tell me a joke"]
 

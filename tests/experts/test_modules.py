@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from hoe.experts.modules import linear_layers, select_targets
-from hoe.errors import HoEError
 from hoe.checkpoints import CheckpointTensors
+from hoe.errors import HoEError
+from hoe.experts.modules import linear_layers, select_targets
 
 
 def _configs():
@@ -51,10 +51,10 @@ def test_discovery_matches_model_classes(name, tmp_path):
 
 def test_gpt2_conv1d_expert_loads_in_peft(tmp_path):
     """Conv1D weights are (in, out): extraction transposes them and sets fan_in_fan_out."""
+    from conftest import logits_of, relative_error
     from peft import PeftModel
     from transformers import GPT2LMHeadModel
 
-    from conftest import logits_of, relative_error
     from hoe.experts import ExtractSettings, extract_expert
 
     config = _configs()["gpt2"]

@@ -6,8 +6,8 @@ import json
 
 import pytest
 import torch
-
 from conftest import plant_low_rank, relative_error
+
 from hoe.errors import HoEError
 from hoe.experts import ExtractSettings, extract_expert, read_lora
 from hoe.merging import MergeSettings, merge_experts
@@ -133,20 +133,21 @@ def test_anchor_from_names_and_from_source_anchors(tiny_base, three_experts, tmp
 
 
 @pytest.mark.parametrize(
-    "settings, message",
+    "values, message",
     [
-        (MergeSettings(weights=[0.5, 0.5]), "--weights has 2 values for 3 experts"),
-        (MergeSettings(weights=[0.5, -0.1, 0.6]), "--weights must be non-negative"),
-        (MergeSettings(weights=[0, 0, 0]), "--weights are all zero"),
-        (MergeSettings(weights=[float("nan"), 1, 1]), "--weights must be finite"),
-        (MergeSettings(rank=0), "--rank must be a positive integer"),
-        (MergeSettings(method="slerp"), "unknown merge method 'slerp'"),
-        (MergeSettings(method="ties", params={"density": 1.5}), r"--density must lie in \(0, 1\]"),
-        (MergeSettings(objectives=["a", "b"]), "--objectives has 2 names for 3 experts"),
+        ({"weights": [0.5, 0.5]}, r"weights \(--weights\) has 2 values for 3 experts"),
+        ({"weights": [0.5, -0.1, 0.6]}, r"weights \(--weights\) must be non-negative"),
+        ({"weights": [0, 0, 0]}, r"weights \(--weights\) are all zero"),
+        ({"weights": [float("nan"), 1, 1]}, r"weights \(--weights\) must be finite"),
+        ({"rank": 0}, r"merge settings: rank \(--rank\): input should be greater than 0, got 0"),
+        ({"method": "slerp"}, r"merge settings: method \(--method\): unknown merge method 'slerp'"),
+        ({"method": "ties", "params": {"density": 1.5}}, r"density \(--density\) must lie in \(0, 1\]"),
+        ({"objectives": ["a", "b"]}, r"objectives \(--objectives\) has 2 names for 3 experts"),
     ],
 )
-def test_bad_input_leaves_nothing(tiny_base, three_experts, tmp_path, settings, message):
+def test_bad_input_leaves_nothing(tiny_base, three_experts, tmp_path, values, message):
     with pytest.raises(HoEError, match=message):
+        settings = MergeSettings.create(**values)
         merge_experts(tiny_base, three_experts[0], tmp_path / "out", settings, progress=False)
     assert list(tmp_path.iterdir()) == []
 

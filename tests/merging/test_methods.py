@@ -201,9 +201,9 @@ def test_registry_and_parameter_errors():
         get_method("slerp")
     with pytest.raises(HoEError, match="merge method 'linear' takes no parameters; got density"):
         get_method("linear").resolve({"density": 0.5})
-    with pytest.raises(HoEError, match=r"--density must lie in \(0, 1\], got 0"):
+    with pytest.raises(HoEError, match=r"density \(--density\) must lie in \(0, 1\], got 0"):
         get_method("ties").resolve({"density": 0})
-    with pytest.raises(HoEError, match="--majority-sign must be 'total' or 'count'"):
+    with pytest.raises(HoEError, match=r"majority_sign \(--majority-sign\) must be 'total' or 'count'"):
         get_method("ties").resolve({"majority_sign": "max"})
 
 
@@ -258,12 +258,12 @@ def test_the_functions_own_defaults_are_the_registered_ones(name):
 @pytest.mark.parametrize(
     "method, params, message",
     [
-        ("ties", {"density": 1.5}, r"^--density must lie in \(0, 1\], got 1.5$"),
-        ("pcb", {"clip": 0.5}, r"^--clip must lie in \[0, 0.5\), got 0.5$"),
-        ("pcb", {"clip": -0.1}, r"^--clip must lie in \[0, 0.5\), got -0.1$"),
-        ("pcb", {"clip": float("nan")}, r"^--clip must lie in \[0, 0.5\), got nan$"),
-        ("tsv", {"keep": 0.0}, r"^--keep must lie in \(0, 1\], got 0.0$"),
-        ("tsv", {"keep": 1.5}, r"^--keep must lie in \(0, 1\], got 1.5$"),
+        ("ties", {"density": 1.5}, r"^density \(--density\) must lie in \(0, 1\], got 1.5$"),
+        ("pcb", {"clip": 0.5}, r"^clip \(--clip\) must lie in \[0, 0.5\), got 0.5$"),
+        ("pcb", {"clip": -0.1}, r"^clip \(--clip\) must lie in \[0, 0.5\), got -0.1$"),
+        ("pcb", {"clip": float("nan")}, r"^clip \(--clip\) must lie in \[0, 0.5\), got nan$"),
+        ("tsv", {"keep": 0.0}, r"^keep \(--keep\) must lie in \(0, 1\], got 0.0$"),
+        ("tsv", {"keep": 1.5}, r"^keep \(--keep\) must lie in \(0, 1\], got 1.5$"),
         (
             "ties",
             {"densty": 0.2, "sed": 1},

@@ -7,12 +7,12 @@ import shutil
 
 import pytest
 import torch
-
 from conftest import relative_error
+
 from hoe.errors import HoEError
 from hoe.model import HoEModel, load_bundle
-from hoe.pipeline.build import build_bundle
 from hoe.model.export import export_preference
+from hoe.pipeline.build import build_bundle
 
 IDS = torch.randint(5, 100, (2, 9), generator=torch.Generator().manual_seed(1))
 
@@ -229,7 +229,9 @@ def test_export_rank_recompresses_and_reports_the_error(bundle_dir, tmp_path):
     from hoe.experts.lora import read_lora
 
     exact = export_preference(bundle_dir, [0.8, 0.2], tmp_path / "exact")
-    ranks = [max(m.rank for m in read_lora(bundle_expert_folder(bundle_dir, n)).modules.values()) for n in exact["gates"]]
+    ranks = [
+        max(m.rank for m in read_lora(bundle_expert_folder(bundle_dir, n)).modules.values()) for n in exact["gates"]
+    ]
     assert exact["rank"] == sum(ranks) and "recompression" not in exact
     small = export_preference(bundle_dir, [0.8, 0.2], tmp_path / "small", rank=ranks[0] - 1)
     assert small["rank"] == ranks[0] - 1
@@ -243,7 +245,7 @@ def test_export_rank_recompresses_and_reports_the_error(bundle_dir, tmp_path):
         assert error == pytest.approx(measured, rel=1e-3, abs=1e-6)
     same = export_preference(bundle_dir, [0.8, 0.2], tmp_path / "same", rank=exact["rank"])
     assert same["recompression"]["relative_error"] == 0 and same["recompression"]["recompressed_modules"] == {}
-    with pytest.raises(HoEError, match="--rank must be positive"):
+    with pytest.raises(HoEError, match=r"rank \(--rank\) must be positive"):
         export_preference(bundle_dir, [0.8, 0.2], tmp_path / "x", rank=0)
     with pytest.raises(HoEError, match="a merged model"):
         export_preference(bundle_dir, [0.8, 0.2], tmp_path / "x", rank=4, merged=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import interrupt_at_call, relative_error
+
 from hoe.errors import HoEError
 from hoe.experts import read_lora
 from hoe.model import HoEModel

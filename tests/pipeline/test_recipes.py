@@ -50,3 +50,32 @@ def test_recipe_scorers_reach_the_bundle_and_the_evaluation(bundle_dir, tmp_path
     spec["scorers"] = {"helpful": "concision", "harmless": "civility"}
     (copy / "hoe.json").write_text(json.dumps(spec))
     assert plan(EvalSettings(bundle=str(copy), limit=2)).scorers == {"helpful": "concision", "harmless": "civility"}
+
+
+@pytest.mark.parametrize(
+    "merge, message",
+    [
+        ("method: slerp", r"merges\.0: merge settings: method \(--method\): unknown merge method 'slerp'"),
+        (
+            "method: ties\n    params: {density: 1.5}",
+            r"merges\.0: density \(--density\) must lie in \(0, 1\], got 1\.5",
+        ),
+        ("method: pcb\n    params: {densty: 0.2}", r"merges\.0: merge method 'pcb' takes density, clip; got densty"),
+    ],
+)
+def test_merge_entries_are_checked_when_the_recipe_loads(tmp_path, merge, message):
+    """A bad merge method or parameter is one line at load, not after the experts are made."""
+    (tmp_path / "recipe.yaml").write_text(
+        "base: b\nobjectives: [x, y]\nexperts:\n  - {name: a, anchor: [1, 0], finetuned: a}\n"
+        f"  - {{name: c, anchor: [0, 1], finetuned: c}}\nmerges:\n  - name: m\n    experts: [a, c]\n    {merge}\n"
+    )
+    with pytest.raises(HoEError, match=message):
+        load_recipe(tmp_path / "recipe.yaml")
+
+
+def test_an_unknown_svd_backend_is_refused_at_load(tmp_path):
+    (tmp_path / "recipe.yaml").write_text(
+        "base: b\nobjectives: [x]\nexperts:\n  - {name: a, anchor: [1], finetuned: a, svd: qr}\n"
+    )
+    with pytest.raises(HoEError, match=r"experts\.0\.svd: Input should be 'exact' or 'randomized'"):
+        load_recipe(tmp_path / "recipe.yaml")

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import DEVICE, interrupt_at_call
 from safetensors.torch import load_file
 
-from conftest import DEVICE, interrupt_at_call
 from hoe.errors import HoEError
 from hoe.pipeline import train_router
 from hoe.rl import load_config
@@ -120,7 +120,7 @@ def test_a_time_budget_stops_early_and_resume_finishes_the_same_run(bundle, tmp_
     resumed = load_file(str(bundle / router["path"]))
     for key in final:
         assert torch.equal(final[key], resumed[key]), key
-    with pytest.raises(HoEError, match="--max-minutes must be positive"):
+    with pytest.raises(HoEError, match=r"max_minutes \(--max-minutes\) must be positive"):
         train_router(bundle, [0.25, 0.75], settings, progress=False, overwrite=True, max_minutes=0)
 
 

@@ -269,6 +269,7 @@ def test_token_logprobs_of_a_left_padded_row_equal_the_row_alone():
     """Position ids follow the attention mask (checked on GPT-2's absolute positions; RoPE would not
     notice a shift)."""
     from conftest import tiny_gpt2
+
     from hoe.rl.ppo import token_logprobs
 
     model = tiny_gpt2()

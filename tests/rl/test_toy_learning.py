@@ -8,12 +8,12 @@ import json
 
 import numpy as np
 import torch
+import toy_rewards
+from toy import SCORERS, build_toy_bundle
 
 from hoe.model import HoEModel
 from hoe.pipeline import train_router
 from hoe.rl import load_config
-from toy import SCORERS, build_toy_bundle
-import toy_rewards
 
 
 def tchebycheff_on_fresh_prompts(

@@ -6,8 +6,8 @@ import json
 
 import pytest
 import torch
-
 from conftest import interrupt_at_call
+
 from hoe.errors import HoEError
 from hoe.rewards.conflict import conflict_table, within_prompt_correlation
 from hoe.training.make_expert import MakeExpertSettings, make_expert
@@ -146,9 +146,9 @@ def test_dpo_trains_on_best_versus_worst_and_resumes(tiny_chat_model, tmp_path, 
 
 def test_ppo_makes_a_merged_lora_expert_and_resumes(tiny_chat_model, tmp_path, monkeypatch):
     """PPO on a LoRA for one objective; a killed run resumes to the same weights."""
+    from conftest import interrupt_at_call
     from safetensors.torch import load_file
 
-    from conftest import interrupt_at_call
     from hoe.rl import trainer as trainer_module
 
     monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
@@ -186,8 +186,8 @@ def test_lora_experts_keep_their_peft_adapter(tiny_chat_model, tmp_path, monkeyp
     """--lora: the folder holds the merged model and adapter/, whose delta is merged − base."""
     if method == "dpo":
         pytest.importorskip("trl")
-    from hoe.experts.lora import read_lora
     from hoe.checkpoints import CheckpointTensors
+    from hoe.experts.lora import read_lora
 
     monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
     settings = MakeExpertSettings(

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import interrupt_at_call
-from hoe.errors import HoEError
+
 from hoe.checkpoints import CheckpointTensors
-from hoe.training.sft import SFTSettings, supervised_finetune
-from hoe.training.sft import encode_pair
+from hoe.errors import HoEError
+from hoe.training.sft import SFTSettings, encode_pair, supervised_finetune
 
 PAIRS = [("say hi", "hi!"), ("count", "1 2 3"), ("colour?", "blue"), ("name", "tiny")]
 
@@ -60,8 +59,9 @@ def test_interrupted_run_resumes_to_same_weights(tiny_chat_model, tmp_path, monk
 
 @pytest.mark.parametrize("field, value", [("steps", 0), ("batch_size", -1), ("learning_rate", 0.0)])
 def test_bad_settings(tiny_chat_model, tmp_path, field, value):
-    settings = SFTSettings(**{field: value})
-    with pytest.raises(HoEError, match="must be positive"):
+    flag = field.replace("_", "-")
+    with pytest.raises(HoEError, match=rf"^sft settings: {field} \(--{flag}\): input should be greater than 0, got"):
+        settings = SFTSettings.create(**{field: value})
         supervised_finetune(tiny_chat_model, PAIRS, tmp_path / "x", settings, progress=False)
     assert not (tmp_path / "x").exists()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Sequence
+
 from hoe.checkpoints.loading import resolve_checkpoint
 from hoe.errors import HoEError
 

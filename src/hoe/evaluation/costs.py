@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from hoe.evaluation.report import follows_preference
 from hoe.checkpoints.chat import encode_prompts
 from hoe.evaluation.methods import METHODS
+from hoe.evaluation.report import follows_preference
 
 ROUNDS = 3
 FORCED_TOKENS = 32

@@ -14,56 +14,33 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from hoe.errors import HoEError
-from hoe.evaluation.methods import METHODS, Context, Decoding, Point, check_methods, merge_setting, single_experts
-from hoe.evaluation.preference_sets import preference_set
-from hoe.utils.io import write_json
-from hoe.utils.resumable import resumable_batches
+from hoe.checkpoints.chat import context_length, encode_prompts, fit_prompts
+from hoe.checkpoints.loading import load_tokenizer
 from hoe.data import load_prompts
+from hoe.errors import HoEError
+from hoe.evaluation.costs import measure_costs
+from hoe.evaluation.methods import METHODS, Context, Point, check_methods, merge_setting, single_experts
+from hoe.evaluation.preference_sets import preference_set
+from hoe.evaluation.report import build_report
+from hoe.evaluation.settings import DEFAULT_METHODS, Decoding, EvalSettings  # noqa: F401  (the run's settings)
 from hoe.merging.merge_methods import get_method
 from hoe.model.bundle import load_bundle
 from hoe.rewards.scoring import check_objective_name
-from hoe.rl.config import check_objectives
-from hoe.evaluation.report import build_report
-from hoe.rl.config import load_config
-from hoe.checkpoints.chat import context_length, fit_prompts
-from hoe.checkpoints.loading import load_tokenizer
-from hoe.evaluation.costs import measure_costs
-from hoe.checkpoints.chat import encode_prompts
+from hoe.rl.config import check_objectives, load_config
+from hoe.settings import flag_name
+from hoe.utils.io import write_json
+from hoe.utils.resumable import resumable_batches
 
 log = logging.getLogger(__name__)
 RUN_FILE = "run.json"
 TIMING_FILE = "timing.json"
-DEFAULT_METHODS = ["hoe", "soup", "merged", "rs", "mod", "experts", "base"]
-
-
-@dataclass
-class EvalSettings:
-    """One evaluation run; everything is checked by ``plan`` before a model loads."""
-
-    bundle: str
-    preferences: str = "grid:5"
-    methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))
-    prompts: str = "packaged:hh-helpful-test"
-    split: str = "heldout"
-    limit: int | None = 64
-    decoding: Decoding = field(default_factory=Decoding)
-    scorers: dict[str, str] = field(default_factory=dict)  # objective -> scorer spec; default: the objective's name
-    task_vectors: str = "auto"
-    merge_method: str | None = None
-    reference: list[float] | None = None
-    morlhf_config: str | None = None  # YAML of hoe.rl.TrainConfig for the morlhf method
-    device: str = "cpu"
-    dtype: str = "float32"
-    chat: bool = True
-    trust_remote_code: bool = False
 
 
 @dataclass
@@ -79,9 +56,6 @@ class Plan:
 def plan(settings: EvalSettings) -> Plan:
     """Validate the whole run (methods, preferences, prompts, scorers, experts) without loading a model."""
     check_methods(settings.methods)
-    settings.decoding.validate()
-    if settings.task_vectors not in ("auto", "lora", "full"):
-        raise HoEError(f"--task-vectors must be auto, lora or full, got '{settings.task_vectors}'")
     if settings.merge_method is not None:
         get_method(settings.merge_method)
     bundle = load_bundle(settings.bundle)
@@ -98,9 +72,9 @@ def plan(settings: EvalSettings) -> Plan:
         except HoEError as exc:
             raise HoEError(f"objective '{objective}' needs a scorer (--scorers {objective}=SPEC): {exc}") from None
     if settings.reference is not None and len(settings.reference) != len(bundle.objectives):
-        raise HoEError(f"--reference has {len(settings.reference)} values for {len(bundle.objectives)} objectives")
-    if settings.limit is not None and settings.limit <= 0:
-        raise HoEError(f"--limit must be positive, got {settings.limit}")
+        raise HoEError(
+            f"{flag_name('reference')} has {len(settings.reference)} values for {len(bundle.objectives)} objectives"
+        )
     prompts = load_prompts(settings.prompts, settings.split, limit=settings.limit)
     if "morlhf" in settings.methods or settings.morlhf_config is not None:
         check_objectives(_morlhf_config(settings), bundle.objectives)  # unknown keys and bad values fail here
@@ -140,7 +114,7 @@ def _fingerprint(the_plan: Plan) -> dict:
     fingerprint = {
         "bundle_sha": hashlib.sha256(bundle_text).hexdigest()[:16],
         "prompts_sha": hashlib.sha256("\0".join(the_plan.prompts).encode()).hexdigest()[:16],
-        "decoding": asdict(s.decoding),
+        "decoding": s.decoding.model_dump(),
         "task_vectors": s.task_vectors,
         "merge_method": s.merge_method,
         "chat": s.chat,
@@ -179,7 +153,7 @@ def _claim_output(out: Path, the_plan: Plan, overwrite: bool) -> None:
             "preferences": [[float(v) for v in p] for p in the_plan.preferences],
             "points": [asdict(p) for p in the_plan.points],
             "prompts": {"spec": s.prompts, "split": s.split, "limit": s.limit, "count": len(the_plan.prompts)},
-            "decoding": asdict(s.decoding),
+            "decoding": s.decoding.model_dump(),
             "task_vectors": s.task_vectors,
             "device": s.device,
             "merge": dict(zip(("method", "params"), merge_setting(the_plan.bundle, s.merge_method))),

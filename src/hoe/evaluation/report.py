@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from hoe.errors import HoEError
+from hoe.evaluation.methods import METHODS
 from hoe.evaluation.metrics import (
     controllability,
     hypervolume,
@@ -20,9 +21,8 @@ from hoe.evaluation.metrics import (
     reference_point,
     tchebycheff_gap,
 )
-from hoe.utils.io import write_json, write_text
-from hoe.evaluation.methods import METHODS
 from hoe.rewards.scoring import ScoreCache, score_objectives
+from hoe.utils.io import write_json, write_text
 
 RUN_FILE = "run.json"
 

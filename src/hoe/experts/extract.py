@@ -5,48 +5,55 @@ from __future__ import annotations
 import math
 import resource
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from pydantic import Field, field_validator
 from tqdm.auto import tqdm
 
+from hoe.checkpoints.loading import hub_name_of, is_lora_folder, parse_dtype, resolve_checkpoint
+from hoe.checkpoints.tensors import CheckpointTensors
 from hoe.errors import HoEError
 from hoe.experts.lora import LoraModule, read_lora, write_lora
 from hoe.experts.modules import LinearSpec, check_adapter_shapes, check_same_architecture, linear_layers, select_targets
-from hoe.experts.svd import SVD_BACKENDS, LowRankFactors, rerank_lora, single_threaded_lapack, task_svd
-from hoe.checkpoints.loading import hub_name_of, is_lora_folder, parse_dtype, resolve_checkpoint
-from hoe.checkpoints.tensors import CheckpointTensors
+from hoe.experts.svd import LowRankFactors, SvdBackend, rerank_lora, single_threaded_lapack, task_svd
+from hoe.settings import Settings, flag_name
 from hoe.utils.io import atomic_dir, check_output_dir, write_json
 
 REPORT_NAME = "extract_report.json"
 
 
-@dataclass
-class ExtractSettings:
-    """Everything that decides the expert, recorded in the report."""
+class ExtractSettings(Settings):
+    """One ``extract`` job: everything that decides the expert, recorded in its report (a recipe's
+    expert entry gives ``rank`` and ``svd``)."""
 
-    rank: int = 16
-    rank_attn: int | None = None
-    rank_mlp: int | None = None
-    energy: float | None = None
-    svd: str = "exact"
-    dtype: str = "float32"
-    device: str = "cpu"
-    target_modules: list[str] | None = None
-    seed: int = 0
+    rank: int = Field(16, gt=0, description="Rank of every module (the cap when energy is given).")
+    rank_attn: int | None = Field(None, gt=0, description="Rank of attention projections (overrides rank).")
+    rank_mlp: int | None = Field(None, gt=0, description="Rank of MLP projections (overrides rank).")
+    energy: float | None = Field(
+        None, gt=0, le=1, description="Smallest rank keeping this share of ||tau||_F^2, capped by the ranks."
+    )
+    svd: SvdBackend = Field("exact", description="SVD backend: exact | randomized.")
+    dtype: str = Field("float32", description="dtype of the saved factors (computation is float32/float64).")
+    device: str = Field("cpu", description="cpu, cuda or cuda:N.")
+    target_modules: list[str] | None = Field(
+        None, description="Module names (peft rules); default: every linear layer of the blocks."
+    )
+    seed: int = Field(0, description="Seed of the randomized backend.")
 
-    def validate(self) -> None:
-        for label, value in (("--rank", self.rank), ("--rank-attn", self.rank_attn), ("--rank-mlp", self.rank_mlp)):
-            if value is not None and value <= 0:
-                raise HoEError(f"{label} must be a positive integer, got {value}")
-        if self.energy is not None and (math.isnan(self.energy) or not 0.0 < self.energy <= 1.0):
-            raise HoEError(f"--energy must lie in (0, 1], got {self.energy}")
-        if self.svd not in SVD_BACKENDS:
-            raise HoEError(f"--svd must be one of {', '.join(SVD_BACKENDS)}, got '{self.svd}'")
-        parse_dtype(self.dtype)
+    @field_validator("dtype")
+    @classmethod
+    def _known_dtype(cls, value: str) -> str:
+        try:
+            parse_dtype(value)
+        except HoEError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    def validate_machine(self) -> None:
+        """What only the machine can answer: is the asked-for device there."""
         if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise HoEError(f"--device {self.device} asked for, but no CUDA device is available")
+            raise HoEError(f"{flag_name('device')} is {self.device}, but no CUDA device is available")
 
     def rank_for(self, spec: LinearSpec) -> int:
         if spec.family == "attn" and self.rank_attn:
@@ -71,7 +78,7 @@ def extract_expert(
     without forming dense products. Returns the report, also saved as ``extract_report.json``.
     """
     settings = settings or ExtractSettings()
-    settings.validate()
+    settings.validate_machine()
     check_output_dir(out, overwrite)
     start = time.perf_counter()
     if settings.device.startswith("cuda"):
@@ -176,7 +183,7 @@ def _report(factors: dict[str, LowRankFactors], left_out: dict[str, float], sett
         "base": base,
         "finetuned": finetuned,
         "source": source,
-        "settings": asdict(settings),
+        "settings": settings.model_dump(),
         "modules": per_module,
         "left_out": {name: (None if math.isnan(v) else round(v, 6)) for name, v in left_out.items()},
         "totals": {

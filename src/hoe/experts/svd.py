@@ -16,13 +16,14 @@ import contextlib
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Literal, get_args
 
 import torch
 
 from hoe.errors import HoEError
 
-SVD_BACKENDS = ("exact", "randomized")
+SvdBackend = Literal["exact", "randomized"]
+SVD_BACKENDS: tuple[str, ...] = get_args(SvdBackend)
 NUMERICAL_ZERO = 1e-5  # singular values below this share of σ₁ carry no signal
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from hoe.errors import HoEError
+from hoe.settings import flag_name
 
 ADAPTER_DIR = "adapter"  # where a LoRA-trained expert keeps its peft adapter, beside the merged model
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -21,7 +22,7 @@ class LoraSettings:
 
     def validate(self) -> None:
         if self.rank <= 0:
-            raise HoEError(f"--lora-rank must be positive, got {self.rank}")
+            raise HoEError(f"{flag_name('lora_rank')} must be positive, got {self.rank}")
         if not self.alpha > 0:
             raise HoEError(f"LoRA alpha must be positive, got {self.alpha}")
 

@@ -13,57 +13,77 @@ import json
 import math
 import resource
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from pydantic import Field, field_validator
 from tqdm.auto import tqdm
 
+from hoe.checkpoints.loading import hub_name_of, is_lora_folder, parse_dtype, resolve_checkpoint
+from hoe.checkpoints.tensors import CheckpointTensors
 from hoe.errors import HoEError
 from hoe.experts.lora import EXPERT_META, LoraAdapter, LoraModule, read_lora, write_lora
 from hoe.experts.modules import check_adapter_shapes, check_same_architecture, linear_layers, select_targets
-from hoe.experts.svd import SVD_BACKENDS, LowRankFactors, rerank_lora, single_threaded_lapack, task_svd
+from hoe.experts.svd import LowRankFactors, SvdBackend, rerank_lora, single_threaded_lapack, task_svd
 from hoe.merging.merge_methods import get_method
-from hoe.checkpoints.loading import hub_name_of, is_lora_folder, parse_dtype, resolve_checkpoint
-from hoe.checkpoints.tensors import CheckpointTensors
+from hoe.settings import Settings, flag_name
 from hoe.utils.io import atomic_dir, check_output_dir, write_json
 
 REPORT_NAME = "merge_report.json"
 
 
-@dataclass
-class MergeSettings:
-    method: str = "linear"
-    weights: list[float] | None = None  # one per expert; None means equal weights
-    rank: int = 16
-    params: dict = field(default_factory=dict)  # method parameters (density, seed, ...)
-    svd: str = "randomized"  # of the final compression: within 1% of exact's error, ~3× faster
-    dtype: str = "float32"
-    device: str = "cpu"
-    target_modules: list[str] | None = None
-    objectives: list[str] | None = None  # names of the experts' objectives, in order
+class MergeSettings(Settings):
+    """One ``merge`` job (a recipe's merge entry gives method, weights, params and rank)."""
 
-    def validate(self, count: int) -> dict:
-        """Check everything before any weight is read; returns the method's full parameters."""
+    method: str = Field("linear", description="linear | ties | dare_linear | dare_ties | pcb | tsv.")
+    weights: list[float] | None = Field(
+        None, description="Non-negative weights, one per expert, with a positive sum (default: equal)."
+    )
+    rank: int = Field(16, gt=0, description="Rank of the merged expert.")
+    params: dict = Field(default_factory=dict, description="The method's parameters (density, seed, ...).")
+    svd: SvdBackend = Field(
+        "randomized", description="SVD backend of the final compression: randomized (within 1% of exact) | exact."
+    )
+    dtype: str = Field("float32", description="dtype of the saved factors.")
+    device: str = Field("cpu", description="cpu, cuda or cuda:N.")
+    target_modules: list[str] | None = Field(None, description="Module names (peft rules); default: all shared.")
+    objectives: list[str] | None = Field(None, description="Objective names of the experts, in order (for the anchor).")
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        try:
+            get_method(value)
+        except HoEError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("dtype")
+    @classmethod
+    def _known_dtype(cls, value: str) -> str:
+        try:
+            parse_dtype(value)
+        except HoEError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    def validate_for(self, count: int) -> dict:
+        """What depends on the experts given, checked before any weight is read; returns the
+        method's full parameters."""
         if count < 2:
             raise HoEError(f"merging needs at least two experts, got {count}")
         weights = self.weights if self.weights is not None else [1.0 / count] * count
         if len(weights) != count:
-            raise HoEError(f"--weights has {len(weights)} values for {count} experts")
+            raise HoEError(f"{flag_name('weights')} has {len(weights)} values for {count} experts")
         if any(not math.isfinite(w) for w in weights):
-            raise HoEError(f"--weights must be finite numbers, got {weights}")
+            raise HoEError(f"{flag_name('weights')} must be finite numbers, got {weights}")
         if any(w < 0 for w in weights):
-            raise HoEError(f"--weights must be non-negative, got {weights}")
+            raise HoEError(f"{flag_name('weights')} must be non-negative, got {weights}")
         if sum(weights) <= 0:
-            raise HoEError("--weights are all zero: at least one expert must have a positive weight")
-        if self.rank <= 0:
-            raise HoEError(f"--rank must be a positive integer, got {self.rank}")
-        if self.svd not in SVD_BACKENDS:
-            raise HoEError(f"--svd must be one of {', '.join(SVD_BACKENDS)}, got '{self.svd}'")
+            raise HoEError(f"{flag_name('weights')} are all zero: at least one expert must have a positive weight")
         if self.objectives is not None and len(self.objectives) != count:
-            raise HoEError(f"--objectives has {len(self.objectives)} names for {count} experts")
-        parse_dtype(self.dtype)
+            raise HoEError(f"{flag_name('objectives')} has {len(self.objectives)} names for {count} experts")
         self.weights = [float(w) for w in weights]
         return get_method(self.method).resolve(self.params)
 
@@ -143,7 +163,7 @@ def merge_experts(
 ) -> dict:
     """Merge ``experts`` (LoRA folders or full models of ``base``) into one LoRA expert at ``out``."""
     settings = settings or MergeSettings()
-    params = settings.validate(len(experts))
+    params = settings.validate_for(len(experts))
     method = get_method(settings.method)
     check_output_dir(out, overwrite)
     start = time.perf_counter()
@@ -222,7 +242,7 @@ def _report(merged, settings: MergeSettings, params, experts, objectives, anchor
         }
         for name, f in merged.items()
     ]
-    settings_record = {k: v for k, v in asdict(settings).items() if k != "params"}
+    settings_record = settings.model_dump(exclude={"params"})
     return {
         "method": settings.method,
         "parameters": params,

@@ -33,7 +33,7 @@ import torch
 
 from hoe.errors import HoEError
 from hoe.experts.svd import rerank_lora
-
+from hoe.settings import flag_name
 
 Factors = tuple[torch.Tensor, torch.Tensor]  # (B, A) with delta = B @ A
 
@@ -55,15 +55,15 @@ class MergeMethod:
         params = {**self.parameters, **given}
         density = params.get("density")
         if density is not None and not (0.0 < float(density) <= 1.0):
-            raise HoEError(f"--density must lie in (0, 1], got {density}")
+            raise HoEError(f"{flag_name('density')} must lie in (0, 1], got {density}")
         if params.get("majority_sign") not in (None, "total", "count"):
-            raise HoEError(f"--majority-sign must be 'total' or 'count', got '{params['majority_sign']}'")
+            raise HoEError(f"{flag_name('majority_sign')} must be 'total' or 'count', got '{params['majority_sign']}'")
         clip = params.get("clip")
         if clip is not None and not (0.0 <= float(clip) < 0.5):
-            raise HoEError(f"--clip must lie in [0, 0.5), got {clip}")
+            raise HoEError(f"{flag_name('clip')} must lie in [0, 0.5), got {clip}")
         keep = params.get("keep")
         if keep is not None and not (0.0 < float(keep) <= 1.0):
-            raise HoEError(f"--keep must lie in (0, 1], got {keep}")
+            raise HoEError(f"{flag_name('keep')} must lie in (0, 1], got {keep}")
         return params
 
 

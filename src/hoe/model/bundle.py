@@ -23,8 +23,8 @@ from hoe.checkpoints.tensors import read_safetensors_header
 from hoe.errors import HoEError
 from hoe.experts.lora import EXPERT_META, split_adapter_key
 from hoe.model.router_weights import router_init
-from hoe.settings import first_error
 from hoe.routing import PreferenceLike, convex_weights, nearest, parse_preference, route
+from hoe.settings import first_error
 from hoe.utils.io import write_json
 
 BUNDLE_FILE = "hoe.json"

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import torch
 
+from hoe.checkpoints.loading import hub_name_of, load_model, load_tokenizer, parse_dtype
 from hoe.errors import HoEError
 from hoe.experts.lora import LoraModule, add_deltas, read_lora, write_lora
 from hoe.experts.svd import rerank_lora
 from hoe.model.bundle import load_bundle
-from hoe.checkpoints.loading import hub_name_of, load_model, load_tokenizer, parse_dtype
 from hoe.routing import PreferenceLike, parse_preference
+from hoe.settings import flag_name
 from hoe.utils.io import atomic_dir, check_output_dir, write_json
 
 
@@ -81,9 +82,9 @@ def export_preference(
     """Write the model for one λ at ``out``: a peft LoRA folder, or with ``merged`` a full model.
     With ``rank``, the LoRA is recompressed to that rank and the record says what it cost."""
     if rank is not None and rank <= 0:
-        raise HoEError(f"--rank must be positive, got {rank}")
+        raise HoEError(f"{flag_name('rank')} must be positive, got {rank}")
     if rank is not None and merged:
-        raise HoEError("--rank recompresses a LoRA export; a merged model (--merged) has no rank")
+        raise HoEError(f"{flag_name('rank')} recompresses a LoRA export; a merged model (--merged) has no rank")
     bundle = load_bundle(bundle_path)
     vector = parse_preference(preference, bundle.objectives)
     gates = static_gates(bundle, vector)

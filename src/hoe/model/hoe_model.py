@@ -11,18 +11,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from hoe.errors import HoEError
-from hoe.experts.lora import read_lora
-from hoe.model.bundle import Bundle, check_against_base, load_bundle
-from hoe.model.layer import MixtureLinear
-from hoe.model.router_weights import LOG_FLOOR, router_bias, router_init  # noqa: F401  (re-exported)
-from hoe.model.state import RoutingState
 from hoe.checkpoints.chat import encode_prompts
 from hoe.checkpoints.loading import load_model, load_tokenizer, resolve_checkpoint
 from hoe.checkpoints.tensors import CheckpointTensors
-from hoe.routing import PreferenceLike
-from hoe.model.bundle import BundleSpec, LoraExpertEntry, RouterEntry
-from hoe.routing import convex_weights
+from hoe.errors import HoEError
+from hoe.experts.lora import read_lora
+from hoe.model.bundle import Bundle, BundleSpec, LoraExpertEntry, RouterEntry, check_against_base, load_bundle
+from hoe.model.layer import MixtureLinear
+from hoe.model.router_weights import LOG_FLOOR, router_bias, router_init  # noqa: F401  (re-exported)
+from hoe.model.state import RoutingState
+from hoe.routing import PreferenceLike, convex_weights
 
 
 class HoEModel(nn.Module):

@@ -20,7 +20,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-
 from hoe.checkpoints.loading import DEFAULT_MODEL, resolve_checkpoint
 from hoe.errors import HoEError
 from hoe.evaluation import Decoding, EvalSettings, evaluate, methods_table

@@ -36,10 +36,11 @@ from pathlib import Path
 from typing import Literal, Union
 
 import yaml
-from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hoe.errors import HoEError
+from hoe.experts.svd import SvdBackend
+from hoe.merging.merge import MergeSettings
 from hoe.rewards.scoring import check_objective_name
 from hoe.routing import parse_preference
 from hoe.settings import first_error
@@ -58,8 +59,8 @@ class ExpertSpec(_Strict):
     lora: str | None = None
     finetuned: str | None = None
     make: MakeExpertSettings | None = None  # the make-expert job's own settings model
-    rank: int | None = Field(default=None, gt=0)
-    svd: str = "exact"
+    rank: int | None = Field(default=None, gt=0)  # of the extracted expert (default: the recipe's)
+    svd: SvdBackend = "exact"  # of the extraction (ExtractSettings.svd)
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -190,4 +191,8 @@ def load_recipe(path: str | Path) -> tuple[Recipe, Path]:
             any(w < 0 or math.isnan(w) for w in merge.weights) or sum(merge.weights) <= 0
         ):
             raise HoEError(f"{path}: merges.{i}.weights must be non-negative with a positive sum")
+        try:  # the merge job's own checks (method, its parameters), before anything is built
+            MergeSettings.create(method=merge.method, params=dict(merge.params)).validate_for(len(merge.experts))
+        except HoEError as exc:
+            raise HoEError(f"{path}: merges.{i}: {exc}") from None
     return recipe, path.parent

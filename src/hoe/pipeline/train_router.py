@@ -26,6 +26,7 @@ from hoe.rl.config import TrainConfig, check_objectives
 from hoe.rl.policies import RouterPolicy
 from hoe.rl.trainer import Trainer
 from hoe.routing import parse_preference
+from hoe.settings import flag_name
 
 
 def plan_router(
@@ -129,7 +130,7 @@ def _checked_config(bundle: Bundle, config: TrainConfig, max_minutes: float | No
             "ppo"
         )
     if max_minutes is not None and max_minutes <= 0:
-        raise HoEError(f"--max-minutes must be positive, got {max_minutes}")
+        raise HoEError(f"{flag_name('max_minutes')} must be positive, got {max_minutes}")
     unknown = [k for k in config.scorers if k not in bundle.objectives]
     if unknown:
         raise HoEError(f"training config: scorers names '{unknown[0]}', which is not an objective of the bundle")

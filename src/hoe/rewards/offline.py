@@ -21,8 +21,8 @@ from typing import Sequence
 
 import numpy as np
 
-from hoe.errors import HoEError
 from hoe.data.packaged import PACKAGED, sft_pairs
+from hoe.errors import HoEError
 from hoe.utils.io import read_jsonl
 
 COPY_THRESHOLD = 0.9  # word-overlap share above which a response counts as copying the prompt

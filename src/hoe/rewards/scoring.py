@@ -21,8 +21,7 @@ from typing import Sequence
 
 from hoe.errors import HoEError
 from hoe.rewards.base import batched
-from hoe.rewards.offline import OFFLINE_SCORERS
-from hoe.rewards.offline import ReferenceSimilarity
+from hoe.rewards.offline import OFFLINE_SCORERS, ReferenceSimilarity
 from hoe.rewards.reward_model import RewardModelScorer
 from hoe.utils.io import write_json
 

@@ -21,7 +21,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from hoe.checkpoints.chat import encode_prompts
 from hoe.errors import HoEError
+from hoe.rewards.scoring import ScoreCache, score_objectives
 from hoe.rl.config import TrainConfig
 from hoe.rl.ppo import (
     AdaptiveKL,
@@ -36,11 +38,7 @@ from hoe.rl.ppo import (
     whiten,
 )
 from hoe.rl.scalarisation import Scalarisation
-from hoe.utils.io import atomic_dir, write_json
-from hoe.rewards.scoring import ScoreCache
-from hoe.checkpoints.chat import encode_prompts
-from hoe.rewards.scoring import score_objectives
-from hoe.utils.io import write_text
+from hoe.utils.io import atomic_dir, write_json, write_text
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint"

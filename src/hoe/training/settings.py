@@ -34,22 +34,16 @@ class SamplingSettings:
             raise HoEError(f"temperature must be positive and top_p in (0, 1], got {self.temperature}, {self.top_p}")
 
 
-@dataclass
-class SFTSettings:
-    steps: int = 30
-    batch_size: int = 8
-    max_length: int = 128
-    learning_rate: float = 5e-5
-    weight_decay: float = 0.0
-    seed: int = 0
-    save_every: int = 10
+class SFTSettings(Settings):
+    """One supervised fine-tune (``hoe finetune``; RAFT's and DPO's training inside make-expert)."""
 
-    def validate(self) -> None:
-        for name in ("steps", "batch_size", "max_length", "save_every"):
-            if getattr(self, name) <= 0:
-                raise HoEError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        if not self.learning_rate > 0:
-            raise HoEError(f"learning-rate must be positive, got {self.learning_rate}")
+    steps: int = Field(30, gt=0, description="Optimiser steps.")
+    batch_size: int = Field(8, gt=0, description="Pairs per step.")
+    max_length: int = Field(128, gt=0, description="Tokens per pair (prompt + response).")
+    learning_rate: float = Field(5e-5, gt=0, description="AdamW learning rate.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    seed: int = Field(0, description="Seed of the data order.")
+    save_every: int = Field(10, gt=0, description="Steps between checkpoints (a rerun resumes from the last).")
 
 
 class MakeExpertSettings(Settings):

@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from hoe.errors import HoEError
 from hoe.checkpoints.chat import chat_prompt, uses_template
 from hoe.checkpoints.loading import load_model, load_tokenizer
+from hoe.errors import HoEError
 from hoe.experts.trainable_lora import LoraSettings, attach_lora, save_adapter_and_merge
 from hoe.training.settings import SFTSettings  # noqa: F401  (defined with the job settings)
 from hoe.utils.io import atomic_dir, check_output_dir, write_json
@@ -70,7 +70,6 @@ def supervised_finetune(
     arguments resumes from there. Returns the training log (also saved in the folder).
     """
     settings = settings or SFTSettings()
-    settings.validate()
     if lora is not None:
         lora.validate()
     if not pairs:
@@ -80,7 +79,7 @@ def supervised_finetune(
     partial = out.with_name(out.name + ".partial")
     tokenizer = load_tokenizer(base)
     log: dict = {
-        "settings": asdict(settings),
+        "settings": settings.model_dump(),
         "lora": asdict(lora) if lora else None,
         "base": str(base),
         "losses": [],

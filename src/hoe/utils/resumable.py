@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 from tqdm.auto import tqdm
 
 from hoe.errors import HoEError
+from hoe.settings import flag_name
 
 
 def _done_rows(partial: Path, requests: list[dict], key_fields: Sequence[str]) -> int:
@@ -46,7 +47,7 @@ def resumable_batches(
     ``output``, resumable (see the module docstring). Batch indices do not depend on where a run
     resumed, so a seeded ``answer`` writes exactly what an uninterrupted run would."""
     if batch_size <= 0:
-        raise HoEError(f"--batch-size must be positive, got {batch_size}")
+        raise HoEError(f"{flag_name('batch_size')} must be positive, got {batch_size}")
     partial = Path(f"{output}.partial") if output is not None else None
     start_row = _done_rows(partial, requests, key_fields) if partial is not None else 0
     if partial is not None:

@@ -13,7 +13,9 @@ import torch
 from hoe.checkpoints.loading import load_model
 from hoe.errors import HoEError
 from hoe.evaluation.preference_sets import preference_label
+from hoe.evaluation.settings import Decoding
 from hoe.experts.lora import add_deltas, read_lora
+from hoe.settings import flag_name
 
 METHODS: dict[str, type["Method"]] = {}
 
@@ -29,41 +31,6 @@ def check_methods(names: list[str]) -> None:
     unknown = [n for n in names if n not in METHODS]
     if unknown:
         raise HoEError(f"unknown method '{unknown[0]}' (choose from {', '.join(METHODS)})")
-
-
-@dataclass
-class Decoding:
-    """Shared by every method of a run."""
-
-    max_new_tokens: int = 64
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_p: float = 1.0
-    batch_size: int = 16
-    seed: int = 0
-    max_prompt_tokens: int | None = None  # prompts are cut from the left to this (and always to fit the context)
-
-    def validate(self) -> None:
-        if self.max_new_tokens <= 0:
-            raise HoEError(f"--max-new-tokens must be positive, got {self.max_new_tokens}")
-        if self.batch_size <= 0:
-            raise HoEError(f"--batch-size must be positive, got {self.batch_size}")
-        if self.max_prompt_tokens is not None and self.max_prompt_tokens <= 0:
-            raise HoEError(f"--max-prompt-tokens must be positive, got {self.max_prompt_tokens}")
-        if self.do_sample and not (self.temperature > 0 and 0 < self.top_p <= 1):
-            raise HoEError("sampling needs --temperature > 0 and 0 < --top-p ≤ 1")
-
-    def generate_kwargs(self, tokenizer) -> dict:
-        kwargs = {
-            "max_new_tokens": self.max_new_tokens,
-            "do_sample": self.do_sample,
-            "pad_token_id": tokenizer.pad_token_id,
-        }
-        if self.do_sample:
-            kwargs.update(temperature=self.temperature, top_p=self.top_p, top_k=0)
-        else:
-            kwargs.update(temperature=None, top_p=None, top_k=None)
-        return kwargs
 
 
 @dataclass
@@ -187,7 +154,9 @@ def single_experts(bundle, task_vectors: str = "auto") -> list[SingleExpert]:
         if task_vectors != "lora" and source.get("kind") in ("make", "extract"):
             full = str(source["from"])
         if task_vectors == "full" and full is None:
-            raise HoEError(f"--task-vectors full: the bundle records no full model for expert '{entry.name}'")
+            raise HoEError(
+                f"{flag_name('task_vectors')} full: the bundle records no full model for expert '{entry.name}'"
+            )
         found.append(SingleExpert(entry.name, list(entry.anchor), bundle.expert_path(entry), full))
     return found
 
