@@ -254,3 +254,26 @@ def test_export_rank_recompresses_and_reports_the_error(bundle_dir, tmp_path):
 
 def bundle_expert_folder(bundle_dir, name):
     return load_bundle(bundle_dir).expert_path(next(e for e in load_bundle(bundle_dir).experts if e.name == name))
+
+
+def test_the_bundle_finds_and_plans_by_anchor(bundle_dir):
+    """Lookups by anchor use one tolerance; a router is planned over the N nearest experts with the
+    static weights that reproduce its anchor, and refused where it cannot serve its preference."""
+    from hoe.model.bundle import ANCHOR_TOLERANCE
+
+    bundle = load_bundle(bundle_dir)
+    assert bundle.expert_at([0.5, 0.5]).name == "balanced"
+    assert bundle.expert_at([0.5 + ANCHOR_TOLERANCE / 2, 0.5 - ANCHOR_TOLERANCE / 2]).name == "balanced"
+    assert bundle.expert_at([0.5 + 1e-6, 0.5 - 1e-6]) is None
+    assert bundle.router_index_at([0.25, 0.75]) == 0 and bundle.router_index_at([0.3, 0.7]) is None
+    assert bundle.single_expert("harmless").name == "harmless"
+    planned = bundle.plan_router([0.3, 0.7])
+    assert planned.name == "router-0.3-0.7" and sorted(planned.covers) == ["balanced", "harmless"]
+    weights = dict(zip(planned.covers, planned.training["initial_weights"]))
+    assert weights["balanced"] == pytest.approx(0.6) and weights["harmless"] == pytest.approx(0.4)  # 0.6·½ = 0.3
+    with pytest.raises(HoEError, match="routers.9: anchor \\[0.5, 0.5\\] is the anchor of expert 'balanced'"):
+        bundle.plan_router([0.5, 0.5], where="routers.9")
+    with pytest.raises(HoEError, match="covers: unknown expert 'kind'"):
+        bundle.plan_router([0.3, 0.7], covers=["helpful", "kind"])
+    with pytest.raises(HoEError, match="cannot reach it"):
+        bundle.plan_router([0.3, 0.7], covers=["helpful", "balanced"])

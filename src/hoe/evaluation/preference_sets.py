@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from hoe.errors import HoEError
+from hoe.model.bundle import same_anchor
 from hoe.routing import parse_preference
 
 
@@ -42,7 +43,7 @@ def preference_set(spec: str, objectives: list[str]) -> list[np.ndarray]:
         points = [parse_preference(value, objectives) for value in _read_file(spec)]
     unique: list[np.ndarray] = []
     for point in points:
-        if not any(np.allclose(point, seen, atol=1e-9) for seen in unique):
+        if not any(same_anchor(point, seen) for seen in unique):
             unique.append(point)
     if not unique:
         raise HoEError(f"preference set '{spec}' is empty")

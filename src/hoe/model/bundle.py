@@ -114,13 +114,11 @@ class Bundle:
     # ---- lookup by anchor ------------------------------------------------------------------------
     def expert_at(self, anchor) -> LoraExpertEntry | None:
         """The LoRA expert sitting on ``anchor``, if any."""
-        return next((e for e in self.experts if np.allclose(e.anchor, anchor, atol=ANCHOR_TOLERANCE)), None)
+        return next((e for e in self.experts if same_anchor(e.anchor, anchor)), None)
 
     def router_index_at(self, anchor) -> int | None:
         """The index of the router at ``anchor``, if any."""
-        return next(
-            (i for i, r in enumerate(self.routers) if np.allclose(r.anchor, anchor, atol=ANCHOR_TOLERANCE)), None
-        )
+        return next((i for i, r in enumerate(self.routers) if same_anchor(r.anchor, anchor)), None)
 
     def single_expert(self, objective: str) -> LoraExpertEntry:
         """The expert whose anchor is one-hot on ``objective``; one line if the bundle has none."""
@@ -136,7 +134,7 @@ class Bundle:
     def check_unique_anchors(self) -> None:
         for i, a in enumerate(self.experts):
             for b in self.experts[:i]:
-                if np.allclose(a.anchor, b.anchor, atol=ANCHOR_TOLERANCE):
+                if same_anchor(a.anchor, b.anchor):
                     raise HoEError(
                         f"experts '{b.name}' and '{a.name}' share the anchor {a.anchor}; each anchor must be unique"
                     )
@@ -201,13 +199,38 @@ class Bundle:
         layers = {module: (features, torch.float32) for module, features in layer_inputs.items()}
         return self.write_router(entry, router_init(entry.training["initial_weights"], layers))
 
+    def adopt_trained_router(self, old: Bundle, router: RouterEntry) -> RouterEntry:
+        """``old``'s trained router in place of the new, untrained ``router`` when a rebuild left it
+        nothing to change (same name, anchor and covered experts, each expert unchanged by
+        fingerprint): its files are copied in and its entry returned; otherwise ``router``."""
+        previous = next((r for r in old.routers if r.name == router.name), None)
+        if previous is None or not previous.trained or previous.covers != router.covers:
+            return router
+        if not same_anchor(previous.anchor, router.anchor):
+            return router
+        fingerprints = {e.name: e.fingerprint for e in old.experts}
+        covered = [e for e in self.experts if e.name in router.covers]
+        if any(e.fingerprint is None or fingerprints.get(e.name) != e.fingerprint for e in covered):
+            return router
+        files = [previous.path] + ([previous.training["curve"]] if (previous.training or {}).get("curve") else [])
+        if not all(not Path(f).is_absolute() and (old.folder / f).is_file() for f in files):
+            return router
+        for f in files:
+            (self.folder / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(old.folder / f, self.folder / f)
+        return previous.model_copy(deep=True)
+
     # ---- experts ---------------------------------------------------------------------------------
+    def expert_folder(self, name: str) -> Path:
+        """Where the expert ``name`` lives (a producer writes its adapter there, then ``record_expert``)."""
+        return self.folder / "experts" / name
+
     def record_expert(
         self, name: str, anchor: list[float], *, fingerprint: str | None = None, source: dict | None = None
     ) -> LoraExpertEntry:
         """Register the adapter now in ``experts/<name>`` as a LoRA expert: its metadata file beside
         it, its entry in the spec (written to ``hoe.json`` by ``save``)."""
-        path = f"experts/{name}"
+        path = self.expert_folder(name).relative_to(self.folder).as_posix()
         write_json(
             self.folder / path / EXPERT_META,
             {"format": 1, "objectives": self.objectives, "anchor": anchor, "source": source},
@@ -219,6 +242,11 @@ class Bundle:
     def save(self, folder: Path | None = None) -> None:
         """Write ``hoe.json`` (by rename: a reader sees the old or the new one)."""
         write_json((folder or self.folder) / BUNDLE_FILE, spec_record(self.spec))
+
+
+def same_anchor(a, b) -> bool:
+    """Whether two anchors are one: every coordinate within ``ANCHOR_TOLERANCE`` (absolute only)."""
+    return bool(np.all(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)) <= ANCHOR_TOLERANCE))
 
 
 def router_name(anchor) -> str:

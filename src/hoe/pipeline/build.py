@@ -29,13 +29,12 @@ from hoe.model.bundle import (
     FORMAT_VERSION,
     Bundle,
     BundleSpec,
-    RouterEntry,
     adapter_shapes,
     check_against_base,
     load_bundle,
 )
-from hoe.pipeline.recipe import Recipe, anchor_vector, load_recipe
-from hoe.training.make_expert import REPORT_NAME, make_expert
+from hoe.pipeline.recipe import ExpertSpec, MergeSpec, Recipe, anchor_vector, load_recipe
+from hoe.training.make_expert import REPORT_NAME, MakeExpertSettings, make_expert
 from hoe.utils.io import atomic_dir
 
 
@@ -79,7 +78,7 @@ def build_bundle(recipe_path: str | Path, out: str | Path, *, progress: bool = T
             ("merge", i, m) for i, m in enumerate(recipe.merges)
         ]
         for kind, index, spec in tqdm(steps, desc="build", unit="expert", disable=not progress):
-            target = tmp / "experts" / spec.name
+            target = bundle.expert_folder(spec.name)
             fingerprint = _fingerprint(
                 recipe.base,
                 recipe.rank,
@@ -99,7 +98,7 @@ def build_bundle(recipe_path: str | Path, out: str | Path, *, progress: bool = T
             elif kind == "expert":
                 source = _make_expert(recipe, root, spec, index, target, base, layers, progress)
             else:
-                source = _make_merge(recipe, spec, index, target, tmp, anchors, progress)
+                source = _make_merge(recipe, spec, bundle, target, progress)
             anchor = _anchor_of(recipe, spec, kind, index, anchors)
             anchors[spec.name] = anchor
             bundle.record_expert(spec.name, anchor, fingerprint=fingerprint, source=source)
@@ -109,13 +108,22 @@ def build_bundle(recipe_path: str | Path, out: str | Path, *, progress: bool = T
         )
         _add_routers(recipe, bundle, base)
         if old_bundle is not None and old_bundle.objectives == recipe.objectives:
-            bundle.spec.routers = [_keep_trained(old_bundle, router, bundle) for router in bundle.routers]
+            bundle.spec.routers = [bundle.adopt_trained_router(old_bundle, router) for router in bundle.routers]
         check_against_base(bundle, base.shapes())
         bundle.save()
     return load_bundle(out)
 
 
-def _make_expert(recipe: Recipe, root: Path, spec, index: int, target: Path, base, layers, progress) -> dict:
+def _make_expert(
+    recipe: Recipe,
+    root: Path,
+    spec: ExpertSpec,
+    index: int,
+    target: Path,
+    base: CheckpointTensors,
+    layers: dict,
+    progress: bool,
+) -> dict:
     where = f"experts.{index}"
     if spec.lora is not None:
         folder = _resolve(root, spec.lora)
@@ -142,7 +150,7 @@ def _make_expert(recipe: Recipe, root: Path, spec, index: int, target: Path, bas
     return {"kind": "extract", "from": reference, "rank": settings.rank}
 
 
-def _copy_lora(folder: Path, target: Path, base, layers, where: str) -> None:
+def _copy_lora(folder: Path, target: Path, base: CheckpointTensors, layers: dict, where: str) -> None:
     """Copy a peft LoRA folder in as an expert, after checking it fits the base."""
     if not (folder / "adapter_config.json").is_file():
         raise HoEError(f"{where}: '{folder}' is not a LoRA adapter folder")
@@ -150,7 +158,7 @@ def _copy_lora(folder: Path, target: Path, base, layers, where: str) -> None:
     shutil.copytree(folder, target, ignore=shutil.ignore_patterns(EXPERT_META))
 
 
-def _made_model(base: str, make, progress: bool) -> Path:
+def _made_model(base: str, make: MakeExpertSettings, progress: bool) -> Path:
     """The model ``hoe make-expert`` makes for a recipe entry, cached by its settings."""
     out = (
         cache_root()
@@ -162,7 +170,7 @@ def _made_model(base: str, make, progress: bool) -> Path:
     return out
 
 
-def _make_merge(recipe: Recipe, spec, index: int, target: Path, tmp: Path, anchors, progress) -> dict:
+def _make_merge(recipe: Recipe, spec: MergeSpec, bundle: Bundle, target: Path, progress: bool) -> dict:
     settings = MergeSettings(
         method=spec.method,
         weights=spec.weights,
@@ -172,7 +180,9 @@ def _make_merge(recipe: Recipe, spec, index: int, target: Path, tmp: Path, ancho
         objectives=None,
         dtype=recipe.dtype,
     )
-    merge_experts(recipe.base, [tmp / "experts" / name for name in spec.experts], target, settings, progress=progress)
+    merge_experts(
+        recipe.base, [bundle.expert_folder(name) for name in spec.experts], target, settings, progress=progress
+    )
     return {
         "kind": "merge",
         "method": spec.method,
@@ -182,7 +192,9 @@ def _make_merge(recipe: Recipe, spec, index: int, target: Path, tmp: Path, ancho
     }
 
 
-def _anchor_of(recipe: Recipe, spec, kind: str, index: int, anchors: dict[str, list[float]]) -> list[float]:
+def _anchor_of(
+    recipe: Recipe, spec: ExpertSpec | MergeSpec, kind: str, index: int, anchors: dict[str, list[float]]
+) -> list[float]:
     if kind == "expert":
         return anchor_vector(spec.anchor, recipe.objectives, f"experts.{index}.anchor")
     if spec.anchor is not None:
@@ -199,35 +211,6 @@ def _add_routers(recipe: Recipe, bundle: Bundle, base: CheckpointTensors) -> Non
         anchor = anchor_vector(spec.anchor, recipe.objectives, f"routers.{i}.anchor")
         entry = bundle.plan_router(anchor, name=spec.name, covers=spec.covers, where=f"routers.{i}")
         bundle.spec.routers.append(bundle.write_untrained_router(entry, layer_inputs))
-
-
-def _keep_trained(old: Bundle, router: RouterEntry, new: Bundle) -> RouterEntry:
-    """The previous bundle's trained router in place of a new one, where the rebuild left it
-    nothing to change: same name, anchor and covered experts, each expert unchanged."""
-    previous = next((r for r in old.routers if r.name == router.name), None)
-    if (
-        previous is None
-        or not previous.trained
-        or previous.covers != router.covers
-        or not np.allclose(previous.anchor, router.anchor)
-    ):
-        return router
-    fingerprints = {e.name: e.fingerprint for e in old.experts}
-    if any(
-        e.fingerprint is None or fingerprints.get(e.name) != e.fingerprint
-        for e in new.experts
-        if e.name in router.covers
-    ):
-        return router
-    files = [previous.path] + (
-        [previous.training["curve"]] if previous.training and previous.training.get("curve") else []
-    )
-    if not all(not Path(f).is_absolute() and (old.folder / f).is_file() for f in files):
-        return router
-    for f in files:
-        (new.folder / f).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(old.folder / f, new.folder / f)
-    return previous.model_copy(deep=True)
 
 
 def _resolve(root: Path, reference: str) -> Path:

@@ -141,14 +141,8 @@ def merge_setting(bundle, override: str | None = None) -> tuple[str, dict]:
 def single_experts(bundle, task_vectors: str = "auto") -> list[SingleExpert]:
     """The expert whose anchor is one-hot on each objective, in objective order; one line if any is missing."""
     found = []
-    for i, objective in enumerate(bundle.objectives):
-        vertex = [1.0 if j == i else 0.0 for j in range(len(bundle.objectives))]
-        entry = next((e for e in bundle.experts if np.allclose(e.anchor, vertex, atol=1e-9)), None)
-        if entry is None:
-            raise HoEError(
-                f"the bundle has no single-objective expert for '{objective}' (anchor {vertex}), "
-                "which soup, merged, rs, mod and experts need"
-            )
+    for objective in bundle.objectives:
+        entry = bundle.single_expert(objective)
         full = None
         source = entry.source or {}
         if task_vectors != "lora" and source.get("kind") in ("make", "extract"):
