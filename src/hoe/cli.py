@@ -101,7 +101,7 @@ def extract(
     quiet: bool = typer.Option(False, help="No progress bar."),
 ) -> None:
     """Extract a LoRA expert from a fine-tuned model by task-SVD (tau = W_ft - W_base)."""
-    from hoe.experts import ExtractSettings, extract_expert
+    from hoe.experts.extract import ExtractSettings, extract_expert, extract_summary
 
     settings = ExtractSettings.create(
         rank=rank,
@@ -115,12 +115,7 @@ def extract(
         seed=seed,
     )
     report = extract_expert(base, finetuned, out, settings, overwrite=overwrite, progress=not quiet)
-    totals = report["totals"]
-    typer.echo(
-        f"{out}: {totals['modules']} modules, {totals['adapter_parameters']:,} parameters, "
-        f"mean relative error {totals['mean_relative_error']:.4f}, {totals['wall_time_s']:.1f} s, "
-        f"peak RSS {totals['peak_rss_mb']:.0f} MB (report: {out / 'extract_report.json'})"
-    )
+    typer.echo(extract_summary(report, out))
 
 
 def _floats(value: Optional[str], option: str) -> Optional[list[float]]:
@@ -167,7 +162,7 @@ def merge(
     quiet: bool = typer.Option(False, help="No progress bar."),
 ) -> None:
     """Merge LoRA experts (or full fine-tunes) into one multi-objective LoRA expert."""
-    from hoe.merging import MergeSettings, merge_experts
+    from hoe.merging.merge import MergeSettings, merge_experts, merge_summary
 
     given = {
         "density": density,
@@ -190,12 +185,7 @@ def merge(
         objectives=_split(objectives),
     )
     report = merge_experts(base, experts, out, settings, overwrite=overwrite, progress=not quiet)
-    anchor = ", ".join(f"{n}={a:g}" for n, a in zip(report["objectives"], report["anchor"]))
-    typer.echo(
-        f"{out}: {method} merge of {len(experts)} experts at rank {rank}, anchor ({anchor}), "
-        f"{report['totals']['modules']} modules, {report['totals']['wall_time_s']:.1f} s (report: "
-        f"{out / 'merge_report.json'})"
-    )
+    typer.echo(merge_summary(report, out))
 
 
 @app.command()
@@ -440,7 +430,7 @@ def train_router_command(
     ),
 ) -> None:
     """Train the router expert at one anchor by PPO (Tchebycheff + OMD by default)."""
-    from hoe.pipeline.train_router import train_router
+    from hoe.pipeline.train_router import router_training_summary, train_router
     from hoe.rl import load_config
 
     settings = load_config(config, steps=steps, scalarisation=scalarisation)
@@ -454,15 +444,8 @@ def train_router_command(
         device=_device(device),
         max_minutes=max_minutes,
     )
-    if summary.get("last") and summary["main_process"]:
-        first, last = summary["first"], summary["last"]
-        stopped = f" (of {settings.steps}: out of time, --resume continues)" if summary["stopped_early"] else ""
-        typer.echo(
-            f"router '{summary['router']}' at {summary['anchor']}: {summary['steps']} steps{stopped}, "
-            f"{summary['trainable_parameters']:,} trainable parameters; Tchebycheff {first['tchebycheff']:.3f} → "
-            f"{last['tchebycheff']:.3f}; "
-            f"curve {summary['work']}/curve.csv"
-        )
+    if summary["last"] and summary["main_process"]:
+        typer.echo(router_training_summary(summary))
 
 
 @app.command()
@@ -541,7 +524,7 @@ def make_expert_command(
 ) -> None:
     """Make a single-objective expert of the base (resumable: sampling and training both continue after an
     interruption)."""
-    from hoe.training.make_expert import make_expert
+    from hoe.training.make_expert import make_expert, make_expert_summary
 
     settings = MakeExpertSettings.create(
         objective=objective,
@@ -559,19 +542,7 @@ def make_expert_command(
         lora_rank=lora_rank if lora or method == "ppo" else None,
     )
     report = make_expert(base, settings, out, device=_device(device), overwrite=overwrite)
-    typer.echo(make_expert_summary(out, objective, method, report))
-
-
-def make_expert_summary(out: Path, objective: str, method: str, report: dict) -> str:
-    """One line on what the expert learned: PPO's reward over its steps, or the selected responses
-    against all candidates for RAFT and DPO."""
-    if method == "ppo":
-        first, last = report["first_reward"], report["last_reward"]
-        gain = f"mean {objective} reward {first:.4f} → {last:.4f} over {report['steps']} PPO steps"
-    else:
-        chosen, candidates = report["chosen_mean"], report["candidate_mean"]
-        gain = f"chosen responses score {chosen:.4f} against {candidates:.4f} for all candidates"
-    return f"{out}: {objective} expert by {method}; {gain}; {report['train_seconds']:.0f} s of training"
+    typer.echo(make_expert_summary(report, out))
 
 
 @app.command()

@@ -6,6 +6,7 @@ import math
 import resource
 import time
 from pathlib import Path
+from typing import TypedDict
 
 import torch
 from pydantic import Field, field_validator
@@ -21,6 +22,51 @@ from hoe.settings import Settings, flag_name
 from hoe.utils.io import atomic_dir, check_output_dir, write_json
 
 REPORT_NAME = "extract_report.json"
+
+
+class ModuleRecord(TypedDict):
+    """One compressed module: its shape (out, in), rank, ‖τ‖_F and what the rank kept of it."""
+
+    module: str
+    shape: list[int]
+    rank: int
+    delta_norm: float
+    retained_energy: float
+    relative_error: float
+
+
+class ExtractTotals(TypedDict, total=False):
+    modules: int
+    zero_delta_modules: int
+    adapter_parameters: int
+    mean_relative_error: float
+    overall_relative_error: float  # ‖τ − B A‖_F / ‖τ‖_F over every module together
+    left_out_delta_norm: float  # of the changed tensors the adapter cannot hold (embeddings, norms)
+    wall_time_s: float
+    peak_rss_mb: float
+    cuda_peak_mb: float
+
+
+class ExtractReport(TypedDict):
+    """What ``extract_expert`` returns and writes as ``extract_report.json``."""
+
+    base: str
+    finetuned: str
+    source: str  # "full" or "lora"
+    settings: dict
+    modules: list[ModuleRecord]
+    left_out: dict[str, float | None]
+    totals: ExtractTotals
+
+
+def extract_summary(report: ExtractReport, out: str | Path) -> str:
+    """The one line ``hoe extract`` prints."""
+    totals = report["totals"]
+    return (
+        f"{out}: {totals['modules']} modules, {totals['adapter_parameters']:,} parameters, "
+        f"mean relative error {totals['mean_relative_error']:.4f}, {totals['wall_time_s']:.1f} s, "
+        f"peak RSS {totals['peak_rss_mb']:.0f} MB (report: {Path(out) / REPORT_NAME})"
+    )
 
 
 class ExtractSettings(Settings):
@@ -164,7 +210,9 @@ def _from_lora(folder: Path, base: CheckpointTensors, layers, targets, settings,
     return factors, left_out
 
 
-def _report(factors: dict[str, LowRankFactors], left_out: dict[str, float], settings, source, base, finetuned) -> dict:
+def _report(
+    factors: dict[str, LowRankFactors], left_out: dict[str, float], settings, source, base, finetuned
+) -> ExtractReport:
     per_module = [
         {
             "module": name,

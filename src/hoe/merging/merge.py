@@ -14,6 +14,7 @@ import math
 import resource
 import time
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import torch
@@ -31,6 +32,30 @@ from hoe.settings import Settings, flag_name
 from hoe.utils.io import atomic_dir, check_output_dir, write_json
 
 REPORT_NAME = "merge_report.json"
+
+
+class MergeReport(TypedDict):
+    """What ``merge_experts`` returns and writes as ``merge_report.json``."""
+
+    method: str
+    parameters: dict  # the method's, defaults filled in
+    weights: list[float]
+    experts: list[str]
+    objectives: list[str]
+    anchor: list[float]  # Σ w_i anchor_i / Σ w_i, in the objectives' order
+    settings: dict
+    modules: list[dict]  # per module: rank, what the final compression kept
+    totals: dict  # modules, factored_modules, mean_relative_error, wall_time_s, peak_rss_mb
+
+
+def merge_summary(report: MergeReport, out: str | Path) -> str:
+    """The one line ``hoe merge`` prints."""
+    anchor = ", ".join(f"{n}={a:g}" for n, a in zip(report["objectives"], report["anchor"]))
+    return (
+        f"{out}: {report['method']} merge of {len(report['experts'])} experts at rank {report['settings']['rank']}, "
+        f"anchor ({anchor}), {report['totals']['modules']} modules, {report['totals']['wall_time_s']:.1f} s "
+        f"(report: {Path(out) / REPORT_NAME})"
+    )
 
 
 class MergeSettings(Settings):

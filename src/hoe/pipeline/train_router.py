@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import torch
@@ -27,6 +28,33 @@ from hoe.rl.policies import RouterPolicy
 from hoe.rl.trainer import Trainer
 from hoe.routing import parse_preference
 from hoe.settings import flag_name
+
+
+class RouterTrainingSummary(TypedDict):
+    """What ``train_router`` returns: the run's first and last curve rows, where it stopped."""
+
+    router: str
+    anchor: list[float]
+    steps: int
+    steps_asked: int
+    stopped_early: bool  # a time budget ended it; resume=True continues
+    prompts_cut: int  # training prompts cut from the left to fit max_prompt_tokens
+    work: str
+    trainable_parameters: int
+    first: dict | None
+    last: dict | None
+    main_process: bool
+
+
+def router_training_summary(summary: RouterTrainingSummary) -> str:
+    """The one line ``hoe train-router`` prints."""
+    first, last = summary["first"], summary["last"]
+    stopped = f" (of {summary['steps_asked']}: out of time, --resume continues)" if summary["stopped_early"] else ""
+    return (
+        f"router '{summary['router']}' at {summary['anchor']}: {summary['steps']} steps{stopped}, "
+        f"{summary['trainable_parameters']:,} trainable parameters; Tchebycheff {first['tchebycheff']:.3f} → "
+        f"{last['tchebycheff']:.3f}; curve {summary['work']}/curve.csv"
+    )
 
 
 def plan_router(
@@ -62,7 +90,7 @@ def train_router(
     device: str = "cpu",
     progress: bool = True,
     max_minutes: float | None = None,
-) -> dict:
+) -> RouterTrainingSummary:
     """Train (or continue training) the router at ``anchor`` and write it into the bundle. With
     ``max_minutes``, training stops after the step that crosses that budget; the router trained so
     far is written (its record says how many steps) and ``resume=True`` continues the run."""
@@ -104,18 +132,19 @@ def train_router(
     rows = trainer.train(
         resume=resume, expert_routings=routings, max_seconds=None if max_minutes is None else 60 * max_minutes
     )
-    summary = {
-        "router": name,
-        "anchor": vector.tolist(),
-        "steps": len(rows),
-        "stopped_early": trainer.stopped_early,
-        "prompts_cut": cut,
-        "work": str(work),
-        "trainable_parameters": policy.trainable_count(),
-        "first": rows[0] if rows else None,
-        "last": rows[-1] if rows else None,
-        "main_process": trainer.dist.is_main,
-    }
+    summary = RouterTrainingSummary(
+        router=name,
+        anchor=vector.tolist(),
+        steps=len(rows),
+        steps_asked=config.steps,
+        stopped_early=trainer.stopped_early,
+        prompts_cut=cut,
+        work=str(work),
+        trainable_parameters=policy.trainable_count(),
+        first=rows[0] if rows else None,
+        last=rows[-1] if rows else None,
+        main_process=trainer.dist.is_main,
+    )
     if trainer.dist.is_main:
         _write_back(Bundle(bundle_path, staged.spec), index, policy.trainable_state(), config, trainer, work, summary)
     trainer.dist.barrier()

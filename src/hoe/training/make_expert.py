@@ -19,6 +19,7 @@ import json
 import shutil
 import time
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
@@ -35,7 +36,42 @@ from hoe.training.settings import METHODS, REPORT_NAME, MakeExpertSettings
 from hoe.training.sft import supervised_finetune
 from hoe.utils.io import atomic_dir, check_output_dir, write_json
 
-__all__ = ["METHODS", "REPORT_NAME", "MakeExpertSettings", "make_expert"]
+__all__ = ["METHODS", "REPORT_NAME", "MakeExpertReport", "MakeExpertSettings", "make_expert", "make_expert_summary"]
+
+
+class MakeExpertReport(TypedDict, total=False):
+    """What ``make_expert`` returns (and, without the training's own figures, writes as
+    ``make_expert_report.json``). RAFT and DPO: the candidates' mean score and the chosen ones';
+    PPO: the objective's reward over its steps."""
+
+    base: str
+    settings: dict
+    method: str
+    prompts: int
+    pairs: int
+    candidate_mean: float
+    chosen_mean: float
+    mean_margin: float  # dpo
+    resumed_from: str | None  # dpo
+    first_reward: float  # ppo
+    last_reward: float  # ppo
+    steps: int  # ppo
+    config: dict  # ppo: its TrainConfig
+    final_loss: float | None
+    train_seconds: float
+
+
+def make_expert_summary(report: MakeExpertReport, out: str | Path) -> str:
+    """The one line ``hoe make-expert`` prints: PPO's reward over its steps, or the selected
+    responses against all candidates for RAFT and DPO."""
+    objective, method = report["settings"]["objective"], report["settings"]["method"]
+    if method == "ppo":
+        first, last = report["first_reward"], report["last_reward"]
+        gain = f"mean {objective} reward {first:.4f} → {last:.4f} over {report['steps']} PPO steps"
+    else:
+        chosen, candidates = report["chosen_mean"], report["candidate_mean"]
+        gain = f"chosen responses score {chosen:.4f} against {candidates:.4f} for all candidates"
+    return f"{out}: {objective} expert by {method}; {gain}; {report['train_seconds']:.0f} s of training"
 
 
 def lora_of(settings: MakeExpertSettings) -> LoraSettings | None:
@@ -52,7 +88,7 @@ def make_expert(
     device: str = "cpu",
     overwrite: bool = False,
     progress: bool = True,
-) -> dict:
+) -> MakeExpertReport:
     """Make the expert at ``out`` (a transformers folder with ``make_expert_report.json``)."""
     check_output_dir(out, overwrite)
     check_objective_name(settings.objective)
