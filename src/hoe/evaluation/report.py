@@ -140,7 +140,9 @@ def summarise(run: dict, points: list[dict], reference: list[float] | None = Non
     }
 
 
-def _tchebycheff(points, methods, preferences, ideal, ref) -> dict:
+def _tchebycheff(
+    points: list[dict], methods: list[str], preferences: list[list[float]], ideal: np.ndarray, ref: np.ndarray
+) -> dict:
     """Per λ, each method's gap max_i λ_i (z*_i − R_i) (rewards scaled by the run's range); the lowest wins."""
     by_key = {(p["method"], tuple(np.round(p["preference"], 9))): p for p in points if p["preference"] is not None}
     wins = {m: 0 for m in methods}
@@ -208,7 +210,7 @@ def _csv(results: dict) -> str:
     return buffer.getvalue()
 
 
-def _fmt(value, pattern: str, empty: str = "") -> str:
+def _fmt(value: float | None, pattern: str, empty: str = "") -> str:
     return empty if value is None else pattern.format(value)
 
 
@@ -302,7 +304,7 @@ def verdict(results: dict) -> str:
     )
 
 
-def _vector(values) -> str:
+def _vector(values: list[float] | tuple[float, ...]) -> str:
     return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"
 
 

@@ -70,7 +70,9 @@ class MergeMethod:
 MERGE_METHODS: dict[str, MergeMethod] = {}
 
 
-def merge_method(name: str, summary: str, factored: Callable[..., Factors] | None = None):
+def merge_method(
+    name: str, summary: str, factored: Callable[..., Factors] | None = None
+) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
     """Register ``function(deltas, weights, *, generator, **params)`` under ``name``.
 
     ``deltas`` is the (N, m, n) stack of one module's task vectors; ``generator`` is a numpy
@@ -80,7 +82,7 @@ def merge_method(name: str, summary: str, factored: Callable[..., Factors] | Non
     decorator for a method of your own.
     """
 
-    def register(function):
+    def register(function: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
         signature = inspect.signature(function)
         parameters = {
             p.name: p.default
@@ -174,32 +176,47 @@ def linear_factored(factors: list[Factors], weights: torch.Tensor) -> Factors:
     return B, A
 
 
-def linear(deltas: torch.Tensor, weights: torch.Tensor, *, generator=None) -> torch.Tensor:
+def linear(
+    deltas: torch.Tensor, weights: torch.Tensor, *, generator: np.random.Generator | None = None
+) -> torch.Tensor:
     return _weighted_sum(deltas, weights)
 
 
 def ties(
-    deltas, weights, *, density: float = 0.2, majority_sign: str = "total", normalize: bool = True, generator=None
-):
+    deltas: torch.Tensor,
+    weights: torch.Tensor,
+    *,
+    density: float = 0.2,
+    majority_sign: str = "total",
+    normalize: bool = True,
+    generator: np.random.Generator | None = None,
+) -> torch.Tensor:
     trimmed = torch.stack([magnitude_trim(d, density) for d in deltas])
     return disjoint_mean(trimmed, weights, elect_sign(trimmed, weights, majority_sign), normalize)
 
 
-def dare_linear(deltas, weights, *, density: float = 0.5, seed: int = 0, generator=None):
+def dare_linear(
+    deltas: torch.Tensor,
+    weights: torch.Tensor,
+    *,
+    density: float = 0.5,
+    seed: int = 0,
+    generator: np.random.Generator | None = None,
+) -> torch.Tensor:
     dropped = torch.stack([random_drop(d, density, generator) for d in deltas])
     return _weighted_sum(dropped, weights)
 
 
 def dare_ties(
-    deltas,
-    weights,
+    deltas: torch.Tensor,
+    weights: torch.Tensor,
     *,
     density: float = 0.5,
     seed: int = 0,
     majority_sign: str = "total",
     normalize: bool = False,
-    generator=None,
-):
+    generator: np.random.Generator | None = None,
+) -> torch.Tensor:
     dropped = torch.stack([random_drop(d, density, generator) for d in deltas])
     return disjoint_mean(dropped, weights, elect_sign(dropped, weights, majority_sign), normalize)
 
@@ -221,7 +238,14 @@ def _row_order_statistics(x: torch.Tensor, *indices: int) -> list[torch.Tensor]:
     return [rows[:, i : i + 1] for i in range(len(indices))]
 
 
-def pcb(deltas, weights, *, density: float = 0.2, clip: float = 1e-4, generator=None):
+def pcb(
+    deltas: torch.Tensor,
+    weights: torch.Tensor,
+    *,
+    density: float = 0.2,
+    clip: float = 1e-4,
+    generator: np.random.Generator | None = None,
+) -> torch.Tensor:
     """Du et al. 2024. Per task, ``exp(N·minmax(|τ_i|)²)`` (intra) times ``tanh(τ_i ⊙ Σ_j λ_j τ_j)``
     (inter) scores each entry; all but the top ``density`` share per task are dropped and the rest
     rescaled to [0, 1]; the result is the score- and λ-weighted mean. ``clip`` trims outlier
@@ -252,11 +276,13 @@ def _orthogonalise(M: torch.Tensor) -> torch.Tensor:
     return U @ Vh
 
 
-def _tsv_rank(shape, count: int, keep: float | None) -> int:
+def _tsv_rank(shape: tuple[int, ...], count: int, keep: float | None) -> int:
     return max(1, int((keep if keep is not None else 1.0 / count) * min(shape)))
 
 
-def _tsv_rebuild(triplets, weights: torch.Tensor, rank: int) -> Factors:
+def _tsv_rebuild(
+    triplets: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], weights: torch.Tensor, rank: int
+) -> Factors:
     """Stack each task's top ``rank`` triplets, orthogonalise the U and V stacks, weight S by λ."""
     U = _orthogonalise(torch.cat([u[:, :rank] for u, _, _ in triplets], 1))
     V = _orthogonalise(torch.cat([v[:, :rank] for _, _, v in triplets], 1))
@@ -276,7 +302,13 @@ def tsv_factored(factors: list[Factors], weights: torch.Tensor, *, keep: float |
     return _tsv_rebuild(triplets, weights, _tsv_rank(shape, len(factors), keep))
 
 
-def tsv(deltas, weights, *, keep: float | None = None, generator=None):
+def tsv(
+    deltas: torch.Tensor,
+    weights: torch.Tensor,
+    *,
+    keep: float | None = None,
+    generator: np.random.Generator | None = None,
+) -> torch.Tensor:
     """Gargiulo et al. 2025. Keep the top ``keep·min(m, n)`` singular triplets of each τ_i
     (default 1/N), stack the U's and V's, replace each stack by its nearest orthonormal matrix,
     and rebuild with the λ-weighted singular values."""

@@ -5,14 +5,18 @@ an uninterrupted one would."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from hoe.utils.resumable import resumable_batches
 
+if TYPE_CHECKING:  # annotations only (hoe_model imports this module's callers)
+    from hoe.model.hoe_model import HoEModel
+
 
 def generate_rows(
-    model, rows: list[dict], options: dict, *, batch_size: int, seed: int, output: Path | None, progress: bool
+    model: HoEModel, rows: list[dict], options: dict, *, batch_size: int, seed: int, output: Path | None, progress: bool
 ) -> list[dict]:
     """Answer ``rows`` in batches with a HoE model; with ``output``, resumable."""
 

@@ -13,6 +13,7 @@ import math
 import os
 import shutil
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -112,11 +113,11 @@ class Bundle:
         return route(self.pool(), parse_preference(preference, self.objectives), len(self.objectives))
 
     # ---- lookup by anchor ------------------------------------------------------------------------
-    def expert_at(self, anchor) -> LoraExpertEntry | None:
+    def expert_at(self, anchor: Sequence[float] | np.ndarray) -> LoraExpertEntry | None:
         """The LoRA expert sitting on ``anchor``, if any."""
         return next((e for e in self.experts if same_anchor(e.anchor, anchor)), None)
 
-    def router_index_at(self, anchor) -> int | None:
+    def router_index_at(self, anchor: Sequence[float] | np.ndarray) -> int | None:
         """The index of the router at ``anchor``, if any."""
         return next((i for i, r in enumerate(self.routers) if same_anchor(r.anchor, anchor)), None)
 
@@ -141,7 +142,12 @@ class Bundle:
 
     # ---- routers ---------------------------------------------------------------------------------
     def plan_router(
-        self, anchor, *, name: str | None = None, covers: list[str] | None = None, where: str = ""
+        self,
+        anchor: Sequence[float] | np.ndarray,
+        *,
+        name: str | None = None,
+        covers: list[str] | None = None,
+        where: str = "",
     ) -> RouterEntry:
         """A new, untrained router at ``anchor`` over ``covers`` (default: the N nearest LoRA
         experts), with the static convex weights it starts from. One line if an expert sits on the
@@ -244,17 +250,17 @@ class Bundle:
         write_json((folder or self.folder) / BUNDLE_FILE, spec_record(self.spec))
 
 
-def same_anchor(a, b) -> bool:
+def same_anchor(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> bool:
     """Whether two anchors are one: every coordinate within ``ANCHOR_TOLERANCE`` (absolute only)."""
     return bool(np.all(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)) <= ANCHOR_TOLERANCE))
 
 
-def router_name(anchor) -> str:
+def router_name(anchor: Sequence[float] | np.ndarray) -> str:
     """The default name of the router at ``anchor``: 'router-0.25-0.75'."""
     return "router-" + "-".join(f"{a:g}" for a in anchor)
 
 
-def _replace_atomically(target: Path, write) -> None:
+def _replace_atomically(target: Path, write: Callable[[Path], object]) -> None:
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     write(tmp)
     os.replace(tmp, target)

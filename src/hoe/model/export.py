@@ -17,13 +17,13 @@ from hoe.checkpoints.loading import hub_name_of, load_model, load_tokenizer, par
 from hoe.errors import HoEError
 from hoe.experts.lora import LoraModule, add_deltas, read_lora, write_lora
 from hoe.experts.svd import rerank_lora
-from hoe.model.bundle import load_bundle
+from hoe.model.bundle import Bundle, load_bundle
 from hoe.routing import PreferenceLike, parse_preference
 from hoe.settings import flag_name
 from hoe.utils.io import atomic_dir, check_output_dir, write_json
 
 
-def static_gates(bundle, preference: PreferenceLike) -> dict[str, float]:
+def static_gates(bundle: Bundle, preference: PreferenceLike) -> dict[str, float]:
     """Expert name -> gate for a λ served by LoRA experts alone; refuses router-routed λ."""
     routing = bundle.route(preference)
     names = bundle.pool_names()
@@ -36,7 +36,7 @@ def static_gates(bundle, preference: PreferenceLike) -> dict[str, float]:
     return {names[i]: w for i, w in routing.items()}
 
 
-def fold(bundle, gates: dict[str, float]) -> dict[str, LoraModule]:
+def fold(bundle: Bundle, gates: dict[str, float]) -> dict[str, LoraModule]:
     """Σ g_k B_k A_k per module as one exact LoRA pair: B = [g_1 B_1 …], A = [A_1; …]."""
     parts: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
     for entry in bundle.experts:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -22,11 +22,20 @@ from hoe.model.router_weights import LOG_FLOOR, router_bias, router_init  # noqa
 from hoe.model.state import RoutingState
 from hoe.routing import PreferenceLike, convex_weights
 
+if TYPE_CHECKING:  # annotations only
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
 
 class HoEModel(nn.Module):
     """One model, any preference: see ``from_bundle``, ``forward`` and ``generate``."""
 
-    def __init__(self, bundle: Bundle, model, tokenizer, ranks: dict[str, dict[str, int]]) -> None:
+    def __init__(
+        self,
+        bundle: Bundle,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        ranks: dict[str, dict[str, int]],
+    ) -> None:
         super().__init__()
         self.bundle, self.model, self.tokenizer = bundle, model, tokenizer
         names = [e.name for e in bundle.experts]
@@ -80,8 +89,8 @@ class HoEModel(nn.Module):
     @classmethod
     def from_modules(
         cls,
-        model,
-        tokenizer,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
         objectives: list[str],
         experts: list[tuple[str, list[float], dict[str, tuple[torch.Tensor, torch.Tensor]]]],
         routers: Sequence[tuple[str, list[float], list[str]]] = (),
@@ -174,7 +183,7 @@ class HoEModel(nn.Module):
         preference: PreferenceLike | None = None,
         preferences: Sequence[PreferenceLike] | None = None,
         **kwargs,
-    ):
+    ) -> object:
         """The wrapped model's forward under a preference (one λ, or one per row)."""
         if preference is None and preferences is None:
             if not self.state.active:
@@ -237,7 +246,7 @@ class HoEModel(nn.Module):
         }
 
 
-def _batch_size(args, kwargs) -> int | None:
+def _batch_size(args: tuple, kwargs: dict) -> int | None:
     for value in (*args, kwargs.get("input_ids"), kwargs.get("inputs_embeds")):
         if isinstance(value, torch.Tensor):
             return value.shape[0]

@@ -13,9 +13,14 @@ their logits come from ``router_weight`` itself so gradients reach it.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:  # annotations only: the state imports nothing of the layer, the layer reads the state
+    from hoe.model.state import RoutingState
 
 
 class MixtureLinear(nn.Module):
@@ -25,7 +30,7 @@ class MixtureLinear(nn.Module):
     ``router_sizes[j]`` is how many experts router j covers.
     """
 
-    def __init__(self, base: nn.Linear, ranks: list[int], router_sizes: list[int], state) -> None:
+    def __init__(self, base: nn.Linear, ranks: list[int], router_sizes: list[int], state: RoutingState) -> None:
         super().__init__()
         self.in_features, self.out_features = base.in_features, base.out_features
         self.ranks, self.router_sizes = list(ranks), list(router_sizes)

@@ -7,7 +7,12 @@ built on the first forward after a change and reused for every decoding step.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
+
+if TYPE_CHECKING:  # annotations only
+    from hoe.model.layer import MixtureLinear
 
 SKIP_MIN_ELEMENTS = 1 << 18  # inactive B entries (columns × out features) worth a gather
 
@@ -19,7 +24,9 @@ class LayerPlan:
     When every row has the same λ and no router is involved, the gates are constants: they are
     folded into each module's B factor once (``B·diag(g)``), saving a multiply per forward."""
 
-    def __init__(self, state: "RoutingState", module, batch: int, device, dtype) -> None:
+    def __init__(
+        self, state: RoutingState, module: MixtureLinear, batch: int, device: torch.device, dtype: torch.dtype
+    ) -> None:
         repeat = batch // state.rows
         static = state.static.to(device=device, dtype=dtype).repeat_interleave(repeat, 0)  # (batch, K)
         self.mix = state.mix.to(device=device, dtype=dtype).repeat_interleave(repeat, 0)  # (batch, J)
@@ -41,7 +48,7 @@ class LayerPlan:
         self._up: dict[int, torch.Tensor] = {}
         self._router_indices: dict[int, tuple[torch.Tensor, bool]] = {}
 
-    def up_projection(self, module) -> torch.Tensor:
+    def up_projection(self, module: MixtureLinear) -> torch.Tensor:
         """The (active columns × out) matrix the gated projections are multiplied by: Bᵀ, with
         the gates folded in when they are the same constants for every row."""
         key = id(module)
@@ -53,7 +60,7 @@ class LayerPlan:
             up = self._up[key] = B.T.contiguous()
         return up
 
-    def router_gates(self, module, logits: torch.Tensor) -> torch.Tensor:
+    def router_gates(self, module: MixtureLinear, logits: torch.Tensor) -> torch.Tensor:
         """Per-token gates of the active columns: static part plus each active router's softmax,
         weighted by its routing weight, gathered straight onto the rank columns."""
         gates = None
@@ -120,7 +127,7 @@ class RoutingState:
         self.rows = 0
         self._plans.clear()
 
-    def plan_for(self, module, x: torch.Tensor) -> LayerPlan | None:
+    def plan_for(self, module: MixtureLinear, x: torch.Tensor) -> LayerPlan | None:
         if not self.rows:
             return None
         batch = x.shape[0] if x.ndim == 3 else 1

@@ -39,6 +39,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hoe.errors import HoEError
+from hoe.experts.lora import EXPERT_META
 from hoe.experts.svd import SvdBackend
 from hoe.merging.merge import MergeSettings
 from hoe.rewards.scoring import check_objective_name
@@ -141,7 +142,7 @@ def anchor_vector(value: AnchorLike, objectives: list[str], where: str) -> list[
 
 def recorded_anchor(folder: Path, objectives: list[str], where: str) -> dict[str, float]:
     """The anchor a LoRA folder records in hoe_expert.json (from hoe merge or a bundle), by name."""
-    meta = Path(folder).expanduser() / "hoe_expert.json"
+    meta = Path(folder).expanduser() / EXPERT_META
     if not meta.is_file():
         raise HoEError(f"{where}: missing, and '{folder}' records no anchor (no hoe_expert.json)")
     record = json.loads(meta.read_text())

@@ -7,7 +7,7 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -17,10 +17,13 @@ from hoe.rl.policies import LoraPolicy
 from hoe.rl.trainer import CHECKPOINT, Trainer
 from hoe.utils.io import atomic_dir, write_json
 
+if TYPE_CHECKING:  # annotations only
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
 
 def train_lora_ppo(
-    model,
-    tokenizer,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
     preference: np.ndarray,
     objectives: list[str],
     scorers: dict[str, str],

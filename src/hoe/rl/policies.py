@@ -5,7 +5,7 @@ to route a forward as the policy or as the reference, and how to save what it le
 from __future__ import annotations
 
 import contextlib
-from typing import ContextManager, Iterator, Protocol
+from typing import TYPE_CHECKING, ContextManager, Iterator, Protocol
 
 import numpy as np
 import torch
@@ -15,6 +15,9 @@ from hoe.experts.trainable_lora import LoraSettings, attach_lora
 from hoe.model.hoe_model import HoEModel
 from hoe.model.router_weights import router_init
 from hoe.routing import convex_weights
+
+if TYPE_CHECKING:  # annotations only
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 class Policy(Protocol):
@@ -120,7 +123,13 @@ class LoraPolicy:
     """A fresh peft LoRA on the base model; the reference is the base (adapter disabled)."""
 
     def __init__(
-        self, model, tokenizer, preference: np.ndarray, rank: int = 8, alpha: float = 16.0, seed: int = 0
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        preference: np.ndarray,
+        rank: int = 8,
+        alpha: float = 16.0,
+        seed: int = 0,
     ) -> None:
         self.model = attach_lora(model, LoraSettings(rank=rank, alpha=alpha), seed=seed)
         self.tokenizer = tokenizer

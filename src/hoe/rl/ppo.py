@@ -11,10 +11,14 @@ model's last hidden states (detached), so only the policy's own parameters and t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:  # annotations only
+    from transformers import PreTrainedModel
 
 
 class ValueHead(nn.Module):
@@ -52,7 +56,9 @@ def response_mask(tokens: torch.Tensor, eos_token_id: int | None) -> torch.Tenso
     return (after == 0).float()
 
 
-def token_logprobs(model, sequences: torch.Tensor, attention: torch.Tensor, response_length: int):
+def token_logprobs(
+    model: PreTrainedModel, sequences: torch.Tensor, attention: torch.Tensor, response_length: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Log-probabilities and entropies of the last ``response_length`` tokens, and the hidden
     states that predict them (for the value head)."""
     positions = (attention.long().cumsum(-1) - 1).clamp(min=0)
@@ -116,14 +122,14 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def ppo_loss(
-    new_logprobs,
-    old_logprobs,
-    advantages,
-    new_values,
-    old_values,
-    returns,
-    entropy,
-    mask,
+    new_logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    new_values: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    entropy: torch.Tensor,
+    mask: torch.Tensor,
     *,
     clip_range: float,
     value_clip: float,

@@ -16,6 +16,7 @@ import math
 import shutil
 import time
 from pathlib import Path
+from typing import Callable, ContextManager
 
 import numpy as np
 import torch
@@ -25,6 +26,7 @@ from hoe.checkpoints.chat import encode_prompts
 from hoe.errors import HoEError
 from hoe.rewards.scoring import ScoreCache, score_objectives
 from hoe.rl.config import TrainConfig
+from hoe.rl.policies import Policy
 from hoe.rl.ppo import (
     AdaptiveKL,
     Rollout,
@@ -73,7 +75,7 @@ class Trainer:
 
     def __init__(
         self,
-        policy,
+        policy: Policy,
         objectives: list[str],
         scorers: dict[str, str],
         config: TrainConfig,
@@ -123,7 +125,9 @@ class Trainer:
         return [self.prompts[i] for i in mine]
 
     @torch.no_grad()
-    def sample(self, prompts: list[str], routed=None) -> tuple[torch.Tensor, torch.Tensor, int, list[str]]:
+    def sample(
+        self, prompts: list[str], routed: Callable[[], ContextManager[None]] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, int, list[str]]:
         """Sample one response per prompt under ``routed`` (default: the policy)."""
         inputs = {k: v.to(self.device) for k, v in encode_prompts(self.tokenizer, prompts).items()}
         c = self.config
@@ -285,7 +289,12 @@ class Trainer:
 
     # ---- the loop, checkpoints, logs ----------------------------------------------------------------
     def train(
-        self, *, resume: bool = False, expert_routings=None, on_step=None, max_seconds: float | None = None
+        self,
+        *,
+        resume: bool = False,
+        expert_routings: dict[int, Callable[[], ContextManager[None]]] | None = None,
+        on_step: Callable[[dict], None] | None = None,
+        max_seconds: float | None = None,
     ) -> list[dict]:
         """Run to ``config.steps``, or stop (checkpointed, resumable) after the first step that ends
         past ``max_seconds`` of wall time; ``self.stopped_early`` says which."""
@@ -403,7 +412,10 @@ class Trainer:
 
 
 def calibration_statistics(
-    samples: dict, objectives: list[str], margin: float, mean=lambda tensor: tensor
+    samples: dict,
+    objectives: list[str],
+    margin: float,
+    mean: Callable[[torch.Tensor], torch.Tensor] = lambda tensor: tensor,
 ) -> tuple[dict[str, tuple[float, float]], np.ndarray]:
     """Normalisation and ideal point from calibration samples (raw scores, rows × objectives).
 

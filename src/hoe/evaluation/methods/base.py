@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from hoe.evaluation.methods.common import Method, Point, register
 
 
@@ -11,9 +13,9 @@ class BaseMethod(Method):
     per_preference = False
     needs_experts = False
 
-    def points(self, preferences):
+    def points(self, preferences: list[np.ndarray]) -> list[Point]:
         return [Point("base", "base", None)]
 
-    def setup(self, point):
+    def setup(self, point: Point) -> None:
         if self.model is None:
             self.model = self.context.load_base()

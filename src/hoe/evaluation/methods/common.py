@@ -15,6 +15,7 @@ from hoe.errors import HoEError
 from hoe.evaluation.preference_sets import preference_label
 from hoe.evaluation.settings import Decoding
 from hoe.experts.lora import add_deltas, read_lora
+from hoe.model.bundle import Bundle
 from hoe.settings import flag_name
 
 METHODS: dict[str, type["Method"]] = {}
@@ -77,7 +78,7 @@ class Context:
         return single_experts(self.bundle, self.task_vectors)
 
     # ---- models ----------------------------------------------------------------------------------
-    def load_base(self):
+    def load_base(self) -> torch.nn.Module:
         return load_model(
             self.bundle.spec.base_model, dtype=self.dtype, device=self.device, trust_remote_code=self.trust_remote_code
         ).eval()
@@ -127,7 +128,7 @@ class Context:
         return merge_setting(self.bundle, self.merge_method)
 
 
-def merge_setting(bundle, override: str | None = None) -> tuple[str, dict]:
+def merge_setting(bundle: Bundle, override: str | None = None) -> tuple[str, dict]:
     """(method, params) of the ``merged`` baseline: ``override``, else the bundle's first merged
     expert's, else PCB."""
     if override is not None:
@@ -138,7 +139,7 @@ def merge_setting(bundle, override: str | None = None) -> tuple[str, dict]:
     return "pcb", {}
 
 
-def single_experts(bundle, task_vectors: str = "auto") -> list[SingleExpert]:
+def single_experts(bundle: Bundle, task_vectors: str = "auto") -> list[SingleExpert]:
     """The expert whose anchor is one-hot on each objective, in objective order; one line if any is missing."""
     found = []
     for objective in bundle.objectives:
@@ -155,7 +156,7 @@ def single_experts(bundle, task_vectors: str = "auto") -> list[SingleExpert]:
     return found
 
 
-def add_lora(model, folder: Path) -> None:
+def add_lora(model: torch.nn.Module, folder: Path) -> None:
     """Fold a LoRA folder into a transformers model's weights: W += scale · B A."""
     add_deltas(model, read_lora(folder).modules)
 
@@ -190,7 +191,7 @@ class Method:
 class RoutedMethod(Method):
     """A HoE model answering under the point's preference (routing decides the mix)."""
 
-    def generate(self, inputs, point):
+    def generate(self, inputs: dict[str, torch.Tensor], point: Point) -> torch.Tensor:
         with self.model.preference(point.preference):
             return new_tokens(self.model.model, inputs, self.context)
 
@@ -201,7 +202,7 @@ class AdapterPerPreferenceMethod(Method):
     def adapter(self, preference: np.ndarray) -> Path:
         raise NotImplementedError
 
-    def setup(self, point):
+    def setup(self, point: Point) -> None:
         adapter = self.adapter(np.asarray(point.preference))
         if self.model is None:
             self.model = self.context.load_base()
@@ -209,7 +210,7 @@ class AdapterPerPreferenceMethod(Method):
         add_lora(self.model, adapter)
 
 
-def new_tokens(model, inputs: dict, context: Context) -> torch.Tensor:
+def new_tokens(model: torch.nn.Module, inputs: dict, context: Context) -> torch.Tensor:
     """The tokens a transformers model generates after a left-padded batch, with the run's decoding."""
     kwargs = context.decoding.generate_kwargs(context.tokenizer)
     if context.forced_length is not None:
@@ -225,7 +226,7 @@ def new_tokens(model, inputs: dict, context: Context) -> torch.Tensor:
     return output[:, inputs["input_ids"].shape[1] :]
 
 
-def load_state(model, state: dict[str, torch.Tensor]) -> None:
+def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
     with torch.no_grad():
         own = model.state_dict()
         for key, value in state.items():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from hoe.evaluation.methods.common import Method, Point, register
 
 
@@ -10,9 +12,9 @@ class ExpertsMethod(Method):
     name = "experts"
     per_preference = False
 
-    def points(self, preferences):
+    def points(self, preferences: list[np.ndarray]) -> list[Point]:
         return [Point("experts", e.name, e.anchor) for e in self.context.single_experts()]
 
-    def setup(self, point):
+    def setup(self, point: Point) -> None:
         names = [e.name for e in self.context.single_experts()]
         self.model = self.context.expert_models()[names.index(point.label)]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hoe.evaluation.methods.common import RoutedMethod, register
+from hoe.evaluation.methods.common import Point, RoutedMethod, register
 from hoe.model import HoEModel
 
 
@@ -11,7 +11,7 @@ class HoEMethod(RoutedMethod):
     name = "hoe"
     needs_experts = False
 
-    def setup(self, point):
+    def setup(self, point: Point) -> None:
         if self.model is None:
             self.model = HoEModel.from_bundle(
                 self.context.bundle.folder,

@@ -35,5 +35,5 @@ class MergedMethod(AdapterPerPreferenceMethod):
 
     name = "merged"
 
-    def adapter(self, preference):
+    def adapter(self, preference: np.ndarray) -> Path:
         return merged_adapter(self.context, preference)

@@ -8,7 +8,7 @@ from typing import Sequence
 
 import torch
 
-from hoe.evaluation.methods.common import Method, register
+from hoe.evaluation.methods.common import Method, Point, register
 
 
 def mod_generate(
@@ -75,10 +75,10 @@ class MODMethod(Method):
 
     name = "mod"
 
-    def setup(self, point):
+    def setup(self, point: Point) -> None:
         self.models = self.context.expert_models()
 
-    def generate(self, inputs, point):
+    def generate(self, inputs: dict[str, torch.Tensor], point: Point) -> torch.Tensor:
         decoding, tokenizer, forced = self.context.decoding, self.context.tokenizer, self.context.forced_length
         return mod_generate(
             self.models,

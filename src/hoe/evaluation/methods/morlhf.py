@@ -48,5 +48,5 @@ class MORLHFMethod(AdapterPerPreferenceMethod):
     name = "morlhf"
     needs_experts = False
 
-    def adapter(self, preference):
+    def adapter(self, preference: np.ndarray) -> Path:
         return morlhf_adapter(self.context, preference)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from hoe.evaluation.methods.common import Method, load_state, register
+from hoe.evaluation.methods.common import Method, Point, load_state, register
 
 
 @register
@@ -12,7 +12,7 @@ class RewardedSoupsMethod(Method):
 
     name = "rs"
 
-    def setup(self, point):
+    def setup(self, point: Point) -> None:
         if self.model is None:
             self.model = self.context.load_base()
             self._vectors = self.context.task_vectors_of_experts()

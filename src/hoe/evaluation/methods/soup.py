@@ -3,7 +3,7 @@ layers as HoE (one forward pass per token, no router, no merged expert)."""
 
 from __future__ import annotations
 
-from hoe.evaluation.methods.common import RoutedMethod, register
+from hoe.evaluation.methods.common import Point, RoutedMethod, register
 from hoe.experts.lora import read_lora
 from hoe.model import HoEModel
 
@@ -14,7 +14,7 @@ class SoupMethod(RoutedMethod):
 
     name = "soup"
 
-    def setup(self, point):
+    def setup(self, point: Point) -> None:
         if self.model is None:
             experts = []
             for expert in self.context.single_experts():
