@@ -350,6 +350,18 @@ def test_evaluate_cli(bundle_dir, tmp_path):
         (["--preferences", "grid:0"], "error: 'grid:0': a grid needs at least 2 points per edge"),
         (["--scorers", "helpful"], "error: --scorers entry 'helpful' must look like objective=SPEC"),
         (["--reference", "a,b"], "error: --reference must be comma-separated numbers, got 'a,b'"),
+        (
+            ["--max-new-tokens", "0"],
+            "error: decoding settings: max_new_tokens (--max-new-tokens): input should be greater than 0, got 0",
+        ),
+        (
+            ["--sample", "--top-p", "2"],
+            "error: decoding settings: top_p (--top-p): input should be less than or equal to 1, got 2.0",
+        ),
+        (
+            ["--task-vectors", "both"],
+            "error: eval settings: task_vectors (--task-vectors): input should be 'auto', 'lora' or 'full', got 'both'",
+        ),
     ],
 )
 def test_evaluate_cli_bad_input(bundle_dir, tmp_path, extra, message):

@@ -359,6 +359,9 @@ def evaluate(
     overwrite: bool = typer.Option(False, help="Discard cached generations made with other settings."),
     device: str = typer.Option("cpu", help="cpu, cuda, or auto (each accelerate process takes its own device)."),
     dtype: str = typer.Option("float32", help="Model dtype."),
+    trust_bundle_code: bool = typer.Option(
+        False, "--trust-bundle-code", help="Run py: scorers that the bundle's hoe.json names (code from the bundle)."
+    ),
 ) -> None:
     """Pareto fronts of HoE and its peers on the same prompts: hypervolume, controllability, cost."""
     from hoe.evaluation import Decoding, EvalSettings, build_report, evaluate, methods_table
@@ -378,7 +381,7 @@ def evaluate(
             if not sep or not spec:
                 raise HoEError(f"--scorers entry '{item}' must look like objective=SPEC")
             mapping[objective.strip()] = spec.strip()
-        decoding = Decoding(
+        decoding = Decoding.create(
             max_new_tokens=max_new_tokens,
             do_sample=sample,
             temperature=temperature,
@@ -387,7 +390,7 @@ def evaluate(
             seed=seed,
             max_prompt_tokens=max_prompt_tokens,
         )
-        settings = EvalSettings(
+        settings = EvalSettings.create(
             bundle=str(bundle),
             preferences=preferences,
             methods=_split(methods) or [],
@@ -402,6 +405,7 @@ def evaluate(
             device=device,
             dtype=dtype,
             morlhf_config=str(morlhf_config) if morlhf_config else None,
+            trust_bundle_code=trust_bundle_code,
         )
         results = evaluate(settings, out, overwrite=overwrite)
         if not results:  # a non-main accelerate process
@@ -428,6 +432,9 @@ def train_router_command(
         None,
         help="Stop after the step that crosses this wall time; the router so far is written and --resume continues.",
     ),
+    trust_bundle_code: bool = typer.Option(
+        False, "--trust-bundle-code", help="Run py: scorers that the bundle's hoe.json names (code from the bundle)."
+    ),
 ) -> None:
     """Train the router expert at one anchor by PPO (Tchebycheff + OMD by default)."""
     from hoe.pipeline.train_router import router_training_summary, train_router
@@ -443,6 +450,7 @@ def train_router_command(
         overwrite=overwrite,
         device=_device(device),
         max_minutes=max_minutes,
+        trust_bundle_code=trust_bundle_code,
     )
     if summary["last"] and summary["main_process"]:
         typer.echo(router_training_summary(summary))

@@ -5,13 +5,19 @@ both as a recipe key and as a CLI flag."""
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from hoe.errors import HoEError
 
 SettingsT = TypeVar("SettingsT", bound="Settings")
+
+# A name in a recipe or a bundle (expert, merge, router) becomes a file or folder name: it is an
+# identifier, never a path (no separator, no leading dot, not empty), so nothing it names can land
+# outside its bundle.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+Identifier = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 
 
 class Settings(BaseModel):

@@ -277,3 +277,54 @@ def test_the_bundle_finds_and_plans_by_anchor(bundle_dir):
         bundle.plan_router([0.3, 0.7], covers=["helpful", "kind"])
     with pytest.raises(HoEError, match="cannot reach it"):
         bundle.plan_router([0.3, 0.7], covers=["helpful", "balanced"])
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda s: s["experts"][0].update(path="../elsewhere"), "path '../elsewhere' leads outside the bundle"),
+        (lambda s: s["experts"][0].update(path="/etc"), "path '/etc' leads outside the bundle"),
+        (lambda s: s["routers"][0].update(path="../../victim.safetensors"), "leads outside the bundle"),
+        (lambda s: s["experts"][0].update(name="../x"), "experts.0.name: String should match pattern"),
+        (lambda s: s["routers"][0].update(name="helpful"), "two experts or routers with the same name"),
+    ],
+)
+def test_a_hostile_hoe_json_is_refused(bundle_dir, tmp_path, edit, message):
+    """A bundle's names are identifiers and its paths stay inside it; anything else is one line."""
+    bundle = tmp_path / "b"
+    shutil.copytree(bundle_dir, bundle)
+    (tmp_path / "elsewhere").mkdir()
+    shutil.copytree(bundle / "experts" / "helpful", tmp_path / "elsewhere", dirs_exist_ok=True)
+    spec = json.loads((bundle / "hoe.json").read_text())
+    edit(spec)
+    (bundle / "hoe.json").write_text(json.dumps(spec))
+    with pytest.raises(HoEError, match=message):
+        load_bundle(bundle)
+
+
+def test_code_a_bundle_names_runs_only_when_trusted(bundle_dir, tmp_path, monkeypatch):
+    """A py: scorer in hoe.json is code from the bundle: evaluate and train-router refuse it in one
+    line, before any model loads, unless --trust-bundle-code; the user's own py: scorers run."""
+    from hoe.evaluation import Decoding, EvalSettings, evaluate
+    from hoe.pipeline import train_router
+    from hoe.rl import load_config
+
+    bundle = tmp_path / "b"
+    shutil.copytree(bundle_dir, bundle)
+    spec = json.loads((bundle / "hoe.json").read_text())
+    spec["scorers"] = {"helpful": "py:os:getcwd", "harmless": "civility"}
+    (bundle / "hoe.json").write_text(json.dumps(spec))
+    import hoe.checkpoints.loading as loading
+
+    monkeypatch.setattr(loading, "load_model", lambda *a, **k: pytest.fail("a model loaded"))
+    settings = EvalSettings(bundle=str(bundle), methods=["base"], limit=2, decoding=Decoding(max_new_tokens=2))
+    with pytest.raises(
+        HoEError, match=r"names code to run as the scorer of 'helpful' \(py:os:getcwd\); pass --trust-bundle"
+    ):
+        evaluate(settings, tmp_path / "eval", progress=False)
+    with pytest.raises(HoEError, match="--trust-bundle-code"):
+        train_router(bundle, [0.3, 0.7], load_config(None, steps=1), progress=False)
+    assert not (tmp_path / "eval").exists() and not (bundle / "training").exists()
+    bundle_obj = load_bundle(bundle)
+    bundle_obj.check_code_trusted({"helpful": "py:os:getcwd"}, trusted=True)  # trusted: allowed
+    bundle_obj.check_code_trusted({"helpful": "py:mine:fn", "harmless": "civility"}, trusted=False)  # the user's own

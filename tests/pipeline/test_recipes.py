@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,24 @@ def test_an_unknown_svd_backend_is_refused_at_load(tmp_path):
     )
     with pytest.raises(HoEError, match=r"experts\.0\.svd: Input should be 'exact' or 'randomized'"):
         load_recipe(tmp_path / "recipe.yaml")
+
+
+@pytest.mark.parametrize("name", ["../../victim/model", "/tmp/abs", "", ".hidden", "a/b", "x" * 200])
+@pytest.mark.parametrize("where", ["expert", "merge", "router"])
+def test_names_are_identifiers_never_paths(tmp_path, name, where):
+    """A name becomes a file or folder name in the bundle: anything but an identifier is one line
+    when the recipe loads, before anything is written."""
+    expert = name if where == "expert" else "a"
+    merge = name if where == "merge" else "m"
+    router = name if where == "router" else "r"
+    (tmp_path / "recipe.yaml").write_text(
+        "base: b\nobjectives: [x, y]\nexperts:\n"
+        f"  - {{name: {json.dumps(expert)}, anchor: [1, 0], finetuned: a}}\n"
+        "  - {name: c, anchor: [0, 1], finetuned: c}\n"
+        f"merges:\n  - {{name: {json.dumps(merge)}, experts: [{json.dumps(expert)}, c]}}\n"
+        f"routers:\n  - {{name: {json.dumps(router)}, anchor: [0.25, 0.75]}}\n"
+    )
+    before = sorted(tmp_path.rglob("*"))
+    with pytest.raises(HoEError, match=r"name: String should match pattern"):
+        load_recipe(tmp_path / "recipe.yaml")
+    assert sorted(tmp_path.rglob("*")) == before

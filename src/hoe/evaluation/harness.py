@@ -66,6 +66,7 @@ def plan(settings: EvalSettings) -> Plan:
             f"--scorers names '{unknown[0]}', which is not an objective of the bundle ({', '.join(bundle.objectives)})"
         )
     scorers = {o: settings.scorers.get(o, bundle.spec.scorers.get(o, o)) for o in bundle.objectives}
+    bundle.check_code_trusted(scorers, settings.trust_bundle_code)
     for objective, spec in scorers.items():
         try:
             check_objective_name(spec)

@@ -70,3 +70,4 @@ class EvalSettings(Settings):
     dtype: str = Field("float32", description="Model dtype.")
     chat: bool = Field(True, description="Wrap prompts in the model's chat template.")
     trust_remote_code: bool = Field(False, description="Let transformers run code the model's folder names.")
+    trust_bundle_code: bool = Field(False, description="Run py: scorers that the bundle's hoe.json names.")

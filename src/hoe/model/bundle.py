@@ -25,7 +25,7 @@ from hoe.errors import HoEError
 from hoe.experts.lora import EXPERT_META, split_adapter_key
 from hoe.model.router_weights import router_init
 from hoe.routing import PreferenceLike, convex_weights, nearest, parse_preference, route
-from hoe.settings import first_error
+from hoe.settings import Identifier, first_error
 from hoe.utils.io import write_json
 
 BUNDLE_FILE = "hoe.json"
@@ -44,7 +44,7 @@ class _Strict(BaseModel):
 
 
 class LoraExpertEntry(_Strict):
-    name: str
+    name: Identifier
     path: str  # relative to the bundle
     anchor: list[float]
     fingerprint: str | None = None  # of the recipe entry that built it
@@ -52,9 +52,9 @@ class LoraExpertEntry(_Strict):
 
 
 class RouterEntry(_Strict):
-    name: str
+    name: Identifier
     anchor: list[float]
-    covers: list[str]  # names of the LoRA experts it mixes
+    covers: list[Identifier]  # names of the LoRA experts it mixes
     path: str  # safetensors, relative to the bundle
     trained: bool = False
     training: dict | None = None
@@ -219,7 +219,7 @@ class Bundle:
         if any(e.fingerprint is None or fingerprints.get(e.name) != e.fingerprint for e in covered):
             return router
         files = [previous.path] + ([previous.training["curve"]] if (previous.training or {}).get("curve") else [])
-        if not all(not Path(f).is_absolute() and (old.folder / f).is_file() for f in files):
+        if not all(inside(old.folder, f) and (old.folder / f).is_file() for f in files):
             return router
         for f in files:
             (self.folder / f).parent.mkdir(parents=True, exist_ok=True)
@@ -244,6 +244,17 @@ class Bundle:
         entry = LoraExpertEntry(name=name, path=path, anchor=anchor, fingerprint=fingerprint, source=source)
         self.spec.experts.append(entry)
         return entry
+
+    def check_code_trusted(self, scorers: dict[str, str], trusted: bool) -> None:
+        """Refuse, in one line, to run code this bundle names (a ``py:`` scorer from its
+        ``hoe.json``) unless the user said they trust it; ``scorers`` are the ones in use, by
+        objective. The user's own ``py:`` scorers (their options or config) are theirs to run."""
+        for objective, spec in scorers.items():
+            if spec.startswith("py:") and self.spec.scorers.get(objective) == spec and not trusted:
+                raise HoEError(
+                    f"bundle '{self.folder}' names code to run as the scorer of '{objective}' ({spec}); pass "
+                    f"--trust-bundle-code if you trust it, or give that objective another scorer"
+                )
 
     def save(self, folder: Path | None = None) -> None:
         """Write ``hoe.json`` (by rename: a reader sees the old or the new one)."""
@@ -301,14 +312,32 @@ def _check_anchor(anchor: list[float], objectives: list[str], what: str) -> None
         raise HoEError(f"{what} has anchor {anchor}: it must be non-negative and sum to 1")
 
 
+def inside(folder: Path, relative: str) -> bool:
+    """Whether ``relative`` names a place inside ``folder`` (not absolute, no way out through
+    ``..`` or a link)."""
+    if not relative or Path(relative).is_absolute():
+        return False
+    root = folder.resolve()
+    return (root / relative).resolve().is_relative_to(root)
+
+
+def _check_inside(folder: Path, relative: str, what: str) -> None:
+    if not inside(folder, relative):
+        raise HoEError(f"{what}: path '{relative}' leads outside the bundle; a bundle's paths stay inside it")
+
+
 def _check_entries(bundle: Bundle) -> None:
     names = [e.name for e in bundle.experts]
     if len(set(names)) != len(names):
         raise HoEError("bundle lists two experts with the same name")
     if not bundle.experts:
         raise HoEError("bundle has no LoRA experts")
+    routers = [r.name for r in bundle.routers]
+    if len(set(routers)) != len(routers) or set(routers) & set(names):
+        raise HoEError("bundle lists two experts or routers with the same name")
     for entry in bundle.experts:
         _check_anchor(entry.anchor, bundle.objectives, f"expert '{entry.name}'")
+        _check_inside(bundle.folder, entry.path, f"expert '{entry.name}'")
         folder = bundle.expert_path(entry)
         if not (folder / "adapter_config.json").is_file():
             raise HoEError(f"expert '{entry.name}': missing expert folder '{folder}' (no adapter_config.json)")
@@ -317,6 +346,7 @@ def _check_entries(bundle: Bundle) -> None:
         unknown = [c for c in router.covers if c not in names]
         if unknown:
             raise HoEError(f"router '{router.name}' covers unknown expert '{unknown[0]}'")
+        _check_inside(bundle.folder, router.path, f"router '{router.name}'")
         if not bundle.router_path(router).is_file():
             raise HoEError(f"router '{router.name}': missing weights file '{bundle.router_path(router)}'")
 

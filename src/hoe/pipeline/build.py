@@ -129,7 +129,7 @@ def _make_expert(
         folder = _resolve(root, spec.lora)
         _copy_lora(folder, target, base, layers, f"{where}.lora")
         return {"kind": "lora", "from": str(folder)}
-    settings = ExtractSettings(
+    settings = ExtractSettings.create(
         rank=spec.rank or recipe.rank, svd=spec.svd, target_modules=recipe.target_modules, dtype=recipe.dtype
     )
     if spec.make is not None:
@@ -171,7 +171,7 @@ def _made_model(base: str, make: MakeExpertSettings, progress: bool) -> Path:
 
 
 def _make_merge(recipe: Recipe, spec: MergeSpec, bundle: Bundle, target: Path, progress: bool) -> dict:
-    settings = MergeSettings(
+    settings = MergeSettings.create(
         method=spec.method,
         weights=spec.weights,
         rank=spec.rank or recipe.rank,

@@ -44,7 +44,7 @@ from hoe.experts.svd import SvdBackend
 from hoe.merging.merge import MergeSettings
 from hoe.rewards.scoring import check_objective_name
 from hoe.routing import parse_preference
-from hoe.settings import first_error
+from hoe.settings import Identifier, first_error
 from hoe.training.make_expert import MakeExpertSettings
 
 AnchorLike = Union[list[float], dict[str, float]]
@@ -55,7 +55,7 @@ class _Strict(BaseModel):
 
 
 class ExpertSpec(_Strict):
-    name: str
+    name: Identifier
     anchor: AnchorLike | None = None  # may be left out for a LoRA folder whose hoe_expert.json records it
     lora: str | None = None
     finetuned: str | None = None
@@ -76,8 +76,8 @@ class ExpertSpec(_Strict):
 
 
 class MergeSpec(_Strict):
-    name: str
-    experts: list[str] = Field(min_length=2)
+    name: Identifier
+    experts: list[Identifier] = Field(min_length=2)
     weights: list[float] | None = None
     method: str = "linear"
     params: dict = {}
@@ -86,9 +86,9 @@ class MergeSpec(_Strict):
 
 
 class RouterSpec(_Strict):
-    name: str | None = None
+    name: Identifier | None = None
     anchor: AnchorLike
-    covers: list[str] | None = None
+    covers: list[Identifier] | None = None
 
 
 class Recipe(_Strict):

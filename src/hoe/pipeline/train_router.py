@@ -90,13 +90,16 @@ def train_router(
     device: str = "cpu",
     progress: bool = True,
     max_minutes: float | None = None,
+    trust_bundle_code: bool = False,
 ) -> RouterTrainingSummary:
     """Train (or continue training) the router at ``anchor`` and write it into the bundle. With
     ``max_minutes``, training stops after the step that crosses that budget; the router trained so
-    far is written (its record says how many steps) and ``resume=True`` continues the run."""
+    far is written (its record says how many steps) and ``resume=True`` continues the run. A ``py:``
+    scorer named by the bundle itself runs only with ``trust_bundle_code``."""
     bundle_path = Path(bundle_path)
     bundle = load_bundle(bundle_path)
     config = _checked_config(bundle, config, max_minutes)
+    bundle.check_code_trusted({o: config.scorers.get(o, o) for o in bundle.objectives}, trust_bundle_code)
     vector = parse_preference(anchor, bundle.objectives)
     index, new_entry, _ = plan_router(bundle, vector, overwrite, resume)
     experts = None
