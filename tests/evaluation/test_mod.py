@@ -226,3 +226,49 @@ def test_a_model_with_weight_zero_is_never_run(peaked):
     assert tokens.shape == (2, 3)
     with pytest.raises(ValueError, match="^1 weights for 2 models$"):
         mod_generate([a, a], [1.0], IDS, torch.ones_like(IDS), max_new_tokens=1, eos_token_id=None, pad_token_id=0)
+
+
+def test_the_mod_method_decodes_with_the_run_s_settings(peaked, monkeypatch):
+    """The ``mod`` method hands mod_generate the point's λ, the run's decoding and the tokenizer's
+    ids; under timing (``forced_length``) it decodes greedily for exactly that many tokens."""
+    from types import SimpleNamespace
+
+    from hoe.evaluation.methods import Point
+    from hoe.evaluation.methods import mod as mod_module
+    from hoe.evaluation.settings import Decoding
+
+    calls = []
+    monkeypatch.setattr(mod_module, "mod_generate", lambda *args, **kwargs: calls.append((args, kwargs)) or "tokens")
+    tokenizer = SimpleNamespace(eos_token_id=2, pad_token_id=0)
+    context = SimpleNamespace(
+        decoding=Decoding(max_new_tokens=7, do_sample=True, temperature=0.5),
+        tokenizer=tokenizer,
+        forced_length=None,
+        expert_models=lambda: list(peaked),
+    )
+    method = mod_module.MODMethod(context)
+    point = Point("mod", "0.3-0.7", [0.3, 0.7])
+    method.setup(point)
+    inputs = {"input_ids": IDS, "attention_mask": torch.ones_like(IDS)}
+    assert method.generate(inputs, point) == "tokens"
+    (models, weights, ids, mask), options = calls[-1]
+    assert list(models) == list(peaked) and weights == [0.3, 0.7] and ids is IDS and mask is inputs["attention_mask"]
+    assert options == {
+        "max_new_tokens": 7,
+        "eos_token_id": 2,
+        "pad_token_id": 0,
+        "do_sample": True,
+        "temperature": 0.5,
+        "min_new_tokens": 0,
+    }
+    context.forced_length = 5
+    method.generate(inputs, point)
+    assert calls[-1][1] == {
+        "max_new_tokens": 5,
+        "eos_token_id": 2,
+        "pad_token_id": 0,
+        "do_sample": False,
+        "temperature": 0.5,
+        "min_new_tokens": 5,
+    }
+    assert mod_module.MODMethod.name == "mod" and mod_module.MODMethod.per_preference

@@ -328,3 +328,44 @@ def test_code_a_bundle_names_runs_only_when_trusted(bundle_dir, tmp_path, monkey
     bundle_obj = load_bundle(bundle)
     bundle_obj.check_code_trusted({"helpful": "py:os:getcwd"}, trusted=True)  # trusted: allowed
     bundle_obj.check_code_trusted({"helpful": "py:mine:fn", "harmless": "civility"}, trusted=False)  # the user's own
+
+
+def test_build_never_empties_a_folder_that_is_not_its_bundle(recipe_dir, tmp_path):
+    """hoe build updates a bundle in place, but a folder of other files, or the recipe's own, is
+    refused in one line and left as it was."""
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    with pytest.raises(HoEError, match="is a folder that is not a HoE bundle"):
+        build_bundle(recipe_dir / "recipe.yaml", precious, progress=False)
+    assert [p.name for p in precious.iterdir()] == ["notes.txt"]
+    with pytest.raises(HoEError, match="holds the recipe"):
+        build_bundle(recipe_dir / "recipe.yaml", recipe_dir, progress=False)
+    with pytest.raises(HoEError, match="exists and is not a folder"):
+        build_bundle(recipe_dir / "recipe.yaml", precious / "notes.txt", progress=False)
+
+
+def test_atomic_outputs_get_the_usual_permissions_and_survive_a_race(tmp_path):
+    """An output folder is not left private (mkdtemp's 0700); a run that finishes second does not
+    leak its temporary folder: without --overwrite it is one line, with it the newer one wins."""
+    import os
+
+    from hoe.utils.io import atomic_dir
+
+    mask = os.umask(0o022)
+    try:
+        with atomic_dir(tmp_path / "out") as tmp:
+            (tmp / "a").write_text("1")
+        assert (tmp_path / "out").stat().st_mode & 0o777 == 0o755
+        with pytest.raises(HoEError, match="appeared while this run was writing it"):
+            with atomic_dir(tmp_path / "raced") as tmp:
+                (tmp_path / "raced").mkdir()  # another run finished first
+                (tmp_path / "raced" / "theirs").write_text("x")
+        assert [p.name for p in (tmp_path / "raced").iterdir()] == ["theirs"]
+        with atomic_dir(tmp_path / "raced2", overwrite=True) as tmp:
+            (tmp / "mine").write_text("y")
+            (tmp_path / "raced2").mkdir()
+        assert [p.name for p in (tmp_path / "raced2").iterdir()] == ["mine"]
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "raced", "raced2"]  # nothing leaked
+    finally:
+        os.umask(mask)

@@ -42,6 +42,16 @@ def _fingerprint(*parts) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _check_replaceable(out: Path, recipe_folder: Path) -> None:
+    """One line unless ``out`` is missing, an empty folder or a HoE bundle, and apart from the recipe's folder."""
+    if recipe_folder.resolve().is_relative_to(out):
+        raise HoEError(f"--out '{out}' holds the recipe; choose a folder of its own for the bundle")
+    if out.exists() and not out.is_dir():
+        raise HoEError(f"--out '{out}' exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / BUNDLE_FILE).is_file():
+        raise HoEError(f"--out '{out}' is a folder that is not a HoE bundle (no {BUNDLE_FILE}); it is left alone")
+
+
 def _previous(out: Path) -> Bundle | None:
     """The existing bundle at ``out``, if there is a valid one."""
     if not (out / BUNDLE_FILE).is_file():
@@ -53,9 +63,11 @@ def _previous(out: Path) -> Bundle | None:
 
 
 def build_bundle(recipe_path: str | Path, out: str | Path, *, progress: bool = True) -> Bundle:
-    """Build (or update) the bundle at ``out`` from the recipe at ``recipe_path``."""
+    """Build (or update) the bundle at ``out`` from the recipe at ``recipe_path``. ``out`` may be
+    missing, empty or a bundle (which is updated); any other folder is refused, never emptied."""
     recipe, root = load_recipe(recipe_path)
-    out = Path(out)
+    out = Path(out).resolve()
+    _check_replaceable(out, root)
     base_folder = resolve_checkpoint(recipe.base)
     base = CheckpointTensors(base_folder)
     layers = linear_layers(base_folder, base.shapes())

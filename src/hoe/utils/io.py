@@ -30,20 +30,42 @@ def atomic_dir(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
     On any exception the temporary folder is removed and ``out`` is left as it was.
     """
     out = check_output_dir(out, overwrite)
+    if not out.name or out.name in (".", ".."):
+        out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private (0700); an output gets the usual permissions
     try:
         yield tmp
+        _move_into_place(tmp, out, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _move_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
+    """Rename ``tmp`` to ``out``; an ``out`` that another run finished meanwhile is replaced only
+    with ``overwrite``, else one line (never a half-moved folder or a leaked temporary one)."""
     if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
+        if not overwrite:
+            raise HoEError(f"output '{out}' appeared while this run was writing it (another run?); pass --overwrite")
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.replace(out, old / "previous")
         os.replace(tmp, out)
         shutil.rmtree(old, ignore_errors=True)
-    else:
+        return
+    try:
         os.replace(tmp, out)
+    except OSError:  # another writer renamed its folder onto ``out`` between the check and the rename
+        if not out.exists():
+            raise
+        _move_into_place(tmp, out, overwrite)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text(path: str | Path, text: str) -> None:
