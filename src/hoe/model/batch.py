@@ -28,6 +28,13 @@ def generate_rows(
             for row, text in zip(batch, texts)
         ]
 
+    settings = {"bundle": str(Path(model.bundle.folder).resolve()), "options": options, "seed": seed, "batch_size": batch_size}
     return resumable_batches(
-        rows, answer, batch_size=batch_size, output=output, key_fields=("prompt", "preference"), progress=progress
+        rows,
+        answer,
+        batch_size=batch_size,
+        output=output,
+        key_fields=("prompt", "preference"),
+        progress=progress,
+        settings=settings,
     )

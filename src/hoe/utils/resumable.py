@@ -1,6 +1,8 @@
 """Resumable batch work written as JSON lines: each finished batch is appended to
-``<output>.partial``; a rerun checks that the rows already there answer the same requests, skips
-them, and the output appears (by rename) only when every request is answered."""
+``<output>.partial``; a rerun checks that the rows already there answer the same requests under
+the same settings (``<output>.partial.settings.json``), skips them, and the output appears (by
+rename) only when every request is answered. One run writes an output at a time
+(``<output>.lock``): a second one is refused in one line instead of interleaving its rows."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Callable, Sequence
 
+from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
 from hoe.errors import HoEError
@@ -42,18 +45,70 @@ def resumable_batches(
     key_fields: Sequence[str],
     progress: bool,
     desc: str = "generate",
+    settings: dict | None = None,
 ) -> list[dict]:
     """Answer ``requests`` batch by batch with ``answer(batch_index, batch) -> rows``; with
     ``output``, resumable (see the module docstring). Batch indices do not depend on where a run
-    resumed, so a seeded ``answer`` writes exactly what an uninterrupted run would."""
+    resumed, so a seeded ``answer`` writes exactly what an uninterrupted run would. ``settings``:
+    everything else that changes the answers (model, seed, sampling, lengths); a rerun under other
+    settings is refused in one line instead of mixing rows."""
     if batch_size <= 0:
         raise HoEError(f"{flag_name('batch_size')} must be positive, got {batch_size}")
-    partial = Path(f"{output}.partial") if output is not None else None
-    start_row = _done_rows(partial, requests, key_fields) if partial is not None else 0
-    if partial is not None:
-        partial.parent.mkdir(parents=True, exist_ok=True)
-        kept = partial.read_text().splitlines()[:start_row] if partial.is_file() else []
-        partial.write_text("".join(line + "\n" for line in kept))
+    if output is None:
+        return _answer_all(requests, answer, batch_size, None, 0, progress, desc)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    lock = Path(f"{output}.lock")
+    try:
+        with FileLock(lock, timeout=0):
+            rows = _resume(requests, answer, batch_size, output, key_fields, progress, desc, settings or {})
+    except Timeout:
+        raise HoEError(f"another run is writing '{output}' (lock {lock}); wait for it or choose another") from None
+    lock.unlink(missing_ok=True)  # nobody waits on it (timeout 0), so removing it once done is safe
+    return rows
+
+
+def _resume(
+    requests: list[dict],
+    answer: Callable[[int, list[dict]], list[dict]],
+    batch_size: int,
+    output: Path,
+    key_fields: Sequence[str],
+    progress: bool,
+    desc: str,
+    settings: dict,
+) -> list[dict]:
+    partial = Path(f"{output}.partial")
+    recorded = Path(f"{partial}.settings.json")
+    settings = json.loads(json.dumps(settings))  # as it reads back
+    if partial.is_file() and recorded.is_file() and json.loads(recorded.read_text()) != settings:
+        old = json.loads(recorded.read_text())
+        changed = next((k for k in sorted(set(old) | set(settings)) if old.get(k) != settings.get(k)), "settings")
+        raise HoEError(
+            f"'{partial}' was started with other settings ({changed}: {old.get(changed)!r} then, "
+            f"{settings.get(changed)!r} now); rerun with the same ones, or remove it to start afresh"
+        )
+    recorded.write_text(json.dumps(settings, sort_keys=True) + "\n")
+    start_row = _done_rows(partial, requests, key_fields)
+    kept = partial.read_text().splitlines()[:start_row] if partial.is_file() else []
+    partial.write_text("".join(line + "\n" for line in kept))
+    _answer_all(requests, answer, batch_size, partial, start_row, progress, desc)
+    rows = [json.loads(line) for line in partial.read_text().splitlines() if line.strip()]
+    os.replace(partial, output)
+    recorded.unlink(missing_ok=True)
+    return rows
+
+
+def _answer_all(
+    requests: list[dict],
+    answer: Callable[[int, list[dict]], list[dict]],
+    batch_size: int,
+    partial: Path | None,
+    start_row: int,
+    progress: bool,
+    desc: str,
+) -> list[dict]:
+    """Answer the requests from ``start_row`` on, appending each batch to ``partial``."""
     answered: list[dict] = []
     starts = range(0, len(requests), batch_size)
     for index, start in enumerate(tqdm(starts, desc=desc, unit="batch", disable=not progress)):
@@ -65,8 +120,4 @@ def resumable_batches(
             with partial.open("a") as handle:
                 for row in rows[max(0, start_row - start) :]:
                     handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    if partial is None:
-        return answered
-    rows = [json.loads(line) for line in partial.read_text().splitlines() if line.strip()]
-    os.replace(partial, output)
-    return rows
+    return answered
