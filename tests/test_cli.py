@@ -494,3 +494,35 @@ def test_cli_defaults_are_the_settings_models(command, model, exceptions):
         assert params[field].default == default, (
             f"--{field.replace('_', '-')}: CLI {params[field].default!r}, model {default!r}"
         )
+
+
+def test_one_error_boundary_for_what_input_and_machine_cause(bundle_dir, tmp_path):
+    """A truncated weights file, a non-UTF-8 input and an unwritable output are one line and exit 2;
+    with --verbose the traceback is kept for whoever debugs it."""
+    import shutil
+
+    bundle = tmp_path / "b"
+    shutil.copytree(bundle_dir, bundle)
+    router = next((bundle / "routers").glob("*.safetensors"))
+    router.write_bytes(router.read_bytes()[:40])
+    result = runner.invoke(app, ["generate", "--bundle", str(bundle), "--preference", "0.25,0.75", "hello"])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines()[-1].startswith("error: ")
+    requests = tmp_path / "requests.jsonl"
+    requests.write_bytes(b'{"prompt": "caf\xe9"}\n')
+    args = ["generate", "--bundle", str(bundle_dir), "--input", str(requests), "--output", str(tmp_path / "a.jsonl")]
+    result = runner.invoke(app, args)
+    assert (
+        result.exit_code == 2
+        and result.output.strip() == "error: a file is not UTF-8 text (invalid continuation byte at byte 15)"
+    )
+    verbose = runner.invoke(app, ["--verbose", *args])
+    assert verbose.exit_code != 2 and isinstance(verbose.exception, UnicodeDecodeError)
+
+
+def test_unexpected_errors_keep_their_traceback():
+    from hoe.cli import user_error_message
+
+    assert user_error_message(ZeroDivisionError("bug")) is None
+    assert user_error_message(PermissionError(13, "Permission denied", "/x")) == "permission denied: /x"
+    assert user_error_message(OSError(28, "No space left on device")) == "no space left on device"

@@ -28,24 +28,48 @@ app = typer.Typer(
 )
 
 
+_VERBOSE = {"on": False}  # set by --verbose: anticipated failures then keep their traceback
+
+
 def user_errors(command):
-    """Turn HoEError (and a missing file) into one line on stderr and exit status 2."""
+    """The one error boundary: a HoEError, and every failure a user's input or machine can cause
+    (a missing, unreadable or full file; text that is not UTF-8; a corrupt safetensors file; a
+    pickle that ``weights_only`` refuses), become one line on stderr and exit status 2. Under
+    ``--verbose`` those keep their traceback; anything else (a bug) always shows it."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
-        except HoEError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
-        except FileNotFoundError as exc:
-            typer.echo(f"error: file not found: {exc.filename}", err=True)
-            raise typer.Exit(2) from None
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
+        except Exception as exc:
+            message = user_error_message(exc)
+            if message is None or (_VERBOSE["on"] and not isinstance(exc, HoEError)):
+                raise
+            typer.echo(f"error: {message}", err=True)
+            raise typer.Exit(2) from None
 
     return wrapper
+
+
+def user_error_message(exc: Exception) -> str | None:
+    """One line for a failure the user's input or machine can cause; None for anything else."""
+    if isinstance(exc, HoEError):
+        return str(exc)
+    if isinstance(exc, FileNotFoundError):
+        return f"file not found: {exc.filename}"
+    if isinstance(exc, IsADirectoryError | NotADirectoryError | PermissionError):
+        return f"{exc.strerror.lower()}: {exc.filename}"
+    if isinstance(exc, OSError) and exc.strerror:  # a full disk, a read-only file system, ...
+        return f"{exc.strerror.lower()}" + (f": {exc.filename}" if exc.filename else "")
+    if isinstance(exc, UnicodeDecodeError):
+        return f"a file is not UTF-8 text ({exc.reason} at byte {exc.start})"
+    name = type(exc).__name__
+    if name == "SafetensorError" or isinstance(exc, __import__("pickle").UnpicklingError):
+        return f"cannot read a weights file ({name}: {str(exc).splitlines()[0] if str(exc) else 'corrupt'})"
+    return None
 
 
 def settings_option(model: type[Settings], field: str, *flags: str, **overrides):
@@ -73,6 +97,7 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progre
     import warnings
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+    _VERBOSE["on"] = verbose
     if not verbose:  # deprecation notices from the libraries are for their developers, not our users
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)

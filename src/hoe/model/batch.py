@@ -28,7 +28,12 @@ def generate_rows(
             for row, text in zip(batch, texts)
         ]
 
-    settings = {"bundle": str(Path(model.bundle.folder).resolve()), "options": options, "seed": seed, "batch_size": batch_size}
+    settings = {
+        "bundle": str(Path(model.bundle.folder).resolve()),
+        "options": options,
+        "seed": seed,
+        "batch_size": batch_size,
+    }
     return resumable_batches(
         rows,
         answer,
