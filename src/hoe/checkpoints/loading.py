@@ -19,8 +19,10 @@ import os
 import re
 import time
 from pathlib import Path
+from typing import Annotated
 
 import torch
+from pydantic import AfterValidator
 
 from hoe.errors import HoEError
 from hoe.utils.io import atomic_dir
@@ -47,6 +49,18 @@ def parse_dtype(name: str | torch.dtype | None) -> torch.dtype | None:
     if key not in _DTYPES:
         raise HoEError(f"unknown dtype '{name}' (choose from {', '.join(_DTYPES)})")
     return _DTYPES[key]
+
+
+def _dtype_name(value: str) -> str:
+    try:
+        parse_dtype(value)
+    except HoEError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+# A settings field naming a dtype ('float32', 'bf16', ...), checked when the settings are made.
+DtypeName = Annotated[str, AfterValidator(_dtype_name)]
 
 
 def cache_root() -> Path:

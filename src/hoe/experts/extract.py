@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import TypedDict
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field
 from tqdm.auto import tqdm
 
-from hoe.checkpoints.loading import hub_name_of, is_lora_folder, parse_dtype, resolve_checkpoint
+from hoe.checkpoints.loading import DtypeName, hub_name_of, is_lora_folder, parse_dtype, resolve_checkpoint
 from hoe.checkpoints.tensors import CheckpointTensors
 from hoe.errors import HoEError
 from hoe.experts.lora import LoraModule, read_lora, write_lora
@@ -80,21 +80,12 @@ class ExtractSettings(Settings):
         None, gt=0, le=1, description="Smallest rank keeping this share of ||tau||_F^2, capped by the ranks."
     )
     svd: SvdBackend = Field("exact", description="SVD backend: exact | randomized.")
-    dtype: str = Field("float32", description="dtype of the saved factors (computation is float32/float64).")
+    dtype: DtypeName = Field("float32", description="dtype of the saved factors (computation is float32/float64).")
     device: str = Field("cpu", description="cpu, cuda or cuda:N.")
     target_modules: list[str] | None = Field(
         None, description="Module names (peft rules); default: every linear layer of the blocks."
     )
     seed: int = Field(0, description="Seed of the randomized backend.")
-
-    @field_validator("dtype")
-    @classmethod
-    def _known_dtype(cls, value: str) -> str:
-        try:
-            parse_dtype(value)
-        except HoEError as exc:
-            raise ValueError(str(exc)) from None
-        return value
 
     def validate_machine(self) -> None:
         """What only the machine can answer: is the asked-for device there."""

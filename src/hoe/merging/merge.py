@@ -21,7 +21,7 @@ import torch
 from pydantic import Field, field_validator
 from tqdm.auto import tqdm
 
-from hoe.checkpoints.loading import hub_name_of, is_lora_folder, parse_dtype, resolve_checkpoint
+from hoe.checkpoints.loading import DtypeName, hub_name_of, is_lora_folder, parse_dtype, resolve_checkpoint
 from hoe.checkpoints.tensors import CheckpointTensors
 from hoe.errors import HoEError
 from hoe.experts.lora import EXPERT_META, LoraAdapter, LoraModule, read_lora, write_lora
@@ -70,7 +70,7 @@ class MergeSettings(Settings):
     svd: SvdBackend = Field(
         "randomized", description="SVD backend of the final compression: randomized (within 1% of exact) | exact."
     )
-    dtype: str = Field("float32", description="dtype of the saved factors.")
+    dtype: DtypeName = Field("float32", description="dtype of the saved factors.")
     device: str = Field("cpu", description="cpu, cuda or cuda:N.")
     target_modules: list[str] | None = Field(None, description="Module names (peft rules); default: all shared.")
     objectives: list[str] | None = Field(None, description="Objective names of the experts, in order (for the anchor).")
@@ -80,15 +80,6 @@ class MergeSettings(Settings):
     def _known_method(cls, value: str) -> str:
         try:
             get_method(value)
-        except HoEError as exc:
-            raise ValueError(str(exc)) from None
-        return value
-
-    @field_validator("dtype")
-    @classmethod
-    def _known_dtype(cls, value: str) -> str:
-        try:
-            parse_dtype(value)
         except HoEError as exc:
             raise ValueError(str(exc)) from None
         return value
