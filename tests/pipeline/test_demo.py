@@ -1,10 +1,9 @@
 """The demo runs the shipped recipes (under its profiles' overrides); bad profiles get one line."""
 
 import pytest
-import yaml
 
 from hoe.errors import HoEError
-from hoe.pipeline.demo import PROFILES, SUITES, run_demo, suite_recipe
+from hoe.pipeline.demo import PROFILES, SUITES, run_demo, suite_recipe, write_suite_recipe
 from hoe.pipeline.recipe import load_recipe
 from hoe.recipes import shipped_recipe
 
@@ -19,8 +18,8 @@ def test_suite_recipes_validate(tmp_path, suite, profile):
         e.name for e in shipped.experts
     ]
     assert {e.make.prompt_count for e in recipe.experts} == {PROFILES[profile].prompt_count}
-    path = tmp_path / "recipe.yaml"
-    path.write_text(yaml.safe_dump(recipe.model_dump(exclude_defaults=True)))
+    path = write_suite_recipe(tmp_path, suite, PROFILES[profile])  # what run_suite builds from
+    assert path.read_text().startswith(f"# recipes/{SUITES[suite]}.yaml under the demo's '{profile}' profile")
     assert load_recipe(path)[0] == recipe
     makes = [e.make for e in recipe.experts]
     assert {m.objective for m in makes} == set(recipe.objectives)

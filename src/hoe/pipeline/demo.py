@@ -20,6 +20,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import yaml
+
 from hoe.checkpoints.loading import DEFAULT_MODEL, resolve_checkpoint
 from hoe.errors import HoEError
 from hoe.evaluation import Decoding, EvalSettings, evaluate, methods_table
@@ -99,6 +101,20 @@ def suite_recipe(suite: str, profile: Profile, rank: int = 16) -> Recipe:
     return recipe
 
 
+def write_suite_recipe(folder: Path, suite: str, profile: Profile, rank: int = 16) -> Path:
+    """The recipe the suite builds, written for the record: the shipped one with the profile's overrides."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "recipe.yaml"
+    header = f"# recipes/{SUITES[suite]}.yaml under the demo's '{profile_name(profile)}' profile\n"
+    body = yaml.safe_dump(suite_recipe(suite, profile, rank).model_dump(exclude_defaults=True), sort_keys=False)
+    path.write_text(header + body)
+    return path
+
+
+def profile_name(profile: Profile) -> str:
+    return next((name for name, known in PROFILES.items() if known == profile), "custom")
+
+
 def summarise(report: dict) -> str:
     """A short table of an extraction report, grouped by projection."""
     groups: dict[str, list[dict]] = {}
@@ -123,9 +139,7 @@ def summarise(report: dict) -> str:
 def run_suite(suite: str, profile: Profile, out: Path, rank: int, progress: bool) -> dict:
     """Build one suite's bundle and evaluate every method on held-out prompts."""
     folder = out / suite
-    folder.mkdir(parents=True, exist_ok=True)
-    recipe = folder / "recipe.yaml"
-    recipe.write_text(suite_recipe(suite, profile, rank))
+    recipe = write_suite_recipe(folder, suite, profile, rank)
     start = time.perf_counter()
     bundle = build_bundle(recipe, folder / "bundle", progress=progress)
     built = time.perf_counter() - start
