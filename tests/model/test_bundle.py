@@ -369,3 +369,15 @@ def test_atomic_outputs_get_the_usual_permissions_and_survive_a_race(tmp_path):
         assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "raced", "raced2"]  # nothing leaked
     finally:
         os.umask(mask)
+
+
+def test_an_output_may_not_overlap_what_the_job_reads(bundle_dir, tmp_path):
+    """export --out equal to (or inside) the bundle it reads, even with --overwrite, is one line and
+    the bundle is left whole."""
+    bundle = tmp_path / "b"
+    shutil.copytree(bundle_dir, bundle)
+    before = sorted(p.relative_to(bundle) for p in bundle.rglob("*"))
+    for out in (bundle, bundle / "experts" / "x", tmp_path):
+        with pytest.raises(HoEError, match="overlaps the input"):
+            export_preference(bundle, [1, 0], out, overwrite=True)
+    assert sorted(p.relative_to(bundle) for p in bundle.rglob("*")) == before

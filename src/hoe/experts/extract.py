@@ -116,7 +116,7 @@ def extract_expert(
     """
     settings = settings or ExtractSettings()
     settings.validate_machine()
-    check_output_dir(out, overwrite)
+    check_output_dir(out, overwrite, inputs=(base, finetuned))
     start = time.perf_counter()
     if settings.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()

@@ -13,9 +13,18 @@ from typing import Any, Iterator
 from hoe.errors import HoEError
 
 
-def check_output_dir(out: str | Path, overwrite: bool) -> Path:
-    """Refuse an existing output unless ``overwrite``; checked before any work starts."""
+def check_output_dir(out: str | Path, overwrite: bool, inputs: tuple[str | Path, ...] = ()) -> Path:
+    """Refuse an existing output unless ``overwrite``, and an output that is, holds or sits inside
+    one of the local ``inputs`` (replacing it would destroy what the job reads); checked before
+    any work starts."""
     out = Path(out)
+    for source in inputs:
+        source_path = Path(str(source)).expanduser()
+        if not source_path.exists():
+            continue  # a hub name or an alias, not a local folder
+        a, b = out.resolve(), source_path.resolve()
+        if a == b or a.is_relative_to(b) or b.is_relative_to(a):
+            raise HoEError(f"output '{out}' overlaps the input '{source}'; choose a folder of its own")
     if out.exists() and not overwrite:
         raise HoEError(f"output '{out}' already exists (pass --overwrite to replace it)")
     if out.exists() and not out.is_dir():
