@@ -26,7 +26,8 @@ from hoe.checkpoints.loading import DEFAULT_MODEL, cache_root
 from hoe.data import load_prompts
 from hoe.rewards import OFFLINE_SCORERS, ScoreCache, score_objectives
 from hoe.rewards.conflict import conflict_table
-from hoe.training.sampling import SamplingSettings, sample_candidates
+from hoe.training.sampling import sample_candidates
+from hoe.training.settings import SamplingSettings
 
 HERE = Path(__file__).resolve().parent
 SUITES = {

@@ -28,7 +28,7 @@ from hoe.checkpoints.loading import DEFAULT_MODEL, cache_root
 from hoe.data import load_prompts
 from hoe.rewards import OFFLINE_SCORERS, ScoreCache, score_objectives
 from hoe.training.make_expert import MakeExpertSettings, make_expert
-from hoe.training.sampling import SamplingSettings
+from hoe.training.settings import SamplingSettings
 
 HERE = Path(__file__).resolve().parent
 ASSISTANT_PROMPTS = "packaged:hh-helpful-sft+packaged:hh-harmless"

@@ -34,7 +34,7 @@ _EXPORTS = {
     "make_expert": "hoe.training.make_expert",
     "TrainConfig": "hoe.rl.config",
     "load_config": "hoe.rl.config",
-    "EvalSettings": "hoe.evaluation.harness",
+    "EvalSettings": "hoe.evaluation.settings",
     "evaluate": "hoe.evaluation.harness",
     "build_report": "hoe.evaluation.report",
     "Recipe": "hoe.pipeline.recipe",
@@ -67,8 +67,9 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
-    from hoe.evaluation.harness import EvalSettings, evaluate
+    from hoe.evaluation.harness import evaluate
     from hoe.evaluation.report import build_report
+    from hoe.evaluation.settings import EvalSettings
     from hoe.experts.extract import ExtractSettings, extract_expert
     from hoe.merging.merge import MergeSettings, merge_experts
     from hoe.model.bundle import Bundle, load_bundle

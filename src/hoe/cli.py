@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import pickle
 import sys
 from pathlib import Path
 from typing import Optional
@@ -67,7 +68,7 @@ def user_error_message(exc: Exception) -> str | None:
     if isinstance(exc, UnicodeDecodeError):
         return f"a file is not UTF-8 text ({exc.reason} at byte {exc.start})"
     name = type(exc).__name__
-    if name == "SafetensorError" or isinstance(exc, __import__("pickle").UnpicklingError):
+    if name == "SafetensorError" or isinstance(exc, pickle.UnpicklingError):
         return f"cannot read a weights file ({name}: {str(exc).splitlines()[0] if str(exc) else 'corrupt'})"
     return None
 

@@ -5,6 +5,7 @@ both as a recipe key and as a CLI flag."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
@@ -34,7 +35,9 @@ class Settings(BaseModel):
 
     @classmethod
     def job_name(cls) -> str:
-        return cls.__name__.removesuffix("Settings").lower() or "job"
+        """'make-expert' for MakeExpertSettings, 'sft' for SFTSettings, 'decoding' for Decoding."""
+        words = re.sub(r"(?<=[a-z])(?=[A-Z])", "-", cls.__name__.removesuffix("Settings"))
+        return words.lower() or "job"
 
 
 def flag_name(field: str) -> str:

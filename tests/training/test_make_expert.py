@@ -11,7 +11,8 @@ from conftest import interrupt_at_call
 from hoe.errors import HoEError
 from hoe.rewards.conflict import conflict_table, within_prompt_correlation
 from hoe.training.make_expert import MakeExpertSettings, make_expert
-from hoe.training.sampling import SamplingSettings, sample_candidates
+from hoe.training.sampling import sample_candidates
+from hoe.training.settings import SamplingSettings
 
 PROMPTS = ["hello", "what is up", "tell me a story", "how are you", "name a fruit"]
 SETTINGS = SamplingSettings(k=3, max_new_tokens=6, batch_prompts=2)

@@ -8,7 +8,8 @@ from conftest import interrupt_at_call
 
 from hoe.checkpoints import CheckpointTensors
 from hoe.errors import HoEError
-from hoe.training.sft import SFTSettings, encode_pair, supervised_finetune
+from hoe.training.settings import SFTSettings
+from hoe.training.sft import encode_pair, supervised_finetune
 
 PAIRS = [("say hi", "hi!"), ("count", "1 2 3"), ("colour?", "blue"), ("name", "tiny")]
 

@@ -12,7 +12,8 @@ from pathlib import Path
 from hoe.checkpoints.loading import DEFAULT_MODEL, cache_root
 from hoe.data import sft_pairs
 from hoe.experts import ExtractSettings, extract_expert
-from hoe.training.sft import SFTSettings, supervised_finetune
+from hoe.training.settings import SFTSettings
+from hoe.training.sft import supervised_finetune
 
 REFERENCE_SFT = SFTSettings(steps=30, batch_size=8, max_length=128, learning_rate=5e-5)
 

@@ -1,10 +1,11 @@
 """Pareto-front evaluation of HoE against its peers (``hoe evaluate``)."""
 
-from hoe.evaluation.harness import DEFAULT_METHODS, EvalSettings, evaluate, plan
-from hoe.evaluation.methods import METHODS, Decoding
+from hoe.evaluation.harness import evaluate, plan
+from hoe.evaluation.methods import METHODS
 from hoe.evaluation.metrics import controllability, hypervolume, nondominated, tchebycheff_gap
 from hoe.evaluation.preference_sets import preference_set
 from hoe.evaluation.report import build_report, methods_table
+from hoe.evaluation.settings import DEFAULT_METHODS, Decoding, EvalSettings
 
 __all__ = [
     "DEFAULT_METHODS",

@@ -29,7 +29,7 @@ from hoe.evaluation.costs import measure_costs
 from hoe.evaluation.methods import METHODS, Context, Point, check_methods, merge_setting, single_experts
 from hoe.evaluation.preference_sets import preference_set
 from hoe.evaluation.report import build_report
-from hoe.evaluation.settings import DEFAULT_METHODS, Decoding, EvalSettings  # noqa: F401  (the run's settings)
+from hoe.evaluation.settings import EvalSettings
 from hoe.merging.merge_methods import get_method
 from hoe.model.bundle import load_bundle
 from hoe.rewards.scoring import check_objective_name

@@ -141,6 +141,15 @@ class Bundle:
                     )
 
     # ---- routers ---------------------------------------------------------------------------------
+    def check_free_anchor(self, anchor: Sequence[float] | np.ndarray, where: str = "") -> None:
+        """One line if a LoRA expert sits on ``anchor``: a router serves only preferences between them."""
+        on = self.expert_at(anchor)
+        if on is not None:
+            raise HoEError(
+                f"{f'{where}: ' if where else ''}anchor {np.asarray(anchor, dtype=np.float64).tolist()} is the anchor "
+                f"of expert '{on.name}': a router serves a preference no expert sits on"
+            )
+
     def plan_router(
         self,
         anchor: Sequence[float] | np.ndarray,
@@ -154,12 +163,7 @@ class Bundle:
         anchor, ``covers`` names an unknown expert, or the covered experts cannot reach it."""
         anchor = np.asarray(anchor, dtype=np.float64)
         prefix = f"{where}: " if where else ""
-        on = self.expert_at(anchor)
-        if on is not None:
-            raise HoEError(
-                f"{prefix}anchor {anchor.tolist()} is the anchor of expert '{on.name}': "
-                "a router serves a preference no expert sits on"
-            )
+        self.check_free_anchor(anchor, where)
         names = [e.name for e in self.experts]
         if covers is not None:
             unknown = [c for c in covers if c not in names]

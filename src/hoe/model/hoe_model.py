@@ -18,7 +18,7 @@ from hoe.errors import HoEError
 from hoe.experts.lora import read_lora
 from hoe.model.bundle import Bundle, BundleSpec, LoraExpertEntry, RouterEntry, check_against_base, load_bundle
 from hoe.model.layer import MixtureLinear
-from hoe.model.router_weights import LOG_FLOOR, router_bias, router_init  # noqa: F401  (re-exported)
+from hoe.model.router_weights import router_bias
 from hoe.model.state import RoutingState
 from hoe.routing import PreferenceLike, convex_weights
 

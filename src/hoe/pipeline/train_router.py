@@ -61,12 +61,7 @@ def plan_router(
     bundle: Bundle, anchor: np.ndarray, overwrite: bool, resume: bool
 ) -> tuple[int, RouterEntry | None, list | None]:
     """(router index, new RouterEntry or None, static weights) for training at ``anchor``."""
-    on = bundle.expert_at(anchor)
-    if on is not None:
-        raise HoEError(
-            f"anchor {anchor.tolist()} is the anchor of expert '{on.name}': a router serves a preference no expert "
-            "sits on"
-        )
+    bundle.check_free_anchor(anchor)
     index = bundle.router_index_at(anchor)
     if index is not None:
         router = bundle.routers[index]

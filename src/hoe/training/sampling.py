@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from hoe.checkpoints.chat import encode_prompts
 from hoe.checkpoints.loading import cache_root, load_model, load_tokenizer, resolve_checkpoint
-from hoe.training.settings import SamplingSettings  # noqa: F401  (defined with the job settings)
+from hoe.training.settings import SamplingSettings
 
 
 def candidates_file(model: str, prompts: list[str], settings: SamplingSettings) -> Path:

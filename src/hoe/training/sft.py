@@ -22,7 +22,7 @@ from hoe.checkpoints.chat import chat_prompt, uses_template
 from hoe.checkpoints.loading import load_model, load_tokenizer
 from hoe.errors import HoEError
 from hoe.experts.trainable_lora import LoraSettings, attach_lora, save_adapter_and_merge
-from hoe.training.settings import SFTSettings  # noqa: F401  (defined with the job settings)
+from hoe.training.settings import SFTSettings
 from hoe.utils.io import atomic_dir, check_output_dir, write_json
 
 STATE_NAME = "sft_state.json"

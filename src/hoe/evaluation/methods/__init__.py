@@ -19,7 +19,6 @@ from hoe.evaluation.methods import base, experts, hoe, soup, merged, rewarded_so
 from hoe.evaluation.methods.common import (
     METHODS,
     Context,
-    Decoding,
     Method,
     Point,
     SingleExpert,
@@ -33,7 +32,6 @@ from hoe.evaluation.methods.mod import mod_generate
 __all__ = [
     "METHODS",
     "Context",
-    "Decoding",
     "Method",
     "Point",
     "SingleExpert",
