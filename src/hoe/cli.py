@@ -18,6 +18,7 @@ from typing import Optional
 import typer
 
 from hoe.errors import HoEError
+from hoe.rewards.settings import RewardHeadSettings
 from hoe.settings import Settings
 from hoe.training.settings import PPO_LORA_RANK, MakeExpertSettings, SFTSettings
 
@@ -525,6 +526,23 @@ def score(
     write_text(out, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
     means = ", ".join(f"{name} {sum(values) / len(values):.4f}" for name, values in scores.items())
     typer.echo(f"{out}: {len(rows)} pairs in {time.perf_counter() - start:.1f} s; means: {means}")
+
+
+@app.command("train-reward")
+@user_errors
+def train_reward_command(
+    pairs: str = settings_option(RewardHeadSettings, "pairs"),
+    out: Path = typer.Option(..., help="Output folder: head.safetensors, head.json and the accuracy report."),
+    folds: int = settings_option(RewardHeadSettings, "folds"),
+    seed: int = settings_option(RewardHeadSettings, "seed"),
+    overwrite: bool = typer.Option(False, help="Replace an existing --out."),
+) -> None:
+    """Train a learned reward (a Bradley–Terry head on MiniLM embeddings) from preference pairs; use it as
+    the objective head:OUT. Accuracy is measured on the pairs of the eval and held-out prompt splits."""
+    from hoe.rewards.preference_head import reward_head_summary, train_reward_head
+
+    settings = RewardHeadSettings.create(pairs=pairs, folds=folds, seed=seed)
+    typer.echo(reward_head_summary(train_reward_head(settings, out, overwrite=overwrite), out))
 
 
 @app.command("make-expert")

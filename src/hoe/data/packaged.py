@@ -82,7 +82,11 @@ def load_packaged(name: str) -> list[dict]:
     """All records of a packaged dataset, in file order."""
     if name not in PACKAGED:
         raise HoEError(f"unknown packaged dataset '{name}' (choose from {', '.join(PACKAGED)})")
-    file = PACKAGED[name].file
+    return _read_file(PACKAGED[name].file)
+
+
+def _read_file(file: str) -> list[dict]:
+    """The records of a packaged file: a JSON array or gzip JSON lines, as published."""
     if file.endswith(".json"):  # a JSON array, as published
         return json.loads(resources.files("hoe.data").joinpath("files", file).read_text(encoding="utf-8"))
     records = []
@@ -110,3 +114,65 @@ def packaged_prompts(name: str) -> list[str]:
 def _usable_pairs(name: str, need_response: bool) -> list[tuple[str, str]]:
     pairs = (PACKAGED[name].to_pair(record) for record in load_packaged(name))
     return [pair for pair in pairs if pair and pair[0].strip() and (pair[1].strip() or not need_response)]
+
+
+# Preference pairs (prompt, chosen, rejected) shipped for training learned rewards
+# (``hoe train-reward``; the heads in ``hoe/rewards/heads``). Ties are dropped when read.
+
+
+def last_human_turn(dialogue_prefix: str) -> str:
+    """The last human turn of an HH-RLHF dialogue prefix (``"\\n\\nHuman: …\\n\\nAssistant:"``):
+    the request the pair's two replies answer, as a single-turn prompt looks to a scorer."""
+    turn = dialogue_prefix.rsplit("\n\nHuman:", 1)[-1]
+    return turn.rsplit("\n\nAssistant:", 1)[0].strip()
+
+
+def _hh_pair(record: dict) -> tuple[str, str, str]:
+    return last_human_turn(record["prompt"]), record["chosen"].strip(), record["rejected"].strip()
+
+
+def _dove_pair(record: dict) -> tuple[str, str, str]:
+    return record["i_chosen"].strip(), record["r_chosen"].strip(), record["r_reject"].strip()
+
+
+def _alpaca_pair(record: dict) -> tuple[str, str, str] | None:
+    if record["preference"] not in (1, 2):  # 0: a tie
+        return None
+    first, second = record["output_1"].strip(), record["output_2"].strip()
+    chosen, rejected = (first, second) if record["preference"] == 1 else (second, first)
+    return record["instruction"].strip(), chosen, rejected
+
+
+@dataclass(frozen=True)
+class PackagedPairs:
+    file: str
+    to_pair: Callable[[dict], tuple[str, str, str] | None]
+    description: str
+
+
+PACKAGED_PAIRS: dict[str, PackagedPairs] = {
+    "hh-harmless": PackagedPairs(
+        "harmless-base_test_split.jsonl.gz",
+        _hh_pair,
+        "HH-RLHF harmless-base: the more harmless of two replies, human labels (2,312; MIT)",
+    ),
+    "dove-helpful": PackagedPairs(
+        "dove_helpful_val_pref_363.jsonl.gz",
+        _dove_pair,
+        "HH-RLHF helpful prompts: the more helpful of two HH replies, ChatGPT labels (363; MIT)",
+    ),
+    "alpaca-gpt4": PackagedPairs(
+        "pairs_alpaca-7b_vs_text-davinci-003_gpt4.jsonl.gz",
+        _alpaca_pair,
+        "AlpacaEval: text-davinci-003 vs alpaca-7b answers, GPT-4 labels, ties dropped (789; CC BY-NC 4.0)",
+    ),
+}
+
+
+def packaged_pairs(name: str) -> list[tuple[str, str, str]]:
+    """(prompt, chosen, rejected) of a packaged preference dataset, in file order, ties dropped."""
+    if name not in PACKAGED_PAIRS:
+        raise HoEError(f"unknown packaged preference pairs '{name}' (choose from {', '.join(PACKAGED_PAIRS)})")
+    source = PACKAGED_PAIRS[name]
+    pairs = (source.to_pair(record) for record in _read_file(source.file))
+    return [pair for pair in pairs if pair and pair[1] != pair[2]]

