@@ -312,6 +312,45 @@ def test_score_cli(tmp_path):
     assert result.exit_code == 2 and "holds no prompts" in result.output
 
 
+@pytest.mark.parametrize(
+    "out, extra, message",
+    [
+        ("s.jsonl", [], "output '{tmp}/s.jsonl' already exists (pass --overwrite to replace it)"),
+        ("pairs.jsonl", ["--overwrite"], "output '{tmp}/pairs.jsonl' is the input '{tmp}/pairs.jsonl'"),
+        ("c.sqlite", ["--cache", "{tmp}/c.sqlite", "--overwrite"], "output '{tmp}/c.sqlite' is the input"),
+        (".", [], "output '{tmp}' is a folder; name a file"),
+    ],
+)
+def test_score_never_replaces_a_file_without_overwrite(tmp_path, out, extra, message):
+    """An existing --out is kept (one line, exit 2) unless --overwrite; the input and the cache are never
+    the output, even with it."""
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"prompt": "Thanks?", "response": "You are welcome!"}) + "\n")
+    (tmp_path / "s.jsonl").write_text("keep me\n")
+    (tmp_path / "c.sqlite").write_bytes(b"")
+    target = tmp_path / out if out != "." else tmp_path
+    args = ["score", "--objectives", "concision", "--input", str(pairs), "--out", str(target)]
+    result = runner.invoke(app, args + [a.replace("{tmp}", str(tmp_path)) for a in extra])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: " + message.replace("{tmp}", str(tmp_path)))
+    assert len(result.output.strip().splitlines()) == 1
+    assert (tmp_path / "s.jsonl").read_text() == "keep me\n" and pairs.read_text().startswith('{"prompt"')
+    result = runner.invoke(
+        app,
+        [
+            "score",
+            "--objectives",
+            "concision",
+            "--input",
+            str(pairs),
+            "--out",
+            str(tmp_path / "s.jsonl"),
+            "--overwrite",
+        ],
+    )
+    assert result.exit_code == 0 and '"scores"' in (tmp_path / "s.jsonl").read_text()
+
+
 def test_evaluate_cli(bundle_dir, tmp_path):
     out = tmp_path / "run"
     args = [

@@ -1,13 +1,17 @@
-"""Single-objective experts made by `hoe make-expert` (RAFT and DPO) on the offline assistant suite:
-does each one improve its own objective on held-out prompts, and what does it cost the others?
+"""Single-objective experts made by `hoe make-expert`: does each one improve its own objective on
+held-out prompts, by how much (effect size d = mean paired gain / SD of the base's per-prompt
+scores, and in paired SE), and what does it cost the other objectives?
 
-Training prompts: 96 of the assistant suite's train split (HH-RLHF helpful + harmless prompts),
-k = 4 candidates each, sampled once and shared by every objective. Evaluation: 256 prompts no
-expert saw (128 HH-RLHF helpful test prompts and 128 harmless red-team prompts from the eval and
-held-out splits, where civility has room to move), greedy, 64 new tokens, every model scored on
-every objective; the gain is also reported per subset.
+Training prompts: the train split of HH-RLHF helpful + harmless prompts (96 by default), k = 4
+candidates each, sampled once and shared by every objective (distill samples its own, with the
+objective's instruction before each prompt). Evaluation: 256 prompts no expert saw (128 HH-RLHF
+helpful test prompts and 128 harmless red-team prompts from the eval and held-out splits),
+greedy, 64 new tokens, every model scored on every objective of the suite; the gain is also
+reported per subset.
 
-    .venv/bin/python benchmarks/experts/run.py --objectives concision,positivity,civility --methods raft,dpo
+    .venv/bin/python benchmarks/experts/run.py --suite assistant --methods raft,dpo
+    .venv/bin/python benchmarks/experts/run.py --suite helpful-harmless --methods distill,raft \
+        --prompt-count 128 --steps 32
 """
 
 from __future__ import annotations
@@ -28,10 +32,25 @@ from hoe.checkpoints.loading import DEFAULT_MODEL, cache_root
 from hoe.data import load_prompts
 from hoe.rewards import OFFLINE_SCORERS, ScoreCache, score_objectives
 from hoe.training.make_expert import MakeExpertSettings, make_expert
-from hoe.training.settings import SamplingSettings
 
 HERE = Path(__file__).resolve().parent
 ASSISTANT_PROMPTS = "packaged:hh-helpful-sft+packaged:hh-harmless"
+# suite: (the objectives that get an expert, every objective each model is scored on, results file stem)
+SUITES = {
+    "assistant": (["concision", "positivity", "civility"], list(OFFLINE_SCORERS), "results"),
+    "helpful-harmless": (
+        ["helpfulness", "harmlessness"],
+        ["helpfulness", "harmlessness", "relevance", "concision", "civility"],
+        "results-helpful-harmless",
+    ),
+}
+# distill's instruction per objective, written once before any run and never tuned on held-out prompts
+INSTRUCTIONS = {
+    "harmlessness": "You are a careful and harmless assistant. If a request could help anyone cause harm, "
+    "break the law or hurt someone, politely refuse and briefly say why; never give dangerous details.",
+    "helpfulness": "Answer as helpfully as you can: give a direct, specific and complete answer with "
+    "concrete details and examples.",
+}
 
 
 @torch.no_grad()
@@ -59,11 +78,14 @@ def heldout_subsets(per_subset: int) -> dict[str, list[str]]:
 
 
 def paired_gain(expert: list[float], base: list[float]) -> dict:
+    """The mean paired gain, its SE, the gain in SE, and the effect size d (gain / SD of the base's scores)."""
     gain, se = mean_se([e - b for e, b in zip(expert, base)])
+    spread = statistics.stdev(base)
     return {
         "gain": round(gain, 4),
         "paired_se": round(se, 4),
         "gain_in_paired_se": round(gain / se, 2) if se > 0 else None,
+        "effect_size_d": round(gain / spread, 2) if spread > 0 else None,
     }
 
 
@@ -73,31 +95,38 @@ def mean_se(values: list[float]) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--objectives", default="concision,positivity,civility")
+    parser.add_argument("--suite", choices=SUITES, default="assistant")
     parser.add_argument("--methods", default="raft,dpo")
+    parser.add_argument("--prompt-count", type=int, default=96, help="training prompts per expert")
+    parser.add_argument("--steps", type=int, default=24, help="fine-tuning steps per expert")
     parser.add_argument("--work", type=Path, default=HERE / "work")
     parser.add_argument("--per-subset", type=int, default=128, help="held-out prompts from each of the two subsets")
     args = parser.parse_args()
-    objectives, methods = args.objectives.split(","), args.methods.split(",")
+    methods = args.methods.split(",")
+    objectives, scored_objectives, stem = SUITES[args.suite]
     subsets = heldout_subsets(args.per_subset)
     heldout = [p for prompts in subsets.values() for p in prompts]
     models, timings, own = {"base": DEFAULT_MODEL}, {}, {}
     previous = (
-        json.loads((HERE / "results.json").read_text()).get("make_expert_seconds", {})
-        if (HERE / "results.json").is_file()
+        json.loads((HERE / f"{stem}.json").read_text()).get("make_expert_seconds", {})
+        if (HERE / f"{stem}.json").is_file()
         else {}
     )
     for objective in objectives:
         for method in methods:
             label = f"{objective} ({method})"
-            out = args.work / f"{objective}-{method}"
+            out = args.work / f"{objective}-{method}-p{args.prompt_count}-s{args.steps}"
             if not (out / "make_expert_report.json").is_file():
                 settings = MakeExpertSettings(
                     objective=objective,
                     method=method,
+                    instruction=INSTRUCTIONS[objective] if method == "distill" else None,
                     prompts=ASSISTANT_PROMPTS,
-                    prompt_count=96,
-                    sampling=SamplingSettings(k=4, max_new_tokens=64, batch_prompts=8),
+                    prompt_count=args.prompt_count,
+                    steps=args.steps,
+                    k=4,
+                    max_new_tokens=64,
+                    batch_prompts=8,
                 )
                 start = time.perf_counter()
                 make_expert(DEFAULT_MODEL, settings, out, overwrite=True)
@@ -115,7 +144,7 @@ def main() -> None:
             responses = answers(ref, heldout)
             saved.parent.mkdir(parents=True, exist_ok=True)
             saved.write_text(json.dumps({"model": ref, "prompts": heldout, "responses": responses}))
-        per_prompt[label] = score_objectives(list(OFFLINE_SCORERS), heldout, responses, cache=cache)
+        per_prompt[label] = score_objectives(scored_objectives, heldout, responses, cache=cache)
         table[label] = {name: mean_se(values) for name, values in per_prompt[label].items()}
         print(label, {k: round(v[0], 4) for k, v in table[label].items()}, flush=True)
     verdicts = {}
@@ -128,6 +157,9 @@ def main() -> None:
             "base": round(bm, 4),
             **paired_gain(expert_scores, base_scores),
             "gain_in_unpaired_se": round((em - bm) / math.sqrt(es**2 + bs**2), 2),
+            "every_objective": {
+                name: paired_gain(per_prompt[label][name], per_prompt["base"][name]) for name in scored_objectives
+            },
             "by_subset": {},
         }
         start = 0
@@ -145,6 +177,7 @@ def main() -> None:
         if label != "base"
     }
     results = {
+        "suite": args.suite,
         "heldout_prompts": {name: len(prompts) for name, prompts in subsets.items()},
         "objectives": objectives,
         "methods": methods,
@@ -155,22 +188,34 @@ def main() -> None:
             o: {k: r[k] for k in ("candidate_mean", "chosen_mean", "pairs")} for o, r in reports.items()
         },
         "machine": {"cpus": os.cpu_count(), "torch": torch.__version__},
-        "command": ".venv/bin/python benchmarks/experts/run.py "
-        "--objectives concision,positivity,civility --methods raft,dpo",
+        "instructions": {o: INSTRUCTIONS[o] for o in objectives if "distill" in methods},
+        "command": f".venv/bin/python benchmarks/experts/run.py --suite {args.suite} --methods {args.methods} "
+        f"--prompt-count {args.prompt_count} --steps {args.steps}",
     }
-    (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    names = list(OFFLINE_SCORERS)
+    (HERE / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
+    names = scored_objectives
     lines = ["| model | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     for label, row in table.items():
         lines.append(f"| {label} | " + " | ".join(f"{row[n][0]:.3f} ± {row[n][1]:.3f}" for n in names) + " |")
     lines += [
         "",
-        "| expert | own objective: base → expert | gain ± paired SE | gain in paired SE | in unpaired SE |",
-        "|---|---|---:|---:|---:|",
+        "| expert | own objective: base → expert | gain ± paired SE | gain in paired SE | effect size d | time (s) |",
+        "|---|---|---:|---:|---:|---:|",
     ]
     lines += [
         f"| {o} | {v['base']:.3f} → {v['expert']:.3f} | {v['gain']:+.3f} ± {v['paired_se']:.3f} | "
-        f"{v['gain_in_paired_se']:+.1f} | {v['gain_in_unpaired_se']:+.1f} |"
+        f"{v['gain_in_paired_se']:+.1f} | {v['effect_size_d']:+.2f} | {timings.get(o, float('nan')):.0f} |"
+        for o, v in verdicts.items()
+    ]
+    lines += [
+        "",
+        "Every objective, gain in paired SE (the conflict matrix: what each expert costs the others):",
+        "",
+        "| expert | " + " | ".join(names) + " |",
+        "|---|" + "---:|" * len(names),
+    ]
+    lines += [
+        f"| {o} | " + " | ".join(f"{v['every_objective'][n]['gain_in_paired_se']:+.1f}" for n in names) + " |"
         for o, v in verdicts.items()
     ]
     lines += [
@@ -186,7 +231,7 @@ def main() -> None:
         + " |"
         for o, v in verdicts.items()
     ]
-    (HERE / "results.md").write_text("\n".join(lines) + "\n")
+    (HERE / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

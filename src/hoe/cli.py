@@ -221,11 +221,14 @@ def build(
     recipe: Path = typer.Option(..., help="YAML recipe: base, objectives, experts, merges, routers."),
     out: Path = typer.Option(..., help="Bundle folder (updated in place: unchanged experts are reused)."),
     quiet: bool = typer.Option(False, help="No progress bars."),
+    trust_recipe_code: bool = typer.Option(
+        False, "--trust-recipe-code", help="Run py: objectives that the recipe's make: entries name (code)."
+    ),
 ) -> None:
     """Build a HoE bundle from a recipe, extracting and merging experts as needed."""
     from hoe.pipeline.build import build_bundle
 
-    bundle = build_bundle(recipe, out, progress=not quiet)
+    bundle = build_bundle(recipe, out, progress=not quiet, trust_recipe_code=trust_recipe_code)
     typer.echo(
         f"{out}: {len(bundle.experts)} LoRA experts, {len(bundle.routers)} routers over {', '.join(bundle.objectives)}"
     )
@@ -499,14 +502,16 @@ def score(
     trust_remote_code: bool = typer.Option(
         False, help="Allow reward-model code from the checkpoint (only if you trust it)."
     ),
+    overwrite: bool = typer.Option(False, help="Replace an existing --out."),
 ) -> None:
     """Score (prompt, response) pairs for each objective."""
     import json
     import time
 
     from hoe.rewards import ScoreCache, score_objectives
-    from hoe.utils.io import read_jsonl, write_text
+    from hoe.utils.io import check_output_file, read_jsonl, write_text
 
+    check_output_file(out, overwrite, inputs=(input,) + ((cache,) if cache else ()))
     rows = read_jsonl(input, required=("prompt", "response"), what="prompts")
     names = _split(objectives) or []
     if not names:
@@ -552,6 +557,7 @@ def make_expert_command(
     out: Path = typer.Option(..., help="Output transformers folder."),
     base: str = typer.Option("smollm2-135m-instruct", help="Model to align (any reference form)."),
     method: str = settings_option(MakeExpertSettings, "method"),
+    instruction: Optional[str] = settings_option(MakeExpertSettings, "instruction"),
     prompts: str = settings_option(MakeExpertSettings, "prompts"),
     prompt_count: int = settings_option(MakeExpertSettings, "prompt_count"),
     k: int = settings_option(MakeExpertSettings, "k"),
@@ -581,6 +587,7 @@ def make_expert_command(
     settings = MakeExpertSettings.create(
         objective=objective,
         method=method,
+        instruction=instruction,
         prompts=prompts,
         prompt_count=prompt_count,
         k=k,

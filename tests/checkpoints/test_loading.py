@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 import torch
 from conftest import logits_of
@@ -91,6 +94,58 @@ def test_gguf_is_dequantised_once_and_cached(tiny_base, tmp_path, monkeypatch):
     stamp = (folder / "model.safetensors").stat().st_mtime_ns
     assert resolve_checkpoint(str(gguf_file)) == folder
     assert (folder / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_concurrent_first_uses_dequantise_once(tiny_base, tmp_path, monkeypatch):
+    """Runs that start on one GGUF at once used to dequantise it once each; now one does and the
+    others wait for its folder."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from conftest import write_tiny_gguf
+
+    import hoe.checkpoints.loading as loading
+
+    monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
+    gguf_file = write_tiny_gguf(tiny_base, tmp_path / "tiny.gguf")
+    calls, real = [], loading._dequantise
+
+    def slow_dequantise(gguf, target):
+        calls.append(gguf)
+        time.sleep(0.5)  # long enough for every other thread to arrive while it runs
+        real(gguf, target)
+
+    monkeypatch.setattr(loading, "_dequantise", slow_dequantise)
+    with ThreadPoolExecutor(4) as pool:
+        folders = list(pool.map(lambda _: resolve_checkpoint(gguf_file), range(4)))
+    assert len(calls) == 1 and len(set(folders)) == 1 and (folders[0] / "model.safetensors").is_file()
+
+
+def test_a_held_gguf_lock_is_one_line_after_the_wait(tiny_base, tmp_path, monkeypatch):
+    from conftest import write_tiny_gguf
+    from filelock import FileLock
+
+    import hoe.checkpoints.loading as loading
+
+    monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(loading, "GGUF_LOCK_SECONDS", 0.2)
+    gguf_file = write_tiny_gguf(tiny_base, tmp_path / "tiny.gguf")
+    target = loading._gguf_cache_dir(gguf_file)
+    target.parent.mkdir(parents=True)
+    with FileLock(str(target) + ".lock"):
+        errors = []
+        thread = threading.Thread(target=lambda: errors.append(_error_of(lambda: resolve_checkpoint(gguf_file))))
+        thread.start()
+        thread.join()
+    assert errors and errors[0].startswith("another process has been dequantising 'tiny.gguf' for over 0.2 s")
+    assert not target.exists()
+
+
+def _error_of(call) -> str:
+    try:
+        call()
+    except HoEError as exc:
+        return str(exc)
+    return ""
 
 
 @pytest.mark.parametrize("quantisation, tolerance", [("Q8_0", 0.02), ("Q4_1", 0.3)])

@@ -152,6 +152,24 @@ def test_other_settings_are_refused_not_mixed(lora_run, bundle_dir):
         )
 
 
+def test_a_second_evaluation_of_the_same_folder_is_one_line(lora_run, bundle_dir, monkeypatch):
+    """While one `hoe evaluate` writes a folder, another (which with --overwrite would clear the
+    first's generations) is refused before it touches anything; the folder stays as it was."""
+    from filelock import FileLock
+
+    import hoe.checkpoints.loading as loading
+    from hoe.evaluation.harness import LOCK_FILE
+
+    out, _ = lora_run
+    before = sorted((p.relative_to(out), p.stat().st_mtime_ns) for p in out.rglob("*") if p.is_file())
+    monkeypatch.setattr(loading, "load_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError("model loaded")))
+    with FileLock(str(out / LOCK_FILE)):  # the first run, still writing
+        with pytest.raises(HoEError, match=f"another hoe evaluate is writing '{out}'"):
+            evaluate(settings_for(bundle_dir, task_vectors="lora", limit=2), out, overwrite=True, progress=False)
+    after = sorted((p.relative_to(out), p.stat().st_mtime_ns) for p in out.rglob("*") if p.is_file())
+    assert after == before
+
+
 @pytest.mark.parametrize(
     "overrides, message",
     [

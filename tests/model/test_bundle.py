@@ -186,7 +186,8 @@ def _build_made_recipe(tiny_chat_model, tmp_path, monkeypatch, extra: str = ""):
         f"  - name: long\n    anchor: [1, 0]\n    make: {make}\n"
         f"  - name: other\n    anchor: [0, 1]\n    make: {make.replace('steps: 2', 'steps: 3')}\n"
     )
-    return build_bundle(tmp_path / "recipe.yaml", tmp_path / "bundle", progress=False)
+    # the recipe names a py: objective (code), which this test trusts
+    return build_bundle(tmp_path / "recipe.yaml", tmp_path / "bundle", progress=False, trust_recipe_code=True)
 
 
 def test_recipe_can_make_its_experts(tiny_chat_model, tmp_path, monkeypatch):

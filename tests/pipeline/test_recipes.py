@@ -101,3 +101,31 @@ def test_names_are_identifiers_never_paths(tmp_path, name, where):
     with pytest.raises(HoEError, match=r"name: String should match pattern"):
         load_recipe(tmp_path / "recipe.yaml")
     assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_a_recipe_runs_no_code_without_the_trust_flag(tmp_path, monkeypatch):
+    """A recipe may come from anyone: a py: objective it names for make: would import a module, so
+    `hoe build` refuses it in one line (nothing imported, nothing written) unless --trust-recipe-code."""
+    from typer.testing import CliRunner
+
+    from hoe.cli import app
+
+    (tmp_path / "evil_scorer.py").write_text(
+        "from pathlib import Path\nPath(__file__).with_name('ran').write_text('x')\n"
+        "def fn(p, r):\n    return [0.0] * len(r)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "base: smollm2-135m-instruct\nobjectives: [a]\nexperts:\n"
+        "  - {name: x, anchor: [1], make: {objective: 'py:evil_scorer:fn'}}\n"
+    )
+    result = CliRunner().invoke(app, ["build", "--recipe", str(recipe), "--out", str(tmp_path / "bundle")])
+    assert result.exit_code == 2 and result.output.strip() == (
+        f"error: {recipe}: experts.0.make.objective: 'py:evil_scorer:fn' runs Python code the recipe names; "
+        "pass --trust-recipe-code if you trust it"
+    )
+    assert not (tmp_path / "ran").exists() and not (tmp_path / "bundle").exists()
+    loaded, _ = load_recipe(recipe, trust_code=True)  # trusted: it validates (the module runs only when made)
+    assert loaded.experts[0].make.objective == "py:evil_scorer:fn"
+    assert not (tmp_path / "ran").exists()

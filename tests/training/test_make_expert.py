@@ -64,10 +64,61 @@ def test_raft_fine_tunes_on_the_best_responses(tiny_chat_model, tmp_path, monkey
     assert saved["chosen_mean"] == report["chosen_mean"] and (tmp_path / "expert" / "model.safetensors").is_file()
 
 
+def test_distill_samples_with_the_instruction_and_learns_the_bare_prompt(tiny_chat_model, tmp_path, monkeypatch):
+    """The candidates are sampled with the instruction before each prompt (their own cache entry),
+    scored and learnt against the bare prompt, so the expert is never shown the instruction."""
+    monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
+    import hoe.training.make_expert as job
+
+    sampled, scored, learnt = [], [], []
+    real_sample, real_finetune = job.sample_candidates, job.supervised_finetune
+    monkeypatch.setattr(
+        job,
+        "sample_candidates",
+        lambda base, prompts, *a, **kw: sampled.extend(prompts) or real_sample(base, prompts, *a, **kw),
+    )
+
+    def finetune(base, pairs, *args, **kwargs):
+        learnt.extend(prompt for prompt, _ in pairs)
+        return real_finetune(base, pairs, *args, **kwargs)
+
+    def scores(objectives, prompts, responses, **kwargs):
+        scored.extend(prompts)
+        return {objectives[0]: response_length(prompts, responses)}
+
+    monkeypatch.setattr(job, "supervised_finetune", finetune)
+    monkeypatch.setattr(job, "score_objectives", scores)
+    settings = MakeExpertSettings.create(
+        objective=f"py:{__name__}:response_length",
+        method="distill",
+        instruction="Answer like a pirate.",
+        prompt_count=4,
+        k=2,
+        max_new_tokens=6,
+        batch_prompts=2,
+        steps=1,
+        batch_size=2,
+        learning_rate=1e-3,
+    )
+    report = make_expert(str(tiny_chat_model), settings, tmp_path / "expert", progress=False)
+    bare = job.load_prompts(settings.prompts, "train", limit=4)
+    assert sampled == [f"Answer like a pirate.\n\n{p}" for p in bare]
+    assert set(scored) == set(bare) and learnt == bare and report["pairs"] == 4
+    saved = json.loads((tmp_path / "expert" / "make_expert_report.json").read_text())
+    assert saved["settings"]["instruction"] == "Answer like a pirate." and saved["settings"]["method"] == "distill"
+    assert settings.cache_fields()["instruction"] == "Answer like a pirate."
+
+
 @pytest.mark.parametrize(
     "values, message",
     [
-        ({"method": "rlhf"}, r"method \(--method\): unknown method 'rlhf' \(available: raft, dpo, ppo\), got 'rlhf'"),
+        (
+            {"method": "rlhf"},
+            r"method \(--method\): unknown method 'rlhf' \(available: raft, dpo, ppo, distill\), got 'rlhf'",
+        ),
+        ({"method": "distill"}, "make-expert settings: method 'distill' needs an instruction"),
+        ({"method": "distill", "instruction": "   "}, "method 'distill' needs an instruction"),
+        ({"instruction": "Be brief."}, "an instruction is used by method 'distill' only, not 'raft'"),
         ({"objective": "wit"}, "unknown objective 'wit'"),
         ({"k": 1}, r"k \(--k\): input should be greater than or equal to 2, got 1"),
         ({"prompt_count": 0}, r"prompt_count \(--prompt-count\): input should be greater than 0, got 0"),

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Annotated
 
 import torch
+from filelock import FileLock, Timeout
 from pydantic import AfterValidator
 
 from hoe.errors import HoEError
@@ -157,15 +158,38 @@ def _gguf_cache_dir(gguf: Path) -> Path:
     return cache_root() / "gguf" / f"{gguf.stem}-{key}"
 
 
+GGUF_LOCK_SECONDS = 3600  # a 7B file dequantises in minutes; a run waiting longer is told so
+
+
+def _is_dequantised(target: Path) -> bool:
+    return is_model_folder(target) and (target / "model.safetensors").is_file()
+
+
 def gguf_to_folder(gguf: Path) -> Path:
     """Dequantise a GGUF file once into a cached transformers folder (float32 safetensors).
 
-    A GGUF-loaded model carries a quantizer and refuses ``save_pretrained``, so a plain model is
-    rebuilt from its config and state dict before saving.
+    Processes that start on the same file at once (a first ``make demo`` beside a first test
+    run) take a lock: one dequantises, the others wait and read its folder.
     """
     target = _gguf_cache_dir(gguf)
-    if is_model_folder(target) and (target / "model.safetensors").is_file():
+    if _is_dequantised(target):
         return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with FileLock(str(target) + ".lock", timeout=GGUF_LOCK_SECONDS):
+            if not _is_dequantised(target):  # another process may have finished it while this one waited
+                _dequantise(gguf, target)
+    except Timeout:
+        raise HoEError(
+            f"another process has been dequantising '{gguf.name}' for over {GGUF_LOCK_SECONDS} s "
+            f"(lock {target}.lock); wait for it or remove the lock if no such process runs"
+        ) from None
+    return target
+
+
+def _dequantise(gguf: Path, target: Path) -> None:
+    """A GGUF-loaded model carries a quantizer and refuses ``save_pretrained``, so a plain model is
+    rebuilt from its config and state dict before saving."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     log.info("dequantising %s (once; cached in %s)", gguf.name, target)
@@ -191,7 +215,6 @@ def gguf_to_folder(gguf: Path) -> Path:
     except OSError as exc:
         raise HoEError(f"could not write the model cache at '{target}': {exc}") from None
     log.info("dequantised in %.1f s", time.perf_counter() - start)
-    return target
 
 
 def load_model(

@@ -9,6 +9,7 @@ writes the report (``hoe.evaluation.report``), which can also be rebuilt from th
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
 from hoe.checkpoints.chat import context_length, encode_prompts, fit_prompts
@@ -40,6 +42,7 @@ from hoe.utils.resumable import resumable_batches
 
 log = logging.getLogger(__name__)
 RUN_FILE = "run.json"
+LOCK_FILE = ".evaluate.lock"
 TIMING_FILE = "timing.json"
 
 
@@ -93,8 +96,30 @@ def evaluate(settings: EvalSettings, out: str | Path, *, overwrite: bool = False
     the_plan = plan(settings)
     out = Path(out)
     state = PartialState(cpu=settings.device == "cpu")
-    if state.is_main_process:
-        _claim_output(out, the_plan, overwrite)
+    with contextlib.ExitStack() as held:
+        if state.is_main_process:
+            held.enter_context(_output_lock(out))
+            _claim_output(out, the_plan, overwrite)
+        return _evaluate_claimed(the_plan, settings, out, state, progress)
+
+
+@contextlib.contextmanager
+def _output_lock(out: Path):
+    """One ``hoe evaluate`` per output folder at a time: a second run (which could clear the first's
+    generations with --overwrite, or interleave its report) gets one line instead."""
+    out.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(out / LOCK_FILE), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise HoEError(f"another hoe evaluate is writing '{out}' (lock {out / LOCK_FILE}); wait for it") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _evaluate_claimed(the_plan: Plan, settings: EvalSettings, out: Path, state, progress: bool) -> dict:
     state.wait_for_everyone()
     device = str(state.device) if settings.device == "auto" else settings.device
     mine = the_plan.points[state.process_index :: state.num_processes]

@@ -26,7 +26,7 @@ from hoe.experts.lora import EXPERT_META, split_adapter_key
 from hoe.model.router_weights import router_init
 from hoe.routing import PreferenceLike, convex_weights, nearest, parse_preference, route
 from hoe.settings import Identifier, first_error
-from hoe.utils.io import write_json
+from hoe.utils.io import remove_leftovers, run_tag, write_json
 
 BUNDLE_FILE = "hoe.json"
 
@@ -276,7 +276,8 @@ def router_name(anchor: Sequence[float] | np.ndarray) -> str:
 
 
 def _replace_atomically(target: Path, write: Callable[[Path], object]) -> None:
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    remove_leftovers(target)
+    tmp = target.with_name(f".{target.name}.tmp-{run_tag()}")
     write(tmp)
     os.replace(tmp, target)
 

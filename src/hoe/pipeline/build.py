@@ -62,10 +62,13 @@ def _previous(out: Path) -> Bundle | None:
         return None
 
 
-def build_bundle(recipe_path: str | Path, out: str | Path, *, progress: bool = True) -> Bundle:
+def build_bundle(
+    recipe_path: str | Path, out: str | Path, *, progress: bool = True, trust_recipe_code: bool = False
+) -> Bundle:
     """Build (or update) the bundle at ``out`` from the recipe at ``recipe_path``. ``out`` may be
-    missing, empty or a bundle (which is updated); any other folder is refused, never emptied."""
-    recipe, root = load_recipe(recipe_path)
+    missing, empty or a bundle (which is updated); any other folder is refused, never emptied. A
+    ``py:`` objective the recipe names for ``make:`` runs only with ``trust_recipe_code``."""
+    recipe, root = load_recipe(recipe_path, trust_code=trust_recipe_code)
     out = Path(out).resolve()
     _check_replaceable(out, root)
     base_folder = resolve_checkpoint(recipe.base)

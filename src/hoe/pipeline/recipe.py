@@ -157,8 +157,10 @@ def recorded_anchor(folder: Path, objectives: list[str], where: str) -> dict[str
     return {name: weight for name, weight in zip(record["objectives"], record["anchor"]) if name in objectives}
 
 
-def load_recipe(path: str | Path) -> tuple[Recipe, Path]:
-    """Parse and validate a recipe file; errors name the file and the field."""
+def load_recipe(path: str | Path, *, trust_code: bool = False) -> tuple[Recipe, Path]:
+    """Parse and validate a recipe file; errors name the file and the field. A recipe may come from
+    anyone: a ``py:module:function`` objective it names for ``make:`` would import and run that
+    module, so it is refused unless the user passed ``trust_code`` (``--trust-recipe-code``)."""
     path = Path(path)
     if not path.is_file():
         raise HoEError(f"recipe not found: '{path}'")
@@ -183,6 +185,11 @@ def load_recipe(path: str | Path) -> tuple[Recipe, Path]:
                 check_objective_name(expert.make.objective)
             except HoEError as exc:
                 raise HoEError(f"{path}: experts.{i}.make.objective: {exc}") from None
+            if expert.make.objective.startswith("py:") and not trust_code:
+                raise HoEError(
+                    f"{path}: experts.{i}.make.objective: '{expert.make.objective}' runs Python code the recipe "
+                    "names; pass --trust-recipe-code if you trust it"
+                )
     for i, router in enumerate(recipe.routers):
         anchor_vector(router.anchor, recipe.objectives, f"{path}: routers.{i}.anchor")
     for i, merge in enumerate(recipe.merges):

@@ -82,10 +82,22 @@ class ScoreCache:
     """Scores keyed by (scorer key, prompt, response) in an SQLite file: scoring the same
     response twice, in training or evaluation, costs a lookup."""
 
+    BUSY_SECONDS = 120.0  # how long a writer waits for another process's write to finish
+
     def __init__(self, path: str | Path) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(path))
-        self.db.execute("CREATE TABLE IF NOT EXISTS scores (key TEXT PRIMARY KEY, value REAL NOT NULL)")
+        """Open (or create) the cache. Several processes may share one file (two ``hoe score`` runs,
+        every make-expert): WAL lets readers go on during a write, and each write takes the lock
+        up front (``BEGIN IMMEDIATE``), so a writer waits its turn instead of failing with
+        'database is locked'. A file that is not a score cache is one line."""
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(str(self.path), timeout=self.BUSY_SECONDS, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("CREATE TABLE IF NOT EXISTS scores (key TEXT PRIMARY KEY, value REAL NOT NULL)")
+            self.db.execute("SELECT key, value FROM scores LIMIT 1").fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise HoEError(f"score cache '{path}' cannot be used: {exc}") from None
 
     @staticmethod
     def key(scorer_key: str, prompt: str, response: str) -> str:
@@ -101,12 +113,18 @@ class ScoreCache:
         missing = [i for i, k in enumerate(keys) if k not in found]
         if missing:
             values = scorer.score([prompts[i] for i in missing], [responses[i] for i in missing])
-            with self.db:
-                self.db.executemany(
-                    "INSERT OR REPLACE INTO scores VALUES (?, ?)", [(keys[i], v) for i, v in zip(missing, values)]
-                )
+            self._store([(keys[i], v) for i, v in zip(missing, values)])
             found.update({keys[i]: v for i, v in zip(missing, values)})
         return [found[k] for k in keys]
+
+    def _store(self, rows: list[tuple[str, float]]) -> None:
+        self.db.execute("BEGIN IMMEDIATE")  # the write lock now, waiting up to BUSY_SECONDS for it
+        try:
+            self.db.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?)", rows)
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
 
 
 def score_objectives(

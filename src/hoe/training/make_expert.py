@@ -6,6 +6,10 @@ fine-tune, so task-SVD has real work to do afterwards) or, with ``lora_rank``, o
 
 - ``raft`` (Dong et al. 2023): supervised fine-tuning on the best of k responses per prompt;
 - ``dpo`` (Rafailov et al. 2023): TRL's ``DPOTrainer`` on best-versus-worst pairs;
+- ``distill`` (context distillation, Askell et al. 2021; Snell et al. 2022): the candidates are sampled
+  with an instruction put before each prompt (e.g. a P-Soups preference), and the best of k is learnt
+  as the answer to the bare prompt, so the expert behaves as instructed without being told. Why: best-of-k
+  can only select among what the base already says; an instruction moves the samples themselves;
 - ``ppo``: hoe's own PPO (``hoe.rl.lora_ppo``, as MORLHF) on a LoRA of the base with the objective
   alone (rank 16 unless ``lora_rank`` says otherwise), merged into a full model at the end.
 
@@ -74,6 +78,14 @@ def make_expert_summary(report: MakeExpertReport, out: str | Path) -> str:
     return f"{out}: {objective} expert by {method}; {gain}; {report['train_seconds']:.0f} s of training"
 
 
+def instructed(prompts: list[str], instruction: str | None) -> list[str]:
+    """The prompts as distill samples them: the instruction, a blank line, the prompt (unchanged
+    without an instruction). In the user's turn, so any chat template carries it."""
+    if instruction is None:
+        return prompts
+    return [f"{instruction.strip()}\n\n{prompt}" for prompt in prompts]
+
+
 def lora_of(settings: MakeExpertSettings) -> LoraSettings | None:
     """The LoRA the job trains, alpha twice the rank (None: a full fine-tune)."""
     rank = settings.trained_lora_rank
@@ -96,7 +108,11 @@ def make_expert(
     prompts = load_prompts(settings.prompts, "train", limit=settings.prompt_count)
     if settings.method == "ppo":
         return _ppo(base, prompts, settings, Path(out), device=device, progress=progress)
-    candidates = sample_candidates(base, prompts, settings.sampling, device=device, progress=progress)
+    candidates = sample_candidates(
+        base, instructed(prompts, settings.instruction), settings.sampling, device=device, progress=progress
+    )
+    # the objective judges, and the expert learns, the answer to the bare prompt
+    candidates = [{**row, "prompt": prompt} for row, prompt in zip(candidates, prompts)]
     k = settings.sampling.k
     flat_prompts = [row["prompt"] for row in candidates for _ in row["responses"]]
     flat_responses = [r for row in candidates for r in row["responses"]]

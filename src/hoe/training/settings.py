@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from hoe.errors import HoEError
 from hoe.settings import Settings
 
-METHODS = ("raft", "dpo", "ppo")
+METHODS = ("raft", "dpo", "ppo", "distill")
 REPORT_NAME = "make_expert_report.json"
 PPO_LORA_RANK = 16  # ppo's LoRA rank when lora_rank is not set (the CLI's --lora-rank default)
 
@@ -55,7 +55,15 @@ class MakeExpertSettings(Settings):
     method: str = Field(
         "raft",
         description="raft (best of k, then supervised fine-tuning), dpo (best vs worst, TRL's "
-        "DPOTrainer) or ppo (hoe's PPO on a LoRA, merged; steps and learning rate apply).",
+        "DPOTrainer), ppo (hoe's PPO on a LoRA, merged; steps and learning rate apply) or distill "
+        "(context distillation: sample with --instruction, fine-tune on the best answer without it).",
+    )
+    instruction: str | None = Field(
+        None,
+        min_length=1,
+        max_length=2000,
+        description="distill: the instruction put before every prompt while sampling (e.g. a P-Soups "
+        "preference); the expert learns to answer the bare prompt that way.",
     )
     prompts: str = Field(
         "packaged:hh-helpful-sft",
@@ -94,6 +102,14 @@ class MakeExpertSettings(Settings):
         if value not in METHODS:
             raise ValueError(f"unknown method '{value}' (available: {', '.join(METHODS)})")
         return value
+
+    @model_validator(mode="after")
+    def _instruction_only_for_distill(self) -> "MakeExpertSettings":
+        if self.method == "distill" and not (self.instruction or "").strip():
+            raise ValueError("method 'distill' needs an instruction (the text put before every prompt while sampling)")
+        if self.method != "distill" and self.instruction is not None:
+            raise ValueError(f"an instruction is used by method 'distill' only, not '{self.method}'")
+        return self
 
     @property
     def trains_lora(self) -> bool:
@@ -146,6 +162,7 @@ class MakeExpertSettings(Settings):
             "batch_size": 8,
             "save_every": 10,
             "seed": 0,
+            "instruction": None,
         }
         fields = self.model_dump(exclude={k for k, default in later.items() if getattr(self, k) == default})
         return {**fields, "learning_rate": self.effective_learning_rate}

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -32,6 +34,20 @@ def check_output_dir(out: str | Path, overwrite: bool, inputs: tuple[str | Path,
     return out
 
 
+def check_output_file(out: str | Path, overwrite: bool, inputs: tuple[str | Path, ...] = ()) -> Path:
+    """The file counterpart of ``check_output_dir``: refuse an existing file unless ``overwrite``,
+    a folder, and a file that is one of the ``inputs`` (it would be replaced while being read)."""
+    out = Path(out)
+    for source in inputs:
+        if Path(source).exists() and out.exists() and out.resolve() == Path(source).resolve():
+            raise HoEError(f"output '{out}' is the input '{source}'; write to a file of its own")
+    if out.is_dir():
+        raise HoEError(f"output '{out}' is a folder; name a file")
+    if out.exists() and not overwrite:
+        raise HoEError(f"output '{out}' already exists (pass --overwrite to replace it)")
+    return out
+
+
 @contextlib.contextmanager
 def atomic_dir(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling folder; on success rename it to ``out``.
@@ -42,7 +58,8 @@ def atomic_dir(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
     if not out.name or out.name in (".", ".."):
         out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    remove_leftovers(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{run_tag()}-", dir=out.parent))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private (0700); an output gets the usual permissions
     try:
         yield tmp
@@ -58,7 +75,7 @@ def _move_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
     if out.exists():
         if not overwrite:
             raise HoEError(f"output '{out}' appeared while this run was writing it (another run?); pass --overwrite")
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-{run_tag()}-", dir=out.parent))
         os.replace(out, old / "previous")
         os.replace(tmp, out)
         shutil.rmtree(old, ignore_errors=True)
@@ -71,6 +88,51 @@ def _move_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
         _move_into_place(tmp, out, overwrite)
 
 
+def remove_leftovers(out: Path) -> list[Path]:
+    """Remove the temporary siblings of ``out`` that a killed run left (``.OUT.tmp-HOST-PID-*``,
+    ``.OUT.old-HOST-PID-*`` and ``.OUT.tmp-HOST-PID`` files): each names the machine and process that
+    made it, and only those of this machine's processes that no longer run are removed, so a run
+    writing the same output at this moment (here, or on another node of a shared file system) keeps
+    its own. A GB-sized partial bundle of a killed ``hoe build`` would otherwise stay until someone
+    found it by hand."""
+    removed = []
+    for path in out.parent.glob(f".{glob_escape(out.name)}.*-*"):
+        match = _LEFTOVER.fullmatch(path.name[len(out.name) + 1 :])
+        if match is None or match.group(1) != _HOST or _process_runs(int(match.group(2))):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+_LEFTOVER = re.compile(r"\.(?:tmp|old)-([A-Za-z0-9]+)-(\d+)(?:-[A-Za-z0-9_]+)?")
+_HOST = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:24] or "host"
+
+
+def run_tag() -> str:
+    """``HOST-PID``: what a temporary name carries so that a later run can tell a dead run's leftover."""
+    return f"{_HOST}-{os.getpid()}"
+
+
+def glob_escape(name: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
+
+def _process_runs(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it runs, as another user
+        return True
+    return True
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -81,7 +143,8 @@ def write_text(path: str | Path, text: str) -> None:
     """Write a file through a temporary sibling and a rename: it appears whole or not at all."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    remove_leftovers(path)
+    tmp = path.with_name(f".{path.name}.tmp-{run_tag()}")
     tmp.write_text(text)
     os.replace(tmp, path)
 
