@@ -84,10 +84,10 @@ def settings_option(model: type[Settings], field: str, *flags: str, **overrides)
 
 
 def _device(device: str) -> str:
-    """'auto' means CUDA when there is one, else the CPU."""
-    from hoe.checkpoints.loading import default_device
+    """'auto' means CUDA when there is one, else the CPU; a device this machine lacks is one line."""
+    from hoe.checkpoints.loading import resolve_device
 
-    return default_device() if device == "auto" else device
+    return resolve_device(device)
 
 
 def _split(value: Optional[str]) -> Optional[list[str]]:
@@ -282,30 +282,54 @@ def generate(
     dtype: str = typer.Option("float32", help="Model dtype."),
 ) -> None:
     """Answer prompts under a preference vector, per request."""
+    from hoe.checkpoints.chat import context_length
+    from hoe.checkpoints.loading import parse_dtype
     from hoe.model import HoEModel, load_bundle
     from hoe.model.batch import generate_rows
+    from hoe.model.settings import GenerateSettings
     from hoe.routing import parse_preference
+    from hoe.utils.io import check_output_file
 
+    settings = GenerateSettings.create(
+        max_new_tokens=max_new_tokens,
+        do_sample=sample,
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed,
+        batch_size=batch_size,
+    )
+    device, _ = _device(device), parse_dtype(dtype)
     spec = load_bundle(bundle)
     if input is not None:
-        rows = _read_jsonl(input)
         if output is None:
             raise HoEError("--input needs --output")
+        check_output_file(output, overwrite=True, inputs=(input,))
+        rows = _read_jsonl(input)
     elif prompts:
         rows = [{"prompt": p} for p in prompts]
     else:
         raise HoEError("give prompts as arguments or --input FILE.jsonl")
     for number, row in enumerate(rows, 1):
-        chosen = row.get("preference", preference)
+        chosen = row["preference"] if row.get("preference") is not None else preference
         if chosen is None:
             raise HoEError(f"prompt {number} has no preference: pass --preference or a 'preference' field")
-        row["preference"] = dict(zip(spec.objectives, map(float, parse_preference(chosen, spec.objectives))))
-    model = HoEModel.from_bundle(bundle, device=_device(device), dtype=dtype)
-    options = {"max_new_tokens": max_new_tokens, "do_sample": sample}
-    if sample:
-        options.update(temperature=temperature, top_p=top_p)
+        try:
+            vector = parse_preference(chosen, spec.objectives)
+        except HoEError as exc:
+            if input is None:  # the one --preference of the command line
+                raise
+            raise HoEError(f"{input} row {number}: {exc}") from None
+        row["preference"] = dict(zip(spec.objectives, map(float, vector)))
+    settings.check_context(context_length(spec.spec.base_model))
+    model = HoEModel.from_bundle(bundle, device=device, dtype=dtype)
     answered = generate_rows(
-        model, rows, options, batch_size=batch_size, seed=seed, output=output, progress=output is not None
+        model,
+        rows,
+        settings.generate_options(),
+        batch_size=settings.batch_size,
+        seed=settings.seed,
+        output=output,
+        progress=output is not None,
     )
     if output is None:
         typer.echo("\n---\n".join(row["response"] for row in answered))
@@ -522,7 +546,7 @@ def score(
         [r["prompt"] for r in rows],
         [r["response"] for r in rows],
         cache=ScoreCache(cache) if cache else None,
-        device=device,
+        device=_device(device),
         batch_size=batch_size,
         trust_remote_code=trust_remote_code,
     )

@@ -256,3 +256,25 @@ def load_tokenizer(ref: str | os.PathLike, *, trust_remote_code: bool = False, r
 
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_device(name: str) -> str:
+    """'auto' as CUDA when there is one, else the CPU; any other name checked against this machine,
+    so that a typo or an absent GPU is one line before anything loads, not a traceback after."""
+    if name == "auto":
+        return default_device()
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise HoEError(f"unknown device '{name}' (use cpu, cuda, cuda:N, mps or auto)") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count()
+        if count == 0:
+            raise HoEError(f"device '{name}': this machine has no CUDA GPU (use cpu)")
+        if device.index is not None and device.index >= count:
+            raise HoEError(f"device '{name}': this machine has {count} CUDA GPU(s) (cuda:0 to cuda:{count - 1})")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise HoEError(f"device '{name}': MPS is not available on this machine (use cpu)")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise HoEError(f"unsupported device '{name}' (use cpu, cuda, cuda:N, mps or auto)")
+    return name

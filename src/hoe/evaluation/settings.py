@@ -3,13 +3,21 @@ around it. Everything else is checked by ``hoe.evaluation.harness.plan`` before 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
+from hoe.checkpoints.loading import DtypeName, resolve_device
 from hoe.settings import Settings
 
 DEFAULT_METHODS = ["hoe", "soup", "merged", "rs", "mod", "experts", "base"]
+
+
+def _known_device(name: str) -> str:
+    """A device this machine has ('auto' stays: accelerate gives each process its own)."""
+    if name != "auto":
+        resolve_device(name)
+    return name
 
 
 class Decoding(Settings):
@@ -66,8 +74,10 @@ class EvalSettings(Settings):
     morlhf_config: str | None = Field(
         None, description="PPO config (YAML, hoe.rl.TrainConfig) of morlhf's per-λ LoRA runs."
     )
-    device: str = Field("cpu", description="cpu, cuda, or auto (each accelerate process takes its own device).")
-    dtype: str = Field("float32", description="Model dtype.")
+    device: Annotated[str, AfterValidator(_known_device)] = Field(
+        "cpu", description="cpu, cuda, or auto (each accelerate process takes its own device)."
+    )
+    dtype: DtypeName = Field("float32", description="Model dtype.")
     chat: bool = Field(True, description="Wrap prompts in the model's chat template.")
     trust_remote_code: bool = Field(False, description="Let transformers run code the model's folder names.")
     trust_bundle_code: bool = Field(False, description="Run py: scorers that the bundle's hoe.json names.")

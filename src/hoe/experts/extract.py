@@ -117,6 +117,8 @@ def extract_expert(
     settings = settings or ExtractSettings()
     settings.validate_machine()
     check_output_dir(out, overwrite, inputs=(base, finetuned))
+    if str(base) == str(finetuned) or (Path(base).exists() and Path(base).resolve() == Path(finetuned).resolve()):
+        raise HoEError(f"--finetuned is the base itself ('{finetuned}'): there is no task vector to extract")
     start = time.perf_counter()
     if settings.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
@@ -126,6 +128,8 @@ def extract_expert(
     with single_threaded_lapack():
         factors, left_out, source = _factorise(finetuned, base_folder, base_tensors, targets, settings, progress)
     modules = {name: LoraModule(B=f.B, A=f.A) for name, f in factors.items() if f.rank > 0}
+    if not modules:
+        raise HoEError(f"'{finetuned}' does not differ from the base in any targeted module: nothing to extract")
     report = _report(factors, left_out, settings, source, str(base), str(finetuned))
     with atomic_dir(out, overwrite=overwrite) as tmp:
         write_lora(

@@ -136,9 +136,16 @@ def score_objectives(
     batch_size: int = 64,
     **scorer_options,
 ) -> dict[str, list[float]]:
-    """Every objective's scores for the pairs, in order."""
+    """Every objective's scores for the pairs, in order. Every name is checked before any scorer loads."""
     if len(prompts) != len(responses):
         raise HoEError(f"{len(prompts)} prompts for {len(responses)} responses")
+    if batch_size <= 0:
+        raise HoEError(f"batch_size (--batch-size) must be positive, got {batch_size}")
+    repeated = sorted({spec for spec in objectives if list(objectives).count(spec) > 1})
+    if repeated:
+        raise HoEError(f"objective '{repeated[0]}' is named twice")
+    for spec in objectives:
+        check_objective_name(spec)
     results = {}
     for spec in objectives:
         scorer = get_scorer(spec, **scorer_options)

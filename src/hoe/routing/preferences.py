@@ -28,13 +28,15 @@ def parse_preference(value: PreferenceLike, objectives: Sequence[str]) -> np.nda
         unknown = [k for k in value if k not in objectives]
         if unknown:
             raise HoEError(f"unknown objective '{unknown[0]}' in the preference (objectives: {', '.join(objectives)})")
-        vector = [float(value.get(name, 0.0)) for name in objectives]
-    else:
-        vector = [float(v) for v in value]
+        vector = [_weight(value.get(name, 0.0)) for name in objectives]
+    elif isinstance(value, Sequence) or hasattr(value, "tolist"):  # a list, an array or a tensor
+        vector = [_weight(v) for v in (value.tolist() if hasattr(value, "tolist") else value)]
         if len(vector) != n:
             raise HoEError(
                 f"preference has {len(vector)} values but the bundle has {n} objectives ({', '.join(objectives)})"
             )
+    else:
+        raise HoEError(f"a preference is 'name=weight,...', a list of weights or an object of weights, got {value!r}")
     if any(math.isnan(v) or math.isinf(v) for v in vector):
         raise HoEError(f"preference values must be finite numbers, got {vector}")
     if any(v < 0 for v in vector):
@@ -43,6 +45,13 @@ def parse_preference(value: PreferenceLike, objectives: Sequence[str]) -> np.nda
     if total <= 0:
         raise HoEError("preference is all zero: at least one objective needs a positive weight")
     return np.asarray(vector, dtype=np.float64) / total
+
+
+def _weight(value: object) -> float:
+    """One weight of a preference: a number (a JSON request may carry anything)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+        raise HoEError(f"preference weights must be numbers, got {value!r}")
+    return float(value)
 
 
 def _parse_text(text: str) -> Mapping[str, float] | list[float]:

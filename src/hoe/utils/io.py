@@ -163,6 +163,8 @@ def read_jsonl(path: str | Path, required: tuple[str, ...], what: str = "rows") 
     """The rows of a JSON-lines file in which every line has the ``required`` string fields; one
     line naming the file and line on any problem."""
     path = Path(path)
+    if path.is_dir():
+        raise HoEError(f"input '{path}' is a folder; name a JSONL file")
     if not path.is_file():
         raise HoEError(f"input file not found: '{path}'")
     rows = []

@@ -1,0 +1,274 @@
+"""Bad input, command by command: every case is one line naming the problem, exit 2, and nothing written.
+
+Each row is (command line, the start of the one line it must print). ``{bundle}``, ``{expert}``, ``{base}``,
+``{ft}``, ``{recipe}`` and ``{tmp}`` are filled from the tiny fixtures; ``{tmp}`` is a fresh folder per case,
+and a case may first write files there (``SETUP``). Nothing but the set-up files may exist afterwards."""
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from hoe.cli import app
+
+runner = CliRunner()
+
+
+def _text(name: str, text: str):
+    return lambda tmp: (tmp / name).write_text(text)
+
+
+def _bytes(name: str, data: bytes):
+    return lambda tmp: (tmp / name).write_bytes(data)
+
+
+def _rows(*rows) -> str:
+    return "".join(json.dumps(row) + "\n" for row in rows)
+
+
+GENERATE = ["generate", "--bundle", "{bundle}", "--preference", "0.5,0.5"]
+MERGE = ["merge", "--base", "{base}", "--experts", "{expert}", "--experts", "{expert2}", "--out", "{tmp}/o"]
+TO_FILE = ["--input", "{tmp}/in.jsonl", "--output", "{tmp}/out.jsonl"]
+PROMPTS = _text("in.jsonl", _rows({"prompt": "hi"}))
+
+# (case id, argv, what the one line must contain, set-up)
+PAIRS = _text("p.jsonl", _rows({"prompt": "a", "response": "b"}))
+SCORE = ["score", "--input", "{tmp}/p.jsonl", "--out", "{tmp}/o.jsonl", "--objectives"]
+EXPORT = ["export", "--bundle", "{bundle}", "--out", "{tmp}/o", "--preference"]
+EXTRACT = ["extract", "--base", "{base}", "--out", "{tmp}/o", "--finetuned"]
+EVALUATE = ["evaluate", "--bundle", "{bundle}", "--out", "{tmp}/o", "--scorers", "helpful=concision,harmless=civility", "--max-new-tokens", "8"]
+ROUTER_CONFIG = _text("c.yaml", "scorers: {helpful: concision, harmless: civility}\n")
+ROUTER = ["train-router", "--bundle", "{bundle}", "--work", "{tmp}/w", "--config", "{tmp}/c.yaml", "--anchor"]
+CASES = [
+    # ---- generate: decoding options, checked before the bundle's weights load
+    ("generate-device", [*GENERATE, "--device", "foo", "hi"], "unknown device 'foo'", None),
+    ("generate-cuda-absent", [*GENERATE, "--device", "cuda:7", "hi"], "device 'cuda:7'", None),
+    ("generate-zero-tokens", [*GENERATE, "--max-new-tokens", "0", "hi"], "max_new_tokens (--max-new-tokens)", None),
+    ("generate-huge-tokens", [*GENERATE, "--max-new-tokens", "100000000", "hi"], "below the model's context", None),
+    ("generate-zero-temperature", [*GENERATE, "--sample", "--temperature", "0", "hi"], "temperature (--temp", None),
+    ("generate-nan-temperature", [*GENERATE, "--sample", "--temperature", "nan", "hi"], "temperature (--temp", None),
+    ("generate-top-p-zero", [*GENERATE, "--sample", "--top-p", "0", "hi"], "top_p (--top-p)", None),
+    ("generate-top-p-two", [*GENERATE, "--sample", "--top-p", "2", "hi"], "top_p (--top-p)", None),
+    ("generate-batch-zero", [*GENERATE, "--batch-size", "0", "hi"], "batch_size (--batch-size)", None),
+    ("generate-dtype", [*GENERATE, "--dtype", "float7", "hi"], "unknown dtype 'float7'", None),
+    ("generate-no-prompt", GENERATE, "give prompts", None),
+    (
+        "generate-no-bundle",
+        ["generate", "--bundle", "{tmp}/none", "--preference", "1,0", "hi"],
+        "not a HoE bundle",
+        None,
+    ),
+    ("generate-preference-negative", [*GENERATE[:3], "--preference", "-1,2", "hi"], "must be non-negative", None),
+    ("generate-preference-zero", [*GENERATE[:3], "--preference", "0,0", "hi"], "preference is all zero", None),
+    ("generate-preference-nan", [*GENERATE[:3], "--preference", "nan,1", "hi"], "must be finite numbers", None),
+    ("generate-preference-count", [*GENERATE[:3], "--preference", "1,0,0", "hi"], "has 3 values", None),
+    ("generate-preference-text", [*GENERATE[:3], "--preference", "lots", "hi"], "cannot read preference", None),
+    # ---- generate: JSONL requests
+    (
+        "jsonl-preference-number",
+        [*GENERATE, *TO_FILE],
+        "row 1: a preference is",
+        _text("in.jsonl", _rows({"prompt": "a", "preference": 5})),
+    ),
+    (
+        "jsonl-preference-text-weight",
+        [*GENERATE, *TO_FILE],
+        "row 1: preference weights must be numbers, got 'x'",
+        _text("in.jsonl", _rows({"prompt": "a", "preference": {"helpful": "x"}})),
+    ),
+    (
+        "jsonl-preference-bool-weight",
+        [*GENERATE, *TO_FILE],
+        "preference weights must be numbers, got True",
+        _text("in.jsonl", _rows({"prompt": "a", "preference": [True, 1]})),
+    ),
+    (
+        "jsonl-prompt-number",
+        [*GENERATE, *TO_FILE],
+        "line 1: each line needs a string 'prompt'",
+        _text("in.jsonl", _rows({"prompt": 5})),
+    ),
+    ("jsonl-no-prompt", [*GENERATE, *TO_FILE], "each line needs a string 'prompt'", _text("in.jsonl", _rows({"x": 1}))),
+    ("jsonl-not-object", [*GENERATE, *TO_FILE], "each line needs a string 'prompt'", _text("in.jsonl", "[1, 2]\n")),
+    ("jsonl-malformed", [*GENERATE, *TO_FILE], "line 2: malformed JSON", _text("in.jsonl", '{"prompt": "a"}\n{"pr\n')),
+    ("jsonl-empty", [*GENERATE, *TO_FILE], "holds no prompts", _text("in.jsonl", "")),
+    ("jsonl-not-utf8", [*GENERATE, *TO_FILE], "not UTF-8", _bytes("in.jsonl", b'{"prompt": "caf\xe9"}\n')),
+    ("jsonl-input-missing", [*GENERATE, *TO_FILE], "input file not found", None),
+    ("jsonl-input-folder", [*GENERATE, *TO_FILE], "is a folder", lambda tmp: (tmp / "in.jsonl").mkdir()),
+    (
+        "jsonl-output-folder",
+        [*GENERATE, "--input", "{tmp}/in.jsonl", "--output", "{tmp}/o"],
+        "is a folder",
+        lambda tmp: (PROMPTS(tmp), (tmp / "o").mkdir()),
+    ),
+    ("jsonl-no-output", [*GENERATE, "--input", "{tmp}/in.jsonl"], "--input needs --output", PROMPTS),
+    (
+        "jsonl-output-is-input",
+        [*GENERATE, "--input", "{tmp}/in.jsonl", "--output", "{tmp}/in.jsonl"],
+        "is the input",
+        PROMPTS,
+    ),
+    # ---- export
+    ("export-preference", [*EXPORT, "x=1"], "unknown objective 'x'", None),
+    ("export-rank-zero", [*EXPORT, "1,0", "--rank", "0"], "rank (--rank) must be positive", None),
+    (
+        "export-out-is-bundle",
+        ["export", "--bundle", "{bundle}", "--preference", "1,0", "--out", "{bundle}", "--overwrite"],
+        "overlaps the input",
+        None,
+    ),
+    (
+        "export-out-inside-bundle",
+        ["export", "--bundle", "{bundle}", "--preference", "1,0", "--out", "{bundle}/experts/x"],
+        "overlaps the input",
+        None,
+    ),
+    ("export-dtype", [*EXPORT, "1,0", "--dtype", "x"], "unknown dtype 'x'", None),
+    # ---- merge
+    ("merge-method", [*MERGE, "--method", "soup"], "unknown merge method 'soup'", None),
+    ("merge-clip-negative", [*MERGE, "--method", "pcb", "--clip", "-1"], "clip (--clip) must lie in [0, 0.5)", None),
+    ("merge-clip-high", [*MERGE, "--method", "pcb", "--clip", "0.9"], "clip (--clip) must lie in [0, 0.5)", None),
+    ("merge-clip-nan", [*MERGE, "--method", "pcb", "--clip", "nan"], "clip (--clip) must lie in [0, 0.5)", None),
+    ("merge-density", [*MERGE, "--method", "ties", "--density", "0"], "density (--density) must lie in (0, 1]", None),
+    ("merge-keep", [*MERGE, "--method", "tsv", "--keep", "2"], "keep (--keep)", None),
+    ("merge-majority-sign", [*MERGE, "--method", "ties", "--majority-sign", "most"], "majority", None),
+    ("merge-weights-count", [*MERGE, "--weights", "1"], "has 1 values for 2 experts", None),
+    ("merge-weights-negative", [*MERGE, "--weights", "1,-1"], "must be non-negative", None),
+    ("merge-weights-nan", [*MERGE, "--weights", "nan,1"], "must be finite numbers", None),
+    ("merge-rank", [*MERGE, "--rank", "0"], "rank (--rank)", None),
+    ("merge-svd", [*MERGE, "--svd", "magic"], "svd (--svd)", None),
+    ("merge-objectives-count", [*MERGE, "--objectives", "a,b,c"], "objectives", None),
+    (
+        "merge-missing-expert",
+        ["merge", "--base", "{base}", "--experts", "{expert}", "--experts", "{tmp}/none", "--out", "{tmp}/o"],
+        "model not found",
+        None,
+    ),
+    (
+        "merge-one-expert",
+        ["merge", "--base", "{base}", "--experts", "{expert}", "--out", "{tmp}/o"],
+        "at least two experts",
+        None,
+    ),
+    (
+        "merge-out-is-input",
+        [
+            "merge",
+            "--base",
+            "{base}",
+            "--experts",
+            "{expert}",
+            "--experts",
+            "{expert2}",
+            "--out",
+            "{expert}",
+            "--overwrite",
+        ],
+        "overlaps the input",
+        None,
+    ),
+    # ---- extract
+    ("extract-rank", [*EXTRACT, "{ft}", "--rank", "0"], "rank (--rank)", None),
+    ("extract-energy", [*EXTRACT, "{ft}", "--energy", "2"], "energy (--energy)", None),
+    ("extract-svd", [*EXTRACT, "{ft}", "--svd", "magic"], "svd (--svd)", None),
+    ("extract-device", [*EXTRACT, "{ft}", "--device", "foo"], "unknown device 'foo'", None),
+    ("extract-dtype", [*EXTRACT, "{ft}", "--dtype", "int3"], "dtype", None),
+    ("extract-target-modules", [*EXTRACT, "{ft}", "--target-modules", "no_such_proj"], "no_such_proj", None),
+    ("extract-same", [*EXTRACT, "{base}"], "is the base itself", None),
+    ("extract-missing", [*EXTRACT, "{tmp}/none"], "model not found", None),
+    (
+        "extract-out-is-base",
+        ["extract", "--base", "{base}", "--finetuned", "{ft}", "--out", "{base}", "--overwrite"],
+        "overlaps the input",
+        None,
+    ),
+    # ---- score
+    ("score-duplicate-objectives", [*SCORE, "concision,concision"], "'concision' is named twice", PAIRS),
+    ("score-unknown-objective", [*SCORE, "concision,wit"], "unknown objective 'wit'", PAIRS),
+    ("score-empty-objectives", [*SCORE, ","], "--objectives is empty", PAIRS),
+    ("score-no-response", [*SCORE, "concision"], "needs a string 'response'", _text("p.jsonl", _rows({"prompt": "a"}))),
+    ("score-batch", [*SCORE, "concision", "--batch-size", "0"], "batch_size (--batch-size) must be positive", PAIRS),
+    ("score-device", [*SCORE, "concision", "--device", "foo"], "unknown device 'foo'", PAIRS),
+    ("score-cache-folder", [*SCORE, "concision", "--cache", "{tmp}"], "cannot be used", PAIRS),
+    (
+        "score-cache-garbage",
+        [*SCORE, "concision", "--cache", "{tmp}/c.sqlite"],
+        "file is not a database",
+        lambda tmp: (PAIRS(tmp), _text("c.sqlite", "junk " * 200)(tmp)),
+    ),
+    ("score-head-missing", [*SCORE, "head:{tmp}/none"], "none", PAIRS),
+    # ---- evaluate
+    ("evaluate-method", [*EVALUATE, "--methods", "hoe,magic"], "unknown method 'magic'", None),
+    ("evaluate-preferences", [*EVALUATE, "--preferences", "grid:0"], "at least 2 points per edge", None),
+    ("evaluate-preferences-file", [*EVALUATE, "--preferences", "{tmp}/none.txt"], "none.txt", None),
+    ("evaluate-split", [*EVALUATE, "--split", "test"], "split", None),
+    ("evaluate-limit", [*EVALUATE, "--limit", "0"], "limit (--limit)", None),
+    ("evaluate-top-p", [*EVALUATE, "--sample", "--top-p", "2"], "top_p (--top-p)", None),
+    ("evaluate-tokens", [*EVALUATE, "--max-new-tokens", "0"], "max_new_tokens (--max-new-tokens)", None),
+    ("evaluate-reference", [*EVALUATE, "--reference", "a,b"], "--reference must be comma-separated numbers", None),
+    ("evaluate-prompts", [*EVALUATE, "--prompts", "packaged:nothing"], "nothing", None),
+    (
+        "evaluate-scorer",
+        ["evaluate", "--bundle", "{bundle}", "--out", "{tmp}/o", "--scorers", "helpful=wit"],
+        "unknown objective 'wit'",
+        None,
+    ),
+    ("evaluate-task-vectors", [*EVALUATE, "--task-vectors", "half"], "task", None),
+    ("evaluate-device", [*EVALUATE, "--device", "foo"], "unknown device 'foo'", None),
+    ("evaluate-out-is-bundle", [*EVALUATE[:3], "--out", "{bundle}", *EVALUATE[5:]], "bundle", None),
+    # ---- train-router
+    ("train-router-on-expert", [*ROUTER, "1,0"], "anchor", ROUTER_CONFIG),
+    ("train-router-anchor-zero", [*ROUTER, "0,0"], "preference is all zero", ROUTER_CONFIG),
+    ("train-router-steps", [*ROUTER, "0.25,0.75", "--steps", "0"], "steps", ROUTER_CONFIG),
+    ("train-router-scalarisation", [*ROUTER, "0.25,0.75", "--scalarisation", "max"], "scalarisation", ROUTER_CONFIG),
+    ("train-router-config-key", [*ROUTER, "0.25,0.75"], "learning_rat", _text("c.yaml", "learning_rat: 1\n")),
+    ("train-router-config-missing", [*ROUTER, "0.25,0.75"], "c.yaml", None),
+    ("train-router-device", [*ROUTER, "0.25,0.75", "--device", "foo"], "unknown device 'foo'", ROUTER_CONFIG),
+    # ---- info, build
+    ("info-missing", ["info", "--bundle", "{tmp}/none"], "not a HoE bundle", None),
+    ("info-bad-json", ["info", "--bundle", "{tmp}"], "not valid JSON", _text("hoe.json", "{")),
+    ("build-missing-recipe", ["build", "--recipe", "{tmp}/none.yaml", "--out", "{tmp}/o"], "recipe not found", None),
+    (
+        "build-bad-yaml",
+        ["build", "--recipe", "{tmp}/r.yaml", "--out", "{tmp}/o"],
+        "not valid YAML",
+        _text("r.yaml", "base: ["),
+    ),
+    (
+        "build-recipe-list",
+        ["build", "--recipe", "{tmp}/r.yaml", "--out", "{tmp}/o"],
+        "a recipe is a mapping",
+        _text("r.yaml", "- 1\n- 2\n"),
+    ),
+    ("build-out-is-recipe-folder", ["build", "--recipe", "{recipe}", "--out", "{recipe_folder}"], "recipe", None),
+]
+
+
+@pytest.fixture(scope="module")
+def places(bundle_dir, recipe_dir, tiny_chat_model) -> dict[str, str]:
+    return {
+        "bundle": str(bundle_dir),
+        "expert": str(bundle_dir / "experts" / "helpful"),
+        "expert2": str(bundle_dir / "experts" / "harmless"),
+        "base": str(tiny_chat_model),
+        "ft": str(recipe_dir / "ft-helpful"),
+        "recipe": str(recipe_dir / "recipe.yaml"),
+        "recipe_folder": str(recipe_dir),
+    }
+
+
+def _tree(folder: Path) -> dict[str, float]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime for p in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.parametrize("argv, expected, setup", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_and_writes_nothing(places, tmp_path, argv, expected, setup):
+    if setup is not None:
+        setup(tmp_path)
+    before, bundle_before = _tree(tmp_path), _tree(Path(places["bundle"]))
+    result = runner.invoke(app, [part.format(tmp=tmp_path, **places) for part in argv])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], result.output
+    assert _tree(tmp_path) == before and _tree(Path(places["bundle"])) == bundle_before
