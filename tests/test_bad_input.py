@@ -37,7 +37,8 @@ PAIRS = _text("p.jsonl", _rows({"prompt": "a", "response": "b"}))
 SCORE = ["score", "--input", "{tmp}/p.jsonl", "--out", "{tmp}/o.jsonl", "--objectives"]
 EXPORT = ["export", "--bundle", "{bundle}", "--out", "{tmp}/o", "--preference"]
 EXTRACT = ["extract", "--base", "{base}", "--out", "{tmp}/o", "--finetuned"]
-EVALUATE = ["evaluate", "--bundle", "{bundle}", "--out", "{tmp}/o", "--scorers", "helpful=concision,harmless=civility", "--max-new-tokens", "8"]
+EVALUATE = ["evaluate", "--bundle", "{bundle}", "--out", "{tmp}/o", "--scorers", "helpful=concision,harmless=civility"]
+EVALUATE += ["--max-new-tokens", "8"]
 ROUTER_CONFIG = _text("c.yaml", "scorers: {helpful: concision, harmless: civility}\n")
 ROUTER = ["train-router", "--bundle", "{bundle}", "--work", "{tmp}/w", "--config", "{tmp}/c.yaml", "--anchor"]
 CASES = [

@@ -129,3 +129,54 @@ def test_a_recipe_runs_no_code_without_the_trust_flag(tmp_path, monkeypatch):
     loaded, _ = load_recipe(recipe, trust_code=True)  # trusted: it validates (the module runs only when made)
     assert loaded.experts[0].make.objective == "py:evil_scorer:fn"
     assert not (tmp_path / "ran").exists()
+
+
+PLANNED = """base: {base}
+objectives: [helpful, harmless]
+experts:
+  - {{name: helpful, anchor: [1, 0], finetuned: {ft}}}
+  - {{name: harmless, anchor: {second_anchor}, finetuned: {second}}}
+merges:
+  - {{name: balanced, experts: [helpful, harmless]}}
+routers:
+  - {{name: r, anchor: {router_anchor}{covers}}}
+"""
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"second": "ft-missing"}, r"experts\.1\.finetuned: model not found: '.*ft-missing'"),
+        ({"second": "./nothing/here"}, r"experts\.1\.finetuned: model not found"),
+        ({"second": "sub"}, r"experts\.1\.finetuned: '.*sub' is not a model"),
+        ({"second_anchor": "[1, 0]"}, r"experts 'helpful' and 'harmless' share the anchor"),
+        ({"router_anchor": "[0.5, 0.5]"}, r"routers\.0: anchor \[0\.5, 0\.5\] is the anchor of expert 'balanced'"),
+        ({"covers": ", covers: [helpful, nobody]"}, r"routers\.0: covers: unknown expert 'nobody'"),
+        ({"covers": ", covers: [helpful, balanced]"}, r"routers\.0: .*cannot reach it"),
+    ],
+)
+def test_every_recipe_mistake_is_found_before_any_extraction(
+    recipe_dir, tiny_chat_model, tmp_path, monkeypatch, change, message
+):
+    """A refusal after extracting would cost hours at 7B: the whole plan (inputs, anchors, routers)
+    is checked first, and neither an expert nor the output folder is made."""
+    from hoe.pipeline import build
+
+    def no_extraction(*args, **kwargs):
+        raise AssertionError("an expert was extracted before the recipe was refused")
+
+    monkeypatch.setattr(build, "extract_expert", no_extraction)
+    (tmp_path / "sub").mkdir()
+    values = {
+        "base": tiny_chat_model,
+        "ft": recipe_dir / "ft-helpful",
+        "second": recipe_dir / "ft-harmless",
+        "second_anchor": "[0, 1]",
+        "router_anchor": "[0.25, 0.75]",
+        "covers": "",
+    }
+    values.update(change)
+    (tmp_path / "r.yaml").write_text(PLANNED.format(**values))
+    with pytest.raises(HoEError, match=message):
+        build.build_bundle(tmp_path / "r.yaml", tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()

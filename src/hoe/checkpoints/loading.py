@@ -131,6 +131,25 @@ def resolve_checkpoint(ref: str | os.PathLike, *, revision: str | None = None) -
     return _download_from_hub(ref_str, revision)
 
 
+def check_model_reference(ref: str | os.PathLike, where: str = "", *, lora_ok: bool = False) -> None:
+    """What ``resolve_checkpoint`` would refuse, found without converting, downloading or reading
+    weights: a missing local path, a folder that is no model. A hub name passes (it is fetched later);
+    ``lora_ok`` lets a peft LoRA folder pass too (extract re-ranks one)."""
+    ref_str, prefix = str(ref), f"{where}: " if where else ""
+    path = Path(ref_str).expanduser()
+    if ref_str in EMBEDDED_MODELS or (path.is_file() and path.suffix == ".gguf") or is_model_folder(path):
+        return
+    if lora_ok and is_lora_folder(path):
+        return
+    if path.exists():
+        kind = "a LoRA adapter folder, not a full model" if is_lora_folder(path) else "not a model"
+        raise HoEError(
+            f"{prefix}'{ref_str}' is {kind}: expected a folder with config.json, a .gguf file, or a hub name"
+        )
+    if _looks_like_path(ref_str) or not _HUB_NAME.match(ref_str):
+        raise HoEError(f"{prefix}model not found: '{ref_str}' (no such file or folder)")
+
+
 def _download_from_hub(name: str, revision: str | None) -> Path:
     """Fetch config, tokenizer and safetensors weights of a hub model (users with hub access)."""
     try:

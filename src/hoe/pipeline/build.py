@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from hoe.checkpoints.loading import cache_root, resolve_checkpoint
+from hoe.checkpoints.loading import cache_root, check_model_reference, resolve_checkpoint
 from hoe.checkpoints.tensors import CheckpointTensors
 from hoe.errors import HoEError
 from hoe.experts import ExtractSettings, extract_expert
@@ -29,6 +29,7 @@ from hoe.model.bundle import (
     FORMAT_VERSION,
     Bundle,
     BundleSpec,
+    LoraExpertEntry,
     adapter_shapes,
     check_against_base,
     load_bundle,
@@ -71,6 +72,7 @@ def build_bundle(
     recipe, root = load_recipe(recipe_path, trust_code=trust_recipe_code)
     out = Path(out).resolve()
     _check_replaceable(out, root)
+    _check_plan(recipe, root)
     base_folder = resolve_checkpoint(recipe.base)
     base = CheckpointTensors(base_folder)
     layers = linear_layers(base_folder, base.shapes())
@@ -89,10 +91,7 @@ def build_bundle(
                 scorers=dict(recipe.scorers),
             ),
         )
-        steps = [("expert", i, e) for i, e in enumerate(recipe.experts)] + [
-            ("merge", i, m) for i, m in enumerate(recipe.merges)
-        ]
-        for kind, index, spec in tqdm(steps, desc="build", unit="expert", disable=not progress):
+        for kind, index, spec in tqdm(_steps(recipe), desc="build", unit="expert", disable=not progress):
             target = bundle.expert_folder(spec.name)
             fingerprint = _fingerprint(
                 recipe.base,
@@ -127,6 +126,55 @@ def build_bundle(
         check_against_base(bundle, base.shapes())
         bundle.save()
     return load_bundle(out)
+
+
+def _steps(recipe: Recipe) -> list[tuple[str, int, ExpertSpec | MergeSpec]]:
+    """The build's order: the recipe's experts, then its merges (a merge may use an earlier one)."""
+    return [("expert", i, e) for i, e in enumerate(recipe.experts)] + [
+        ("merge", i, m) for i, m in enumerate(recipe.merges)
+    ]
+
+
+def _check_plan(recipe: Recipe, root: Path) -> None:
+    """Everything about the recipe that needs no weights, checked before the first extraction (an
+    hour at 7B): every input exists (a hub fine-tune is fetched now), the anchors are distinct, and
+    every router can be planned (no expert on its anchor, ``covers`` names experts, the covered
+    experts reach the anchor)."""
+    for i, spec in enumerate(recipe.experts):
+        if spec.lora is not None and not (_resolve(root, spec.lora) / "adapter_config.json").is_file():
+            raise HoEError(f"experts.{i}.lora: '{_resolve(root, spec.lora)}' is not a peft LoRA folder")
+        if spec.finetuned is not None:
+            local = _resolve(root, spec.finetuned)
+            reference = str(local) if local.exists() else spec.finetuned
+            check_model_reference(reference, f"experts.{i}.finetuned", lora_ok=True)
+            if not local.exists():  # a hub name: fetched now, so that a typo fails before any extraction
+                try:
+                    resolve_checkpoint(reference)
+                except HoEError as exc:
+                    raise HoEError(f"experts.{i}.finetuned: {exc}") from None
+    anchors: dict[str, list[float]] = {}
+    for kind, index, spec in _steps(recipe):
+        anchors[spec.name] = _anchor_of(recipe, spec, kind, index, anchors)
+    entries = [LoraExpertEntry(name=name, path=f"experts/{name}", anchor=a) for name, a in anchors.items()]
+    plan = Bundle(
+        root,
+        BundleSpec(
+            format_version=FORMAT_VERSION,
+            base_model=recipe.base,
+            objectives=recipe.objectives,
+            target_modules=[],
+            experts=entries,
+        ),
+    )
+    plan.check_unique_anchors()
+    for i, spec in enumerate(recipe.routers):
+        anchor = anchor_vector(spec.anchor, recipe.objectives, f"routers.{i}.anchor")
+        if plan.router_index_at(anchor) is not None:
+            raise HoEError(f"routers.{i}: another router of the recipe sits on the anchor {anchor}")
+        entry = plan.plan_router(anchor, name=spec.name, covers=spec.covers, where=f"routers.{i}")
+        if entry.name in plan.pool_names():
+            raise HoEError(f"routers.{i}: the name '{entry.name}' is taken by an expert or an earlier router")
+        plan.spec.routers.append(entry)
 
 
 def _make_expert(
