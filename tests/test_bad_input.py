@@ -218,6 +218,7 @@ CASES = [
     ("evaluate-task-vectors", [*EVALUATE, "--task-vectors", "half"], "task", None),
     ("evaluate-device", [*EVALUATE, "--device", "foo"], "unknown device 'foo'", None),
     ("evaluate-out-is-bundle", [*EVALUATE[:3], "--out", "{bundle}", *EVALUATE[5:]], "bundle", None),
+    ("evaluate-no-room", [*EVALUATE[:7], "--max-new-tokens", "64"], "leaves no room for a prompt", None),
     # ---- train-router
     ("train-router-on-expert", [*ROUTER, "1,0"], "anchor", ROUTER_CONFIG),
     ("train-router-anchor-zero", [*ROUTER, "0,0"], "preference is all zero", ROUTER_CONFIG),

@@ -37,7 +37,7 @@ def test_recipe_scorers_reach_the_bundle_and_the_evaluation(bundle_dir, tmp_path
     import json
     import shutil
 
-    from hoe.evaluation import EvalSettings, plan
+    from hoe.evaluation import Decoding, EvalSettings, plan
 
     (tmp_path / "bad.yaml").write_text(
         "base: x\nobjectives: [a]\nscorers: {b: civility}\nexperts:\n  - {name: e, anchor: [1], lora: l}\n"
@@ -50,7 +50,8 @@ def test_recipe_scorers_reach_the_bundle_and_the_evaluation(bundle_dir, tmp_path
     shutil.copytree(bundle_dir, copy)
     spec["scorers"] = {"helpful": "concision", "harmless": "civility"}
     (copy / "hoe.json").write_text(json.dumps(spec))
-    assert plan(EvalSettings(bundle=str(copy), limit=2)).scorers == {"helpful": "concision", "harmless": "civility"}
+    settings = EvalSettings(bundle=str(copy), limit=2, decoding=Decoding(max_new_tokens=8))
+    assert plan(settings).scorers == {"helpful": "concision", "harmless": "civility"}
 
 
 @pytest.mark.parametrize(

@@ -33,11 +33,11 @@ from hoe.evaluation.preference_sets import preference_set
 from hoe.evaluation.report import build_report
 from hoe.evaluation.settings import EvalSettings
 from hoe.merging.merge_methods import get_method
-from hoe.model.bundle import load_bundle
+from hoe.model.bundle import Bundle, load_bundle
 from hoe.rewards.scoring import check_objective_name
 from hoe.rl.config import check_objectives, load_config
 from hoe.settings import flag_name
-from hoe.utils.io import write_json
+from hoe.utils.io import check_apart, write_json
 from hoe.utils.resumable import resumable_batches
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,7 @@ def plan(settings: EvalSettings) -> Plan:
             f"{flag_name('reference')} has {len(settings.reference)} values for {len(bundle.objectives)} objectives"
         )
     prompts = load_prompts(settings.prompts, settings.split, limit=settings.limit)
+    _check_room(bundle, settings)
     if "morlhf" in settings.methods or settings.morlhf_config is not None:
         check_objectives(_morlhf_config(settings), bundle.objectives)  # unknown keys and bad values fail here
     if any(METHODS[m].needs_experts for m in settings.methods):
@@ -89,12 +90,27 @@ def plan(settings: EvalSettings) -> Plan:
     return Plan(settings, bundle, prompts, preferences, points, scorers)
 
 
+def _check_room(bundle: Bundle, settings: EvalSettings) -> None:
+    """The model's context must hold a prompt and the new tokens: found from the config and the
+    tokenizer (no weights), before the run folder is written."""
+    tokenizer = load_tokenizer(bundle.spec.base_model, trust_remote_code=settings.trust_remote_code)
+    fit_prompts(
+        tokenizer,
+        [],
+        context_length(bundle.spec.base_model),
+        settings.decoding.max_new_tokens,
+        settings.chat,
+        settings.decoding.max_prompt_tokens,
+    )
+
+
 def evaluate(settings: EvalSettings, out: str | Path, *, overwrite: bool = False, progress: bool = True) -> dict:
     """Generate what is not cached yet, then (main process) score and write the report."""
     from accelerate import PartialState
 
     the_plan = plan(settings)
     out = Path(out)
+    check_apart(out, (the_plan.bundle.folder,))
     state = PartialState(cpu=settings.device == "cpu")
     with contextlib.ExitStack() as held:
         if state.is_main_process:

@@ -243,7 +243,13 @@ class Bundle:
         path = self.expert_folder(name).relative_to(self.folder).as_posix()
         write_json(
             self.folder / path / EXPERT_META,
-            {"format": 1, "objectives": self.objectives, "anchor": anchor, "source": source},
+            {
+                "format": 1,
+                "objectives": self.objectives,
+                "anchor": anchor,
+                "source": source,
+                "fingerprint": fingerprint,
+            },
         )
         entry = LoraExpertEntry(name=name, path=path, anchor=anchor, fingerprint=fingerprint, source=source)
         self.spec.experts.append(entry)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -36,7 +37,9 @@ from hoe.model.bundle import (
 )
 from hoe.pipeline.recipe import ExpertSpec, MergeSpec, Recipe, anchor_vector, load_recipe
 from hoe.training.make_expert import REPORT_NAME, MakeExpertSettings, make_expert
-from hoe.utils.io import atomic_dir
+from hoe.utils.io import resumable_dir
+
+logger = logging.getLogger(__name__)
 
 
 def _fingerprint(*parts) -> str:
@@ -79,18 +82,9 @@ def build_bundle(
     old_bundle = _previous(out)
     previous = {e.name: e for e in old_bundle.experts if e.fingerprint} if old_bundle else {}
     anchors: dict[str, list[float]] = {}
-    with atomic_dir(out, overwrite=True) as tmp:
-        bundle = Bundle(
-            tmp,
-            BundleSpec(
-                format_version=FORMAT_VERSION,
-                base_model=recipe.base,
-                objectives=recipe.objectives,
-                target_modules=[],
-                experts=[],
-                scorers=dict(recipe.scorers),
-            ),
-        )
+    with resumable_dir(out, "hoe build") as tmp:
+        staged = _staged_experts(tmp, recipe)
+        bundle = _new_bundle(tmp, recipe)
         for kind, index, spec in tqdm(_steps(recipe), desc="build", unit="expert", disable=not progress):
             target = bundle.expert_folder(spec.name)
             fingerprint = _fingerprint(
@@ -102,17 +96,19 @@ def build_bundle(
                 *([recipe.dtype] if recipe.dtype != "float32" else []),
             )  # old fingerprints stay valid
             old = previous.get(spec.name)
-            if (
-                old is not None
-                and old.fingerprint == fingerprint
-                and (out / old.path / "adapter_config.json").is_file()
-            ):
+            unchanged = old is not None and old.fingerprint == fingerprint
+            if staged.get(spec.name, {}).get("fingerprint") == fingerprint:  # finished by a killed run
+                source = staged[spec.name].get("source")
+            elif unchanged and (out / old.path / "adapter_config.json").is_file():
+                shutil.rmtree(target, ignore_errors=True)
                 shutil.copytree(out / old.path, target)
                 source = old.source
-            elif kind == "expert":
-                source = _make_expert(recipe, root, spec, index, target, base, layers, progress)
             else:
-                source = _make_merge(recipe, spec, bundle, target, progress)
+                shutil.rmtree(target, ignore_errors=True)  # a killed run's expert from another recipe entry
+                if kind == "expert":
+                    source = _make_expert(recipe, root, spec, index, target, base, layers, progress)
+                else:
+                    source = _make_merge(recipe, spec, bundle, target, progress)
             anchor = _anchor_of(recipe, spec, kind, index, anchors)
             anchors[spec.name] = anchor
             bundle.record_expert(spec.name, anchor, fingerprint=fingerprint, source=source)
@@ -126,6 +122,46 @@ def build_bundle(
         check_against_base(bundle, base.shapes())
         bundle.save()
     return load_bundle(out)
+
+
+def _staged_experts(staging: Path, recipe: Recipe) -> dict[str, dict]:
+    """What a killed build of this bundle left in its staging folder that is worth keeping: each
+    finished expert's metadata (written last, with the fingerprint of the recipe entry that made
+    it), by name. Everything else there (unfinished experts, routers, hoe.json) is removed."""
+    names = {spec.name for _, _, spec in _steps(recipe)}
+    finished = {}
+    for folder in sorted((staging / "experts").glob("*")) if (staging / "experts").is_dir() else []:
+        meta = _read_meta(folder / EXPERT_META) if folder.name in names else None
+        if meta is not None and meta.get("fingerprint") and (folder / "adapter_config.json").is_file():
+            finished[folder.name] = meta
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+    shutil.rmtree(staging / "routers", ignore_errors=True)
+    (staging / BUNDLE_FILE).unlink(missing_ok=True)
+    if finished:
+        logger.info("hoe build: reusing %d expert(s) a killed run finished: %s", len(finished), ", ".join(finished))
+    return finished
+
+
+def _read_meta(path: Path) -> dict | None:
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def _new_bundle(folder: Path, recipe: Recipe) -> Bundle:
+    """The recipe's bundle before any expert: base, objectives and scorers."""
+    spec = BundleSpec(
+        format_version=FORMAT_VERSION,
+        base_model=recipe.base,
+        objectives=recipe.objectives,
+        target_modules=[],
+        experts=[],
+        scorers=dict(recipe.scorers),
+    )
+    return Bundle(folder, spec)
 
 
 def _steps(recipe: Recipe) -> list[tuple[str, int, ExpertSpec | MergeSpec]]:
@@ -155,17 +191,8 @@ def _check_plan(recipe: Recipe, root: Path) -> None:
     anchors: dict[str, list[float]] = {}
     for kind, index, spec in _steps(recipe):
         anchors[spec.name] = _anchor_of(recipe, spec, kind, index, anchors)
-    entries = [LoraExpertEntry(name=name, path=f"experts/{name}", anchor=a) for name, a in anchors.items()]
-    plan = Bundle(
-        root,
-        BundleSpec(
-            format_version=FORMAT_VERSION,
-            base_model=recipe.base,
-            objectives=recipe.objectives,
-            target_modules=[],
-            experts=entries,
-        ),
-    )
+    plan = _new_bundle(root, recipe)  # in memory only: nothing is written
+    plan.spec.experts = [LoraExpertEntry(name=name, path=f"experts/{name}", anchor=a) for name, a in anchors.items()]
     plan.check_unique_anchors()
     for i, spec in enumerate(recipe.routers):
         anchor = anchor_vector(spec.anchor, recipe.objectives, f"routers.{i}.anchor")

@@ -12,7 +12,20 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from filelock import FileLock, Timeout
+
 from hoe.errors import HoEError
+
+
+def check_apart(out: str | Path, inputs: tuple[str | Path, ...]) -> None:
+    """Refuse an output that is, holds or sits inside one of the local ``inputs``."""
+    for source in inputs:
+        source_path = Path(str(source)).expanduser()
+        if not source_path.exists():
+            continue  # a hub name or an alias, not a local folder
+        a, b = Path(out).resolve(), source_path.resolve()
+        if a == b or a.is_relative_to(b) or b.is_relative_to(a):
+            raise HoEError(f"output '{out}' overlaps the input '{source}'; choose a folder of its own")
 
 
 def check_output_dir(out: str | Path, overwrite: bool, inputs: tuple[str | Path, ...] = ()) -> Path:
@@ -20,13 +33,7 @@ def check_output_dir(out: str | Path, overwrite: bool, inputs: tuple[str | Path,
     one of the local ``inputs`` (replacing it would destroy what the job reads); checked before
     any work starts."""
     out = Path(out)
-    for source in inputs:
-        source_path = Path(str(source)).expanduser()
-        if not source_path.exists():
-            continue  # a hub name or an alias, not a local folder
-        a, b = out.resolve(), source_path.resolve()
-        if a == b or a.is_relative_to(b) or b.is_relative_to(a):
-            raise HoEError(f"output '{out}' overlaps the input '{source}'; choose a folder of its own")
+    check_apart(out, inputs)
     if out.exists() and not overwrite:
         raise HoEError(f"output '{out}' already exists (pass --overwrite to replace it)")
     if out.exists() and not out.is_dir():
@@ -67,6 +74,39 @@ def atomic_dir(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextlib.contextmanager
+def resumable_dir(out: str | Path, what: str) -> Iterator[Path]:
+    """Like ``atomic_dir`` (with replacement), for a long job whose finished parts a killed run
+    should not lose: the staging folder has a stable name, ``.OUT.partial``, and survives an
+    interruption or a crash so that the next run of the same job finds it and keeps what is still
+    valid (the caller decides what). A lock beside it lets one run at a time write ``out``; a second
+    gets one line naming ``what`` is running. Bad input (``HoEError``) removes the staging folder:
+    it holds nothing worth resuming."""
+    out = Path(out)
+    if not out.name or out.name in (".", ".."):
+        out = out.resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging, lock = out.with_name(f".{out.name}.partial"), out.with_name(f".{out.name}.lock")
+    held = FileLock(str(lock), timeout=0)
+    try:
+        held.acquire()
+    except Timeout:
+        raise HoEError(f"another {what} is writing '{out}' (lock {lock}); wait for it to finish") from None
+    try:
+        remove_leftovers(out)
+        staging.mkdir(exist_ok=True)
+        os.chmod(staging, 0o777 & ~_umask())
+        try:
+            yield staging
+        except HoEError:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        _move_into_place(staging, out, overwrite=True)
+    finally:
+        held.release()
+    lock.unlink(missing_ok=True)  # nobody waits on it (timeout 0), so removing it once done is safe
 
 
 def _move_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
