@@ -5,6 +5,7 @@ Each row is (command line, the start of the one line it must print). ``{bundle}`
 and a case may first write files there (``SETUP``). Nothing but the set-up files may exist afterwards."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 from hoe.cli import app
 
 runner = CliRunner()
+BUNDLE: Path  # the tiny bundle, set by the ``places`` fixture before any set-up runs
 
 
 def _text(name: str, text: str):
@@ -21,6 +23,29 @@ def _text(name: str, text: str):
 
 def _bytes(name: str, data: bytes):
     return lambda tmp: (tmp / name).write_bytes(data)
+
+
+def _bundle_copy(edit):
+    """A copy of the tiny bundle at {tmp}/b, changed by ``edit(folder)`` (a hostile or damaged bundle)."""
+
+    def setup(tmp: Path) -> None:
+        shutil.copytree(BUNDLE, tmp / "b")
+        edit(tmp / "b")
+
+    return setup
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:100])
+
+
+def _lower_rank_of_one_a(folder: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(folder / "adapter_model.safetensors")
+    key = next(k for k in weights if "lora_A" in k)
+    weights[key] = weights[key][:1].contiguous()
+    save_file(weights, folder / "adapter_model.safetensors")
 
 
 def _rows(*rows) -> str:
@@ -227,6 +252,69 @@ CASES = [
     ("train-router-config-key", [*ROUTER, "0.25,0.75"], "learning_rat", _text("c.yaml", "learning_rat: 1\n")),
     ("train-router-config-missing", [*ROUTER, "0.25,0.75"], "c.yaml", None),
     ("train-router-device", [*ROUTER, "0.25,0.75", "--device", "foo"], "unknown device 'foo'", ROUTER_CONFIG),
+    # ---- damaged or hostile bundles and adapters
+    (
+        "bundle-adapter-config-malformed",
+        ["generate", "--bundle", "{tmp}/b", "--preference", "1,0", "--max-new-tokens", "4", "hi"],
+        "adapter_config.json: not valid JSON",
+        _bundle_copy(lambda b: (b / "experts/helpful/adapter_config.json").write_text("{bad")),
+    ),
+    (
+        "bundle-adapter-config-no-rank",
+        ["generate", "--bundle", "{tmp}/b", "--preference", "1,0", "--max-new-tokens", "4", "hi"],
+        "'r' (the LoRA rank) must be a positive integer",
+        _bundle_copy(lambda b: (b / "experts/helpful/adapter_config.json").write_text('{"peft_type": "LORA"}')),
+    ),
+    (
+        "bundle-adapter-ranks-differ",
+        ["export", "--bundle", "{tmp}/b", "--preference", "1,0", "--out", "{tmp}/o"],
+        "do not make a low-rank product",
+        _bundle_copy(lambda b: _lower_rank_of_one_a(b / "experts/helpful")),
+    ),
+    (
+        "bundle-adapter-truncated",
+        ["export", "--bundle", "{tmp}/b", "--preference", "1,0", "--out", "{tmp}/o"],
+        "",
+        _bundle_copy(lambda b: _truncate(b / "experts/helpful/adapter_model.safetensors")),
+    ),
+    (
+        "bundle-router-truncated",
+        ["generate", "--bundle", "{tmp}/b", "--preference", "0.25,0.75", "--max-new-tokens", "4", "hi"],
+        "",
+        _bundle_copy(lambda b: _truncate(next((b / "routers").glob("*.safetensors")))),
+    ),
+    (
+        "bundle-json-list",
+        ["info", "--bundle", "{tmp}/b"],
+        "unknown format version",
+        _bundle_copy(lambda b: (b / "hoe.json").write_text("[]")),
+    ),
+    (
+        "bundle-path-outside",
+        ["generate", "--bundle", "{tmp}/b", "--preference", "1,0", "--max-new-tokens", "4", "hi"],
+        "outside",
+        _bundle_copy(
+            lambda b: (b / "hoe.json").write_text(
+                (b / "hoe.json").read_text().replace('"experts/helpful"', '"../../etc"')
+            )
+        ),
+    ),
+    (
+        "merge-expert-meta-malformed",
+        [
+            "merge",
+            "--base",
+            "{base}",
+            "--experts",
+            "{tmp}/b/experts/helpful",
+            "--experts",
+            "{expert2}",
+            "--out",
+            "{tmp}/o",
+        ],
+        "hoe_expert.json: not valid JSON",
+        _bundle_copy(lambda b: (b / "experts/helpful/hoe_expert.json").write_text("[1")),
+    ),
     # ---- info, build
     ("info-missing", ["info", "--bundle", "{tmp}/none"], "not a HoE bundle", None),
     ("info-bad-json", ["info", "--bundle", "{tmp}"], "not valid JSON", _text("hoe.json", "{")),
@@ -249,6 +337,8 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def places(bundle_dir, recipe_dir, tiny_chat_model) -> dict[str, str]:
+    global BUNDLE
+    BUNDLE = bundle_dir
     return {
         "bundle": str(bundle_dir),
         "expert": str(bundle_dir / "experts" / "helpful"),

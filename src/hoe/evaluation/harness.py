@@ -152,9 +152,8 @@ def _evaluate_claimed(the_plan: Plan, settings: EvalSettings, out: Path, state, 
 def _fingerprint(the_plan: Plan) -> dict:
     """What the cached generations depend on (methods and preferences may change between runs)."""
     s = the_plan.settings
-    bundle_text = (the_plan.bundle.folder / "hoe.json").read_bytes()
     fingerprint = {
-        "bundle_sha": hashlib.sha256(bundle_text).hexdigest()[:16],
+        "bundle_sha": the_plan.bundle.fingerprint(),
         "prompts_sha": hashlib.sha256("\0".join(the_plan.prompts).encode()).hexdigest()[:16],
         "decoding": s.decoding.model_dump(),
         "task_vectors": s.task_vectors,

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from hoe.errors import HoEError
+from hoe.utils.io import read_json
 
 PEFT_PREFIX = "base_model.model."
 WEIGHTS_NAME = "adapter_model.safetensors"
@@ -76,11 +77,13 @@ def read_lora(folder: str | Path) -> LoraAdapter:
     config_file = folder / "adapter_config.json"
     if not config_file.is_file():
         raise HoEError(f"'{folder}' is not a LoRA adapter folder (no adapter_config.json)")
-    config = json.loads(config_file.read_text())
+    config = read_json(config_file)
     if config.get("peft_type", "LORA") != "LORA":
         raise HoEError(f"'{folder}' is a {config.get('peft_type')} adapter; only LoRA adapters are supported")
     if config.get("use_dora"):
         raise HoEError(f"'{folder}' is a DoRA adapter; its magnitude vector is not a low-rank delta")
+    if not _is_positive_int(config.get("r")):
+        raise HoEError(f"{config_file}: 'r' (the LoRA rank) must be a positive integer, got {config.get('r')!r}")
     state = _read_adapter_weights(folder)
     pairs: dict[str, dict[str, torch.Tensor]] = {}
     for key, tensor in state.items():
@@ -91,7 +94,8 @@ def read_lora(folder: str | Path) -> LoraAdapter:
     for module, pair in pairs.items():
         if set(pair) != {"lora_A", "lora_B"}:
             raise HoEError(f"adapter '{folder}' has an incomplete pair for module '{module}'")
-        _, scale = _scale(config, module)
+        rank, scale = _scale(config, module)
+        _check_pair(folder, module, pair["lora_A"], pair["lora_B"], rank)
         modules[module] = LoraModule(B=pair["lora_B"], A=pair["lora_A"], scale=scale)
     if not modules:
         raise HoEError(f"adapter '{folder}' holds no LoRA weights")
@@ -101,6 +105,25 @@ def read_lora(folder: str | Path) -> LoraAdapter:
         fan_in_fan_out=bool(config.get("fan_in_fan_out")),
         extra_config={k: config.get(k) for k in ("modules_to_save", "target_modules")},
     )
+
+
+def _is_positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _check_pair(folder: Path, module: str, a: torch.Tensor, b: torch.Tensor, rank: int) -> None:
+    """B (out × r) A (r × in) with the rank its config gives: peft and vLLM would refuse anything
+    else, and a product of mismatched factors is no delta at all."""
+    if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[1]:
+        raise HoEError(
+            f"adapter '{folder}', module '{module}': lora_A {tuple(a.shape)} and lora_B {tuple(b.shape)} "
+            "do not make a low-rank product (B is out × r, A is r × in)"
+        )
+    if a.shape[0] != rank:
+        raise HoEError(
+            f"adapter '{folder}', module '{module}': the weights have rank {a.shape[0]}, adapter_config.json "
+            f"says {rank}"
+        )
 
 
 def _read_adapter_weights(folder: Path) -> dict[str, torch.Tensor]:

@@ -7,12 +7,12 @@ small model. The test suite checks this agrees with the ``nn.Linear`` modules of
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from hoe.errors import HoEError
+from hoe.utils.io import read_json
 
 TIED_HEADS = {"lm_head.weight"}  # absent from checkpoints that tie it to the input embedding
 
@@ -50,7 +50,7 @@ def read_config(folder: str | Path) -> dict:
     path = Path(folder) / "config.json"
     if not path.is_file():
         raise HoEError(f"'{folder}' has no config.json")
-    return json.loads(path.read_text())
+    return read_json(path)
 
 
 def _vocab_size(config: dict) -> int | None:

@@ -9,7 +9,6 @@ it in ``hoe_expert.json``.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import resource
 import time
@@ -29,7 +28,7 @@ from hoe.experts.modules import check_adapter_shapes, check_same_architecture, l
 from hoe.experts.svd import LowRankFactors, SvdBackend, rerank_lora, single_threaded_lapack, task_svd
 from hoe.merging.merge_methods import get_method
 from hoe.settings import Settings, flag_name
-from hoe.utils.io import atomic_dir, check_output_dir, write_json
+from hoe.utils.io import atomic_dir, check_output_dir, read_json, write_json
 
 REPORT_NAME = "merge_report.json"
 
@@ -145,7 +144,7 @@ class _Input:
 
 def _read_meta(folder: Path) -> dict | None:
     path = folder / EXPERT_META
-    return json.loads(path.read_text()) if path.is_file() else None
+    return read_json(path) if path.is_file() else None
 
 
 def _module_seed(seed: int, module: str) -> int:

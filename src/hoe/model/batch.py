@@ -30,6 +30,7 @@ def generate_rows(
 
     settings = {
         "bundle": str(Path(model.bundle.folder).resolve()),
+        "bundle_sha": model.bundle.fingerprint(),  # the same folder rebuilt or retrained is another model
         "options": options,
         "seed": seed,
         "batch_size": batch_size,

@@ -8,7 +8,7 @@ checked against the base checkpoint's tensor headers before any weight is loaded
 
 from __future__ import annotations
 
-import json
+import hashlib
 import math
 import os
 import shutil
@@ -26,7 +26,7 @@ from hoe.experts.lora import EXPERT_META, split_adapter_key
 from hoe.model.router_weights import router_init
 from hoe.routing import PreferenceLike, convex_weights, nearest, parse_preference, route
 from hoe.settings import Identifier, first_error
-from hoe.utils.io import remove_leftovers, run_tag, write_json
+from hoe.utils.io import read_json, remove_leftovers, run_tag, write_json
 
 BUNDLE_FILE = "hoe.json"
 
@@ -100,6 +100,11 @@ class Bundle:
 
     def router_path(self, entry: RouterEntry) -> Path:
         return self.folder / entry.path
+
+    def fingerprint(self) -> str:
+        """A digest of ``hoe.json`` as saved: it changes whenever an expert is remade or a router is
+        trained, so cached or resumed outputs of another version of the bundle are told apart."""
+        return hashlib.sha256((self.folder / BUNDLE_FILE).read_bytes()).hexdigest()[:16]
 
     def pool(self) -> np.ndarray:
         """Anchors of the routing pool: LoRA experts first, then router experts."""
@@ -300,10 +305,7 @@ def load_bundle(folder: str | Path) -> Bundle:
     path = folder / BUNDLE_FILE
     if not path.is_file():
         raise HoEError(f"'{folder}' is not a HoE bundle (no {BUNDLE_FILE})")
-    try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise HoEError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    raw = read_json(path, kind=None)
     version = raw.get("format_version") if isinstance(raw, dict) else None
     if version != FORMAT_VERSION:
         raise HoEError(f"{path}: unknown format version {version!r} (this hoe reads version {FORMAT_VERSION})")

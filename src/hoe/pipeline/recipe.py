@@ -30,7 +30,6 @@ Relative paths are relative to the recipe file.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Literal, Union
@@ -46,6 +45,7 @@ from hoe.rewards.scoring import check_objective_name
 from hoe.routing import parse_preference
 from hoe.settings import Identifier, first_error
 from hoe.training.make_expert import MakeExpertSettings
+from hoe.utils.io import read_json
 
 AnchorLike = Union[list[float], dict[str, float]]
 
@@ -145,7 +145,7 @@ def recorded_anchor(folder: Path, objectives: list[str], where: str) -> dict[str
     meta = Path(folder).expanduser() / EXPERT_META
     if not meta.is_file():
         raise HoEError(f"{where}: missing, and '{folder}' records no anchor (no hoe_expert.json)")
-    record = json.loads(meta.read_text())
+    record = read_json(meta)
     unknown = [
         name for name, weight in zip(record["objectives"], record["anchor"]) if weight > 0 and name not in objectives
     ]

@@ -189,6 +189,19 @@ def write_text(path: str | Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def read_json(path: str | Path, kind: type | None = dict) -> Any:
+    """A JSON file that may come from anyone (a bundle, an adapter, a run folder): malformed text or
+    a value of the wrong kind is one line naming the file, never a traceback."""
+    path = Path(path)
+    try:
+        value = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise HoEError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    if kind is not None and not isinstance(value, kind):
+        raise HoEError(f"{path}: expected a JSON {'object' if kind is dict else kind.__name__}")
+    return value
+
+
 def write_json(path: str | Path, data: Any) -> None:
     """Write JSON atomically (see write_text)."""
     write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
