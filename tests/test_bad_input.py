@@ -18,7 +18,11 @@ BUNDLE: Path  # the tiny bundle, set by the ``places`` fixture before any set-up
 
 
 def _text(name: str, text: str):
-    return lambda tmp: (tmp / name).write_text(text)
+    def setup(tmp: Path) -> None:
+        (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / name).write_text(text)
+
+    return setup
 
 
 def _bytes(name: str, data: bytes):
@@ -314,6 +318,26 @@ CASES = [
         ],
         "hoe_expert.json: not valid JSON",
         _bundle_copy(lambda b: (b / "experts/helpful/hoe_expert.json").write_text("[1")),
+    ),
+    # ---- --overwrite replaces only a command's own kind of output
+    (
+        "extract-overwrite-other-folder",
+        [*EXTRACT, "{ft}", "--overwrite"],
+        "a folder this command did not write",
+        _text("o/notes.txt", "mine"),
+    ),
+    ("merge-overwrite-other-folder", [*MERGE, "--overwrite"], "no adapter_config.json", _text("o/notes.txt", "mine")),
+    (
+        "export-overwrite-model-folder",
+        [*EXPORT, "1,0", "--overwrite"],
+        "no adapter_config.json",
+        _text("o/config.json", "{}"),
+    ),
+    (
+        "export-merged-overwrite-adapter",
+        [*EXPORT, "1,0", "--merged", "--overwrite"],
+        "no config.json",
+        _text("o/adapter_config.json", "{}"),
     ),
     # ---- info, build
     ("info-missing", ["info", "--bundle", "{tmp}/none"], "not a HoE bundle", None),

@@ -184,6 +184,10 @@ def test_missing_paths_and_existing_out(tiny_base, tiny_planted, tmp_path):
     with pytest.raises(HoEError, match="already exists"):
         extract_expert(tiny_base, tiny_planted[0], tmp_path / "out", progress=False)
     assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
+    with pytest.raises(HoEError, match="a folder this command did not write"):  # not an adapter: never emptied
+        extract_expert(tiny_base, tiny_planted[0], tmp_path / "out", overwrite=True, progress=False)
+    assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
+    (tmp_path / "out" / "adapter_config.json").write_text("{}")  # a previous adapter is replaced
     extract_expert(tiny_base, tiny_planted[0], tmp_path / "out", overwrite=True, progress=False)
     assert (tmp_path / "out" / "adapter_model.safetensors").is_file() and not (tmp_path / "out" / "keep.txt").exists()
 

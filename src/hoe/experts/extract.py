@@ -116,7 +116,7 @@ def extract_expert(
     """
     settings = settings or ExtractSettings()
     settings.validate_machine()
-    check_output_dir(out, overwrite, inputs=(base, finetuned))
+    check_output_dir(out, overwrite, inputs=(base, finetuned), marker="adapter_config.json")
     if str(base) == str(finetuned) or (Path(base).exists() and Path(base).resolve() == Path(finetuned).resolve()):
         raise HoEError(f"--finetuned is the base itself ('{finetuned}'): there is no task vector to extract")
     start = time.perf_counter()

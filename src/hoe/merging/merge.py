@@ -180,7 +180,7 @@ def merge_experts(
     settings = settings or MergeSettings()
     params = settings.validate_for(len(experts))
     method = get_method(settings.method)
-    check_output_dir(out, overwrite, inputs=(base, *experts))
+    check_output_dir(out, overwrite, inputs=(base, *experts), marker="adapter_config.json")
     start = time.perf_counter()
     base_folder = resolve_checkpoint(base)
     base_tensors = CheckpointTensors(base_folder)

@@ -88,7 +88,12 @@ def export_preference(
     bundle = load_bundle(bundle_path)
     vector = parse_preference(preference, bundle.objectives)
     gates = static_gates(bundle, vector)
-    check_output_dir(out, overwrite, inputs=(bundle_path, bundle.spec.base_model))
+    check_output_dir(
+        out,
+        overwrite,
+        inputs=(bundle_path, bundle.spec.base_model),
+        marker="config.json" if merged else "adapter_config.json",
+    )
     modules = fold(bundle, gates)
     record = {
         "bundle": str(bundle_path),

@@ -298,7 +298,7 @@ def train_reward_head(settings: RewardHeadSettings, out: str | Path, *, overwrit
     the eval and held-out splits. Every input is checked before anything is fitted or written."""
     started = time.perf_counter()
     files = tuple(part.removeprefix("file:") for part in settings.pairs.split("+") if not part.startswith("packaged:"))
-    check_output_dir(out, overwrite, inputs=files)
+    check_output_dir(out, overwrite, inputs=files, marker=META_FILE)
     splits = split_pairs(read_preference_pairs(settings.pairs))
     if not splits["train"]:
         raise HoEError(f"preference pairs '{settings.pairs}': none in the train split (all prompts hash elsewhere)")

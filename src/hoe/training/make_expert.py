@@ -102,7 +102,7 @@ def make_expert(
     progress: bool = True,
 ) -> MakeExpertReport:
     """Make the expert at ``out`` (a transformers folder with ``make_expert_report.json``)."""
-    check_output_dir(out, overwrite, inputs=(base,))
+    check_output_dir(out, overwrite, inputs=(base,), marker="config.json")
     check_objective_name(settings.objective)
     get_scorer(settings.objective)  # a scorer that cannot load fails here, before any sampling
     prompts = load_prompts(settings.prompts, "train", limit=settings.prompt_count)

@@ -74,7 +74,7 @@ def supervised_finetune(
         lora.validate()
     if not pairs:
         raise HoEError("no training pairs")
-    check_output_dir(out, overwrite, inputs=(base,))
+    check_output_dir(out, overwrite, inputs=(base,), marker="config.json")
     out = Path(out)
     partial = out.with_name(out.name + ".partial")
     tokenizer = load_tokenizer(base)

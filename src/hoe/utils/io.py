@@ -28,16 +28,25 @@ def check_apart(out: str | Path, inputs: tuple[str | Path, ...]) -> None:
             raise HoEError(f"output '{out}' overlaps the input '{source}'; choose a folder of its own")
 
 
-def check_output_dir(out: str | Path, overwrite: bool, inputs: tuple[str | Path, ...] = ()) -> Path:
+def check_output_dir(
+    out: str | Path, overwrite: bool, inputs: tuple[str | Path, ...] = (), marker: str | None = None
+) -> Path:
     """Refuse an existing output unless ``overwrite``, and an output that is, holds or sits inside
     one of the local ``inputs`` (replacing it would destroy what the job reads); checked before
-    any work starts."""
+    any work starts. With ``marker`` (the file every output of the job holds, e.g.
+    ``adapter_config.json``), ``--overwrite`` replaces only an empty folder or one holding it: a
+    mistyped ``--out ~/Documents --overwrite`` is refused, not emptied."""
     out = Path(out)
     check_apart(out, inputs)
     if out.exists() and not overwrite:
         raise HoEError(f"output '{out}' already exists (pass --overwrite to replace it)")
     if out.exists() and not out.is_dir():
         raise HoEError(f"output '{out}' exists and is not a folder")
+    if marker is not None and out.is_dir() and any(out.iterdir()) and not (out / marker).is_file():
+        raise HoEError(
+            f"output '{out}' is a folder this command did not write (no {marker}); --overwrite replaces only "
+            "its own kind of output, so choose another folder"
+        )
     return out
 
 
