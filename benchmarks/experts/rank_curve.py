@@ -1,9 +1,10 @@
 """How much of a full fine-tune's own-objective gain its LoRA expert keeps, by rank (issue 16, part 3).
 
-For each expert of `run.py`'s results whose own gain is at least 3 paired SE (a gain too small to
-measure cannot be said to be kept or lost), the task vector of the full fine-tune is extracted by
-task-SVD at ranks 8, 16, 32 and 64 (`hoe extract`), the base with each LoRA (peft, unmerged, as a
-HoE expert runs) answers the same 256 held-out prompts greedily, and the own objective is scored.
+For the expert of each objective with the largest effect among `run.py`'s results whose own gain
+is at least 3 paired SE (a gain too small to measure cannot be said to be kept or lost), the task
+vector of the full fine-tune is extracted by task-SVD at ranks 8, 16, 32 and 64 (`hoe extract`),
+the base with each LoRA (peft, unmerged, as a HoE expert runs) answers the same 256 held-out
+prompts greedily, and the own objective is scored.
 
     retained = mean(LoRA − base) / mean(full − base), paired over prompts,
     with a 95% bootstrap interval (2,000 resamples of the prompts).
@@ -77,11 +78,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suite", default="helpful-harmless")
     parser.add_argument("--work", type=Path, default=HERE / "work")
+    parser.add_argument("--experts", help="labels, comma-separated (default: per objective, the largest effect)")
     args = parser.parse_args()
     stem = "results" if args.suite == "assistant" else f"results-{args.suite}"
     results = json.loads((HERE / f"{stem}.json").read_text())
     count, steps = (re.search(rf"--{flag} (\d+)", results["command"]).group(1) for flag in ("prompt-count", "steps"))
-    chosen = {label: v for label, v in results["verdicts"].items() if (v["gain_in_paired_se"] or 0) >= 3}
+    measurable = {label: v for label, v in results["verdicts"].items() if (v["gain_in_paired_se"] or 0) >= 3}
+    best: dict[str, str] = {}  # per objective, the expert with the largest effect (the one a bundle would use)
+    for label, verdict in measurable.items():
+        objective = label.split(" (")[0]
+        if objective not in best or verdict["effect_size_d"] > measurable[best[objective]]["effect_size_d"]:
+            best[objective] = label
+    chosen = {label: measurable[label] for label in (args.experts.split(",") if args.experts else best.values())}
     answers_dir = args.work / "answers"
     base_saved = json.loads((answers_dir / "base.json").read_text())
     prompts = base_saved["prompts"]
@@ -148,6 +156,8 @@ def plot(report: dict, path: Path) -> None:
     left.set(xscale="log", xticks=list(RANKS), xticklabels=list(RANKS), xlabel="LoRA rank", ylabel="gain retained")
     right.axhline(report["base_ms_per_step"], linestyle="--", color="black", label="base")
     right.set(xscale="log", xticks=list(RANKS), xticklabels=list(RANKS), xlabel="LoRA rank", ylabel="ms per step")
+    for axis in (left, right):
+        axis.minorticks_off()
     left.legend(fontsize=8)
     right.legend(fontsize=8)
     fig.tight_layout()

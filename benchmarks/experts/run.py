@@ -20,6 +20,7 @@ import argparse
 import json
 import math
 import os
+import re
 import statistics
 import time
 from pathlib import Path
@@ -75,6 +76,27 @@ def heldout_subsets(per_subset: int) -> dict[str, list[str]]:
         "helpful": load_prompts("packaged:hh-helpful-test", "all", limit=per_subset),
         "harmless": harmless[:per_subset],
     }
+
+
+# A refusal in the words small chat models use; a heuristic count to read beside the scores, not an objective.
+REFUSAL = re.compile(
+    r"\b(I can(no|')t|I'm sorry|I am sorry|I won't|cannot (help|assist|provide)|not able to|As an AI)", re.IGNORECASE
+)
+
+
+def profile(responses: list[str], scores: dict[str, list[float]], subsets: dict[str, list[str]]) -> dict:
+    """Per subset: the share of refusal-like answers, mean relevance (if scored) and mean length in words."""
+    rows, start = {}, 0
+    for subset, prompts in subsets.items():
+        window = slice(start, start + len(prompts))
+        answers = responses[window]
+        rows[subset] = {
+            "refusal_like": round(sum(bool(REFUSAL.search(a)) for a in answers) / len(answers), 3),
+            "relevance": round(statistics.mean(scores["relevance"][window]), 4) if "relevance" in scores else None,
+            "words": round(statistics.mean(len(a.split()) for a in answers), 1),
+        }
+        start += len(prompts)
+    return rows
 
 
 def paired_gain(expert: list[float], base: list[float]) -> dict:
@@ -135,7 +157,7 @@ def main() -> None:
                 timings[label] = previous[label]
             models[label], own[label] = str(out), objective
     cache = ScoreCache(cache_root() / "scores.sqlite")
-    table, per_prompt = {}, {}
+    table, per_prompt, texts = {}, {}, {}
     for label, ref in models.items():
         saved = args.work / "answers" / f"{label.replace(' ', '_').replace('(', '').replace(')', '')}.json"
         if saved.is_file() and json.loads(saved.read_text())["prompts"] == heldout:
@@ -144,6 +166,7 @@ def main() -> None:
             responses = answers(ref, heldout)
             saved.parent.mkdir(parents=True, exist_ok=True)
             saved.write_text(json.dumps({"model": ref, "prompts": heldout, "responses": responses}))
+        texts[label] = responses
         per_prompt[label] = score_objectives(scored_objectives, heldout, responses, cache=cache)
         table[label] = {name: mean_se(values) for name, values in per_prompt[label].items()}
         print(label, {k: round(v[0], 4) for k, v in table[label].items()}, flush=True)
@@ -171,6 +194,7 @@ def main() -> None:
                 **paired_gain(expert_scores[window], base_scores[window]),
             }
             start += len(prompts)
+    profiles = {label: profile(texts[label], per_prompt[label], subsets) for label in models}
     reports = {
         label: json.loads((Path(path) / "make_expert_report.json").read_text())
         for label, path in models.items()
@@ -182,6 +206,7 @@ def main() -> None:
         "objectives": objectives,
         "methods": methods,
         "verdicts": verdicts,
+        "profiles": profiles,
         "table": {m: {o: [round(v[0], 4), round(v[1], 4)] for o, v in row.items()} for m, row in table.items()},
         "make_expert_seconds": timings,
         "training_pairs": {
@@ -230,6 +255,20 @@ def main() -> None:
         )
         + " |"
         for o, v in verdicts.items()
+    ]
+    lines += [
+        "",
+        "What the answers look like, per subset (refusal-like: the answer opens or says 'I'm sorry', 'I can't', "
+        "'I cannot help', 'as an AI'...; a heuristic, not a score):",
+        "",
+        "| model | " + " | ".join(f"{name}: refusal-like, relevance, words" for name in subsets) + " |",
+        "|---|" + "---:|" * len(subsets),
+    ]
+    lines += [
+        f"| {label} | "
+        + " | ".join(f"{p['refusal_like']:.0%}, {p['relevance']:.3f}, {p['words']:.0f}" for p in rows.values())
+        + " |"
+        for label, rows in profiles.items()
     ]
     (HERE / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
