@@ -117,17 +117,12 @@ def resolve_checkpoint(ref: str | os.PathLike, *, revision: str | None = None) -
     ref_str = str(ref)
     if ref_str in EMBEDDED_MODELS:
         return gguf_to_folder(embedded_gguf_path(ref_str))
+    check_model_reference(ref_str)
     path = Path(ref_str).expanduser()
-    if path.exists():
-        if path.is_file() and path.suffix == ".gguf":
-            return gguf_to_folder(path)
-        if is_model_folder(path):
-            return path
-        if is_lora_folder(path):
-            raise HoEError(f"'{ref_str}' is a LoRA adapter folder, not a full model")
-        raise HoEError(f"'{ref_str}' is not a model: expected a folder with config.json, a .gguf file, or a hub name")
-    if _looks_like_path(ref_str) or not _HUB_NAME.match(ref_str):
-        raise HoEError(f"model not found: '{ref_str}' (no such file or folder)")
+    if path.is_file():  # a .gguf file (anything else was refused above)
+        return gguf_to_folder(path)
+    if is_model_folder(path):
+        return path
     return _download_from_hub(ref_str, revision)
 
 
@@ -141,10 +136,11 @@ def check_model_reference(ref: str | os.PathLike, where: str = "", *, lora_ok: b
         return
     if lora_ok and is_lora_folder(path):
         return
+    if is_lora_folder(path):
+        raise HoEError(f"{prefix}'{ref_str}' is a LoRA adapter folder, not a full model")
     if path.exists():
-        kind = "a LoRA adapter folder, not a full model" if is_lora_folder(path) else "not a model"
         raise HoEError(
-            f"{prefix}'{ref_str}' is {kind}: expected a folder with config.json, a .gguf file, or a hub name"
+            f"{prefix}'{ref_str}' is not a model: expected a folder with config.json, a .gguf file, or a hub name"
         )
     if _looks_like_path(ref_str) or not _HUB_NAME.match(ref_str):
         raise HoEError(f"{prefix}model not found: '{ref_str}' (no such file or folder)")

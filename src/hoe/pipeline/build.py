@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from hoe.checkpoints.loading import cache_root, check_model_reference, resolve_checkpoint
+from hoe.checkpoints.loading import cache_root, check_model_reference, is_lora_folder, resolve_checkpoint
 from hoe.checkpoints.tensors import CheckpointTensors
 from hoe.errors import HoEError
 from hoe.experts import ExtractSettings, extract_expert
@@ -37,7 +37,7 @@ from hoe.model.bundle import (
 )
 from hoe.pipeline.recipe import ExpertSpec, MergeSpec, Recipe, anchor_vector, load_recipe
 from hoe.training.make_expert import REPORT_NAME, MakeExpertSettings, make_expert
-from hoe.utils.io import resumable_dir
+from hoe.utils.io import read_json, resumable_dir
 
 logger = logging.getLogger(__name__)
 
@@ -144,11 +144,11 @@ def _staged_experts(staging: Path, recipe: Recipe) -> dict[str, dict]:
 
 
 def _read_meta(path: Path) -> dict | None:
+    """A staged expert's metadata, or None when a killed run left none (or a damaged one)."""
     try:
-        meta = json.loads(path.read_text())
-    except (OSError, ValueError):
+        return read_json(path)
+    except (OSError, HoEError):
         return None
-    return meta if isinstance(meta, dict) else None
 
 
 def _new_bundle(folder: Path, recipe: Recipe) -> Bundle:
@@ -177,8 +177,8 @@ def _check_plan(recipe: Recipe, root: Path) -> None:
     every router can be planned (no expert on its anchor, ``covers`` names experts, the covered
     experts reach the anchor)."""
     for i, spec in enumerate(recipe.experts):
-        if spec.lora is not None and not (_resolve(root, spec.lora) / "adapter_config.json").is_file():
-            raise HoEError(f"experts.{i}.lora: '{_resolve(root, spec.lora)}' is not a peft LoRA folder")
+        if spec.lora is not None:
+            _check_lora_folder(_resolve(root, spec.lora), f"experts.{i}.lora")
         if spec.finetuned is not None:
             local = _resolve(root, spec.finetuned)
             reference = str(local) if local.exists() else spec.finetuned
@@ -240,10 +240,14 @@ def _make_expert(
     return {"kind": "extract", "from": reference, "rank": settings.rank}
 
 
+def _check_lora_folder(folder: Path, where: str) -> None:
+    if not is_lora_folder(folder):
+        raise HoEError(f"{where}: '{folder}' is not a LoRA adapter folder")
+
+
 def _copy_lora(folder: Path, target: Path, base: CheckpointTensors, layers: dict, where: str) -> None:
     """Copy a peft LoRA folder in as an expert, after checking it fits the base."""
-    if not (folder / "adapter_config.json").is_file():
-        raise HoEError(f"{where}: '{folder}' is not a LoRA adapter folder")
+    _check_lora_folder(folder, where)
     check_adapter_shapes(read_lora(folder), folder, base, layers)
     shutil.copytree(folder, target, ignore=shutil.ignore_patterns(EXPERT_META))
 

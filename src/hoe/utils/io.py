@@ -64,16 +64,21 @@ def check_output_file(out: str | Path, overwrite: bool, inputs: tuple[str | Path
     return out
 
 
+def _with_parent(out: Path) -> Path:
+    """``out`` with a real name ('.' resolved) and its parent folder made: temp siblings go there."""
+    if not out.name or out.name in (".", ".."):
+        out = out.resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
+
+
 @contextlib.contextmanager
 def atomic_dir(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling folder; on success rename it to ``out``.
 
     On any exception the temporary folder is removed and ``out`` is left as it was.
     """
-    out = check_output_dir(out, overwrite)
-    if not out.name or out.name in (".", ".."):
-        out = out.resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = _with_parent(check_output_dir(out, overwrite))
     remove_leftovers(out)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{run_tag()}-", dir=out.parent))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private (0700); an output gets the usual permissions
@@ -93,10 +98,7 @@ def resumable_dir(out: str | Path, what: str) -> Iterator[Path]:
     valid (the caller decides what). A lock beside it lets one run at a time write ``out``; a second
     gets one line naming ``what`` is running. Bad input (``HoEError``) removes the staging folder:
     it holds nothing worth resuming."""
-    out = Path(out)
-    if not out.name or out.name in (".", ".."):
-        out = out.resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = _with_parent(Path(out))
     staging, lock = out.with_name(f".{out.name}.partial"), out.with_name(f".{out.name}.lock")
     held = FileLock(str(lock), timeout=0)
     try:
