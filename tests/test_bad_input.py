@@ -52,6 +52,28 @@ def _lower_rank_of_one_a(folder: Path) -> None:
     save_file(weights, folder / "adapter_model.safetensors")
 
 
+class _Payload:
+    """A pickle that, if anything unpickled it, would run a shell command writing ``pwned`` (the test
+    then sees a file it did not set up)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.folder}/pwned",)
+
+
+def _pickled_adapter(tmp: Path) -> None:
+    """{tmp}/evil: the tiny helpful expert whose weights are a malicious ``adapter_model.bin``."""
+    import pickle
+
+    shutil.copytree(BUNDLE / "experts" / "helpful", tmp / "evil")
+    (tmp / "evil" / "adapter_model.safetensors").unlink()
+    (tmp / "evil" / "adapter_model.bin").write_bytes(pickle.dumps(_Payload(tmp)))
+
+
 def _rows(*rows) -> str:
     return "".join(json.dumps(row) + "\n" for row in rows)
 
@@ -165,7 +187,7 @@ CASES = [
     ("merge-majority-sign", [*MERGE, "--method", "ties", "--majority-sign", "most"], "majority", None),
     ("merge-weights-count", [*MERGE, "--weights", "1"], "has 1 values for 2 experts", None),
     ("merge-weights-negative", [*MERGE, "--weights", "1,-1"], "must be non-negative", None),
-    ("merge-weights-nan", [*MERGE, "--weights", "nan,1"], "must be finite numbers", None),
+    ("merge-weights-nan", [*MERGE, "--weights", "nan,1"], "weights (--weights)[0]: input should be a finite", None),
     ("merge-rank", [*MERGE, "--rank", "0"], "rank (--rank)", None),
     ("merge-svd", [*MERGE, "--svd", "magic"], "svd (--svd)", None),
     ("merge-objectives-count", [*MERGE, "--objectives", "a,b,c"], "objectives", None),
@@ -319,6 +341,12 @@ CASES = [
         "hoe_expert.json: not valid JSON",
         _bundle_copy(lambda b: (b / "experts/helpful/hoe_expert.json").write_text("[1")),
     ),
+    (
+        "merge-malicious-pickle",
+        ["merge", "--base", "{base}", "--experts", "{tmp}/evil", "--experts", "{expert2}", "--out", "{tmp}/o"],
+        "cannot read a weights file",
+        _pickled_adapter,
+    ),
     # ---- --overwrite replaces only a command's own kind of output
     (
         "extract-overwrite-other-folder",
@@ -356,6 +384,259 @@ CASES = [
         _text("r.yaml", "- 1\n- 2\n"),
     ),
     ("build-out-is-recipe-folder", ["build", "--recipe", "{recipe}", "--out", "{recipe_folder}"], "recipe", None),
+]
+
+
+# ---- every command, option by option: a valid command line of each, changed in one place
+PAIRS_FILE = _text("pp.jsonl", _rows({"prompt": "a", "chosen": "b", "rejected": "c"}))
+VALID = {  # (argv, set-up): each runs (or would run) if nothing were changed
+    "extract": (["extract", "--base", "{base}", "--finetuned", "{ft}", "--out", "{tmp}/o"], None),
+    "merge": (MERGE, None),
+    "build": (["build", "--recipe", "{recipe}", "--out", "{tmp}/o"], None),
+    "info": (["info", "--bundle", "{bundle}"], None),
+    "generate": ([*GENERATE, "--max-new-tokens", "4", "hi"], None),
+    "export": ([*EXPORT, "1,0"], None),
+    "evaluate": (EVALUATE, None),
+    "train-router": ([*ROUTER, "0.25,0.75"], ROUTER_CONFIG),
+    "score": ([*SCORE, "concision"], PAIRS),
+    "train-reward": (["train-reward", "--pairs", "{tmp}/pp.jsonl", "--out", "{tmp}/o"], PAIRS_FILE),
+    "make-expert": (["make-expert", "--objective", "concision", "--out", "{tmp}/o", "--base", "{base}"], None),
+    "finetune": (["finetune", "--base", "{base}", "--out", "{tmp}/o"], None),
+    "demo": (["demo", "--out", "{tmp}/o"], None),
+    "cache": (["cache"], None),
+}
+
+
+def _changed(command: str, option: str, value: str | None) -> list[str]:
+    """The command's valid line with ``option`` set to ``value`` (added if absent; removed if None)."""
+    argv = list(VALID[command][0])
+    while option in argv:
+        at = argv.index(option)
+        del argv[at : at + 2]
+    return argv if value is None else [*argv, option, value]
+
+
+def _option_cases(table: dict[str, dict[str, list[tuple[str, str]]]]) -> list[tuple]:
+    """(command -> option -> [(bad value, what the line must say)]) as cases."""
+    return [
+        (f"{command}{option}={value}", _changed(command, option, value), expected, VALID[command][1])
+        for command, options in table.items()
+        for option, values in options.items()
+        for value, expected in values
+    ]
+
+
+POSITIVE = [("0", "greater than 0"), ("-1", "greater than 0")]
+NOT_A_NUMBER = [("nan", ""), ("inf", "")]
+BAD_VALUES = {  # what each command's settings refuse before any weights load
+    "extract": {
+        "--rank-attn": [("0", "greater than 0")],
+        "--rank-mlp": [("-3", "greater than 0")],
+        "--energy": [("0", "greater than 0"), ("1.5", "less than or equal to 1"), ("nan", "energy (--energy)")],
+        "--svd": [("", "svd (--svd)")],
+        "--device": [("cuda:7", "device 'cuda:7'"), ("", "device")],
+        "--base": [("{tmp}/none", "model not found"), ("{tmp}", "")],
+        "--finetuned": [("{tmp}/none.safetensors", "model not found")],
+    },
+    "merge": {
+        "--method": [("", "unknown merge method")],
+        "--objectives": [("a,a", "names an objective twice"), ("a", "has 1 names for 2 experts")],
+        "--weights": [
+            ("inf,1", "finite"),
+            ("0,0", "all zero"),
+            ("a,b", "comma-separated numbers"),
+            ("", "has 0 values"),
+        ],
+        "--rank": [("-2", "greater than 0")],
+        "--device": [("foo", "unknown device 'foo'"), ("cuda:7", "device 'cuda:7'")],
+        "--dtype": [("int8", "dtype")],
+        "--target-modules": [("no_such_proj", "no_such_proj")],
+        "--base": [("{tmp}/none", "model not found")],
+    },
+    "generate": {
+        "--max-new-tokens": [("-5", "greater than 0")],
+        "--temperature": [("-1", "greater than 0"), ("inf", "finite number")],
+        "--top-p": [("nan", "top_p (--top-p)"), ("-0.1", "greater than 0")],
+        "--batch-size": [("-3", "greater than 0")],
+        "--preference": [("", "empty preference"), ("a=1,b=2", "unknown objective 'a'"), ("inf,0", "finite")],
+        "--bundle": [("{tmp}", "not a HoE bundle"), ("{expert}", "not a HoE bundle")],
+    },
+    "export": {
+        "--rank": [("-1", "must be positive")],
+        "--preference": [("", "empty preference"), ("1", "has 1 values"), ("inf,0", "finite"), ("0,0", "all zero")],
+        "--bundle": [("{tmp}/none", "not a HoE bundle")],
+    },
+    "evaluate": {
+        "--limit": [("-1", "greater than 0")],
+        "--max-new-tokens": [("-1", "greater than 0")],
+        "--max-prompt-tokens": POSITIVE,
+        "--temperature": [("0", "greater than 0"), ("nan", "temperature (--temperature)")],
+        "--top-p": [("0", "greater than 0"), ("nan", "top_p (--top-p)")],
+        "--batch-size": POSITIVE,
+        "--reference": [("nan,0", "reference"), ("1", "has 1 values for 2 objectives"), ("inf,inf", "reference")],
+        "--preferences": [
+            ("grid:x", "expected grid:K or simplex:STEP"),
+            ("grid:-1", "at least 2 points"),
+            ("magic", "preference file not found"),
+        ],
+        "--methods": [("", "no methods given"), ("hoe,hoe", "named twice")],
+        "--merge-method": [("magic", "unknown merge method 'magic'")],
+        "--split": [("", "unknown split")],
+        "--prompts": [
+            ("{tmp}/none.jsonl", "must start with packaged:, hub: or file:"),
+            ("file:{tmp}/none.jsonl", "none.jsonl"),
+        ],
+        "--dtype": [("float7", "dtype")],
+        "--bundle": [("{tmp}/none", "not a HoE bundle")],
+        "--morlhf-config": [("{tmp}/none.yaml", "none.yaml")],
+    },
+    "train-router": {
+        "--steps": [("-1", "greater than 0")],
+        "--max-minutes": [
+            ("0", "must be positive"),
+            ("-1", "must be positive"),
+            ("nan", "must be positive"),
+            ("inf", "must be positive"),
+        ],
+        "--anchor": [("nan,1", "finite"), ("1,2,3", "has 3 values"), ("-1,2", "non-negative"), ("", "empty")],
+        "--scalarisation": [("", "scalarisation")],
+        "--bundle": [("{tmp}/none", "not a HoE bundle")],
+    },
+    "score": {
+        "--batch-size": [("-1", "must be positive")],
+        "--objectives": [
+            ("rm:", "reward model"),
+            ("head:", "not a reward head"),
+            ("py:os", "py:module:function"),
+            ("py:os:no_such_function", "cannot load scorer"),
+            ("py:os:system", "failed: TypeError"),
+        ],
+        "--device": [("cuda:7", "device 'cuda:7'")],
+    },
+    "train-reward": {
+        "--folds": [("1", "greater than or equal to 2"), ("0", "greater than or equal to 2"), ("21", "less than")],
+        "--pairs": [("packaged:nothing", "unknown packaged preference pairs"), ("{tmp}/none.jsonl", "not found")],
+    },
+    "make-expert": {
+        "--method": [("magic", "unknown method 'magic'")],
+        "--objective": [("wit", "unknown objective 'wit'"), ("", "unknown objective ''")],
+        "--prompts": [("packaged:nothing", "unknown packaged dataset"), ("{tmp}/x.jsonl", "must start with")],
+        "--prompt-count": POSITIVE,
+        "--k": [("0", "greater than or equal to 2"), ("1", "greater than or equal to 2")],
+        "--max-new-tokens": POSITIVE,
+        "--steps": POSITIVE,
+        "--batch-size": POSITIVE,
+        "--learning-rate": [*POSITIVE, ("nan", "learning_rate"), ("inf", "finite number")],
+        "--beta": [*POSITIVE, ("nan", "beta (--beta)"), ("inf", "finite number")],
+        "--max-length": [("0", "greater than 0"), ("8", "every prompt is longer than max-length 8")],
+        "--device": [("foo", "unknown device 'foo'")],
+        "--base": [("{tmp}/none", "model not found")],
+    },
+    "finetune": {
+        "--data": [("nothing", "unknown packaged dataset 'nothing'")],
+        "--steps": POSITIVE,
+        "--batch-size": POSITIVE,
+        "--max-length": POSITIVE,
+        "--learning-rate": [*POSITIVE, ("nan", "learning_rate"), ("inf", "finite number")],
+        "--device": [("foo", "unknown device 'foo'")],
+        "--base": [("{tmp}/none", "model not found")],
+    },
+    "demo": {
+        "--profile": [("huge", "unknown profile 'huge'")],
+        "--rank": [("0", "must be positive"), ("-1", "positive")],
+    },
+}
+CASES += _option_cases(BAD_VALUES)
+CASES += [
+    ("make-expert-lora-rank-zero", [*VALID["make-expert"][0], "--lora", "--lora-rank", "0"], "lora_rank", None),
+    (
+        "make-expert-ppo-lora-rank",
+        [*VALID["make-expert"][0], "--method", "ppo", "--lora-rank", "-1"],
+        "lora_rank",
+        None,
+    ),
+]
+
+# ---- what click itself refuses, as one line too: an unknown option, a missing one, a value of the wrong type
+CASES += [
+    (f"{command}-unknown-option", [command, "--frobnicate"], "no such option: --frobnicate", None) for command in VALID
+]
+REQUIRED = {
+    "extract": ["--base", "--finetuned", "--out"],
+    "merge": ["--base", "--experts", "--out"],
+    "build": ["--recipe", "--out"],
+    "info": ["--bundle"],
+    "generate": ["--bundle"],
+    "export": ["--bundle", "--out", "--preference"],
+    "evaluate": ["--out"],
+    "train-router": ["--bundle", "--anchor"],
+    "score": ["--objectives", "--input", "--out"],
+    "train-reward": ["--pairs", "--out"],
+    "make-expert": ["--objective", "--out"],
+    "finetune": ["--out"],
+}
+CASES += [
+    (f"{command}-without{option}", _changed(command, option, None), f"missing option '{option}'", VALID[command][1])
+    for command, options in REQUIRED.items()
+    for option in options
+]
+NUMERIC = {
+    "extract": ["--rank", "--rank-attn", "--rank-mlp", "--energy", "--seed"],
+    "merge": ["--rank", "--density", "--seed", "--keep", "--clip"],
+    "generate": ["--max-new-tokens", "--temperature", "--top-p", "--seed", "--batch-size"],
+    "export": ["--rank"],
+    "evaluate": [
+        "--limit",
+        "--max-new-tokens",
+        "--max-prompt-tokens",
+        "--temperature",
+        "--top-p",
+        "--batch-size",
+        "--seed",
+    ],
+    "train-router": ["--steps", "--max-minutes"],
+    "score": ["--batch-size"],
+    "train-reward": ["--folds", "--seed"],
+    "make-expert": [
+        "--prompt-count",
+        "--k",
+        "--max-new-tokens",
+        "--steps",
+        "--batch-size",
+        "--learning-rate",
+        "--beta",
+        "--lora-rank",
+        "--max-length",
+        "--seed",
+    ],
+    "finetune": ["--steps", "--batch-size", "--max-length", "--learning-rate", "--seed"],
+    "demo": ["--rank"],
+}
+CASES += [
+    (
+        f"{command}{option}-not-a-number",
+        _changed(command, option, "lots"),
+        f"invalid value for '{option}'",
+        VALID[command][1],
+    )
+    for command, options in NUMERIC.items()
+    for option in options
+]
+CASES += [
+    (
+        f"{command}{option}-without-value",
+        [*VALID[command][0], option],
+        f"'{option}' requires an argument",
+        VALID[command][1],
+    )
+    for command, option in [
+        ("extract", "--out"),
+        ("merge", "--method"),
+        ("generate", "--preference"),
+        ("evaluate", "--methods"),
+        ("score", "--cache"),
+        ("make-expert", "--method"),
+    ]
 ]
 
 

@@ -1,6 +1,7 @@
 """`hoe generate` killed by SIGKILL (no handler, no cleanup) and run again writes exactly what an
 uninterrupted run writes; a rerun with other settings, or on a bundle rebuilt since, is refused
-instead of mixing rows."""
+instead of mixing rows. A second process writing the same output as a running one (generate, score)
+gets one line and writes nothing. (build's kill and race: tests/pipeline/test_build_resume.py.)"""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
+from filelock import FileLock
 from typer.testing import CliRunner
 
 from hoe.cli import app
@@ -57,3 +60,28 @@ def test_generate_killed_and_rerun_writes_what_an_uninterrupted_run_writes(bundl
     assert resumed.exit_code == 0 and whole.exit_code == 0, resumed.output + whole.output
     assert killed.read_text() == (tmp_path / "whole.jsonl").read_text()
     assert not partial.exists() and not list(tmp_path.glob("*.lock"))
+
+
+def _second_writer(args: list[str], lock: Path) -> subprocess.CompletedProcess:
+    """``hoe ARGS`` in a second process while this one holds ``lock``, as a first run still writing would."""
+    with FileLock(str(lock)):
+        return subprocess.run([sys.executable, "-m", "hoe.cli", *args], capture_output=True, text=True)
+
+
+def test_a_second_generate_into_one_output_gets_one_line(bundle_dir, tmp_path):
+    output = tmp_path / "answers.jsonl"
+    args = ["generate", "--bundle", str(bundle_dir), "--preference", "1,0", "--max-new-tokens", "2", "hi"]
+    child = _second_writer([*args, "--output", str(output)], Path(f"{output}.lock"))
+    assert child.returncode == 2 and child.stderr.strip().splitlines() == [
+        f"error: another run is writing '{output}' (lock {output}.lock); wait for it to finish"
+    ], child.stderr[-2000:]
+    assert not output.exists() and not Path(f"{output}.partial").exists()
+
+
+def test_a_second_score_into_one_output_gets_one_line(tmp_path):
+    pairs, out = tmp_path / "pairs.jsonl", tmp_path / "scored.jsonl"
+    pairs.write_text(json.dumps({"prompt": "a", "response": "b"}) + "\n")
+    args = ["score", "--objectives", "concision", "--input", str(pairs), "--out", str(out)]
+    child = _second_writer(args, tmp_path / ".scored.jsonl.lock")
+    assert child.returncode == 2 and len(child.stderr.strip().splitlines()) == 1, child.stderr[-2000:]
+    assert child.stderr.startswith(f"error: another hoe score is writing '{out}'") and not out.exists()

@@ -16,13 +16,56 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from typer.core import TyperGroup
 
 from hoe.errors import HoEError
 from hoe.rewards.settings import RewardHeadSettings
 from hoe.settings import Settings
 from hoe.training.settings import PPO_LORA_RANK, MakeExpertSettings, SFTSettings
 
+
+def _is(exc: BaseException, click_class: str) -> bool:
+    """Whether ``exc`` is one of click's exception classes, by name: typer ships its own copy of click
+    (``typer._click``, private), other typer versions use click itself."""
+    return any(cls.__name__ == click_class for cls in type(exc).__mro__)
+
+
+class OneLineUsageErrors(TyperGroup):
+    """Click's own refusals (an unknown option, a value of the wrong type, a missing option) as one line
+    and exit 2, like every other bad input, instead of a usage banner and a boxed message."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode: bool = True, **extra):
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except Exception as exc:
+            if _is(exc, "NoArgsIsHelpError"):  # bare ``hoe``: the help is printed already
+                code = exc.exit_code
+            elif _is(exc, "UsageError"):
+                command = exc.ctx.command_path if exc.ctx else self._command_path(args)
+                message = " ".join(exc.format_message().split()).rstrip(".")
+                typer.echo(f"error: {command}: {message[:1].lower()}{message[1:]} (see {command} --help)", err=True)
+                code = exc.exit_code
+            elif _is(exc, "ClickException"):
+                exc.show()
+                code = exc.exit_code
+            elif _is(exc, "Abort"):
+                typer.echo("Aborted!", err=True)
+                code = 1
+            else:
+                raise
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
+
+    def _command_path(self, args) -> str:
+        """``hoe COMMAND`` for an error click raised without a context (e.g. an option missing its value)."""
+        args = sys.argv[1:] if args is None else list(args)
+        named = [a for a in args if a in self.commands]
+        return f"hoe {named[0]}" if named else "hoe"
+
+
 app = typer.Typer(
+    cls=OneLineUsageErrors,
     help="Multi-objective alignment with hierarchical experts (HoE).",
     no_args_is_help=True,
     add_completion=False,
@@ -533,7 +576,7 @@ def score(
     import time
 
     from hoe.rewards import ScoreCache, score_objectives
-    from hoe.utils.io import check_output_file, read_jsonl, write_text
+    from hoe.utils.io import check_output_file, one_writer, read_jsonl, write_text
 
     check_output_file(out, overwrite, inputs=(input,) + ((cache,) if cache else ()))
     rows = read_jsonl(input, required=("prompt", "response"), what="prompts")
@@ -541,18 +584,20 @@ def score(
     if not names:
         raise HoEError("--objectives is empty")
     start = time.perf_counter()
-    scores = score_objectives(
-        names,
-        [r["prompt"] for r in rows],
-        [r["response"] for r in rows],
-        cache=ScoreCache(cache) if cache else None,
-        device=_device(device),
-        batch_size=batch_size,
-        trust_remote_code=trust_remote_code,
-    )
-    for index, row in enumerate(rows):
-        row["scores"] = {name: values[index] for name, values in scores.items()}
-    write_text(out, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    with one_writer(out, "hoe score"):
+        check_output_file(out, overwrite)  # again: a run that held the lock before may have written it
+        scores = score_objectives(
+            names,
+            [r["prompt"] for r in rows],
+            [r["response"] for r in rows],
+            cache=ScoreCache(cache) if cache else None,
+            device=_device(device),
+            batch_size=batch_size,
+            trust_remote_code=trust_remote_code,
+        )
+        for index, row in enumerate(rows):
+            row["scores"] = {name: values[index] for name, values in scores.items()}
+        write_text(out, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
     means = ", ".join(f"{name} {sum(values) / len(values):.4f}" for name, values in scores.items())
     typer.echo(f"{out}: {len(rows)} pairs in {time.perf_counter() - start:.1f} s; means: {means}")
 

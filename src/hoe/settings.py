@@ -1,7 +1,7 @@
 """The base of every job's settings model: pydantic, strict about unknown keys, validated on
-assignment. A recipe embeds the same model the CLI and the API build, so a setting has one
-declaration (its default, bounds and description) and one error wording, which names the field
-both as a recipe key and as a CLI flag."""
+assignment, finite (no NaN or infinity in any number). A recipe embeds the same model the CLI and
+the API build, so a setting has one declaration (its default, bounds and description) and one error
+wording, which names the field both as a recipe key and as a CLI flag."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ Identifier = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 class Settings(BaseModel):
     """Settings of one job; ``create`` turns a validation error into one ``HoEError`` line."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     @classmethod
     def create(cls: type[SettingsT], **values: Any) -> SettingsT:
@@ -54,7 +54,7 @@ def describe(exc: ValidationError) -> str:
     message = message[:1].lower() + message[1:]
     if not location:
         return message
-    field = flag_name(location[0]) if len(location) == 1 else ".".join(location)
+    field = flag_name(location[0]) + "".join(f"[{part}]" for part in location[1:])  # weights (--weights)[0]
     shows_input = error["type"] not in ("missing", "extra_forbidden") and "input" in error
     return f"{field}: {message}" + (f", got {error['input']!r}" if shows_input else "")
 

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
 from hoe.checkpoints.chat import context_length, encode_prompts, fit_prompts
@@ -37,7 +36,7 @@ from hoe.model.bundle import Bundle, load_bundle
 from hoe.rewards.scoring import check_objective_name
 from hoe.rl.config import check_objectives, load_config
 from hoe.settings import flag_name
-from hoe.utils.io import check_apart, write_json
+from hoe.utils.io import check_apart, one_writer, write_json
 from hoe.utils.resumable import resumable_batches
 
 log = logging.getLogger(__name__)
@@ -124,15 +123,8 @@ def _output_lock(out: Path):
     """One ``hoe evaluate`` per output folder at a time: a second run (which could clear the first's
     generations with --overwrite, or interleave its report) gets one line instead."""
     out.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(out / LOCK_FILE), timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise HoEError(f"another hoe evaluate is writing '{out}' (lock {out / LOCK_FILE}); wait for it") from None
-    try:
+    with one_writer(out, "hoe evaluate", lock=out / LOCK_FILE, keep=True):
         yield
-    finally:
-        lock.release()
 
 
 def _evaluate_claimed(the_plan: Plan, settings: EvalSettings, out: Path, state, progress: bool) -> dict:

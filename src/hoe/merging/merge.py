@@ -91,14 +91,14 @@ class MergeSettings(Settings):
         weights = self.weights if self.weights is not None else [1.0 / count] * count
         if len(weights) != count:
             raise HoEError(f"{flag_name('weights')} has {len(weights)} values for {count} experts")
-        if any(not math.isfinite(w) for w in weights):
-            raise HoEError(f"{flag_name('weights')} must be finite numbers, got {weights}")
         if any(w < 0 for w in weights):
             raise HoEError(f"{flag_name('weights')} must be non-negative, got {weights}")
         if sum(weights) <= 0:
             raise HoEError(f"{flag_name('weights')} are all zero: at least one expert must have a positive weight")
         if self.objectives is not None and len(self.objectives) != count:
             raise HoEError(f"{flag_name('objectives')} has {len(self.objectives)} names for {count} experts")
+        if self.objectives is not None and len(set(self.objectives)) != len(self.objectives):
+            raise HoEError(f"{flag_name('objectives')} names an objective twice: {', '.join(self.objectives)}")
         self.weights = [float(w) for w in weights]
         return get_method(self.method).resolve(self.params)
 

@@ -245,6 +245,8 @@ def run_demo(out: str | Path = "runs/demo", profile: str = "quick", rank: int = 
     """Both suites end to end; returns (and writes) a summary with every artifact's place."""
     if profile not in PROFILES:
         raise HoEError(f"unknown profile '{profile}' (choose from {', '.join(PROFILES)})")
+    if rank <= 0:
+        raise HoEError(f"rank (--rank) must be positive, got {rank}")
     chosen = PROFILES[profile]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

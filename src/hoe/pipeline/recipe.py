@@ -51,7 +51,7 @@ AnchorLike = Union[list[float], dict[str, float]]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ExpertSpec(_Strict):

@@ -7,6 +7,7 @@ that the bundle's experts can reach it, the scorers, and the config's keys.
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 from typing import TypedDict
@@ -156,7 +157,7 @@ def _checked_config(bundle: Bundle, config: TrainConfig, max_minutes: float | No
             "hoe train-router trains a router ('trainable: router'); a LoRA policy is trained by make-expert --method "
             "ppo"
         )
-    if max_minutes is not None and max_minutes <= 0:
+    if max_minutes is not None and not 0 < max_minutes < math.inf:  # NaN too
         raise HoEError(f"{flag_name('max_minutes')} must be positive, got {max_minutes}")
     unknown = [k for k in config.scorers if k not in bundle.objectives]
     if unknown:

@@ -43,7 +43,15 @@ class CallableScorer:
         self.key = spec
 
     def score(self, prompts, responses):
-        values = [float(v) for v in self.function(list(prompts), list(responses))]
+        """The function's scores; a function that fails or returns something else than one finite number
+        per pair is the user's code misbehaving: one line naming the scorer (the function itself is where to
+        debug it), not a traceback through the scoring loop."""
+        try:
+            values = [float(v) for v in self.function(list(prompts), list(responses))]
+        except Exception as exc:
+            raise HoEError(f"scorer '{self.key}' failed: {type(exc).__name__}: {exc}") from exc
+        if not all(math.isfinite(v) for v in values):
+            raise HoEError(f"scorer '{self.key}' returned a score that is not a finite number")
         if len(values) != len(prompts):
             raise HoEError(f"scorer '{self.key}' returned {len(values)} scores for {len(prompts)} pairs")
         return values

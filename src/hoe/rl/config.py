@@ -14,7 +14,7 @@ from hoe.errors import HoEError
 
 
 class TrainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # a NaN rate trains nothing, silently
 
     trainable: Literal["router", "lora"] = "router"
     scalarisation: Literal["tchebycheff-omd", "linear", "single"] = "tchebycheff-omd"

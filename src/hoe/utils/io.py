@@ -28,6 +28,15 @@ def check_apart(out: str | Path, inputs: tuple[str | Path, ...]) -> None:
             raise HoEError(f"output '{out}' overlaps the input '{source}'; choose a folder of its own")
 
 
+def _check_parents(out: Path) -> None:
+    """An output under a file (``--out notes.txt/run``) could never be written: say so before any work."""
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise HoEError(f"output '{out}' cannot be written: '{parent}' is a file, not a folder")
+            return
+
+
 def check_output_dir(
     out: str | Path, overwrite: bool, inputs: tuple[str | Path, ...] = (), marker: str | None = None
 ) -> Path:
@@ -38,6 +47,7 @@ def check_output_dir(
     mistyped ``--out ~/Documents --overwrite`` is refused, not emptied."""
     out = Path(out)
     check_apart(out, inputs)
+    _check_parents(out)
     if out.exists() and not overwrite:
         raise HoEError(f"output '{out}' already exists (pass --overwrite to replace it)")
     if out.exists() and not out.is_dir():
@@ -54,6 +64,7 @@ def check_output_file(out: str | Path, overwrite: bool, inputs: tuple[str | Path
     """The file counterpart of ``check_output_dir``: refuse an existing file unless ``overwrite``,
     a folder, and a file that is one of the ``inputs`` (it would be replaced while being read)."""
     out = Path(out)
+    _check_parents(out)
     for source in inputs:
         if Path(source).exists() and out.exists() and out.resolve() == Path(source).resolve():
             raise HoEError(f"output '{out}' is the input '{source}'; write to a file of its own")
@@ -91,6 +102,27 @@ def atomic_dir(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
+def one_writer(out: str | Path, what: str, lock: str | Path | None = None, keep: bool = False) -> Iterator[None]:
+    """Hold ``out``'s lock (``.OUT.lock`` beside it unless ``lock`` names another) while the block
+    writes it: a second writer gets one line naming ``what`` is running, at once, instead of waiting
+    or interleaving with the first. The lock file is removed when the block ends (nobody waits on it,
+    so that is safe; a failed run leaves nothing behind) unless ``keep`` (a lock inside the output)."""
+    out = Path(out)
+    lock = Path(lock) if lock is not None else out.with_name(f".{out.name}.lock")
+    held = FileLock(str(lock), timeout=0)
+    try:
+        held.acquire()
+    except Timeout:
+        raise HoEError(f"another {what} is writing '{out}' (lock {lock}); wait for it to finish") from None
+    try:
+        yield
+    finally:
+        held.release()
+        if not keep:
+            lock.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
 def resumable_dir(out: str | Path, what: str) -> Iterator[Path]:
     """Like ``atomic_dir`` (with replacement), for a long job whose finished parts a killed run
     should not lose: the staging folder has a stable name, ``.OUT.partial``, and survives an
@@ -99,13 +131,8 @@ def resumable_dir(out: str | Path, what: str) -> Iterator[Path]:
     gets one line naming ``what`` is running. Bad input (``HoEError``) removes the staging folder:
     it holds nothing worth resuming."""
     out = _with_parent(Path(out))
-    staging, lock = out.with_name(f".{out.name}.partial"), out.with_name(f".{out.name}.lock")
-    held = FileLock(str(lock), timeout=0)
-    try:
-        held.acquire()
-    except Timeout:
-        raise HoEError(f"another {what} is writing '{out}' (lock {lock}); wait for it to finish") from None
-    try:
+    staging = out.with_name(f".{out.name}.partial")
+    with one_writer(out, what):
         remove_leftovers(out)
         staging.mkdir(exist_ok=True)
         os.chmod(staging, 0o777 & ~_umask())
@@ -115,9 +142,6 @@ def resumable_dir(out: str | Path, what: str) -> Iterator[Path]:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         _move_into_place(staging, out, overwrite=True)
-    finally:
-        held.release()
-    lock.unlink(missing_ok=True)  # nobody waits on it (timeout 0), so removing it once done is safe
 
 
 def _move_into_place(tmp: Path, out: Path, overwrite: bool) -> None:

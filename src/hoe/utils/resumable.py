@@ -11,11 +11,11 @@ import os
 from pathlib import Path
 from typing import Callable, Sequence
 
-from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
 from hoe.errors import HoEError
 from hoe.settings import flag_name
+from hoe.utils.io import one_writer
 
 
 def _done_rows(partial: Path, requests: list[dict], key_fields: Sequence[str]) -> int:
@@ -58,14 +58,8 @@ def resumable_batches(
         return _answer_all(requests, answer, batch_size, None, 0, progress, desc)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    lock = Path(f"{output}.lock")
-    try:
-        with FileLock(lock, timeout=0):
-            rows = _resume(requests, answer, batch_size, output, key_fields, progress, desc, settings or {})
-    except Timeout:
-        raise HoEError(f"another run is writing '{output}' (lock {lock}); wait for it or choose another") from None
-    lock.unlink(missing_ok=True)  # nobody waits on it (timeout 0), so removing it once done is safe
-    return rows
+    with one_writer(output, "run", lock=f"{output}.lock"):
+        return _resume(requests, answer, batch_size, output, key_fields, progress, desc, settings or {})
 
 
 def _resume(

@@ -32,6 +32,9 @@ def check_methods(names: list[str]) -> None:
     unknown = [n for n in names if n not in METHODS]
     if unknown:
         raise HoEError(f"unknown method '{unknown[0]}' (choose from {', '.join(METHODS)})")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise HoEError(f"method '{twice[0]}' is named twice")
 
 
 @dataclass
