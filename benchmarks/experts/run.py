@@ -119,6 +119,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suite", choices=SUITES, default="assistant")
     parser.add_argument("--methods", default="raft,dpo")
+    parser.add_argument("--objectives", help="only these of the suite's experts (results get a file of their own)")
     parser.add_argument("--prompt-count", type=int, default=96, help="training prompts per expert")
     parser.add_argument("--steps", type=int, default=24, help="fine-tuning steps per expert")
     parser.add_argument("--work", type=Path, default=HERE / "work")
@@ -126,6 +127,12 @@ def main() -> None:
     args = parser.parse_args()
     methods = args.methods.split(",")
     objectives, scored_objectives, stem = SUITES[args.suite]
+    if args.objectives:
+        unknown = set(args.objectives.split(",")) - set(objectives)
+        if unknown:
+            parser.error(f"--objectives: {', '.join(sorted(unknown))} not in the suite ({', '.join(objectives)})")
+        objectives = args.objectives.split(",")
+        stem += f"-{'-'.join(objectives)}-{args.methods.replace(',', '-')}-p{args.prompt_count}-s{args.steps}"
     subsets = heldout_subsets(args.per_subset)
     heldout = [p for prompts in subsets.values() for p in prompts]
     models, timings, own = {"base": DEFAULT_MODEL}, {}, {}
@@ -215,7 +222,8 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "torch": torch.__version__},
         "instructions": {o: INSTRUCTIONS[o] for o in objectives if "distill" in methods},
         "command": f".venv/bin/python benchmarks/experts/run.py --suite {args.suite} --methods {args.methods} "
-        f"--prompt-count {args.prompt_count} --steps {args.steps}",
+        f"--prompt-count {args.prompt_count} --steps {args.steps}"
+        + (f" --objectives {args.objectives}" if args.objectives else ""),
     }
     (HERE / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
     names = scored_objectives
