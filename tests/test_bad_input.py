@@ -404,6 +404,7 @@ VALID = {  # (argv, set-up): each runs (or would run) if nothing were changed
     "finetune": (["finetune", "--base", "{base}", "--out", "{tmp}/o"], None),
     "demo": (["demo", "--out", "{tmp}/o"], None),
     "cache": (["cache"], None),
+    "serve": (["serve", "--bundle", "{bundle}", "--port", "0"], None),  # never valid here: it would serve
 }
 
 
@@ -541,6 +542,16 @@ BAD_VALUES = {  # what each command's settings refuse before any weights load
         "--device": [("foo", "unknown device 'foo'")],
         "--base": [("{tmp}/none", "model not found")],
     },
+    "serve": {
+        "--port": [("-1", "greater than or equal to 0"), ("70000", "less than or equal to 65535")],
+        "--max-batch": [*POSITIVE, ("1000", "less than or equal to 256")],
+        "--max-queue": [("-1", "greater than or equal to 0")],
+        "--max-tokens": POSITIVE,
+        "--host": [("", "host (--host)")],
+        "--device": [("foo", "unknown device 'foo'"), ("cuda:7", "device 'cuda:7'")],
+        "--dtype": [("float7", "dtype")],
+        "--bundle": [("{tmp}/none", "not a HoE bundle"), ("{expert}", "not a HoE bundle")],
+    },
     "demo": {
         "--profile": [("huge", "unknown profile 'huge'")],
         "--rank": [("0", "must be positive"), ("-1", "positive")],
@@ -611,6 +622,7 @@ NUMERIC = {
     ],
     "finetune": ["--steps", "--batch-size", "--max-length", "--learning-rate", "--seed"],
     "demo": ["--rank"],
+    "serve": ["--port", "--max-batch", "--max-queue", "--max-tokens"],
 }
 CASES += [
     (

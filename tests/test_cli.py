@@ -513,6 +513,7 @@ def test_make_expert_cli_every_method_ends_with_its_summary(tiny_chat_model, tmp
         ("evaluate", "hoe.evaluation.settings:EvalSettings", {"methods": None, "reference": None, "scorers": None}),
         ("evaluate", "hoe.evaluation.settings:Decoding", {}),
         ("generate", "hoe.model.settings:GenerateSettings", {}),
+        ("serve", "hoe.serving.settings:ServeSettings", {"bundle": None}),
     ],
 )
 def test_cli_defaults_are_the_settings_models(command, model, exceptions):

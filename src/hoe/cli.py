@@ -20,6 +20,7 @@ from typer.core import TyperGroup
 
 from hoe.errors import HoEError
 from hoe.rewards.settings import RewardHeadSettings
+from hoe.serving.settings import ServeSettings
 from hoe.settings import Settings
 from hoe.training.settings import PPO_LORA_RANK, MakeExpertSettings, SFTSettings
 
@@ -711,6 +712,43 @@ def demo(
     from hoe.pipeline.demo import run_demo
 
     run_demo(out, profile=profile, rank=rank)
+
+
+@app.command()
+@user_errors
+def serve(
+    bundle: Optional[Path] = typer.Option(
+        None, help="Bundle folder (default: the demo's, runs/demo/2-objectives/bundle)."
+    ),
+    host: str = settings_option(ServeSettings, "host"),
+    port: int = settings_option(ServeSettings, "port"),
+    device: str = settings_option(ServeSettings, "device"),
+    dtype: str = settings_option(ServeSettings, "dtype"),
+    max_batch: int = settings_option(ServeSettings, "max_batch"),
+    max_queue: int = settings_option(ServeSettings, "max_queue"),
+    max_tokens: int = settings_option(ServeSettings, "max_tokens"),
+    api_key: Optional[str] = settings_option(ServeSettings, "api_key", envvar="HOE_API_KEY"),
+) -> None:
+    """Serve a bundle over OpenAI's HTTP API (chat and text completions, streaming); each request may carry
+    its own preference ('preference' in the body, or model 'hoe:helpful=0.7,harmless=0.3')."""
+    from hoe.model.bundle import load_bundle
+    from hoe.serving import default_bundle, serve
+
+    settings = ServeSettings.create(
+        bundle=str(bundle or default_bundle()),
+        host=host,
+        port=port,
+        device=device,
+        dtype=dtype,
+        max_batch=max_batch,
+        max_queue=max_queue,
+        max_tokens=max_tokens,
+        api_key=api_key,
+    )
+    load_bundle(settings.bundle)  # a damaged bundle is one line before any weights load
+    _device(device)
+    typer.echo(f"serving {settings.bundle} at http://{settings.host}:{settings.port} (Ctrl-C stops)", err=True)
+    serve(settings)
 
 
 @app.command()
