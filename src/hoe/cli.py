@@ -385,8 +385,14 @@ def generate(
 @user_errors
 def export(
     bundle: Path = typer.Option(..., help="Bundle folder."),
-    preference: str = typer.Option(..., help="λ to fold, e.g. 'helpful=0.7,harmless=0.3'."),
+    preference: Optional[str] = typer.Option(None, help="λ to fold, e.g. 'helpful=0.7,harmless=0.3'."),
     out: Path = typer.Option(..., help="Output folder."),
+    grid: Optional[int] = typer.Option(
+        None, help="Instead of one λ: K points per simplex edge, one vLLM-ready LoRA each, and vllm-serve.sh."
+    ),
+    preferences: Optional[Path] = typer.Option(
+        None, help="Instead of one λ: a file of preferences (one per line), one vLLM-ready LoRA each."
+    ),
     merged: bool = typer.Option(False, help="Write a full model with the mixture merged in, not a LoRA folder."),
     dtype: str = typer.Option("float32", help="dtype of the written weights."),
     rank: Optional[int] = typer.Option(
@@ -396,9 +402,23 @@ def export(
     ),
     overwrite: bool = typer.Option(False, help="Replace an existing --out."),
 ) -> None:
-    """Fold one preference into a plain peft LoRA folder (or a merged model) for peft or vLLM."""
-    from hoe.model.export import export_preference
+    """Fold one preference into a plain peft LoRA folder (or a merged model) for peft or vLLM; or, with --grid
+    or --preferences, one LoRA per preference and the `vllm serve` command that serves them all."""
+    from hoe.model.export import export_grid, export_preference
 
+    if sum(x is not None for x in (preference, grid, preferences)) != 1:
+        raise HoEError("give exactly one of --preference, --grid and --preferences")
+    if preference is None:
+        if merged:
+            raise HoEError("--merged writes one model: use it with --preference")
+        manifest = export_grid(
+            bundle, _preference_list(bundle, grid, preferences), out, rank=rank, dtype=dtype, overwrite=overwrite
+        )
+        typer.echo(
+            f"{out}: {len(manifest['adapters'])} LoRA adapters of rank {manifest['rank']} "
+            f"(vLLM: --max-lora-rank {manifest['max_lora_rank']}); serve them with {out / 'vllm-serve.sh'}"
+        )
+        return
     record = export_preference(bundle, preference, out, merged=merged, overwrite=overwrite, dtype=dtype, rank=rank)
     gates = ", ".join(f"{k}={v:.3g}" for k, v in record["gates"].items())
     what = "merged model" if merged else f"LoRA adapter of rank {record['rank']}"
@@ -406,6 +426,14 @@ def export(
     if "recompression" in record:
         cost = f"; recompressed to rank {rank}: relative error {record['recompression']['relative_error']:.3g}"
     typer.echo(f"{out}: {what} for gates {gates}{cost}")
+
+
+def _preference_list(bundle: Path, grid: Optional[int], preferences: Optional[Path]) -> list:
+    """The preferences of --grid K or --preferences FILE over the bundle's objectives."""
+    from hoe.evaluation.preference_sets import preference_set
+    from hoe.model.bundle import load_bundle
+
+    return preference_set(f"grid:{grid}" if grid is not None else str(preferences), load_bundle(bundle).objectives)
 
 
 @app.command()

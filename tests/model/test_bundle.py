@@ -170,6 +170,38 @@ def test_export_refuses_router_preferences(bundle_dir, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_export_grid_writes_vllm_ready_adapters_that_reproduce_the_router_free_mix(bundle_dir, tmp_path):
+    """One LoRA per grid point, each what peft loads to the experts-only mix at its λ (the whole model
+    where HoE routes through no router), each at one uniform rank (no rank_pattern: vLLM before 0.11
+    ignores it), with the fields vLLM's PEFTHelper refuses absent, and a vllm serve command."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from hoe.model.export import VLLM_MAX_LORA_RANKS, export_grid
+
+    manifest = export_grid(bundle_dir, [[1, 0], [0.8, 0.2], [0.25, 0.75]], tmp_path / "grid")
+    names = [a["name"] for a in manifest["adapters"]]
+    assert names == ["hoe-helpful-1-harmless-0", "hoe-helpful-0.8-harmless-0.2", "hoe-helpful-0.25-harmless-0.75"]
+    assert [a["hoe_routes_through_a_router"] for a in manifest["adapters"]] == [False, False, True]
+    assert manifest["max_lora_rank"] in VLLM_MAX_LORA_RANKS and manifest["max_lora_rank"] >= manifest["rank"]
+    hoe = HoEModel.from_bundle(bundle_dir)
+    for adapter in manifest["adapters"]:
+        config = json.loads((tmp_path / "grid" / adapter["path"] / "adapter_config.json").read_text())
+        assert config["r"] == manifest["rank"] and not config["rank_pattern"] and not config["alpha_pattern"]
+        assert config["bias"] == "none" and not config["modules_to_save"] and not config["use_dora"]
+        base = AutoModelForCausalLM.from_pretrained(hoe.bundle.spec.base_model)
+        with torch.no_grad():
+            via_peft = PeftModel.from_pretrained(base, str(tmp_path / "grid" / adapter["path"])).eval()
+            logits = via_peft(input_ids=IDS).logits
+            # the router-free mix: the LoRA experts' gates at this λ, as HoE without routers computes it
+            hoe.state.set([{hoe.bundle.pool_names().index(n): g for n, g in adapter["gates"].items()}])
+            expected = hoe.model(input_ids=IDS).logits
+            hoe.state.clear()
+        assert relative_error(logits, expected) < 1e-4, adapter["name"]
+    script = (tmp_path / "grid" / "vllm-serve.sh").read_text()
+    assert f"--max-lora-rank {manifest['max_lora_rank']}" in script and all(f"{n}=" in script for n in names)
+
+
 def response_length(prompts, responses):
     return [float(len(r)) for r in responses]
 

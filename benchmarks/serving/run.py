@@ -1,0 +1,260 @@
+"""Load test of `hoe serve` on this machine: closed-loop clients on localhost, each request a random
+preference λ and a held-out prompt, streamed (so that time to first token is measured as a client sees it).
+
+Side by side in one run, at the same concurrency (1, 4 and 16 clients by default):
+- hoe:          the server as shipped (continuous batching, a λ per row);
+- hoe-serial:   the same server with batching disabled (--max-batch 1: one request at a time);
+- base:         the base model alone through the same server and scheduler, no experts (what serving the
+                plain model costs; HoE's overhead is the ratio to it).
+Then a soak: 16 clients on `hoe` for --soak-seconds, counting errors and lost requests.
+
+    .venv/bin/python benchmarks/serving/run.py --bundle runs/demo/2-objectives/bundle
+
+Writes results.json and throughput.png here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import socket
+import statistics
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+
+
+class _NoRouting:
+    """The routing state of a model without experts: nothing to set."""
+
+    active = False
+
+    def set(self, routings) -> None:
+        pass
+
+    def clear(self) -> None:
+        pass
+
+
+class BaseOnly:
+    """The bundle's base model alone, with the interface the server needs (objectives are accepted and
+    ignored), so that the comparison runs through the same HTTP front and scheduler."""
+
+    def __init__(self, hoe_model) -> None:
+        from hoe.checkpoints import load_model
+
+        self.bundle, self.tokenizer, self.objectives = hoe_model.bundle, hoe_model.tokenizer, hoe_model.objectives
+        self.model = load_model(hoe_model.bundle.spec.base_model).eval()
+        self.state = _NoRouting()
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def routing(self, preference) -> dict[int, float]:
+        return {}
+
+    def describe_routing(self, preference) -> dict[str, float]:
+        return {}
+
+
+def start_server(model, max_batch: int):
+    import uvicorn
+
+    from hoe.serving.app import create_app
+    from hoe.serving.settings import ServeSettings
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app = create_app(model, ServeSettings(bundle="-", port=port, max_batch=max_batch, max_queue=256))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    return server, thread, f"http://127.0.0.1:{port}"
+
+
+def one_request(url: str, prompt: str, objectives: list[str], max_tokens: int, rng: random.Random) -> dict:
+    """A streamed chat completion: latency, time to first token, tokens, or the error."""
+    weights = [rng.random() + 1e-3 for _ in objectives]
+    body = {
+        "model": "hoe",
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "preference": weights,
+    }
+    request = urllib.request.Request(
+        url + "/v1/chat/completions", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    start, first, tokens, done = time.perf_counter(), None, 0, False
+    try:
+        with urllib.request.urlopen(request, timeout=600) as response:
+            for raw in response:
+                line = raw.decode().strip()
+                if not line.startswith("data: "):
+                    continue
+                if line == "data: [DONE]":
+                    done = True
+                    break
+                chunk = json.loads(line[6:])
+                if "error" in chunk:
+                    return {"error": chunk["error"]["message"]}
+                if chunk.get("usage"):
+                    tokens = chunk["usage"]["completion_tokens"]
+                elif chunk["choices"] and chunk["choices"][0]["delta"].get("content") and first is None:
+                    first = time.perf_counter()
+    except urllib.error.HTTPError as exc:  # the server's own words
+        return {"error": f"HTTP {exc.code}: {json.loads(exc.read() or b'{}').get('error', {}).get('message')}"}
+    except Exception as exc:  # counted, never raised: the load test reports errors
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    if not done:
+        return {"error": "stream ended without [DONE]"}
+    end = time.perf_counter()
+    return {"latency": end - start, "ttft": (first or end) - start, "tokens": tokens, "start": start, "end": end}
+
+
+def load(url: str, prompts: list[str], objectives: list[str], clients: int, seconds: float, max_tokens: int) -> dict:
+    """``clients`` closed-loop clients for ``seconds``; requests started before the deadline all finish."""
+    results: list[dict] = []
+    deadline = time.perf_counter() + seconds
+    lock = threading.Lock()
+
+    def client(index: int) -> None:
+        rng = random.Random(index)
+        sent = 0
+        while time.perf_counter() < deadline:
+            outcome = one_request(url, prompts[(index * 997 + sent) % len(prompts)], objectives, max_tokens, rng)
+            sent += 1
+            with lock:
+                results.append(outcome)
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    good = [r for r in results if "error" not in r]
+    errors = [r["error"] for r in results if "error" in r]
+    latencies, ttfts = sorted(r["latency"] for r in good), sorted(r["ttft"] for r in good)
+    return {
+        "clients": clients,
+        "seconds": round(wall, 1),
+        "requests": len(results),
+        "errors": len(errors),
+        "error_examples": sorted(set(errors))[:3],
+        "requests_per_s": round(len(good) / wall, 3),
+        "tokens_per_s": round(sum(r["tokens"] for r in good) / wall, 1),
+        "mean_tokens": round(statistics.mean(r["tokens"] for r in good), 1) if good else 0,
+        "latency_p50_s": round(_quantile(latencies, 0.5), 2),
+        "latency_p95_s": round(_quantile(latencies, 0.95), 2),
+        "ttft_p50_s": round(_quantile(ttfts, 0.5), 2),
+        "ttft_p95_s": round(_quantile(ttfts, 0.95), 2),
+    }
+
+
+def _quantile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for name in dict.fromkeys(r["server"] for r in rows):
+        mine = [r for r in rows if r["server"] == name]
+        clients = [r["clients"] for r in mine]
+        left.plot(clients, [r["tokens_per_s"] for r in mine], marker="o", label=name)
+        right.plot(clients, [r["ttft_p95_s"] for r in mine], marker="o", label=f"{name} p95")
+    left.set(xlabel="concurrent clients", ylabel="generated tokens/s", xscale="log", title="throughput")
+    right.set(
+        xlabel="concurrent clients", ylabel="time to first token (s)", xscale="log", title="p95 time to first token"
+    )
+    for axis in (left, right):
+        axis.set_xticks(
+            sorted({r["clients"] for r in rows}), labels=[str(c) for c in sorted({r["clients"] for r in rows})]
+        )
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bundle", default="runs/demo/2-objectives/bundle")
+    parser.add_argument("--clients", default="1,4,16")
+    parser.add_argument("--seconds", type=float, default=60, help="per server and concurrency")
+    parser.add_argument("--soak-seconds", type=float, default=300, help="16 clients on hoe; 0 skips the soak")
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--out", type=Path, default=HERE)
+    args = parser.parse_args()
+
+    from hoe.data import load_prompts
+    from hoe.model.hoe_model import HoEModel
+
+    prompts = load_prompts("packaged:hh-helpful-test", "heldout")
+    hoe_model = HoEModel.from_bundle(args.bundle).eval()
+    base = BaseOnly(hoe_model)
+    objectives = hoe_model.objectives
+    servers = {"hoe": (hoe_model, 16), "hoe-serial": (hoe_model, 1), "base": (base, 16)}
+    rows = []
+    for name, (model, max_batch) in servers.items():
+        server, thread, url = start_server(model, max_batch)
+        one_request(url, "warm up", objectives, 4, random.Random(0))
+        for clients in map(int, args.clients.split(",")):
+            row = {"server": name, **load(url, prompts, objectives, clients, args.seconds, args.max_tokens)}
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+        server.should_exit = True
+        thread.join()
+    soak = None
+    if args.soak_seconds > 0:
+        server, thread, url = start_server(hoe_model, 16)
+        soak = load(url, prompts, objectives, 16, args.soak_seconds, args.max_tokens)
+        print("soak", json.dumps(soak), flush=True)
+        server.should_exit = True
+        thread.join()
+    top = max(map(int, args.clients.split(",")))
+    at = {r["server"]: r for r in rows if r["clients"] == top}
+    results = {
+        "bundle": args.bundle,
+        "max_tokens": args.max_tokens,
+        "rows": rows,
+        "soak": soak,
+        "ratios_at_most_clients": {
+            "clients": top,
+            "hoe_over_serial_tokens_per_s": round(at["hoe"]["tokens_per_s"] / at["hoe-serial"]["tokens_per_s"], 2),
+            "hoe_over_base_tokens_per_s": round(at["hoe"]["tokens_per_s"] / at["base"]["tokens_per_s"], 2),
+        },
+        "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "command": f".venv/bin/python benchmarks/serving/run.py --bundle {args.bundle} --clients {args.clients} "
+        f"--seconds {args.seconds:g} --soak-seconds {args.soak_seconds:g} --max-tokens {args.max_tokens}",
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    plot(rows, args.out / "throughput.png")
+    print(json.dumps(results["ratios_at_most_clients"]))
+
+
+if __name__ == "__main__":
+    main()
