@@ -313,6 +313,14 @@ def bundle_dir(recipe_dir, tmp_path_factory) -> Path:
     )
 
 
+@pytest.fixture(scope="module")
+def tiny_hoe_model(bundle_dir):
+    """The tiny bundle as a loaded HoEModel, once per test module."""
+    from hoe.model.hoe_model import HoEModel
+
+    return HoEModel.from_bundle(bundle_dir).eval()
+
+
 def interrupt_at_call(monkeypatch, owner, name: str, call: int):
     """Make ``owner.name`` raise KeyboardInterrupt on its ``call``-th call, as a kill would.
     Returns a function that puts the original back."""

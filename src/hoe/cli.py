@@ -760,7 +760,11 @@ def serve(
     """Serve a bundle over OpenAI's HTTP API (chat and text completions, streaming); each request may carry
     its own preference ('preference' in the body, or model 'hoe:helpful=0.7,harmless=0.3')."""
     from hoe.model.bundle import load_bundle
-    from hoe.serving import default_bundle, serve
+
+    try:
+        from hoe.serving.server import default_bundle, serve
+    except ImportError as exc:  # the web stack is an extra
+        raise HoEError(f"hoe serve needs {exc.name}: pip install 'hoe[serve]'") from None
 
     settings = ServeSettings.create(
         bundle=str(bundle or default_bundle()),

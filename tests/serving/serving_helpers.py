@@ -1,4 +1,5 @@
-"""A real server for the serving tests: uvicorn in a thread on a free localhost port."""
+"""A real server for the serving tests: uvicorn in a thread on a free localhost port. (A module of its own,
+not a conftest.py: the tests' `from conftest import ...` must keep meaning tests/conftest.py.)"""
 
 from __future__ import annotations
 

@@ -31,8 +31,8 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def page(model):
-    running = Running(model)
+def page(tiny_hoe_model):
+    running = Running(tiny_hoe_model)
     yield running
     running.stop()
 

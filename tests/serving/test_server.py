@@ -21,8 +21,8 @@ from hoe.serving.engine import Engine, wait_idle
 
 
 @pytest.fixture(scope="module")
-def served(model):
-    running = Running(model, max_batch=8)
+def served(tiny_hoe_model):
+    running = Running(tiny_hoe_model, max_batch=8)
     yield running
     running.stop()
 
@@ -31,7 +31,7 @@ def alone(model, prompt: str, preference, tokens: int) -> str:
     return model.generate(prompt, preference, max_new_tokens=tokens, do_sample=False)[0]
 
 
-def test_chat_answers_with_its_routing_and_usage(served, model):
+def test_chat_answers_with_its_routing_and_usage(served, tiny_hoe_model):
     reply = served.client().chat.completions.create(
         model="hoe",
         messages=[{"role": "user", "content": "Say hello"}],
@@ -39,12 +39,12 @@ def test_chat_answers_with_its_routing_and_usage(served, model):
         temperature=0,
         extra_body={"preference": {"helpful": 0.8, "harmless": 0.2}},
     )
-    assert reply.choices[0].message.content == alone(model, "Say hello", [0.8, 0.2], 6)
+    assert reply.choices[0].message.content == alone(tiny_hoe_model, "Say hello", [0.8, 0.2], 6)
     assert reply.choices[0].finish_reason in ("length", "stop")
     assert reply.usage.completion_tokens <= 6 and reply.usage.prompt_tokens > 0
     used = reply.model_extra["hoe"]
     assert used["preference"] == pytest.approx({"helpful": 0.8, "harmless": 0.2})
-    assert used["routing"] == model.describe_routing([0.8, 0.2])
+    assert used["routing"] == tiny_hoe_model.describe_routing([0.8, 0.2])
 
 
 def test_the_preference_may_be_the_model_name_or_a_list(served):
@@ -58,7 +58,7 @@ def test_the_preference_may_be_the_model_name_or_a_list(served):
     assert default.model_extra["hoe"]["preference"] == {"helpful": 0.5, "harmless": 0.5}
 
 
-def test_streaming_sends_what_the_whole_answer_holds(served, model):
+def test_streaming_sends_what_the_whole_answer_holds(served, tiny_hoe_model):
     stream = served.client().chat.completions.create(
         model="hoe",
         messages=[{"role": "user", "content": "Count"}],
@@ -70,13 +70,13 @@ def test_streaming_sends_what_the_whole_answer_holds(served, model):
     )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert text == alone(model, "Count", [1, 0], 8)
+    assert text == alone(tiny_hoe_model, "Count", [1, 0], 8)
     assert chunks[0].choices[0].delta.role == "assistant" and "routing" in chunks[0].model_extra["hoe"]
     finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
     assert len(finishes) == 1 and chunks[-1].usage.completion_tokens <= 8
 
 
-def test_text_completions(served, model):
+def test_text_completions(served, tiny_hoe_model):
     reply = served.client().completions.create(
         model="hoe", prompt="The sky is", max_tokens=5, temperature=0, extra_body={"preference": [0.5, 0.5]}
     )
@@ -92,7 +92,7 @@ def test_text_completions(served, model):
     assert "".join(c.choices[0].text for c in stream if c.choices) == reply.choices[0].text
 
 
-def test_a_batch_of_mixed_preferences_answers_each_request_as_it_would_be_answered_alone(served, model):
+def test_a_batch_of_mixed_preferences_answers_each_request_as_it_would_be_answered_alone(served, tiny_hoe_model):
     """Twelve concurrent requests with different λ, prompts and lengths share the batch (joining and
     leaving it at token boundaries); greedy, each gets exactly its answer alone."""
     requests = [
@@ -115,7 +115,7 @@ def test_a_batch_of_mixed_preferences_answers_each_request_as_it_would_be_answer
     steps_before = served.engine.steps
     with concurrent.futures.ThreadPoolExecutor(12) as pool:
         answers = list(pool.map(ask, requests))
-    assert answers == [alone(model, prompt, preference, tokens) for prompt, preference, tokens in requests]
+    assert answers == [alone(tiny_hoe_model, prompt, preference, tokens) for prompt, preference, tokens in requests]
     # batched: far fewer engine steps than one request at a time would take (one prefill + tokens each)
     assert served.engine.steps - steps_before < sum(tokens + 1 for _, _, tokens in requests)
 
@@ -127,8 +127,8 @@ def test_a_seed_reproduces_a_sampled_answer(served):
     assert first == again
 
 
-def test_stop_strings_end_the_answer_before_them(served, model):
-    whole = alone(model, "Go on", [0.5, 0.5], 12)
+def test_stop_strings_end_the_answer_before_them(served, tiny_hoe_model):
+    whole = alone(tiny_hoe_model, "Go on", [0.5, 0.5], 12)
     stop = whole[3:5]
     if not stop.strip():
         pytest.skip("the tiny model's answer has no usable stop string")
@@ -197,7 +197,7 @@ def test_completions_refuse_an_empty_or_several_prompts(served):
         assert code == 400 and message in answer["error"]["message"], answer
 
 
-def test_bad_requests_never_disturb_the_good_ones_beside_them(served, model):
+def test_bad_requests_never_disturb_the_good_ones_beside_them(served, tiny_hoe_model):
     def good(i):
         return served.post("/v1/chat/completions", {**CHAT, "max_tokens": 5, "temperature": 0, "preference": [1, 0]})
 
@@ -207,13 +207,13 @@ def test_bad_requests_never_disturb_the_good_ones_beside_them(served, model):
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         goods = [pool.submit(good, i) for i in range(4)]
         bads = [pool.submit(bad, i) for i in range(4)]
-    expected = alone(model, "hi", [1, 0], 5)
+    expected = alone(tiny_hoe_model, "hi", [1, 0], 5)
     assert all(f.result()[0] == 200 and f.result()[2]["choices"][0]["message"]["content"] == expected for f in goods)
     assert all(f.result()[0] == 400 for f in bads)
 
 
-def test_an_api_key_guards_every_endpoint_but_health(model):
-    running = Running(model, api_key="sesame")
+def test_an_api_key_guards_every_endpoint_but_health(tiny_hoe_model):
+    running = Running(tiny_hoe_model, api_key="sesame")
     try:
         with pytest.raises(openai.AuthenticationError):
             running.client("wrong").models.list()
@@ -226,7 +226,7 @@ def test_an_api_key_guards_every_endpoint_but_health(model):
         running.stop()
 
 
-def test_a_full_queue_is_429_with_retry_after(model, monkeypatch):
+def test_a_full_queue_is_429_with_retry_after(tiny_hoe_model, monkeypatch):
     """One slot and a one-request queue: while the first request's step is held, the second waits and
     the third is turned away; both accepted requests still finish."""
     release = threading.Event()
@@ -237,7 +237,7 @@ def test_a_full_queue_is_429_with_retry_after(model, monkeypatch):
         return original(self, newcomers)
 
     monkeypatch.setattr(Engine, "_step", held)
-    running = Running(model, max_batch=1, max_queue=1)
+    running = Running(tiny_hoe_model, max_batch=1, max_queue=1)
     try:
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
             first = pool.submit(running.post, "/v1/chat/completions", CHAT)
@@ -255,7 +255,7 @@ def test_a_full_queue_is_429_with_retry_after(model, monkeypatch):
         running.stop()
 
 
-def test_a_client_that_disconnects_mid_stream_frees_its_slot(model, monkeypatch):
+def test_a_client_that_disconnects_mid_stream_frees_its_slot(tiny_hoe_model, monkeypatch):
     original = Engine._step
 
     def slow(self, newcomers):  # 40 ms a step: the whole answer would take over 2 s
@@ -263,7 +263,7 @@ def test_a_client_that_disconnects_mid_stream_frees_its_slot(model, monkeypatch)
         return original(self, newcomers)
 
     monkeypatch.setattr(Engine, "_step", slow)
-    running = Running(model)
+    running = Running(tiny_hoe_model)
     try:
         body = json.dumps({**CHAT, "max_tokens": 50, "stream": True}).encode()
         request = urllib.request.Request(

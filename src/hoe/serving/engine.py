@@ -167,6 +167,7 @@ class Engine:
                 position_ids=positions.to(device),
                 past_key_values=cache,
                 use_cache=True,
+                logits_to_keep=1,  # only the next token's: a prompt's full logits are vocabulary × length
             )
         finally:
             self.model.state.clear()
