@@ -21,6 +21,8 @@ import os
 import random
 import socket
 import statistics
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -67,14 +69,13 @@ class BaseOnly:
 
 
 def start_server(model, max_batch: int):
+    """The app on a free port, in a thread of this process (for screenshot.py)."""
     import uvicorn
 
     from hoe.serving.app import create_app
     from hoe.serving.settings import ServeSettings
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     app = create_app(model, ServeSettings(bundle="-", port=port, max_batch=max_batch, max_queue=256))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -82,6 +83,42 @@ def start_server(model, max_batch: int):
     while not server.started:
         time.sleep(0.05)
     return server, thread, f"http://127.0.0.1:{port}"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def serve_only(kind: str, bundle: str, port: int, max_batch: int) -> None:
+    """This script as a server process: the load never shares a Python interpreter (and its GIL) with it."""
+    import uvicorn
+
+    from hoe.model.hoe_model import HoEModel
+    from hoe.serving.app import create_app
+    from hoe.serving.settings import ServeSettings
+
+    model = HoEModel.from_bundle(bundle).eval()
+    model = BaseOnly(model) if kind == "base" else model
+    app = create_app(model, ServeSettings(bundle=bundle, port=port, max_batch=max_batch, max_queue=256))
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="error")
+
+
+def server_process(kind: str, bundle: str, max_batch: int) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    command = [sys.executable, __file__, "--serve", kind, "--bundle", bundle, "--port", str(port)]
+    child = subprocess.Popen([*command, "--max-batch", str(max_batch)])
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url + "/health", timeout=2)
+            return child, url
+        except OSError:
+            time.sleep(0.5)
+    child.kill()
+    raise RuntimeError(f"the {kind} server did not start")
 
 
 def one_request(url: str, prompt: str, objectives: list[str], max_tokens: int, rng: random.Random) -> dict:
@@ -156,6 +193,7 @@ def load(url: str, prompts: list[str], objectives: list[str], clients: int, seco
         "seconds": round(wall, 1),
         "requests": len(results),
         "errors": len(errors),
+        "lost": sum(not e.startswith("HTTP ") for e in errors),  # no answer at all: a dropped or cut stream
         "error_examples": sorted(set(errors))[:3],
         "requests_per_s": round(len(good) / wall, 3),
         "tokens_per_s": round(sum(r["tokens"] for r in good) / wall, 1),
@@ -187,7 +225,11 @@ def plot(rows: list[dict], path: Path) -> None:
         right.plot(clients, [r["ttft_p95_s"] for r in mine], marker="o", label=f"{name} p95")
     left.set(xlabel="concurrent clients", ylabel="generated tokens/s", xscale="log", title="throughput")
     right.set(
-        xlabel="concurrent clients", ylabel="time to first token (s)", xscale="log", title="p95 time to first token"
+        xlabel="concurrent clients",
+        ylabel="time to first token (s)",
+        xscale="log",
+        yscale="log",
+        title="p95 time to first token (log scale)",
     )
     for axis in (left, right):
         axis.set_xticks(
@@ -207,33 +249,41 @@ def main() -> None:
     parser.add_argument("--soak-seconds", type=float, default=300, help="16 clients on hoe; 0 skips the soak")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--out", type=Path, default=HERE)
+    parser.add_argument("--plot-only", action="store_true", help="redraw throughput.png from results.json")
+    parser.add_argument("--serve", choices=["hoe", "base"], help=argparse.SUPPRESS)  # a server process (internal)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--max-batch", type=int, default=16, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve:
+        serve_only(args.serve, args.bundle, args.port, args.max_batch)
+        return
+    if args.plot_only:  # the PNG again from the committed results, without a model
+        plot(json.loads((args.out / "results.json").read_text())["rows"], args.out / "throughput.png")
+        return
 
     from hoe.data import load_prompts
-    from hoe.model.hoe_model import HoEModel
+    from hoe.model.bundle import load_bundle
 
     prompts = load_prompts("packaged:hh-helpful-test", "heldout")
-    hoe_model = HoEModel.from_bundle(args.bundle).eval()
-    base = BaseOnly(hoe_model)
-    objectives = hoe_model.objectives
-    servers = {"hoe": (hoe_model, 16), "hoe-serial": (hoe_model, 1), "base": (base, 16)}
+    objectives = load_bundle(args.bundle).objectives
+    servers = {"hoe": ("hoe", 16), "hoe-serial": ("hoe", 1), "base": ("base", 16)}
     rows = []
-    for name, (model, max_batch) in servers.items():
-        server, thread, url = start_server(model, max_batch)
+    for name, (kind, max_batch) in servers.items():
+        child, url = server_process(kind, args.bundle, max_batch)
         one_request(url, "warm up", objectives, 4, random.Random(0))
         for clients in map(int, args.clients.split(",")):
             row = {"server": name, **load(url, prompts, objectives, clients, args.seconds, args.max_tokens)}
             print(json.dumps(row), flush=True)
             rows.append(row)
-        server.should_exit = True
-        thread.join()
+        child.terminate()
+        child.wait()
     soak = None
     if args.soak_seconds > 0:
-        server, thread, url = start_server(hoe_model, 16)
+        child, url = server_process("hoe", args.bundle, 16)
         soak = load(url, prompts, objectives, 16, args.soak_seconds, args.max_tokens)
         print("soak", json.dumps(soak), flush=True)
-        server.should_exit = True
-        thread.join()
+        child.terminate()
+        child.wait()
     top = max(map(int, args.clients.split(",")))
     at = {r["server"]: r for r in rows if r["clients"] == top}
     results = {
@@ -246,7 +296,7 @@ def main() -> None:
             "hoe_over_serial_tokens_per_s": round(at["hoe"]["tokens_per_s"] / at["hoe-serial"]["tokens_per_s"], 2),
             "hoe_over_base_tokens_per_s": round(at["hoe"]["tokens_per_s"] / at["base"]["tokens_per_s"], 2),
         },
-        "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "server": "its own process (hoe serve's app)"},
         "command": f".venv/bin/python benchmarks/serving/run.py --bundle {args.bundle} --clients {args.clients} "
         f"--seconds {args.seconds:g} --soak-seconds {args.soak_seconds:g} --max-tokens {args.max_tokens}",
     }

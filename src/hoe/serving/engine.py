@@ -20,6 +20,7 @@ from their own seeded generator, so a seed reproduces a request whatever else sh
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 import threading
 import time
@@ -51,6 +52,7 @@ class Job:
     sent: str = ""  # text emitted so far
     generator: torch.Generator | None = None
     finish_reason: str | None = None
+    number: int = -1  # set by the engine: unique for its lifetime (an id() may be reused)
 
 
 class QueueFull(HoEError):
@@ -73,6 +75,8 @@ class Engine:
         self.stopped = False
         self.steps = 0
         self.admitting = 0  # jobs taken from the queue whose prefill is under way
+        self.routed: list[int] | None = None  # the jobs (by number) the routing state holds, row by row
+        self.numbers = itertools.count()
         self.thread = threading.Thread(target=self._run, name="hoe-engine", daemon=True)
         self.thread.start()
 
@@ -84,6 +88,7 @@ class Engine:
                 raise QueueFull(f"the server is busy ({len(self.waiting)} requests waiting); retry shortly")
             if job.seed is not None:
                 job.generator = torch.Generator().manual_seed(job.seed)
+            job.number = next(self.numbers)
             self.waiting.append(job)
             self.wake.notify()
 
@@ -159,7 +164,10 @@ class Engine:
         routed by its own λ."""
         device = self.model.device
         positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1] :]
-        self.model.state.set([j.routing for j in jobs])
+        rows = [j.number for j in jobs]
+        if rows != self.routed:  # the batch changed: route its rows (the layers' plans are rebuilt once)
+            self.model.state.set([j.routing for j in jobs])
+            self.routed = rows
         try:
             out = self.model.model(
                 input_ids=ids.to(device),
@@ -169,8 +177,10 @@ class Engine:
                 use_cache=True,
                 logits_to_keep=1,  # only the next token's: a prompt's full logits are vocabulary × length
             )
-        finally:
+        except BaseException:
             self.model.state.clear()
+            self.routed = None
+            raise
         return out.logits[:, -1].float().cpu()
 
     def _emit_and_retire(self, indices: list[int]) -> None:
