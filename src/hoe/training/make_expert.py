@@ -37,7 +37,7 @@ from hoe.rl.config import TrainConfig
 from hoe.rl.lora_ppo import train_lora_ppo
 from hoe.training.sampling import sample_candidates
 from hoe.training.settings import METHODS, REPORT_NAME, MakeExpertSettings
-from hoe.training.sft import supervised_finetune
+from hoe.training.sft import check_prompt_room, supervised_finetune
 from hoe.utils.io import atomic_dir, check_output_dir, write_json
 
 __all__ = ["METHODS", "REPORT_NAME", "MakeExpertReport", "MakeExpertSettings", "make_expert", "make_expert_summary"]
@@ -106,6 +106,8 @@ def make_expert(
     check_objective_name(settings.objective)
     get_scorer(settings.objective)  # a scorer that cannot load fails here, before any sampling
     prompts = load_prompts(settings.prompts, "train", limit=settings.prompt_count)
+    if settings.method != "ppo":  # the fine-tuning methods learn within max_length tokens
+        check_prompt_room(load_tokenizer(base), prompts, settings.max_length)
     if settings.method == "ppo":
         return _ppo(base, prompts, settings, Path(out), device=device, progress=progress)
     candidates = sample_candidates(

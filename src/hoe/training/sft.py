@@ -134,6 +134,17 @@ def supervised_finetune(
     return log
 
 
+def check_prompt_room(tokenizer, prompts: list[str], max_length: int) -> None:
+    """Refuse before any sampling when every prompt alone fills ``max_length``: no response token of
+    any candidate could be learned (``_check_response_room`` would say so only after sampling)."""
+    room = [any(label != -100 for label in encode_pair(tokenizer, prompt, "", max_length)[1]) for prompt in prompts]
+    if prompts and not any(room):
+        raise HoEError(
+            f"every prompt is longer than max-length {max_length} tokens, so no response token is left to learn; raise "
+            "max-length"
+        )
+
+
 def _check_response_room(encoded: list[tuple[list[int], list[int]]], max_length: int) -> None:
     """Pairs whose prompt fills max_length teach nothing: refuse if every pair is such, warn if some are."""
     empty = sum(all(label == -100 for label in labels) for _, labels in encoded)
