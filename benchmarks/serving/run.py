@@ -69,20 +69,12 @@ class BaseOnly:
 
 
 def start_server(model, max_batch: int):
-    """The app on a free port, in a thread of this process (for screenshot.py)."""
-    import uvicorn
-
+    """The app in a thread of this process, on a free port (for screenshot.py)."""
     from hoe.serving.app import create_app
+    from hoe.serving.server import BackgroundServer
     from hoe.serving.settings import ServeSettings
 
-    port = free_port()
-    app = create_app(model, ServeSettings(bundle="-", port=port, max_batch=max_batch, max_queue=256))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    return server, thread, f"http://127.0.0.1:{port}"
+    return BackgroundServer(create_app(model, ServeSettings(bundle="-", max_batch=max_batch, max_queue=256)))
 
 
 def free_port() -> int:

@@ -31,13 +31,13 @@ def main() -> None:
 
     from hoe.model.hoe_model import HoEModel
 
-    server, thread, url = start_server(HoEModel.from_bundle(args.bundle).eval(), max_batch=16)
+    server = start_server(HoEModel.from_bundle(args.bundle).eval(), max_batch=16)
     options = webdriver.ChromeOptions()
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,900"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
     try:
-        driver.get(url + "/")
+        driver.get(server.url + "/")
         wait = WebDriverWait(driver, 60)
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "input[type=range]"))
         driver.find_element(By.ID, "compare").click()
@@ -59,8 +59,7 @@ def main() -> None:
         print(args.out)
     finally:
         driver.quit()
-        server.should_exit = True
-        thread.join()
+        server.stop()
 
 
 if __name__ == "__main__":

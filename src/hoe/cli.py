@@ -770,7 +770,7 @@ def serve(
         bundle=str(bundle or default_bundle()),
         host=host,
         port=port,
-        device=device,
+        device=_device(device),
         dtype=dtype,
         max_batch=max_batch,
         max_queue=max_queue,
@@ -778,7 +778,6 @@ def serve(
         api_key=api_key,
     )
     load_bundle(settings.bundle)  # a damaged bundle is one line before any weights load
-    _device(device)
     typer.echo(f"serving {settings.bundle} at http://{settings.host}:{settings.port} (Ctrl-C stops)", err=True)
     serve(settings)
 

@@ -32,6 +32,7 @@ from hoe.pipeline.recipe import Recipe, load_recipe
 from hoe.pipeline.train_router import train_router
 from hoe.recipes import shipped_recipe
 from hoe.rl import load_config
+from hoe.settings import flag_name
 
 TRAIN_PROMPTS = "packaged:hh-helpful-sft+packaged:hh-harmless"
 EVAL_PROMPTS = "packaged:hh-helpful-test+packaged:hh-harmless"  # the heldout split: no expert trained on these
@@ -246,7 +247,7 @@ def run_demo(out: str | Path = "runs/demo", profile: str = "quick", rank: int = 
     if profile not in PROFILES:
         raise HoEError(f"unknown profile '{profile}' (choose from {', '.join(PROFILES)})")
     if rank <= 0:
-        raise HoEError(f"rank (--rank) must be positive, got {rank}")
+        raise HoEError(f"{flag_name('rank')} must be positive, got {rank}")
     chosen = PROFILES[profile]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -121,7 +121,7 @@ class Engine:
                 for job in self.rows + newcomers:
                     if job.finish_reason is None:
                         job.emit(("error", f"generation failed: {type(exc).__name__}: {exc}"))
-                self.rows, self.cache, self.mask, self.next_tokens = [], None, None, None
+                self._empty_batch()
             self.admitting = 0
         for job in self.rows + list(self.waiting):
             job.emit(("error", "the server is shutting down"))
@@ -204,13 +204,16 @@ class Engine:
             if job.finish_reason is not None and job.finish_reason != "cancelled":
                 job.emit(("done", job.finish_reason))
         if not keep:
-            self.rows, self.cache, self.mask, self.next_tokens = [], None, None, None
+            self._empty_batch()
             return
         index = torch.tensor(keep)
         self.rows = [self.rows[i] for i in keep]
         self.cache.batch_select_indices(index)
         self.mask, self.next_tokens = self.mask[index], self.next_tokens[index]
         self._crop_padding()
+
+    def _empty_batch(self) -> None:
+        self.rows, self.cache, self.mask, self.next_tokens = [], None, None, None
 
     def _send_text(self, job: Job) -> None:
         """Emit the text the new token completes, holding back what may still become a stop string
