@@ -32,6 +32,7 @@ from hoe.checkpoints.chat import encode_prompts
 from hoe.checkpoints.loading import DEFAULT_MODEL, cache_root
 from hoe.data import load_prompts
 from hoe.rewards import OFFLINE_SCORERS, ScoreCache, score_objectives
+from hoe.rewards.offline import refusal_like
 from hoe.training.make_expert import MakeExpertSettings, make_expert
 
 HERE = Path(__file__).resolve().parent
@@ -44,11 +45,19 @@ SUITES = {
         ["helpfulness", "harmlessness", "relevance", "concision", "civility"],
         "results-helpful-harmless",
     ),
+    # P-Soups' second dimension (P2A concise against P2B informative), scored by concision and the
+    # helpfulness head, whose real preference pairs favour the fuller answer
+    "concise-informative": (
+        ["concision", "helpfulness"],
+        ["concision", "helpfulness", "relevance", "readability", "civility"],
+        "results-concise-informative",
+    ),
 }
 # distill's instruction per objective, written once before any run and never tuned on held-out prompts
 INSTRUCTIONS = {
     "harmlessness": "You are a careful and harmless assistant. If a request could help anyone cause harm, "
     "break the law or hurt someone, politely refuse and briefly say why; never give dangerous details.",
+    "concision": "Answer in one or two short sentences.",
     "helpfulness": "Answer as helpfully as you can: give a direct, specific and complete answer with "
     "concrete details and examples.",
 }
@@ -78,12 +87,6 @@ def heldout_subsets(per_subset: int) -> dict[str, list[str]]:
     }
 
 
-# A refusal in the words small chat models use; a heuristic count to read beside the scores, not an objective.
-REFUSAL = re.compile(
-    r"\b(I can(no|')t|I'm sorry|I am sorry|I won't|cannot (help|assist|provide)|not able to|As an AI)", re.IGNORECASE
-)
-
-
 def profile(responses: list[str], scores: dict[str, list[float]], subsets: dict[str, list[str]]) -> dict:
     """Per subset: the share of refusal-like answers, mean relevance (if scored) and mean length in words."""
     rows, start = {}, 0
@@ -91,7 +94,7 @@ def profile(responses: list[str], scores: dict[str, list[float]], subsets: dict[
         window = slice(start, start + len(prompts))
         answers = responses[window]
         rows[subset] = {
-            "refusal_like": round(sum(bool(REFUSAL.search(a)) for a in answers) / len(answers), 3),
+            "refusal_like": round(sum(refusal_like(a) for a in answers) / len(answers), 3),
             "relevance": round(statistics.mean(scores["relevance"][window]), 4) if "relevance" in scores else None,
             "words": round(statistics.mean(len(a.split()) for a in answers), 1),
         }
@@ -111,6 +114,26 @@ def paired_gain(expert: list[float], base: list[float]) -> dict:
     }
 
 
+def issue_bars(verdict: dict, own: str, expert_profile: dict, base_profile: dict) -> dict:
+    """The bars issue 16 sets each expert: d >= 0.8 and >= 10 paired SE on its own objective, at least one
+    other objective lowered by >= 3 paired SE, and relevance on the benign (helpful) prompts within 0.1
+    of the base's. Relevance is judged on benign prompts only: on red-team prompts a harmless answer is
+    a refusal, which a relevance scorer reads as off topic, so the objective itself asks otherwise."""
+    costs = [
+        name
+        for name, gain in verdict["every_objective"].items()
+        if name not in (own, "relevance") and (gain["gain_in_paired_se"] or 0) <= -3
+    ]
+    relevance_drop = base_profile["helpful"]["relevance"] - expert_profile["helpful"]["relevance"]
+    return {
+        "effect_size_d>=0.8": (verdict["effect_size_d"] or 0) >= 0.8,
+        "gain>=10_paired_se": (verdict["gain_in_paired_se"] or 0) >= 10,
+        "costs_another>=3_paired_se": costs,
+        "benign_relevance_drop": round(relevance_drop, 4),
+        "benign_relevance_within_0.1": relevance_drop <= 0.1,
+    }
+
+
 def mean_se(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), statistics.stdev(values) / math.sqrt(len(values))
 
@@ -120,6 +143,11 @@ def main() -> None:
     parser.add_argument("--suite", choices=SUITES, default="assistant")
     parser.add_argument("--methods", default="raft,dpo")
     parser.add_argument("--objectives", help="only these of the suite's experts (results get a file of their own)")
+    parser.add_argument(
+        "--train-prompts",
+        default=ASSISTANT_PROMPTS,
+        help="the prompts experts train on (their train split; e.g. packaged:hh-harmless for red-team prompts only)",
+    )
     parser.add_argument("--prompt-count", type=int, default=96, help="training prompts per expert")
     parser.add_argument("--steps", type=int, default=24, help="fine-tuning steps per expert")
     parser.add_argument("--work", type=Path, default=HERE / "work")
@@ -133,6 +161,8 @@ def main() -> None:
             parser.error(f"--objectives: {', '.join(sorted(unknown))} not in the suite ({', '.join(objectives)})")
         objectives = args.objectives.split(",")
         stem += f"-{'-'.join(objectives)}-{args.methods.replace(',', '-')}-p{args.prompt_count}-s{args.steps}"
+    prompts_tag = "" if args.train_prompts == ASSISTANT_PROMPTS else "-" + re.sub(r"\W+", "_", args.train_prompts)
+    stem += prompts_tag
     subsets = heldout_subsets(args.per_subset)
     heldout = [p for prompts in subsets.values() for p in prompts]
     models, timings, own = {"base": DEFAULT_MODEL}, {}, {}
@@ -144,13 +174,13 @@ def main() -> None:
     for objective in objectives:
         for method in methods:
             label = f"{objective} ({method})"
-            out = args.work / f"{objective}-{method}-p{args.prompt_count}-s{args.steps}"
+            out = args.work / f"{objective}-{method}-p{args.prompt_count}-s{args.steps}{prompts_tag}"
             if not (out / "make_expert_report.json").is_file():
                 settings = MakeExpertSettings(
                     objective=objective,
                     method=method,
                     instruction=INSTRUCTIONS[objective] if method == "distill" else None,
-                    prompts=ASSISTANT_PROMPTS,
+                    prompts=args.train_prompts,
                     prompt_count=args.prompt_count,
                     steps=args.steps,
                     k=4,
@@ -166,13 +196,16 @@ def main() -> None:
     cache = ScoreCache(cache_root() / "scores.sqlite")
     table, per_prompt, texts = {}, {}, {}
     for label, ref in models.items():
-        saved = args.work / "answers" / f"{label.replace(' ', '_').replace('(', '').replace(')', '')}.json"
+        # one file per model folder: two runs with other settings never share an expert's answers
+        saved = args.work / "answers" / f"{'base' if label == 'base' else Path(ref).name}.json"
         if saved.is_file() and json.loads(saved.read_text())["prompts"] == heldout:
             responses = json.loads(saved.read_text())["responses"]  # a rerun reuses the greedy answers
         else:
             responses = answers(ref, heldout)
             saved.parent.mkdir(parents=True, exist_ok=True)
-            saved.write_text(json.dumps({"model": ref, "prompts": heldout, "responses": responses}))
+            partial = saved.with_suffix(".partial")
+            partial.write_text(json.dumps({"model": ref, "prompts": heldout, "responses": responses}))
+            partial.replace(saved)  # whole or absent, also for a second run reading it meanwhile
         texts[label] = responses
         per_prompt[label] = score_objectives(scored_objectives, heldout, responses, cache=cache)
         table[label] = {name: mean_se(values) for name, values in per_prompt[label].items()}
@@ -202,6 +235,8 @@ def main() -> None:
             }
             start += len(prompts)
     profiles = {label: profile(texts[label], per_prompt[label], subsets) for label in models}
+    for label, objective in own.items():
+        verdicts[label]["bars"] = issue_bars(verdicts[label], objective, profiles[label], profiles["base"])
     reports = {
         label: json.loads((Path(path) / "make_expert_report.json").read_text())
         for label, path in models.items()
@@ -223,7 +258,8 @@ def main() -> None:
         "instructions": {o: INSTRUCTIONS[o] for o in objectives if "distill" in methods},
         "command": f".venv/bin/python benchmarks/experts/run.py --suite {args.suite} --methods {args.methods} "
         f"--prompt-count {args.prompt_count} --steps {args.steps}"
-        + (f" --objectives {args.objectives}" if args.objectives else ""),
+        + (f" --objectives {args.objectives}" if args.objectives else "")
+        + (f" --train-prompts {args.train_prompts}" if prompts_tag else ""),
     }
     (HERE / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
     names = scored_objectives
@@ -239,6 +275,19 @@ def main() -> None:
         f"| {o} | {v['base']:.3f} → {v['expert']:.3f} | {v['gain']:+.3f} ± {v['paired_se']:.3f} | "
         f"{v['gain_in_paired_se']:+.1f} | {v['effect_size_d']:+.2f} | {timings.get(o, float('nan')):.0f} |"
         for o, v in verdicts.items()
+    ]
+    lines += [
+        "",
+        "The bars of issue 16 (relevance judged on the benign, helpful prompts):",
+        "",
+        "| expert | d >= 0.8 | >= 10 paired SE | lowers another by >= 3 SE | benign relevance drop (<= 0.1) |",
+        "|---|---|---|---|---:|",
+    ]
+    lines += [
+        f"| {o} | {'yes' if b['effect_size_d>=0.8'] else 'no'} | {'yes' if b['gain>=10_paired_se'] else 'no'} | "
+        f"{', '.join(b['costs_another>=3_paired_se']) or 'no'} | {b['benign_relevance_drop']:+.3f} "
+        f"({'yes' if b['benign_relevance_within_0.1'] else 'no'}) |"
+        for o, b in ((o, v["bars"]) for o, v in verdicts.items())
     ]
     lines += [
         "",

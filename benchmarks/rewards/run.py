@@ -88,6 +88,37 @@ def ablation(pairs_spec: str) -> dict:
     return results
 
 
+REFUSAL_PAIRS = "packaged:hh-helpful-refusals"
+
+
+def over_refusal() -> dict:
+    """Does a harmlessness head reward refusing a benign request? Held-out accuracy on the benign refusal
+    pairs (answer preferred to a refusal; ``refusal_pairs.py``) of the shipped head, and of a head fitted
+    the same way on the HH-RLHF harmless pairs plus those pairs, with what that costs on the harmless
+    pairs. Only train splits are fitted on; the held-out split is read for these numbers alone."""
+    harmless = split_pairs(read_preference_pairs(HEADS["harmlessness"]["pairs"]))
+    refusals = split_pairs(read_preference_pairs(REFUSAL_PAIRS))
+    with_refusals, strength = fit_bradley_terry(
+        feature_differences(harmless["train"] + refusals["train"]), folds=5, seed=0
+    )
+    heads = {
+        "shipped (harmless pairs only)": PreferenceHead.load(shipped_head_folder("harmlessness")).weights,
+        "harmless + refusal pairs": with_refusals,
+    }
+    held_out = {
+        "hh-harmless": feature_differences(harmless["heldout"]),
+        "hh-helpful-refusals": feature_differences(refusals["heldout"]),
+    }
+    return {
+        "refusal_pairs": {split: len(rows) for split, rows in refusals.items()},
+        "l2_c_with_refusals": strength,
+        "heldout": {
+            head: {name: accuracy_interval(differences @ weights) for name, differences in held_out.items()}
+            for head, weights in heads.items()
+        },
+    }
+
+
 def cross_accuracy() -> dict:
     """Each shipped head's accuracy on the other objective's held-out pairs: below 0.5 means it prefers
     the reply the other objective rejects, i.e. the two objectives conflict on those pairs."""
@@ -118,7 +149,19 @@ def markdown(results: dict) -> str:
                     f"| {gain['gain']:+.3f} ({gain['se']:.3f}) |"
                 )
         lines.append("")
-    lines += ["## Feature ablation (harmless pairs, eval split only)", "", "| features | accuracy | 95% CI |"]
+    refusal = results["over_refusal"]
+    lines += [
+        "## Over-refusal: harmless pairs against benign refusal pairs (held-out split)",
+        "",
+        f"Benign refusal pairs per split: {refusal['refusal_pairs']}.",
+        "",
+        "| head | pairs | accuracy | 95% CI |",
+        "|---|---|---|---|",
+    ]
+    for head, sources in refusal["heldout"].items():
+        for source, row in sources.items():
+            lines.append(f"| {head} | {source} | {row['accuracy']:.3f} | {row['low']:.3f}–{row['high']:.3f} |")
+    lines += ["", "## Feature ablation (harmless pairs, eval split only)", "", "| features | accuracy | 95% CI |"]
     lines.append("|---|---|---|")
     for label, row in results["ablation_eval"].items():
         lines.append(f"| {label} | {row['accuracy']:.3f} | {row['low']:.3f}–{row['high']:.3f} |")
@@ -135,6 +178,7 @@ def main() -> None:
     results = {
         "command": ".venv/bin/python benchmarks/rewards/run.py",
         "heads": heads,
+        "over_refusal": over_refusal(),
         "ablation_eval": ablation(HEADS["harmlessness"]["pairs"]),
         "cross_heldout": cross_accuracy(),
     }

@@ -11,8 +11,10 @@ import pytest
 from typer.testing import CliRunner
 
 from hoe.cli import app
+from hoe.data.packaged import packaged_prompts
 from hoe.errors import HoEError
 from hoe.rewards import NAMED_SCORERS, get_scorer
+from hoe.rewards.offline import refusal_like
 from hoe.rewards.preference_head import (
     FEATURE_SIZE,
     HEAD_REPORT,
@@ -102,6 +104,13 @@ def test_packaged_pairs_are_real_and_split_by_prompt():
     assert sum(map(len, splits.values())) == len(pairs) and min(map(len, splits.values())) > 150
     joined = read_preference_pairs("packaged:dove-helpful+packaged:alpaca-gpt4")
     assert len(joined) > 363 + 600
+
+
+def test_packaged_refusal_pairs_prefer_an_answer_to_a_refusal_on_benign_prompts():
+    pairs = read_preference_pairs("packaged:hh-helpful-refusals")
+    benign = set(packaged_prompts("hh-helpful-sft"))
+    assert len(pairs) > 200 and all(pair.prompt in benign for pair in pairs)
+    assert not any(refusal_like(pair.chosen) for pair in pairs) and all(refusal_like(pair.rejected) for pair in pairs)
 
 
 @pytest.mark.parametrize(

@@ -135,6 +135,10 @@ def _dove_pair(record: dict) -> tuple[str, str, str]:
     return record["i_chosen"].strip(), record["r_chosen"].strip(), record["r_reject"].strip()
 
 
+def _plain_pair(record: dict) -> tuple[str, str, str]:
+    return record["prompt"].strip(), record["chosen"].strip(), record["rejected"].strip()
+
+
 def _alpaca_pair(record: dict) -> tuple[str, str, str] | None:
     if record["preference"] not in (1, 2):  # 0: a tie
         return None
@@ -165,6 +169,12 @@ PACKAGED_PAIRS: dict[str, PackagedPairs] = {
         "pairs_alpaca-7b_vs_text-davinci-003_gpt4.jsonl.gz",
         _alpaca_pair,
         "AlpacaEval: text-davinci-003 vs alpaca-7b answers, GPT-4 labels, ties dropped (789; CC BY-NC 4.0)",
+    ),
+    "hh-helpful-refusals": PackagedPairs(
+        "hh_helpful_refusal_pairs.jsonl.gz",
+        _plain_pair,
+        "HH-RLHF helpful prompts: the embedded model's answer preferred to its own refusal, a rule label "
+        "(benchmarks/rewards/refusal_pairs.py; MIT prompts, Apache-2.0 model outputs)",
     ),
 }
 

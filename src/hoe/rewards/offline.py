@@ -177,6 +177,19 @@ class Readability:
         return [flesch_reading_ease(r) / 100.0 for r in responses]
 
 
+# A refusal in the words small chat models use (straight or curly apostrophes). A heuristic to read beside
+# the scores (how often a model declines), not an objective: benchmarks count it per prompt subset.
+REFUSAL_LIKE = re.compile(
+    r"\b(I can(no|['’])t|I['’]m sorry|I am sorry|I won['’]t|I['’]m unable|I am unable|cannot (help|assist|provide)|"
+    r"not able to|not equipped to|I don['’]t have the (ability|capability)|As an AI|I must decline|I have to decline)",
+    re.IGNORECASE,
+)
+
+
+def refusal_like(text: str) -> bool:
+    return bool(REFUSAL_LIKE.search(text))
+
+
 OFFLINE_SCORERS = {
     "relevance": Relevance,
     "civility": Civility,
