@@ -6,11 +6,14 @@ within-prompt Spearman correlation with its standard error. Pairs whose correlat
 by more than two standard errors really conflict.
 
 - assistant: HH-RLHF helpful + harmless prompts, 64 new tokens (results.json, results.md);
+- learned: the assistant suite's samples, scored also by the learned helpfulness and harmlessness
+  heads (results-learned.json, results-learned.md);
 - summary: Reddit TL;DR posts, 48 new tokens, with ``summary`` = similarity to the author's own
   TL;DR (reference:packaged:tldr) (results-summary.json, results-summary.md).
 
     .venv/bin/python benchmarks/conflicts/run.py --suite assistant
     .venv/bin/python benchmarks/conflicts/run.py --suite summary
+    .venv/bin/python benchmarks/conflicts/run.py --suite learned
 """
 
 from __future__ import annotations
@@ -37,6 +40,13 @@ SUITES = {
         64,
         {name: name for name in OFFLINE_SCORERS},
         "results",
+    ),
+    # the same samples as "assistant", with the learned heads of benchmarks/rewards beside the heuristics
+    "learned": (
+        "packaged:hh-helpful-sft+packaged:hh-harmless",
+        64,
+        {"helpfulness": "helpfulness", "harmlessness": "harmlessness", **{name: name for name in OFFLINE_SCORERS}},
+        "results-learned",
     ),
     "summary": (
         "packaged:tldr",

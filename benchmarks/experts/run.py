@@ -12,6 +12,13 @@ reported per subset.
     .venv/bin/python benchmarks/experts/run.py --suite assistant --methods raft,dpo
     .venv/bin/python benchmarks/experts/run.py --suite helpful-harmless --methods distill,raft \
         --prompt-count 128 --steps 32
+    .venv/bin/python benchmarks/experts/run.py --suite helpful-harmless --objectives harmlessness \
+        --methods dpo --train-prompts packaged:hh-harmless      # red-team training prompts only
+    .venv/bin/python benchmarks/experts/run.py --suite helpful-harmless --objectives harmlessness \
+        --methods dpo --reward harmlessness=head:FOLDER         # trained on another reward, judged by the suite's
+
+Each expert is checked against issue 16's bars (d >= 0.8, >= 10 paired SE, another objective lowered
+by >= 3 SE, relevance on the benign prompts within 0.1 of the base's).
 """
 
 from __future__ import annotations
@@ -148,6 +155,14 @@ def main() -> None:
         default=ASSISTANT_PROMPTS,
         help="the prompts experts train on (their train split; e.g. packaged:hh-harmless for red-team prompts only)",
     )
+    parser.add_argument(
+        "--reward",
+        action="append",
+        default=[],
+        metavar="OBJECTIVE=SPEC",
+        help="train OBJECTIVE's experts on another reward (e.g. harmlessness=head:FOLDER); they are still "
+        "judged by the suite's objective",
+    )
     parser.add_argument("--prompt-count", type=int, default=96, help="training prompts per expert")
     parser.add_argument("--steps", type=int, default=24, help="fine-tuning steps per expert")
     parser.add_argument("--work", type=Path, default=HERE / "work")
@@ -162,7 +177,11 @@ def main() -> None:
         objectives = args.objectives.split(",")
         stem += f"-{'-'.join(objectives)}-{args.methods.replace(',', '-')}-p{args.prompt_count}-s{args.steps}"
     prompts_tag = "" if args.train_prompts == ASSISTANT_PROMPTS else "-" + re.sub(r"\W+", "_", args.train_prompts)
-    stem += prompts_tag
+    rewards = dict(item.split("=", 1) for item in args.reward)
+    if set(rewards) - set(objectives):
+        parser.error(f"--reward: {', '.join(sorted(set(rewards) - set(objectives)))} not among the experts' objectives")
+    reward_tag = "".join(f"-{o}_by_{Path(spec).name}" for o, spec in sorted(rewards.items()))
+    stem += prompts_tag + reward_tag
     subsets = heldout_subsets(args.per_subset)
     heldout = [p for prompts in subsets.values() for p in prompts]
     models, timings, own = {"base": DEFAULT_MODEL}, {}, {}
@@ -174,10 +193,11 @@ def main() -> None:
     for objective in objectives:
         for method in methods:
             label = f"{objective} ({method})"
-            out = args.work / f"{objective}-{method}-p{args.prompt_count}-s{args.steps}{prompts_tag}"
+            tag = prompts_tag + (f"-by_{Path(rewards[objective]).name}" if objective in rewards else "")
+            out = args.work / f"{objective}-{method}-p{args.prompt_count}-s{args.steps}{tag}"
             if not (out / "make_expert_report.json").is_file():
                 settings = MakeExpertSettings(
-                    objective=objective,
+                    objective=rewards.get(objective, objective),
                     method=method,
                     instruction=INSTRUCTIONS[objective] if method == "distill" else None,
                     prompts=args.train_prompts,
@@ -259,7 +279,8 @@ def main() -> None:
         "command": f".venv/bin/python benchmarks/experts/run.py --suite {args.suite} --methods {args.methods} "
         f"--prompt-count {args.prompt_count} --steps {args.steps}"
         + (f" --objectives {args.objectives}" if args.objectives else "")
-        + (f" --train-prompts {args.train_prompts}" if prompts_tag else ""),
+        + (f" --train-prompts {args.train_prompts}" if prompts_tag else "")
+        + "".join(f" --reward {item}" for item in args.reward),
     }
     (HERE / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
     names = scored_objectives
