@@ -71,6 +71,19 @@ def test_the_facade_names_what_it_exports_and_stays_light():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
+def test_the_cli_starts_without_torch():
+    """`hoe --help` reads every command's settings model; none of them may pull torch in (it cost ~2 s
+    before hoe.rewards became lazy and the dtype names moved out of hoe.checkpoints)."""
+    code = "import sys, hoe.cli; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    import hoe.rewards
+
+    assert hoe.rewards.get_scorer("concision").score(["q"], ["a b"]) == [1 / (1 + 2 / 50)]  # loaded on first use
+    assert "concision" in hoe.rewards.NAMED_SCORERS
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        hoe.rewards.nope  # noqa: B018
+
+
 def test_the_facade_lists_each_export_once():
     import hoe
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from hoe.errors import HoEError
 
@@ -19,6 +19,31 @@ SettingsT = TypeVar("SettingsT", bound="Settings")
 # outside its bundle.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 Identifier = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+
+# Model dtypes by name, and the short names people also write. Checked here without importing torch
+# (settings are built before any weights load); hoe.checkpoints.loading maps them to torch dtypes.
+DTYPE_NAMES = ("float32", "float16", "bfloat16", "float64")
+DTYPE_ALIASES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "fp64": "float64", "half": "float16"}
+
+
+def canonical_dtype(name: str) -> str:
+    """'bf16' → 'bfloat16'; an unknown name is one line listing the known ones."""
+    key = DTYPE_ALIASES.get(name, name)
+    if key not in DTYPE_NAMES:
+        raise HoEError(f"unknown dtype '{name}' (choose from {', '.join(DTYPE_NAMES)})")
+    return key
+
+
+def _dtype_name(value: str) -> str:
+    try:
+        canonical_dtype(value)
+    except HoEError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+# A settings field naming a dtype ('float32', 'bf16', ...), checked when the settings are made.
+DtypeName = Annotated[str, AfterValidator(_dtype_name)]
 
 
 class Settings(BaseModel):

@@ -19,13 +19,12 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Annotated
 
 import torch
 from filelock import FileLock, Timeout
-from pydantic import AfterValidator
 
 from hoe.errors import HoEError
+from hoe.settings import DtypeName, canonical_dtype  # noqa: F401  (DtypeName: re-exported for the job settings)
 from hoe.utils.io import atomic_dir
 
 log = logging.getLogger(__name__)
@@ -45,23 +44,7 @@ def parse_dtype(name: str | torch.dtype | None) -> torch.dtype | None:
     """Map 'float32' / 'bf16'-style names to torch dtypes (None stays None)."""
     if name is None or isinstance(name, torch.dtype):
         return name
-    aliases = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "fp64": "float64", "half": "float16"}
-    key = aliases.get(name, name)
-    if key not in _DTYPES:
-        raise HoEError(f"unknown dtype '{name}' (choose from {', '.join(_DTYPES)})")
-    return _DTYPES[key]
-
-
-def _dtype_name(value: str) -> str:
-    try:
-        parse_dtype(value)
-    except HoEError as exc:
-        raise ValueError(str(exc)) from None
-    return value
-
-
-# A settings field naming a dtype ('float32', 'bf16', ...), checked when the settings are made.
-DtypeName = Annotated[str, AfterValidator(_dtype_name)]
+    return _DTYPES[canonical_dtype(name)]
 
 
 def cache_root() -> Path:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from hoe.checkpoints.loading import DtypeName
-from hoe.settings import Settings
+from hoe.settings import DtypeName, Settings
 
 
 class ServeSettings(Settings):
