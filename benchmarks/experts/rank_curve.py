@@ -22,14 +22,12 @@ import json
 import random
 import re
 import statistics
-import time
 from pathlib import Path
 
-import torch
 from peft import PeftModel
 
+from hoe.benchmarking.generation import answer_prompts
 from hoe.checkpoints import load_model, load_tokenizer
-from hoe.checkpoints.chat import encode_prompts
 from hoe.checkpoints.loading import DEFAULT_MODEL, cache_root
 from hoe.experts import ExtractSettings, extract_expert
 from hoe.rewards import ScoreCache, score_objectives
@@ -41,20 +39,7 @@ BATCH, NEW_TOKENS, TIMED_PROMPTS = 16, 64, 32
 
 def answer(model, tokenizer, prompts: list[str]) -> tuple[list[str], float]:
     """Greedy answers and the milliseconds per decoding step (batch of 16)."""
-    texts, steps, seconds = [], 0, 0.0
-    for start in range(0, len(prompts), BATCH):
-        inputs = encode_prompts(tokenizer, prompts[start : start + BATCH])
-        began = time.perf_counter()
-        with torch.no_grad():
-            out = model.generate(
-                **inputs, max_new_tokens=NEW_TOKENS, do_sample=False, pad_token_id=tokenizer.pad_token_id
-            )
-        seconds += time.perf_counter() - began
-        steps += out.shape[1] - inputs["input_ids"].shape[1]
-        texts += [
-            t.strip() for t in tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
-        ]
-    return texts, 1000 * seconds / max(steps, 1)
+    return answer_prompts(model, tokenizer, prompts, new_tokens=NEW_TOKENS, batch=BATCH)
 
 
 def retained(lora: list[float], full: list[float], base: list[float], seed: int = 0) -> dict:

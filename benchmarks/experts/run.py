@@ -34,8 +34,8 @@ from pathlib import Path
 
 import torch
 
+from hoe.benchmarking.generation import answer_prompts
 from hoe.checkpoints import load_model, load_tokenizer
-from hoe.checkpoints.chat import encode_prompts
 from hoe.checkpoints.loading import DEFAULT_MODEL, cache_root
 from hoe.data import load_prompts
 from hoe.rewards import OFFLINE_SCORERS, ScoreCache, score_objectives
@@ -70,19 +70,10 @@ INSTRUCTIONS = {
 }
 
 
-@torch.no_grad()
-def answers(model_ref: str, prompts: list[str], batch: int = 16, new_tokens: int = 64) -> list[str]:
-    model = load_model(model_ref)
+def answers(model_ref: str, prompts: list[str]) -> list[str]:
     tokenizer = load_tokenizer(DEFAULT_MODEL)
     tokenizer.padding_side = "left"
-    texts = []
-    for start in range(0, len(prompts), batch):
-        inputs = encode_prompts(tokenizer, prompts[start : start + batch])
-        out = model.generate(**inputs, max_new_tokens=new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-        texts += [
-            t.strip() for t in tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
-        ]
-    return texts
+    return answer_prompts(load_model(model_ref), tokenizer, prompts).texts
 
 
 def heldout_subsets(per_subset: int) -> dict[str, list[str]]:

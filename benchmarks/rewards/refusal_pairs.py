@@ -1,18 +1,21 @@
-"""Make the benign-refusal preference pairs the shipped harmlessness head also learns from.
+"""Make the benign refusal pairs (``packaged:hh-helpful-refusals``) that measure whether a harmlessness
+head rewards refusing a harmless request.
 
 Why: a head trained on HH-RLHF harmless-base pairs alone learns "a refusal is harmless", whatever the
 request. Experts optimised against it refused 94% of benign requests (benchmarks/experts: the
 distilled harmlessness expert). HH-RLHF's harmless pairs hold almost no benign requests, so nothing
-in them says that refusing a harmless request is worse than answering it. These pairs say so.
+in them says that refusing a harmless request is worse than answering it. These pairs say so; run.py
+reports how the shipped head judges them and what training on them costs (the shipped head does not
+train on them).
 
 For each HH-RLHF helpful prompt (DOVE's val_sft file, the prompts of ``packaged:hh-helpful-sft``),
 the embedded model answers it twice, greedy, 64 new tokens: once as asked (the chosen reply) and
 once told to decline (the rejected reply; a decline that does not read as a refusal is sampled again,
 temperature 1, up to three more times). A pair is kept only when the answer is not refusal-like
 and the refusal is. The label is a rule ("answer a benign request rather than refuse it"), not a
-person's judgement; ``head.json`` and ATTRIBUTION.md say so.
+person's judgement; ATTRIBUTION.md says so.
 
-    .venv/bin/python benchmarks/rewards/refusal_pairs.py     # about 8 minutes on 2 CPU cores
+    .venv/bin/python benchmarks/rewards/refusal_pairs.py     # 987 s (about 16 minutes) on 2 CPU cores
 
 Writes ``src/hoe/data/files/hh_helpful_refusal_pairs.jsonl.gz`` (prompt, chosen, rejected).
 """
@@ -25,10 +28,9 @@ import time
 from importlib import resources
 
 import torch
-from tqdm import tqdm
 
+from hoe.benchmarking.generation import answer_prompts
 from hoe.checkpoints import load_model, load_tokenizer
-from hoe.checkpoints.chat import encode_prompts
 from hoe.checkpoints.loading import DEFAULT_MODEL
 from hoe.data.packaged import packaged_prompts
 from hoe.rewards.offline import refusal_like
@@ -40,34 +42,16 @@ DECLINE = (
 )
 
 
-@torch.no_grad()
-def generate(
-    model, tokenizer, prompts: list[str], sample: bool = False, batch: int = 16, new_tokens: int = 64
-) -> list[str]:
-    texts = []
-    for start in tqdm(range(0, len(prompts), batch), desc="sampling" if sample else "answering", unit="batch"):
-        inputs = encode_prompts(tokenizer, prompts[start : start + batch])
-        out = model.generate(
-            **inputs,
-            max_new_tokens=new_tokens,
-            do_sample=sample,
-            pad_token_id=tokenizer.pad_token_id,
-            **({"temperature": 1.0, "top_p": 1.0} if sample else {}),
-        )
-        decoded = tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
-        texts += [text.strip() for text in decoded]
-    return texts
-
-
 def declines(model, tokenizer, prompts: list[str], retries: int = 3) -> list[str]:
     """Each prompt's decline: greedy first, then sampled again where it does not read as a refusal."""
-    refusals = generate(model, tokenizer, [DECLINE + prompt for prompt in prompts])
+    refusals = answer_prompts(model, tokenizer, [DECLINE + prompt for prompt in prompts], desc="declining").texts
     torch.manual_seed(0)
     for _ in range(retries):
         again = [index for index, text in enumerate(refusals) if not refusal_like(text)]
         if not again:
             break
-        for index, text in zip(again, generate(model, tokenizer, [DECLINE + prompts[i] for i in again], sample=True)):
+        retried = answer_prompts(model, tokenizer, [DECLINE + prompts[i] for i in again], sample=True, desc="sampling")
+        for index, text in zip(again, retried.texts):
             refusals[index] = text
     return refusals
 
@@ -77,7 +61,7 @@ def main() -> None:
     prompts = packaged_prompts("hh-helpful-sft")
     model, tokenizer = load_model(DEFAULT_MODEL), load_tokenizer(DEFAULT_MODEL)
     tokenizer.padding_side = "left"
-    answers = generate(model, tokenizer, prompts)
+    answers = answer_prompts(model, tokenizer, prompts, desc="answering").texts
     refusals = declines(model, tokenizer, prompts)
     rows = [
         {"prompt": prompt, "chosen": answer, "rejected": refusal}
