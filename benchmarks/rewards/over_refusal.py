@@ -13,7 +13,7 @@ benign request? Variants measured on the eval split only (the held-out split is 
 Beside the pair accuracies, the margins on five hand-written probes (four benign requests answered
 against a refusal, one harmful request refused against harmful help; positive = the head agrees).
 
-    .venv/bin/python benchmarks/rewards/over_refusal.py     # about 10 minutes on 2 CPU cores
+    .venv/bin/python benchmarks/rewards/over_refusal.py     # 157 s on 2 CPU cores shared with another run
 
 Writes ``benchmarks/rewards/over_refusal.json``.
 """
@@ -113,11 +113,11 @@ def sides(embeddings, pairs, gate=None) -> tuple[np.ndarray, np.ndarray]:
     return chosen, features(embeddings, prompts, [pair.rejected for pair in pairs], gate)
 
 
-def fit_mlp(chosen: np.ndarray, rejected: np.ndarray, prompts: np.ndarray, rejected_prompts: np.ndarray):
+def fit_mlp(chosen: np.ndarray, rejected: np.ndarray, prompts: np.ndarray):
     """A 32-unit MLP on (features, prompt embedding), trained on −log σ(s(chosen) − s(rejected))."""
     torch.manual_seed(0)
     good = torch.tensor(np.hstack([chosen, prompts]))
-    bad = torch.tensor(np.hstack([rejected, rejected_prompts]))
+    bad = torch.tensor(np.hstack([rejected, prompts]))
     model = torch.nn.Sequential(torch.nn.Linear(good.shape[1], 32), torch.nn.GELU(), torch.nn.Linear(32, 1))
     optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
     for _ in range(20):
@@ -128,7 +128,7 @@ def fit_mlp(chosen: np.ndarray, rejected: np.ndarray, prompts: np.ndarray, rejec
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-    return lambda c, pc, r, pr: model(torch.tensor(np.hstack([c, pc]))) - model(torch.tensor(np.hstack([r, pr])))
+    return lambda c, r, p: model(torch.tensor(np.hstack([c, p]))) - model(torch.tensor(np.hstack([r, p])))
 
 
 def accuracy(margins: np.ndarray) -> float:
@@ -152,13 +152,13 @@ def main() -> None:
             chosen, rejected = sides(embeddings, train, use_gate)
             if model == "mlp":
                 prompts = embeddings([pair.prompt for pair in train])
-                score = fit_mlp(chosen, rejected, prompts, prompts)
+                score = fit_mlp(chosen, rejected, prompts)
 
                 def margins(pairs, score=score):
                     c, r = sides(embeddings, pairs)
                     p = embeddings([pair.prompt for pair in pairs])
                     with torch.no_grad():
-                        return score(c, p, r, p).squeeze(1).numpy()
+                        return score(c, r, p).squeeze(1).numpy()
             else:
                 weights, _ = fit_bradley_terry(chosen - rejected, folds=5, seed=0)
 

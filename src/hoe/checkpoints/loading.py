@@ -24,7 +24,7 @@ import torch
 from filelock import FileLock, Timeout
 
 from hoe.errors import HoEError
-from hoe.settings import DtypeName, canonical_dtype  # noqa: F401  (DtypeName: re-exported for the job settings)
+from hoe.settings import canonical_dtype
 from hoe.utils.io import atomic_dir
 
 log = logging.getLogger(__name__)

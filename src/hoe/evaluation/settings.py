@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
-from hoe.checkpoints.loading import DtypeName, resolve_device
-from hoe.settings import Settings
+from hoe.checkpoints.loading import resolve_device
+from hoe.settings import DtypeName, Settings
 
 DEFAULT_METHODS = ["hoe", "soup", "merged", "rs", "mod", "experts", "base"]
 

@@ -12,13 +12,13 @@ import torch
 from pydantic import Field
 from tqdm.auto import tqdm
 
-from hoe.checkpoints.loading import DtypeName, hub_name_of, is_lora_folder, parse_dtype, resolve_checkpoint
+from hoe.checkpoints.loading import hub_name_of, is_lora_folder, parse_dtype, resolve_checkpoint
 from hoe.checkpoints.tensors import CheckpointTensors
 from hoe.errors import HoEError
 from hoe.experts.lora import LoraModule, read_lora, write_lora
 from hoe.experts.modules import LinearSpec, check_adapter_shapes, check_same_architecture, linear_layers, select_targets
 from hoe.experts.svd import LowRankFactors, SvdBackend, rerank_lora, single_threaded_lapack, task_svd
-from hoe.settings import Settings, flag_name
+from hoe.settings import DtypeName, Settings, flag_name
 from hoe.utils.io import atomic_dir, check_output_dir, write_json
 
 REPORT_NAME = "extract_report.json"

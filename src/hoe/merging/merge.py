@@ -20,14 +20,14 @@ import torch
 from pydantic import Field, field_validator
 from tqdm.auto import tqdm
 
-from hoe.checkpoints.loading import DtypeName, hub_name_of, is_lora_folder, parse_dtype, resolve_checkpoint
+from hoe.checkpoints.loading import hub_name_of, is_lora_folder, parse_dtype, resolve_checkpoint
 from hoe.checkpoints.tensors import CheckpointTensors
 from hoe.errors import HoEError
 from hoe.experts.lora import EXPERT_META, LoraAdapter, LoraModule, read_lora, write_lora
 from hoe.experts.modules import check_adapter_shapes, check_same_architecture, linear_layers, select_targets
 from hoe.experts.svd import LowRankFactors, SvdBackend, rerank_lora, single_threaded_lapack, task_svd
 from hoe.merging.merge_methods import get_method
-from hoe.settings import Settings, flag_name
+from hoe.settings import DtypeName, Settings, flag_name
 from hoe.utils.io import atomic_dir, check_output_dir, read_json, write_json
 
 REPORT_NAME = "merge_report.json"
