@@ -168,6 +168,8 @@ def main() -> None:
         objectives = args.objectives.split(",")
         stem += f"-{'-'.join(objectives)}-{args.methods.replace(',', '-')}-p{args.prompt_count}-s{args.steps}"
     prompts_tag = "" if args.train_prompts == ASSISTANT_PROMPTS else "-" + re.sub(r"\W+", "_", args.train_prompts)
+    if any("=" not in item for item in args.reward):
+        parser.error("--reward takes OBJECTIVE=SPEC, e.g. harmlessness=head:FOLDER")
     rewards = dict(item.split("=", 1) for item in args.reward)
     if set(rewards) - set(objectives):
         parser.error(f"--reward: {', '.join(sorted(set(rewards) - set(objectives)))} not among the experts' objectives")
