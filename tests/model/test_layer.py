@@ -157,7 +157,24 @@ def test_inference_uses_the_stacked_router_copy_until_synced():
         layer.router_weight[0].add_(1.0)  # one logit only: a shift of every logit would leave the softmax as it was
         torch.testing.assert_close(layer(x), by_hand(base, factors, x, before))  # the stale copy
         layer.sync_routers()
+        synced = router_probabilities(layer, x, 0, [0, 1])
+        torch.testing.assert_close(layer(x), by_hand(base, factors, x, synced))
+        layer.router_bias[1].add_(2.0)  # the biases travel in the stacked copy too
+        torch.testing.assert_close(layer(x), by_hand(base, factors, x, synced))
+        layer.sync_routers()
         torch.testing.assert_close(layer(x), by_hand(base, factors, x, router_probabilities(layer, x, 0, [0, 1])))
+
+
+def test_routers_of_different_sizes_each_take_their_own_softmax():
+    """Router 0 covers all three experts, router 1 two of them: no common group size, so each
+    router's softmax is taken apart; a row mixing both sums their gates per expert."""
+    base, layer, state, factors = make_layer(ranks=(2, 1, 3), routers=([0, 1, 2], [2, 0]))
+    x = randn(2, 3, 6)
+    state.set([{3: 1.0}, {3: 0.4, 4: 0.6}])
+    mixed = 0.4 * router_probabilities(layer, x[1:], 0, [0, 1, 2]) + 0.6 * router_probabilities(layer, x[1:], 1, [2, 0])
+    gates = torch.cat([router_probabilities(layer, x[:1], 0, [0, 1, 2]), mixed])
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), by_hand(base, factors, x, gates))
 
 
 def test_a_router_over_experts_that_do_not_adapt_the_module_adds_nothing():

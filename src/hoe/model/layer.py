@@ -1,8 +1,11 @@
 """The mixture-of-LoRA linear layer: y = W₀x + Σ_k g_k(x) B_k A_k x.
 
-Efficient form: one GEMM of x against the stacked [W₀; A_1; …; A_K; R_1; …; R_J] gives the base
-output, every expert's rank-r projection and every router's logits at once; the projections
-are scaled by per-token gates and one GEMM against the stacked [B_1 … B_K] adds them back.
+Efficient form: one GEMM of x against the stacked [W₀; A_1; …; A_K; R_1; …; R_J] (with the stacked
+bias [b; 0; r]) gives the base output, every expert's rank-r projection and every router's logits
+at once; the projections are scaled by per-token gates and one GEMM against the stacked
+[B_1 … B_K] adds them back. On a small model each extra kernel costs about as much as the extra
+bytes, so the gates take three: one softmax over all routers, one batched GEMM that spreads
+them onto the rank columns (see ``LayerPlan.router_gates``), one multiply.
 Rank columns of experts whose gate is zero for the whole batch are left out of the second GEMM
 when that saves enough bytes to pay for the gather.
 
@@ -47,6 +50,10 @@ class MixtureLinear(nn.Module):
         )
         self.router_weight = nn.Parameter(torch.zeros(total_router, self.in_features, dtype=dtype, device=device))
         self.router_bias = nn.Parameter(torch.zeros(total_router, dtype=dtype, device=device))
+        fused_bias = torch.zeros(len(fused), dtype=dtype, device=device)
+        if base.bias is not None:
+            fused_bias[: self.out_features].copy_(base.bias.detach())
+        self.register_buffer("fused_bias", fused_bias, persistent=False)  # [b; 0; r], refreshed by sync_routers
         experts = torch.repeat_interleave(torch.arange(len(ranks)), torch.tensor(ranks, dtype=torch.long))
         self.register_buffer("column_expert", experts.to(device), persistent=False)
         self.layout = tuple(ranks)
@@ -76,32 +83,32 @@ class MixtureLinear(nn.Module):
             self.lora_B[:, columns].copy_(B)
 
     def sync_routers(self) -> None:
-        """Copy the router parameters into the stacked matrix used at inference."""
+        """Copy the router parameters into the stacked matrix and bias used at inference."""
         with torch.no_grad():
             self.fused[self.out_features + self.total_rank :].copy_(self.router_weight)
+            self.fused_bias[self.out_features + self.total_rank :].copy_(self.router_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         plan = self._state[0].plan_for(self, x)
         if plan is None or plan.empty:  # no expert active here: the base layer alone
             return F.linear(x, self.weight, self.bias)
-        out = F.linear(x, self.fused)
+        # the stacked bias carries b and the router biases; without either the GEMM needs none
+        out = F.linear(x, self.fused, self.fused_bias if plan.routers or self.bias is not None else None)
         y = out[..., : self.out_features]
         projections = out[..., self.out_features : self.out_features + self.total_rank]
         if plan.columns is not None:
             projections = projections.index_select(-1, plan.columns)
         if plan.routers:
-            gates = plan.router_gates(self, self.router_logits(x, out))
-            projections = projections * gates
+            projections = projections * plan.router_gates(self.router_logits(x, out))
         elif not plan.uniform:
             projections = projections * plan.static_columns
         up = plan.up_projection(self)
         y = torch.addmm(y.reshape(-1, self.out_features), projections.reshape(-1, up.shape[0]), up)
-        y = y.view(*x.shape[:-1], self.out_features)
-        return y if self.bias is None else y + self.bias
+        return y.view(*x.shape[:-1], self.out_features)
 
     def router_logits(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """All routers' logits: from the stacked GEMM at inference, from the parameters when
         they are being trained (so gradients reach them)."""
         if self.router_weight.requires_grad and torch.is_grad_enabled():
             return F.linear(x, self.router_weight, self.router_bias)
-        return out[..., self.out_features + self.total_rank :] + self.router_bias
+        return out[..., self.out_features + self.total_rank :]

@@ -19,7 +19,7 @@ SKIP_MIN_ELEMENTS = 1 << 18  # inactive B entries (columns × out features) wort
 
 class LayerPlan:
     """Gates for one (layout, batch size, device, dtype): which rank columns take part, their
-    static gates, and the router mixing weights.
+    static gates, and the map from router probabilities onto rank columns.
 
     When every row has the same λ and no router is involved, the gates are constants: they are
     folded into each module's B factor once (``B·diag(g)``), saving a multiply per forward."""
@@ -29,7 +29,7 @@ class LayerPlan:
     ) -> None:
         repeat = batch // state.rows
         static = state.static.to(device=device, dtype=dtype).repeat_interleave(repeat, 0)  # (batch, K)
-        self.mix = state.mix.to(device=device, dtype=dtype).repeat_interleave(repeat, 0)  # (batch, J)
+        mix = state.mix.to(device=device, dtype=dtype).repeat_interleave(repeat, 0)  # (batch, J)
         self.routers = state.active_routers
         column_expert = module.column_expert.to(device)
         active = state.active_experts.to(device)[column_expert]
@@ -41,12 +41,22 @@ class LayerPlan:
         self.empty = inactive == active.numel()
         self.column_expert = column_expert if self.columns is None else column_expert[self.columns]
         self.static_columns = static[:, self.column_expert][:, None, :]  # (batch, 1, C)
-        self.covered = [torch.tensor(c, device=device) for c in state.router_experts]
         self.uniform = not self.routers and bool((static == static[:1]).all())
-        self.static_is_zero = not bool(static.any())
-        self.mix_is_one = [bool((self.mix[:, j] == 1).all()) for j in range(self.mix.shape[1])]
+        sizes = [len(covered) for covered in state.router_experts]
+        self.router_group = sizes[0] if sizes and len(set(sizes)) == 1 else None  # equal sizes: one softmax
+        self.router_sizes = sizes
+        self.router_map = self._router_map(state.router_experts, mix) if self.routers else None
         self._up: dict[int, torch.Tensor] = {}
-        self._router_indices: dict[int, tuple[torch.Tensor, bool]] = {}
+
+    def _router_map(self, router_experts: list[list[int]], mix: torch.Tensor) -> torch.Tensor:
+        """(batch, Σ router sizes, C): entry [b, (j, i), c] is row b's weight on router j when
+        column c belongs to router j's i-th expert, else 0. Multiplying every router's softmax by
+        it sums each column's gate over the routers that cover its expert, mix weights included."""
+        rows = [(j, expert) for j, covered in enumerate(router_experts) for expert in covered]
+        router = torch.tensor([j for j, _ in rows], device=mix.device)
+        expert = torch.tensor([e for _, e in rows], device=mix.device)
+        belongs = (expert[:, None] == self.column_expert[None, :]).to(mix.dtype)  # (Σ sizes, C)
+        return mix[:, router, None] * belongs[None]
 
     def up_projection(self, module: MixtureLinear) -> torch.Tensor:
         """The (active columns × out) matrix the gated projections are multiplied by: Bᵀ, with
@@ -60,34 +70,21 @@ class LayerPlan:
             up = self._up[key] = B.T.contiguous()
         return up
 
-    def router_gates(self, module: MixtureLinear, logits: torch.Tensor) -> torch.Tensor:
-        """Per-token gates of the active columns: static part plus each active router's softmax,
-        weighted by its routing weight, gathered straight onto the rank columns."""
-        gates = None
-        for j in self.routers:
-            # softmax in at least float32: bf16/fp16 logits are upcast, float64 ones kept
-            wide = torch.promote_types(logits.dtype, torch.float32)
-            probabilities = torch.softmax(logits[..., module.router_slice(j)], dim=-1, dtype=wide).to(logits.dtype)
-            index, padded = self._router_index(j)
-            if padded:
-                probabilities = torch.nn.functional.pad(probabilities, (0, 1))
-            term = probabilities.index_select(-1, index)
-            if not self.mix_is_one[j]:
-                term = term * self.mix[:, j, None, None]
-            gates = term if gates is None else gates + term
-        return gates if self.static_is_zero else gates + self.static_columns
-
-    def _router_index(self, j: int) -> tuple[torch.Tensor, bool]:
-        """For each active column, the position of its expert in router j's softmax (or a zero
-        pad column when router j does not cover that expert)."""
-        cached = self._router_indices.get(j)
-        if cached is None:
-            covered = self.covered[j].tolist()
-            position = {expert: i for i, expert in enumerate(covered)}
-            index = [position.get(int(e), len(covered)) for e in self.column_expert]
-            padded = any(i == len(covered) for i in index)
-            cached = self._router_indices[j] = (torch.tensor(index, device=self.column_expert.device), padded)
-        return cached
+    def router_gates(self, logits: torch.Tensor) -> torch.Tensor:
+        """Per-token gates of the active columns from every router's logits (…, Σ sizes): the
+        static part plus each router's softmax times its routing weight, in three kernels."""
+        wide = torch.promote_types(logits.dtype, torch.float32)  # bf16/fp16 upcast, float64 kept
+        upcast = {"dtype": wide} if wide != logits.dtype else {}  # a dtype argument costs a kernel
+        if self.router_group is not None:
+            grouped = logits.unflatten(-1, (-1, self.router_group))
+            probabilities = torch.softmax(grouped, dim=-1, **upcast).flatten(-2)
+        else:
+            parts = logits.split(self.router_sizes, dim=-1)
+            probabilities = torch.cat([torch.softmax(part, dim=-1, **upcast) for part in parts], dim=-1)
+        rows = self.router_map.shape[0]
+        flat = probabilities.to(logits.dtype).reshape(rows, -1, probabilities.shape[-1])  # (batch, tokens, Σ sizes)
+        gates = torch.baddbmm(self.static_columns, flat, self.router_map)
+        return gates.view(*logits.shape[:-1], gates.shape[-1])
 
 
 class RoutingState:
