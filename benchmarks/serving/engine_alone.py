@@ -2,7 +2,7 @@
 `HoEModel.generate` on the same rows, and by routing (a random λ per row, one λ through a router, one λ
 on a LoRA expert, the base model). Each request decodes exactly --tokens tokens (EOS ignored).
 
-    .venv/bin/python benchmarks/serving/engine_alone.py --bundle runs/demo/2-objectives/bundle
+    .venv/bin/python benchmarks/serving/engine_alone.py --bundle runs/demo/2-objectives/bundle --rounds 3
 
 Prints one JSON line per measurement and writes engine_alone.json here.
 """
@@ -25,9 +25,10 @@ HERE = Path(__file__).resolve().parent
 QUESTION = "How do I bake bread? Explain every step in detail."
 
 
-def engine_rate(model, prompt_ids: list[int], preferences: list, tokens: int) -> float:
-    """Generated tokens/s of one batch of requests submitted together."""
-    engine = Engine(model, max_batch=len(preferences))
+def engine_rate(model, prompt_ids: list[int], preferences: list, tokens: int, own_thread: bool = False) -> float:
+    """Generated tokens/s of one batch of requests submitted together, decoded on this (the main)
+    thread as `hoe serve` decodes, or with ``own_thread`` on the engine's own thread."""
+    engine = Engine(model, max_batch=len(preferences), thread=own_thread)
     engine.eos = set()  # exactly `tokens` each, like min_new_tokens below
     done = [threading.Event() for _ in preferences]
     jobs = [
@@ -37,8 +38,11 @@ def engine_rate(model, prompt_ids: list[int], preferences: list, tokens: int) ->
     start = time.perf_counter()
     for job in jobs:
         engine.submit(job)
-    for event in done:
-        event.wait()
+    if own_thread:
+        for event in done:
+            event.wait()
+    else:
+        engine.run(until=lambda: all(event.is_set() for event in done))
     rate = sum(len(job.generated) for job in jobs) / (time.perf_counter() - start)
     engine.close()
     return round(rate, 1)
@@ -89,6 +93,8 @@ def main() -> None:
             "routing": "random λ per row",
             "engine": engine_rate(model, ids, mixed, args.tokens),
             "base_engine": engine_rate(base, ids, mixed, args.tokens),
+            "engine_own_thread": engine_rate(model, ids, mixed, args.tokens, own_thread=True),
+            "base_engine_own_thread": engine_rate(base, ids, mixed, args.tokens, own_thread=True),
         }
         print(json.dumps(row, ensure_ascii=False), flush=True)
         rows.append(row)

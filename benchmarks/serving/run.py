@@ -84,17 +84,17 @@ def free_port() -> int:
 
 
 def serve_only(kind: str, bundle: str, port: int, max_batch: int) -> None:
-    """This script as a server process: the load never shares a Python interpreter (and its GIL) with it."""
-    import uvicorn
-
+    """This script as a server process: the load never shares a Python interpreter (and its GIL) with it.
+    Served the way `hoe serve` serves (decoding on the main thread)."""
     from hoe.model.hoe_model import HoEModel
     from hoe.serving.app import create_app
+    from hoe.serving.server import serve_app
     from hoe.serving.settings import ServeSettings
 
     model = HoEModel.from_bundle(bundle).eval()
     model = BaseOnly(model) if kind == "base" else model
-    app = create_app(model, ServeSettings(bundle=bundle, port=port, max_batch=max_batch, max_queue=256))
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="error")
+    settings = ServeSettings(bundle=bundle, port=port, max_batch=max_batch, max_queue=256)
+    serve_app(create_app(model, settings, engine_thread=False), "127.0.0.1", port)
 
 
 def server_process(kind: str, bundle: str, max_batch: int) -> tuple[subprocess.Popen, str]:
@@ -237,6 +237,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", default="runs/demo/2-objectives/bundle")
     parser.add_argument("--clients", default="1,4,16")
+    parser.add_argument("--servers", default="hoe,hoe-serial,base", help="which of hoe, hoe-serial, base to load")
     parser.add_argument("--seconds", type=float, default=60, help="per server and concurrency")
     parser.add_argument("--soak-seconds", type=float, default=300, help="16 clients on hoe; 0 skips the soak")
     parser.add_argument("--max-tokens", type=int, default=64)
@@ -259,8 +260,13 @@ def main() -> None:
     prompts = load_prompts("packaged:hh-helpful-test", "heldout")
     objectives = load_bundle(args.bundle).objectives
     servers = {"hoe": ("hoe", 16), "hoe-serial": ("hoe", 1), "base": ("base", 16)}
+    chosen = args.servers.split(",")
+    if not set(chosen) <= set(servers):
+        parser.error(f"--servers: choose among {', '.join(servers)}")
     rows = []
     for name, (kind, max_batch) in servers.items():
+        if name not in chosen:
+            continue
         child, url = server_process(kind, args.bundle, max_batch)
         one_request(url, "warm up", objectives, 4, random.Random(0))
         for clients in map(int, args.clients.split(",")):
@@ -285,12 +291,16 @@ def main() -> None:
         "soak": soak,
         "ratios_at_most_clients": {
             "clients": top,
-            "hoe_over_serial_tokens_per_s": round(at["hoe"]["tokens_per_s"] / at["hoe-serial"]["tokens_per_s"], 2),
-            "hoe_over_base_tokens_per_s": round(at["hoe"]["tokens_per_s"] / at["base"]["tokens_per_s"], 2),
+            **{
+                f"hoe_over_{other}_tokens_per_s": round(at["hoe"]["tokens_per_s"] / at[server]["tokens_per_s"], 2)
+                for server, other in (("hoe-serial", "serial"), ("base", "base"))
+                if "hoe" in at and server in at
+            },
         },
         "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "server": "its own process (hoe serve's app)"},
         "command": f".venv/bin/python benchmarks/serving/run.py --bundle {args.bundle} --clients {args.clients} "
-        f"--seconds {args.seconds:g} --soak-seconds {args.soak_seconds:g} --max-tokens {args.max_tokens}",
+        f"--seconds {args.seconds:g} --soak-seconds {args.soak_seconds:g} --max-tokens {args.max_tokens}"
+        + ("" if args.servers == "hoe,hoe-serial,base" else f" --servers {args.servers}"),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")

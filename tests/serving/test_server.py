@@ -320,3 +320,62 @@ def test_hoe_serve_from_the_command_line(bundle_dir):
         child.send_signal(signal.SIGINT)
         child.wait(timeout=30)
     assert child.returncode in (0, 130), child.stderr.read()[-2000:]
+
+
+def test_hoe_serve_decodes_on_the_main_thread_and_drains_on_sigterm(tiny_hoe_model, monkeypatch):
+    """`hoe serve`'s loop (`serve_app`): HTTP from a thread, decoding on the calling main thread (where
+    torch's OpenMP pool stays fast, see hoe.serving.engine). SIGTERM mid-stream stops the server from
+    accepting, lets the running stream finish with every token, then returns."""
+    import os
+    import signal
+
+    from hoe.serving import engine as engine_module
+    from hoe.serving.app import create_app
+    from hoe.serving.server import serve_app
+    from hoe.serving.settings import ServeSettings
+
+    decoding_threads = set()
+    decode = engine_module.Engine._decode
+
+    def slow_decode(self) -> None:  # slow enough that the stream is still running when the signal lands
+        decoding_threads.add(threading.current_thread())
+        time.sleep(0.05)
+        decode(self)
+
+    monkeypatch.setattr(engine_module.Engine, "_decode", slow_decode)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app = create_app(tiny_hoe_model, ServeSettings(bundle="unused", port=port), engine_thread=False)
+    lines: list[str] = []
+
+    def client() -> None:
+        body = {"model": "hoe", "prompt": "Once", "max_tokens": 20, "temperature": 0, "stream": True}
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/completions",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        for _ in range(300):
+            try:
+                response = urllib.request.urlopen(request, timeout=30)
+                break
+            except OSError:
+                time.sleep(0.05)
+        with response:
+            for raw in response:
+                line = raw.decode().strip()
+                if line:
+                    lines.append(line)
+                    if len(lines) == 1:
+                        os.kill(os.getpid(), signal.SIGTERM)
+
+    helper = threading.Thread(target=client)
+    helper.start()
+    serve_app(app, "127.0.0.1", port)  # returns once the running stream is done
+    helper.join(timeout=30)
+    assert lines[-1] == "data: [DONE]" and len(lines) > 3, lines  # tokens kept coming after the signal
+    finish = [json.loads(x[6:])["choices"][0]["finish_reason"] for x in lines[:-1] if json.loads(x[6:])["choices"]]
+    assert finish[-1] in ("length", "stop")
+    assert decoding_threads == {threading.main_thread()}
+    assert app.state.server.engine.stopped and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL

@@ -55,11 +55,11 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
 class Server:
     """The model, its engine and what every request needs to know about the bundle."""
 
-    def __init__(self, model, settings: ServeSettings) -> None:
+    def __init__(self, model, settings: ServeSettings, engine_thread: bool = True) -> None:
         self.model, self.settings = model, settings
         self.objectives = list(model.objectives)
         self.context = getattr(model.model.config, "max_position_embeddings", None)
-        self.engine = Engine(model, max_batch=settings.max_batch, max_queue=settings.max_queue)
+        self.engine = Engine(model, max_batch=settings.max_batch, max_queue=settings.max_queue, thread=engine_thread)
 
     def check_key(self, request: Request) -> None:
         if self.settings.api_key is None:
@@ -121,9 +121,11 @@ class Server:
         return asked or min(self.settings.max_tokens, room)
 
 
-def create_app(model, settings: ServeSettings) -> FastAPI:
-    """The FastAPI app serving ``model`` (a loaded ``HoEModel``)."""
-    server = Server(model, settings)
+def create_app(model, settings: ServeSettings, engine_thread: bool = True) -> FastAPI:
+    """The FastAPI app serving ``model`` (a loaded ``HoEModel``). Without ``engine_thread`` nothing
+    decodes until the caller runs ``app.state.server.engine.run()`` (``hoe serve`` does, on its main
+    thread: see ``hoe.serving.engine``)."""
+    server = Server(model, settings, engine_thread)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -15,6 +15,15 @@ per token. Here the batch stays a plain left-padded batch with a ``DynamicCache`
 
 Greedy rows give what ``HoEModel.generate`` gives for the request alone (tested); sampled rows draw
 from their own seeded generator, so a seed reproduces a request whatever else shares its batch.
+
+Which thread decodes matters on a CPU. torch's OpenMP runtime (libgomp) keeps one pool of worker
+threads per thread that ever ran a parallel region, and once it manages more threads than there
+are cores it stops its workers from spin-waiting between regions; every GEMM then pays a wake-up.
+A decoding thread beside a main thread that loaded the model gave 0.7× the main thread's tokens/s
+for the base model and 0.6× for a HoE batch (SmolLM2-135M, 16 rows with a random λ each, 2 cores:
+``benchmarks/serving/engine_alone.json``). So ``hoe serve`` decodes
+on the main thread (``Engine(..., thread=False)`` then ``run``) and serves HTTP from another;
+the engine's own thread remains for tests and notebooks.
 """
 
 from __future__ import annotations
@@ -60,9 +69,10 @@ class QueueFull(HoEError):
 
 
 class Engine:
-    """A thread that owns the model and decodes every admitted job one token per step."""
+    """Owns the model and decodes every admitted job one token per step, on a thread of its own or
+    (``thread=False``) on whichever thread calls ``run``."""
 
-    def __init__(self, model, *, max_batch: int = 16, max_queue: int = 64) -> None:
+    def __init__(self, model, *, max_batch: int = 16, max_queue: int = 64, thread: bool = True) -> None:
         self.model, self.tokenizer = model, model.tokenizer
         self.max_batch, self.max_queue = max_batch, max_queue
         self.eos = _eos_ids(model)
@@ -77,8 +87,10 @@ class Engine:
         self.admitting = 0  # jobs taken from the queue whose prefill is under way
         self.routed: list[int] | None = None  # the jobs (by number) the routing state holds, row by row
         self.numbers = itertools.count()
-        self.thread = threading.Thread(target=self._run, name="hoe-engine", daemon=True)
-        self.thread.start()
+        self.thread: threading.Thread | None = None
+        if thread:  # else the caller runs the loop itself (``run``) on the thread of its choice
+            self.thread = threading.Thread(target=self.run, name="hoe-engine", daemon=True)
+            self.thread.start()
 
     # ---- the request side ------------------------------------------------------------------
     def submit(self, job: Job) -> None:
@@ -96,18 +108,24 @@ class Engine:
         with self.wake:
             self.stopped = True
             self.wake.notify()
-        self.thread.join(timeout=30)
+        if self.thread is not None and self.thread is not threading.current_thread():
+            self.thread.join(timeout=30)
 
     @property
     def load(self) -> dict:
         return {"running": len(self.rows), "waiting": len(self.waiting), "steps": self.steps}
 
-    # ---- the engine's thread ---------------------------------------------------------------
-    def _run(self) -> None:
+    # ---- the decoding loop -----------------------------------------------------------------
+    def run(self, until: Callable[[], bool] | None = None) -> None:
+        """Decode until ``close``, or until ``until()`` is true: it is asked whenever the engine is
+        idle, at least twice a second, so a loop on the main thread notices a server that died."""
         while True:
             with self.wake:
                 while not self.stopped and not self.waiting and not self.rows:
-                    self.wake.wait()
+                    if until is not None and until():
+                        self.stopped = True
+                        break
+                    self.wake.wait(timeout=None if until is None else 0.5)
                 if self.stopped:
                     break
                 room = self.max_batch - len(self.rows)

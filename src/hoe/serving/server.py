@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from pathlib import Path
@@ -24,27 +25,50 @@ def default_bundle() -> Path:
     return DEMO_BUNDLE
 
 
-def load_server(settings: ServeSettings):
+def load_server(settings: ServeSettings, engine_thread: bool = True):
     """The FastAPI app for ``settings``; the bundle is checked before any weight is read."""
     model = HoEModel.from_bundle(settings.bundle, device=resolve_device(settings.device), dtype=settings.dtype)
-    return create_app(model.eval(), settings)
+    return create_app(model.eval(), settings, engine_thread)
 
 
 def serve(settings: ServeSettings) -> None:
-    """Load the bundle and serve it until interrupted."""
-    import uvicorn  # the server process only: the app itself does not need it
+    """Load the bundle and serve it until interrupted: HTTP from a thread, decoding on this (the main)
+    thread, which loaded the weights (why: ``hoe.serving.engine``'s docstring)."""
+    serve_app(load_server(settings, engine_thread=False), settings.host, settings.port)
 
-    uvicorn.run(load_server(settings), host=settings.host, port=settings.port, log_level="warning")
+
+def serve_app(app, host: str, port: int) -> None:
+    """Serve an app made with ``engine_thread=False``. The first Ctrl-C or SIGTERM stops accepting
+    requests and lets the running ones finish (the engine keeps decoding them); a second one quits."""
+    engine = app.state.server.engine
+    http = BackgroundServer(app, host, port, log_level="warning")
+
+    def stop(signum, frame) -> None:
+        if http.server.should_exit:
+            raise KeyboardInterrupt
+        http.server.should_exit = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        engine.run(until=lambda: not http.thread.is_alive())  # the app's shutdown closes the engine
+    except KeyboardInterrupt:
+        http.server.force_exit = True
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        http.stop()
 
 
 class BackgroundServer:
     """An app served by uvicorn in a thread of this process, on ``port`` (0: a free one, read back once
     it listens): for tests, benchmarks and notebooks. ``stop()`` shuts it down."""
 
-    def __init__(self, app, host: str = "127.0.0.1", port: int = 0, start_seconds: float = 60) -> None:
+    def __init__(
+        self, app, host: str = "127.0.0.1", port: int = 0, start_seconds: float = 60, log_level: str = "error"
+    ) -> None:
         import uvicorn
 
-        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="error"))
+        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + start_seconds
