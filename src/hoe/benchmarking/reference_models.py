@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 from hoe.checkpoints.loading import DEFAULT_MODEL, cache_root
@@ -26,7 +25,8 @@ def reference_finetune(
 ) -> Path:
     """A full fine-tune of the embedded model on one packaged dataset; made once, then cached."""
     data = REFERENCE_DATA[name]
-    key = hashlib.sha1(json.dumps([base, data, asdict(settings)], sort_keys=True).encode()).hexdigest()[:10]
+    recipe = [base, data, settings.model_dump(mode="json")]
+    key = hashlib.sha1(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:10]
     out = cache_root() / "finetunes" / f"{name}-sft-{key}"
     if not (out / "sft_log.json").is_file():
         supervised_finetune(base, sft_pairs(data), out, settings, progress=progress)
