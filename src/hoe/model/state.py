@@ -42,6 +42,7 @@ class LayerPlan:
         self.column_expert = column_expert if self.columns is None else column_expert[self.columns]
         self.static_columns = static[:, self.column_expert][:, None, :]  # (batch, 1, C)
         self.uniform = not self.routers and bool((static == static[:1]).all())
+        self.static_is_zero = not bool(static.any())  # routers alone: no static part to add to their gates
         sizes = [len(covered) for covered in state.router_experts]
         self.router_group = sizes[0] if sizes and len(set(sizes)) == 1 else None  # equal sizes: one softmax
         self.router_sizes = sizes
@@ -83,7 +84,10 @@ class LayerPlan:
             probabilities = torch.cat([torch.softmax(part, dim=-1, **upcast) for part in parts], dim=-1)
         rows = self.router_map.shape[0]
         flat = probabilities.to(logits.dtype).reshape(rows, -1, probabilities.shape[-1])  # (batch, tokens, Σ sizes)
-        gates = torch.baddbmm(self.static_columns, flat, self.router_map)
+        if self.static_is_zero:
+            gates = torch.bmm(flat, self.router_map)
+        else:
+            gates = torch.baddbmm(self.static_columns, flat, self.router_map)
         return gates.view(*logits.shape[:-1], gates.shape[-1])
 
 
