@@ -64,6 +64,7 @@ def test_construction_freezes_the_base_and_experts_and_keeps_routers_trainable()
     assert {p.dtype for p in layer.parameters()} == {torch.bfloat16}
     assert layer.fused.shape == (5 + 3 + 4, 6) and layer.lora_B.shape == (5, 3) and layer.router_bias.shape == (4,)
     assert layer.column_expert.tolist() == [0, 0, 1] and "column_expert" not in layer.state_dict()
+    assert "fused_bias" not in layer.state_dict()  # an inference copy, rebuilt from the parameters
     assert layer.layout == (2, 1, 0) and layer.router_slice(0) == slice(0, 2) and layer.router_slice(1) == slice(2, 4)
     assert layer.expert_slice(1) == slice(2, 3)
 
@@ -198,6 +199,8 @@ def test_two_dimensional_inputs_and_batch_checks():
     state.set([{0: 1.0}, {1: 1.0}])
     with pytest.raises(RuntimeError, match=r"^batch of 3 rows routed with 2 preferences$"):
         layer(randn(3, 2, 6))
+    with pytest.raises(RuntimeError, match=r"^batch of 1 rows routed with 2 preferences$"):
+        layer(randn(4, 6))  # a 2-D input is one sequence, whatever its number of tokens
     state.clear()
     assert not state.active
 
@@ -221,3 +224,20 @@ def test_layers_of_different_layouts_share_one_state():
     with torch.no_grad():
         for layer, hand in zip(layers, expected):
             torch.testing.assert_close(layer(x), hand(x))
+
+
+@pytest.mark.parametrize("routers", [[[0, 1, 2, 3]], [[0, 1, 2, 3], [0, 1]]], ids=["one-softmax", "per-router"])
+def test_half_precision_router_gates_take_their_softmax_in_float32(routers):
+    """fp16 logits: the softmax runs in float32 and is cast back, on both paths (routers of one size in
+    one call, of different sizes one by one). A plain fp16 softmax differs from it only now and then
+    (here, on one of these 64 tokens; seed chosen so), so the upcast is checked bit for bit. (bf16
+    gives the same bits either way on the CPU.)"""
+    state = RoutingState(4, routers)
+    layer = MixtureLinear(nn.Linear(6, 5, bias=False).half(), [1, 1, 1, 1], [len(r) for r in routers], state)
+    state.set([{4: 1.0}])  # router 0 alone, mix weight 1: its gates are its probabilities exactly
+    first = (torch.randn(1, 64, 4, generator=torch.Generator().manual_seed(27)) * 4).half()
+    logits = torch.cat([first, torch.zeros(1, 64, len(routers) * 2 - 2, dtype=torch.float16)], dim=-1)
+    plan = state.plan_for(layer, torch.zeros(1, 64, 6, dtype=torch.float16))
+    expected = torch.softmax(first.float(), dim=-1).half()
+    assert not torch.equal(torch.softmax(first, dim=-1), expected)
+    assert torch.equal(plan.router_gates(logits), expected)
