@@ -16,6 +16,13 @@ reported per subset.
         --methods dpo --train-prompts packaged:hh-harmless      # red-team training prompts only
     .venv/bin/python benchmarks/experts/run.py --suite helpful-harmless --objectives harmlessness \
         --methods dpo --reward harmlessness=head:FOLDER         # trained on another reward, judged by the suite's
+    .venv/bin/python benchmarks/experts/run.py --suite helpful-harmless --objectives harmlessness \
+        --methods distill --train-prompts packaged:hh-harmless \
+        --anchor-prompts packaged:hh-helpful-sft               # benign prompts answered as the base does
+    .venv/bin/python benchmarks/experts/run.py --suite helpful-harmless --objectives helpfulness \
+        --methods dpo --lora-rank 16                            # trained as a LoRA (make-expert --lora)
+    .venv/bin/python benchmarks/experts/run.py --suite helpful-harmless --objectives helpfulness \
+        --methods dpo --start-from benchmarks/experts/work/FOLDER   # a second round from an expert (iterated DPO)
 
 Each expert is checked against issue 16's bars (d >= 0.8, >= 10 paired SE, another objective lowered
 by >= 3 SE, relevance on the benign prompts within 0.1 of the base's).
@@ -154,6 +161,22 @@ def main() -> None:
         help="train OBJECTIVE's experts on another reward (e.g. harmlessness=head:FOLDER); they are still "
         "judged by the suite's objective",
     )
+    parser.add_argument(
+        "--anchor-prompts",
+        help="raft and distill: prompts whose answers the expert keeps as the base gives them (e.g. "
+        "packaged:hh-helpful-sft for a harmlessness expert trained on red-team prompts)",
+    )
+    parser.add_argument("--anchor-count", type=int, help="anchor prompts (default: as many as --prompt-count)")
+    parser.add_argument(
+        "--start-from",
+        help="train each expert from this model instead of the base, e.g. an expert of an earlier round "
+        "(iterated DPO: new candidates sampled from it, it is DPO's reference); gains are still against the base",
+    )
+    parser.add_argument(
+        "--lora-rank",
+        type=int,
+        help="train each expert as a LoRA of this rank (make-expert --lora-rank; task-SVD at that rank is exact)",
+    )
     parser.add_argument("--prompt-count", type=int, default=96, help="training prompts per expert")
     parser.add_argument("--steps", type=int, default=24, help="fine-tuning steps per expert")
     parser.add_argument("--work", type=Path, default=HERE / "work")
@@ -174,7 +197,13 @@ def main() -> None:
     if set(rewards) - set(objectives):
         parser.error(f"--reward: {', '.join(sorted(set(rewards) - set(objectives)))} not among the experts' objectives")
     reward_tag = "".join(f"-{o}_by_{Path(spec).name}" for o, spec in sorted(rewards.items()))
-    stem += prompts_tag + reward_tag
+    variant_tag = f"-lora{args.lora_rank}" if args.lora_rank else ""
+    if args.start_from:
+        variant_tag += "-from_" + Path(args.start_from).name
+    if args.anchor_prompts:
+        variant_tag += "-anchors_" + re.sub(r"\W+", "_", args.anchor_prompts)
+        variant_tag += f"{args.anchor_count}" if args.anchor_count else ""
+    stem += prompts_tag + reward_tag + variant_tag
     subsets = heldout_subsets(args.per_subset)
     heldout = [p for prompts in subsets.values() for p in prompts]
     models, timings, own = {"base": DEFAULT_MODEL}, {}, {}
@@ -186,7 +215,7 @@ def main() -> None:
     for objective in objectives:
         for method in methods:
             label = f"{objective} ({method})"
-            tag = prompts_tag + (f"-by_{Path(rewards[objective]).name}" if objective in rewards else "")
+            tag = prompts_tag + (f"-by_{Path(rewards[objective]).name}" if objective in rewards else "") + variant_tag
             out = args.work / f"{objective}-{method}-p{args.prompt_count}-s{args.steps}{tag}"
             if not (out / "make_expert_report.json").is_file():
                 settings = MakeExpertSettings(
@@ -199,9 +228,12 @@ def main() -> None:
                     k=4,
                     max_new_tokens=64,
                     batch_prompts=8,
+                    lora_rank=args.lora_rank,
+                    anchor_prompts=args.anchor_prompts,
+                    anchor_count=args.anchor_count,
                 )
                 start = time.perf_counter()
-                make_expert(DEFAULT_MODEL, settings, out, overwrite=True)
+                make_expert(args.start_from or DEFAULT_MODEL, settings, out, overwrite=True)
                 timings[label] = round(time.perf_counter() - start, 1)
             elif label in previous:  # reused: keep the time measured when it was made
                 timings[label] = previous[label]
@@ -273,7 +305,11 @@ def main() -> None:
         f"--prompt-count {args.prompt_count} --steps {args.steps}"
         + (f" --objectives {args.objectives}" if args.objectives else "")
         + (f" --train-prompts {args.train_prompts}" if prompts_tag else "")
-        + "".join(f" --reward {item}" for item in args.reward),
+        + "".join(f" --reward {item}" for item in args.reward)
+        + (f" --lora-rank {args.lora_rank}" if args.lora_rank else "")
+        + (f" --anchor-prompts {args.anchor_prompts}" if args.anchor_prompts else "")
+        + (f" --anchor-count {args.anchor_count}" if args.anchor_count else "")
+        + (f" --start-from {args.start_from}" if args.start_from else ""),
     }
     (HERE / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
     names = scored_objectives

@@ -10,6 +10,10 @@ fine-tune, so task-SVD has real work to do afterwards) or, with ``lora_rank``, o
   with an instruction put before each prompt (e.g. a P-Soups preference), and the best of k is learnt
   as the answer to the bare prompt, so the expert behaves as instructed without being told. Why: best-of-k
   can only select among what the base already says; an instruction moves the samples themselves;
+- anchors (raft and distill, ``anchor_prompts``): prompts the objective should leave alone, answered
+  by one of the base's own samples, not selected by the objective, and learnt beside the selected
+  answers. Why: a reward that prefers refusals (or brevity) everywhere teaches an expert to refuse
+  benign requests too; the anchors show it where the base's behaviour is to be kept;
 - ``ppo``: hoe's own PPO (``hoe.rl.lora_ppo``, as MORLHF) on a LoRA of the base with the objective
   alone (rank 16 unless ``lora_rank`` says otherwise), merged into a full model at the end.
 
@@ -55,6 +59,7 @@ class MakeExpertReport(TypedDict, total=False):
     pairs: int
     candidate_mean: float
     chosen_mean: float
+    anchors: int  # raft, distill: the base's own answers learnt beside the selected ones
     mean_margin: float  # dpo
     resumed_from: str | None  # dpo
     first_reward: float  # ppo
@@ -75,6 +80,8 @@ def make_expert_summary(report: MakeExpertReport, out: str | Path) -> str:
     else:
         chosen, candidates = report["chosen_mean"], report["candidate_mean"]
         gain = f"chosen responses score {chosen:.4f} against {candidates:.4f} for all candidates"
+        if report.get("anchors"):
+            gain += f", learnt beside {report['anchors']} of the base's own answers to anchor prompts"
     return f"{out}: {objective} expert by {method}; {gain}; {report['train_seconds']:.0f} s of training"
 
 
@@ -84,6 +91,25 @@ def instructed(prompts: list[str], instruction: str | None) -> list[str]:
     if instruction is None:
         return prompts
     return [f"{instruction.strip()}\n\n{prompt}" for prompt in prompts]
+
+
+def anchor_prompts(settings: MakeExpertSettings) -> list[str]:
+    """The anchor prompts (train split), none without ``anchor_prompts``; loaded before any
+    sampling so that a bad spec fails first."""
+    if settings.anchor_prompts is None:
+        return []
+    limit = settings.anchor_count or settings.prompt_count
+    return load_prompts(settings.anchor_prompts, "train", limit=limit)
+
+
+def base_answers(
+    base: str, prompts: list[str], settings: MakeExpertSettings, *, device: str, progress: bool
+) -> list[tuple[str, str]]:
+    """(prompt, the base's first sampled answer) for each anchor prompt: a draw from the base's
+    own distribution, never picked by the objective (the sampling cache is shared with any run
+    that samples the same prompts)."""
+    rows = sample_candidates(base, prompts, settings.sampling, device=device, progress=progress)
+    return [(row["prompt"], row["responses"][0]) for row in rows if row["responses"][0].strip()]
 
 
 def lora_of(settings: MakeExpertSettings) -> LoraSettings | None:
@@ -106,8 +132,9 @@ def make_expert(
     check_objective_name(settings.objective)
     get_scorer(settings.objective)  # a scorer that cannot load fails here, before any sampling
     prompts = load_prompts(settings.prompts, "train", limit=settings.prompt_count)
+    anchors = anchor_prompts(settings)
     if settings.method != "ppo":  # the fine-tuning methods learn within max_length tokens
-        check_prompt_room(load_tokenizer(base), prompts, settings.max_length)
+        check_prompt_room(load_tokenizer(base), prompts + anchors, settings.max_length)
     if settings.method == "ppo":
         return _ppo(base, prompts, settings, Path(out), device=device, progress=progress)
     candidates = sample_candidates(
@@ -154,6 +181,10 @@ def make_expert(
         "candidate_mean": round(sum(scores) / len(scores), 6),
         "chosen_mean": round(sum(chosen_scores) / len(chosen_scores), 6),
     }
+    if anchors:
+        anchor_pairs = base_answers(base, anchors, settings, device=device, progress=progress)
+        pairs += anchor_pairs
+        report["anchors"] = len(anchor_pairs)
     log = supervised_finetune(
         base,
         pairs,
