@@ -131,3 +131,44 @@ def test_affinely_dependent_anchors_get_the_minimum_norm_weights():
     (13/30, 7/30, 1/3), which is non-negative, so it is used as is (not an NNLS vertex)."""
     weights, residual = convex_weights(np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]]), np.array([0.6, 0.4]))
     assert weights.tolist() == pytest.approx([13 / 30, 7 / 30, 1 / 3]) and residual == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        (3.5, r"^a preference is 'name=weight,\.\.\.', a list of weights or an object of weights, got 3\.5$"),
+        (["0.5", "0.5"], r"^preference weights must be numbers, got '0\.5'$"),  # a JSON body may carry strings
+        ([True, False], r"^preference weights must be numbers, got True$"),  # bool is an int to Python
+    ],
+)
+def test_preferences_of_the_wrong_type_are_one_exact_line(value, message):
+    from hoe.errors import HoEError
+    from hoe.routing import parse_preference
+
+    with pytest.raises(HoEError, match=message):
+        parse_preference(value, ["helpful", "harmless"])
+
+
+def test_preferences_from_arrays_and_tensors():
+    """A numpy array is not a Sequence and iterating a tensor gives 0-d tensors: both are read
+    through ``tolist``."""
+    import torch
+
+    from hoe.routing import parse_preference
+
+    for value in (np.array([1, 3]), torch.tensor([1.0, 3.0]), torch.tensor([1, 3])):
+        assert parse_preference(value, ["helpful", "harmless"]).tolist() == pytest.approx([0.25, 0.75])
+
+
+def test_a_target_off_the_anchors_span_gets_its_nearest_convex_point():
+    """Two anchors in three objectives and λ off their segment: the barycentric system has no
+    exact solution (its least-squares weights, 0.733/0.133, do not sum to 1), so the NNLS path with
+    the sum held to 1 gives the nearest point of the segment, (0.8, 0.2)."""
+    weights, residual = convex_weights(np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), np.array([0.6, 0.0, 0.4]))
+    assert weights.tolist() == pytest.approx([0.8, 0.2], abs=1e-6) and residual == pytest.approx(0.24**0.5, abs=1e-6)
+
+
+def test_nearest_breaks_ties_in_order_for_many_anchors():
+    """numpy's default sort is not stable past 16 entries; tied anchors are taken in pool order."""
+    anchors = np.vstack([np.ones((20, 2)), np.zeros((30, 2))])
+    assert nearest(anchors, np.zeros(2), 4) == [20, 21, 22, 23]
