@@ -18,8 +18,25 @@ PROMPTS = ["hello", "what is up", "tell me a story", "how are you", "name a frui
 SETTINGS = SamplingSettings(k=3, max_new_tokens=6, batch_prompts=2)
 
 
+TINY_JOB = {"max_new_tokens": 6, "batch_prompts": 2, "steps": 1, "batch_size": 2, "learning_rate": 1e-3}
+
+
 def response_length(prompts, responses):
     return [float(len(r)) for r in responses]
+
+
+def record_finetune(monkeypatch) -> list[tuple[str, str]]:
+    """The (prompt, response) pairs make_expert hands to its supervised fine-tune, which still runs."""
+    import hoe.training.make_expert as job
+
+    learnt, real_finetune = [], job.supervised_finetune
+
+    def finetune(base, pairs, *args, **kwargs):
+        learnt.extend(pairs)
+        return real_finetune(base, pairs, *args, **kwargs)
+
+    monkeypatch.setattr(job, "supervised_finetune", finetune)
+    return learnt
 
 
 def test_sampling_is_cached_and_resumes_identically(tiny_chat_model, tmp_path, monkeypatch):
@@ -70,23 +87,19 @@ def test_distill_samples_with_the_instruction_and_learns_the_bare_prompt(tiny_ch
     monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
     import hoe.training.make_expert as job
 
-    sampled, scored, learnt = [], [], []
-    real_sample, real_finetune = job.sample_candidates, job.supervised_finetune
+    sampled, scored = [], []
+    real_sample = job.sample_candidates
     monkeypatch.setattr(
         job,
         "sample_candidates",
         lambda base, prompts, *a, **kw: sampled.extend(prompts) or real_sample(base, prompts, *a, **kw),
     )
 
-    def finetune(base, pairs, *args, **kwargs):
-        learnt.extend(prompt for prompt, _ in pairs)
-        return real_finetune(base, pairs, *args, **kwargs)
-
     def scores(objectives, prompts, responses, **kwargs):
         scored.extend(prompts)
         return {objectives[0]: response_length(prompts, responses)}
 
-    monkeypatch.setattr(job, "supervised_finetune", finetune)
+    learnt = record_finetune(monkeypatch)
     monkeypatch.setattr(job, "score_objectives", scores)
     settings = MakeExpertSettings.create(
         objective=f"py:{__name__}:response_length",
@@ -94,16 +107,12 @@ def test_distill_samples_with_the_instruction_and_learns_the_bare_prompt(tiny_ch
         instruction="Answer like a pirate.",
         prompt_count=4,
         k=2,
-        max_new_tokens=6,
-        batch_prompts=2,
-        steps=1,
-        batch_size=2,
-        learning_rate=1e-3,
+        **TINY_JOB,
     )
     report = make_expert(str(tiny_chat_model), settings, tmp_path / "expert", progress=False)
     bare = job.load_prompts(settings.prompts, "train", limit=4)
     assert sampled == [f"Answer like a pirate.\n\n{p}" for p in bare]
-    assert set(scored) == set(bare) and learnt == bare and report["pairs"] == 4
+    assert set(scored) == set(bare) and [prompt for prompt, _ in learnt] == bare and report["pairs"] == 4
     saved = json.loads((tmp_path / "expert" / "make_expert_report.json").read_text())
     assert saved["settings"]["instruction"] == "Answer like a pirate." and saved["settings"]["method"] == "distill"
     assert settings.cache_fields()["instruction"] == "Answer like a pirate."
@@ -115,14 +124,7 @@ def test_anchor_prompts_are_learnt_with_the_bases_own_first_answer(tiny_chat_mod
     monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
     import hoe.training.make_expert as job
 
-    learnt = []
-    real_finetune = job.supervised_finetune
-
-    def finetune(base, pairs, *args, **kwargs):
-        learnt.extend(pairs)
-        return real_finetune(base, pairs, *args, **kwargs)
-
-    monkeypatch.setattr(job, "supervised_finetune", finetune)
+    learnt = record_finetune(monkeypatch)
     settings = MakeExpertSettings.create(
         objective=f"py:{__name__}:response_length",
         prompts="packaged:hh-harmless",
@@ -130,11 +132,7 @@ def test_anchor_prompts_are_learnt_with_the_bases_own_first_answer(tiny_chat_mod
         anchor_prompts="packaged:hh-helpful-sft",
         anchor_count=3,
         k=3,
-        max_new_tokens=6,
-        batch_prompts=2,
-        steps=1,
-        batch_size=2,
-        learning_rate=1e-3,
+        **TINY_JOB,
     )
     report = make_expert(str(tiny_chat_model), settings, tmp_path / "expert", progress=False)
     anchors = job.load_prompts("packaged:hh-helpful-sft", "train", limit=3)
