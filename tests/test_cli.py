@@ -503,20 +503,20 @@ def test_make_expert_cli_every_method_ends_with_its_summary(tiny_chat_model, tmp
         assert " PPO steps" in line and "mean concision reward" in line
 
 
-def test_make_expert_cli_anchor_prompts(tiny_chat_model, tmp_path, monkeypatch):
-    """--anchor-prompts reaches the job (its summary counts the anchors); with dpo it is refused in
+def test_make_expert_cli_keep_prompts(tiny_chat_model, tmp_path, monkeypatch):
+    """--keep-prompts reaches the job (its summary counts the kept prompts); with dpo it is refused in
     one line before anything is sampled."""
     monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
     common = ["make-expert", "--base", str(tiny_chat_model), "--objective", "concision", "--prompt-count", "2"]
     common += ["--k", "2", "--max-new-tokens", "4", "--steps", "1", "--device", "cpu"]
-    anchors = ["--anchor-prompts", "packaged:hh-harmless", "--anchor-count", "2"]
-    result = runner.invoke(app, [*common, *anchors, "--out", str(tmp_path / "expert")])
+    keep = ["--keep-prompts", "packaged:hh-harmless", "--keep-count", "2"]
+    result = runner.invoke(app, [*common, *keep, "--out", str(tmp_path / "expert")])
     assert result.exit_code == 0, result.output
-    assert "of the base's own answers to anchor prompts" in result.output
+    assert "of the base's own answers to the kept prompts" in result.output
     report = json.loads((tmp_path / "expert" / "make_expert_report.json").read_text())
-    assert report["settings"]["anchor_prompts"] == "packaged:hh-harmless" and report["anchors"] >= 1
-    bad = runner.invoke(app, [*common, *anchors, "--method", "dpo", "--out", str(tmp_path / "x")])
-    assert bad.exit_code == 2 and "anchor prompts are learnt by methods 'raft' and 'distill' only" in bad.output
+    assert report["settings"]["keep_prompts"] == "packaged:hh-harmless" and report["kept"] >= 1
+    bad = runner.invoke(app, [*common, *keep, "--method", "dpo", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "keep_prompts are learnt by methods 'raft' and 'distill' only" in bad.output
     assert len(bad.output.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
 
 

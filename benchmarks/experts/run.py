@@ -18,7 +18,7 @@ reported per subset.
         --methods dpo --reward harmlessness=head:FOLDER         # trained on another reward, judged by the suite's
     .venv/bin/python benchmarks/experts/run.py --suite helpful-harmless --objectives harmlessness \
         --methods distill --train-prompts packaged:hh-harmless \
-        --anchor-prompts packaged:hh-helpful-sft               # benign prompts answered as the base does
+        --keep-prompts packaged:hh-helpful-sft               # benign prompts answered as the base does
     .venv/bin/python benchmarks/experts/run.py --suite helpful-harmless --objectives helpfulness \
         --methods dpo --lora-rank 16                            # trained as a LoRA (make-expert --lora)
     .venv/bin/python benchmarks/experts/run.py --suite helpful-harmless --objectives helpfulness \
@@ -162,11 +162,11 @@ def main() -> None:
         "judged by the suite's objective",
     )
     parser.add_argument(
-        "--anchor-prompts",
+        "--keep-prompts",
         help="raft and distill: prompts whose answers the expert keeps as the base gives them (e.g. "
         "packaged:hh-helpful-sft for a harmlessness expert trained on red-team prompts)",
     )
-    parser.add_argument("--anchor-count", type=int, help="anchor prompts (default: as many as --prompt-count)")
+    parser.add_argument("--keep-count", type=int, help="kept prompts (default: as many as --prompt-count)")
     parser.add_argument(
         "--start-from",
         help="train each expert from this model instead of the base, e.g. an expert of an earlier round "
@@ -200,9 +200,9 @@ def main() -> None:
     variant_tag = f"-lora{args.lora_rank}" if args.lora_rank else ""
     if args.start_from:
         variant_tag += "-from_" + Path(args.start_from).name
-    if args.anchor_prompts:
-        variant_tag += "-anchors_" + re.sub(r"\W+", "_", args.anchor_prompts)
-        variant_tag += f"{args.anchor_count}" if args.anchor_count else ""
+    if args.keep_prompts:
+        variant_tag += "-keep_" + re.sub(r"\W+", "_", args.keep_prompts)
+        variant_tag += f"{args.keep_count}" if args.keep_count else ""
     stem += prompts_tag + reward_tag + variant_tag
     subsets = heldout_subsets(args.per_subset)
     heldout = [p for prompts in subsets.values() for p in prompts]
@@ -229,8 +229,8 @@ def main() -> None:
                     max_new_tokens=64,
                     batch_prompts=8,
                     lora_rank=args.lora_rank,
-                    anchor_prompts=args.anchor_prompts,
-                    anchor_count=args.anchor_count,
+                    keep_prompts=args.keep_prompts,
+                    keep_count=args.keep_count,
                 )
                 start = time.perf_counter()
                 make_expert(args.start_from or DEFAULT_MODEL, settings, out, overwrite=True)
@@ -307,8 +307,8 @@ def main() -> None:
         + (f" --train-prompts {args.train_prompts}" if prompts_tag else "")
         + "".join(f" --reward {item}" for item in args.reward)
         + (f" --lora-rank {args.lora_rank}" if args.lora_rank else "")
-        + (f" --anchor-prompts {args.anchor_prompts}" if args.anchor_prompts else "")
-        + (f" --anchor-count {args.anchor_count}" if args.anchor_count else "")
+        + (f" --keep-prompts {args.keep_prompts}" if args.keep_prompts else "")
+        + (f" --keep-count {args.keep_count}" if args.keep_count else "")
         + (f" --start-from {args.start_from}" if args.start_from else ""),
     }
     (HERE / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")

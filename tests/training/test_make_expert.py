@@ -118,8 +118,8 @@ def test_distill_samples_with_the_instruction_and_learns_the_bare_prompt(tiny_ch
     assert settings.cache_fields()["instruction"] == "Answer like a pirate."
 
 
-def test_anchor_prompts_are_learnt_with_the_bases_own_first_answer(tiny_chat_model, tmp_path, monkeypatch):
-    """Anchors join the selected pairs with the base's first sampled answer (not the objective's
+def test_keep_prompts_are_learnt_with_the_bases_own_first_answer(tiny_chat_model, tmp_path, monkeypatch):
+    """Kept prompts join the selected pairs with the base's first sampled answer (not the objective's
     best), after the objective's prompts were selected on; the report counts them."""
     monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
     import hoe.training.make_expert as job
@@ -129,30 +129,30 @@ def test_anchor_prompts_are_learnt_with_the_bases_own_first_answer(tiny_chat_mod
         objective=f"py:{__name__}:response_length",
         prompts="packaged:hh-harmless",
         prompt_count=4,
-        anchor_prompts="packaged:hh-helpful-sft",
-        anchor_count=3,
+        keep_prompts="packaged:hh-helpful-sft",
+        keep_count=3,
         k=3,
         **TINY_JOB,
     )
     report = make_expert(str(tiny_chat_model), settings, tmp_path / "expert", progress=False)
-    anchors = job.load_prompts("packaged:hh-helpful-sft", "train", limit=3)
-    sampled = sample_candidates(str(tiny_chat_model), anchors, settings.sampling, progress=False)  # cached
+    kept = job.load_prompts("packaged:hh-helpful-sft", "train", limit=3)
+    sampled = sample_candidates(str(tiny_chat_model), kept, settings.sampling, progress=False)  # cached
     first = [(row["prompt"], row["responses"][0]) for row in sampled if row["responses"][0].strip()]
-    assert learnt[report["pairs"] :] == first and report["anchors"] == len(first) > 0
+    assert learnt[report["pairs"] :] == first and report["kept"] == len(first) > 0
     targets = job.load_prompts("packaged:hh-harmless", "train", limit=4)
     assert [prompt for prompt, _ in learnt[: report["pairs"]]] == targets[: report["pairs"]]
-    assert settings.cache_fields()["anchor_prompts"] == "packaged:hh-helpful-sft"
-    assert "anchor_prompts" not in MakeExpertSettings(objective="civility").cache_fields()  # old cache keys kept
-    assert f"beside {report['anchors']} of the base's own answers" in job.make_expert_summary(report, "x")
+    assert settings.cache_fields()["keep_prompts"] == "packaged:hh-helpful-sft"
+    assert "keep_prompts" not in MakeExpertSettings(objective="civility").cache_fields()  # old cache keys kept
+    assert f"beside {report['kept']} of the base's own answers" in job.make_expert_summary(report, "x")
 
 
 @pytest.mark.parametrize(
     "values, message",
     [
-        ({"method": "dpo", "anchor_prompts": "packaged:hh-harmless"}, "learnt by methods 'raft' and 'distill' only"),
-        ({"anchor_count": 4}, "anchor_count needs anchor_prompts"),
-        ({"anchor_prompts": "packaged:hh-helpful-sft"}, "anchor_prompts must differ from prompts"),
-        ({"anchor_prompts": "packaged:nope"}, "unknown packaged dataset 'nope'"),
+        ({"method": "dpo", "keep_prompts": "packaged:hh-harmless"}, "learnt by methods 'raft' and 'distill' only"),
+        ({"keep_count": 4}, "keep_count needs keep_prompts"),
+        ({"keep_prompts": "packaged:hh-helpful-sft"}, "keep_prompts must differ from prompts"),
+        ({"keep_prompts": "packaged:nope"}, "unknown packaged dataset 'nope'"),
         (
             {"method": "rlhf"},
             r"method \(--method\): unknown method 'rlhf' \(available: raft, dpo, ppo, distill\), got 'rlhf'",

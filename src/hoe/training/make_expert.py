@@ -10,10 +10,10 @@ fine-tune, so task-SVD has real work to do afterwards) or, with ``lora_rank``, o
   with an instruction put before each prompt (e.g. a P-Soups preference), and the best of k is learnt
   as the answer to the bare prompt, so the expert behaves as instructed without being told. Why: best-of-k
   can only select among what the base already says; an instruction moves the samples themselves;
-- anchors (raft and distill, ``anchor_prompts``): prompts the objective should leave alone, answered
+- kept prompts (raft and distill, ``keep_prompts``): prompts the objective should leave alone, answered
   by one of the base's own samples, not selected by the objective, and learnt beside the selected
   answers. Why: a reward that prefers refusals (or brevity) everywhere teaches an expert to refuse
-  benign requests too; the anchors show it where the base's behaviour is to be kept;
+  benign requests too; the kept prompts show it where the base's behaviour is to stay;
 - ``ppo``: hoe's own PPO (``hoe.rl.lora_ppo``, as MORLHF) on a LoRA of the base with the objective
   alone (rank 16 unless ``lora_rank`` says otherwise), merged into a full model at the end.
 
@@ -59,7 +59,7 @@ class MakeExpertReport(TypedDict, total=False):
     pairs: int
     candidate_mean: float
     chosen_mean: float
-    anchors: int  # raft, distill: the base's own answers learnt beside the selected ones
+    kept: int  # raft, distill: the base's own answers learnt beside the selected ones
     mean_margin: float  # dpo
     resumed_from: str | None  # dpo
     first_reward: float  # ppo
@@ -80,8 +80,8 @@ def make_expert_summary(report: MakeExpertReport, out: str | Path) -> str:
     else:
         chosen, candidates = report["chosen_mean"], report["candidate_mean"]
         gain = f"chosen responses score {chosen:.4f} against {candidates:.4f} for all candidates"
-        if report.get("anchors"):
-            gain += f", learnt beside {report['anchors']} of the base's own answers to anchor prompts"
+        if report.get("kept"):
+            gain += f", learnt beside {report['kept']} of the base's own answers to the kept prompts"
     return f"{out}: {objective} expert by {method}; {gain}; {report['train_seconds']:.0f} s of training"
 
 
@@ -93,19 +93,19 @@ def instructed(prompts: list[str], instruction: str | None) -> list[str]:
     return [f"{instruction.strip()}\n\n{prompt}" for prompt in prompts]
 
 
-def anchor_prompts(settings: MakeExpertSettings) -> list[str]:
-    """The anchor prompts (train split), none without ``anchor_prompts``; loaded before any
+def prompts_to_keep(settings: MakeExpertSettings) -> list[str]:
+    """The kept prompts (train split), none without ``keep_prompts``; loaded before any
     sampling so that a bad spec fails first."""
-    if settings.anchor_prompts is None:
+    if settings.keep_prompts is None:
         return []
-    limit = settings.anchor_count or settings.prompt_count
-    return load_prompts(settings.anchor_prompts, "train", limit=limit)
+    limit = settings.keep_count or settings.prompt_count
+    return load_prompts(settings.keep_prompts, "train", limit=limit)
 
 
 def base_answers(
     base: str, prompts: list[str], settings: MakeExpertSettings, *, device: str, progress: bool
 ) -> list[tuple[str, str]]:
-    """(prompt, the base's first sampled answer) for each anchor prompt: a draw from the base's
+    """(prompt, the base's first sampled answer) for each kept prompt: a draw from the base's
     own distribution, never picked by the objective (the sampling cache is shared with any run
     that samples the same prompts)."""
     rows = sample_candidates(base, prompts, settings.sampling, device=device, progress=progress)
@@ -132,9 +132,9 @@ def make_expert(
     check_objective_name(settings.objective)
     get_scorer(settings.objective)  # a scorer that cannot load fails here, before any sampling
     prompts = load_prompts(settings.prompts, "train", limit=settings.prompt_count)
-    anchors = anchor_prompts(settings)
+    kept = prompts_to_keep(settings)
     if settings.method != "ppo":  # the fine-tuning methods learn within max_length tokens
-        check_prompt_room(load_tokenizer(base), prompts + anchors, settings.max_length)
+        check_prompt_room(load_tokenizer(base), prompts + kept, settings.max_length)
     if settings.method == "ppo":
         return _ppo(base, prompts, settings, Path(out), device=device, progress=progress)
     candidates = sample_candidates(
@@ -181,10 +181,10 @@ def make_expert(
         "candidate_mean": round(sum(scores) / len(scores), 6),
         "chosen_mean": round(sum(chosen_scores) / len(chosen_scores), 6),
     }
-    if anchors:
-        anchor_pairs = base_answers(base, anchors, settings, device=device, progress=progress)
-        pairs += anchor_pairs
-        report["anchors"] = len(anchor_pairs)
+    if kept:
+        kept_pairs = base_answers(base, kept, settings, device=device, progress=progress)
+        pairs += kept_pairs
+        report["kept"] = len(kept_pairs)
     log = supervised_finetune(
         base,
         pairs,

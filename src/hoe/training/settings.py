@@ -70,7 +70,7 @@ class MakeExpertSettings(Settings):
         description="Prompt spec: packaged:NAME or hub:DATASET[:CONFIG]@SPLIT#FIELD (train split).",
     )
     prompt_count: int = Field(96, gt=0, description="Training prompts.")
-    anchor_prompts: str | None = Field(
+    keep_prompts: str | None = Field(
         None,
         min_length=1,
         description="raft and distill: prompts (same spec as --prompts) the objective should leave alone, "
@@ -78,7 +78,7 @@ class MakeExpertSettings(Settings):
         "selected by the objective, is learnt beside the selected ones, so the expert keeps answering them "
         "as the base does instead of carrying the objective's behaviour over.",
     )
-    anchor_count: int | None = Field(None, gt=0, description="Anchor prompts (default: as many as --prompt-count).")
+    keep_count: int | None = Field(None, gt=0, description="Kept prompts (default: as many as --prompt-count).")
     k: int = Field(4, ge=2, description="Responses sampled per prompt (shared across objectives; best and worst of k).")
     max_new_tokens: int = Field(64, gt=0, description="Length of sampled responses.")
     temperature: float = Field(0.9, gt=0, description="Sampling temperature of the candidates (and of PPO's rollouts).")
@@ -118,12 +118,12 @@ class MakeExpertSettings(Settings):
             raise ValueError("method 'distill' needs an instruction (the text put before every prompt while sampling)")
         if self.method != "distill" and self.instruction is not None:
             raise ValueError(f"an instruction is used by method 'distill' only, not '{self.method}'")
-        if self.anchor_prompts is not None and self.method not in ("raft", "distill"):
-            raise ValueError(f"anchor prompts are learnt by methods 'raft' and 'distill' only, not '{self.method}'")
-        if self.anchor_count is not None and self.anchor_prompts is None:
-            raise ValueError("anchor_count needs anchor_prompts")
-        if self.anchor_prompts is not None and self.anchor_prompts == self.prompts:
-            raise ValueError("anchor_prompts must differ from prompts (an anchor prompt would also be optimised)")
+        if self.keep_prompts is not None and self.method not in ("raft", "distill"):
+            raise ValueError(f"keep_prompts are learnt by methods 'raft' and 'distill' only, not '{self.method}'")
+        if self.keep_count is not None and self.keep_prompts is None:
+            raise ValueError("keep_count needs keep_prompts")
+        if self.keep_prompts is not None and self.keep_prompts == self.prompts:
+            raise ValueError("keep_prompts must differ from prompts (a kept prompt would also be optimised)")
         return self
 
     @property
@@ -178,8 +178,8 @@ class MakeExpertSettings(Settings):
             "save_every": 10,
             "seed": 0,
             "instruction": None,
-            "anchor_prompts": None,
-            "anchor_count": None,
+            "keep_prompts": None,
+            "keep_count": None,
         }
         fields = self.model_dump(exclude={k for k, default in later.items() if getattr(self, k) == default})
         return {**fields, "learning_rate": self.effective_learning_rate}
