@@ -25,35 +25,12 @@ import time
 from pathlib import Path
 
 import torch
-from decode_step import PROMPT, preferences
-from transformers import DynamicCache
+from decode_step import PROMPT, decode, preferences
 
 from hoe.model.hoe_model import HoEModel
 
 HERE = Path(__file__).resolve().parent
 ROUTINGS = ("base", "random")
-
-
-@torch.no_grad()
-def decode(model: HoEModel, inputs: dict, rows_preferences: list | None, steps: int) -> tuple[float, list[list[int]]]:
-    """Milliseconds per greedy decoding step (after 3 warm-up steps) and the tokens decoded."""
-    if rows_preferences is None:
-        model.state.clear()
-    else:
-        model.state.set([model.routing(p) for p in rows_preferences])
-    try:
-        mask, tokens = inputs["attention_mask"], []
-        out = model.model(input_ids=inputs["input_ids"], attention_mask=mask, past_key_values=DynamicCache())
-        for step in range(steps + 3):
-            if step == 3:
-                start = time.perf_counter()
-            token = out.logits[:, -1].argmax(-1, keepdim=True)
-            tokens.append(token.flatten().tolist())
-            mask = torch.cat([mask, torch.ones_like(token)], dim=1)
-            out = model.model(input_ids=token, attention_mask=mask, past_key_values=out.past_key_values)
-        return (time.perf_counter() - start) / steps * 1000, tokens
-    finally:
-        model.state.clear()
 
 
 def main() -> None:

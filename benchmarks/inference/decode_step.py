@@ -51,24 +51,31 @@ def preferences(model: HoEModel, routing: str, rows: int, rng: random.Random) ->
 
 
 @torch.no_grad()
-def step_ms(model: HoEModel, inputs: dict, rows_preferences: list | None, steps: int) -> float:
-    """Mean milliseconds of one greedy decoding step under ``rows_preferences``."""
+def decode(model: HoEModel, inputs: dict, rows_preferences: list | None, steps: int) -> tuple[float, list[list[int]]]:
+    """Mean milliseconds of one greedy decoding step under ``rows_preferences`` (after 3 warm-up
+    steps), and every step's tokens (so that another mode of the same routing can be checked)."""
     if rows_preferences is None:
         model.state.clear()
     else:
         model.state.set([model.routing(p) for p in rows_preferences])
     try:
-        mask = inputs["attention_mask"]
+        mask, tokens = inputs["attention_mask"], []
         out = model.model(input_ids=inputs["input_ids"], attention_mask=mask, past_key_values=DynamicCache())
         for step in range(steps + 3):
             if step == 3:
                 start = time.perf_counter()
             token = out.logits[:, -1].argmax(-1, keepdim=True)
+            tokens.append(token.flatten().tolist())
             mask = torch.cat([mask, torch.ones_like(token)], dim=1)
             out = model.model(input_ids=token, attention_mask=mask, past_key_values=out.past_key_values)
-        return (time.perf_counter() - start) / steps * 1000
+        return (time.perf_counter() - start) / steps * 1000, tokens
     finally:
         model.state.clear()
+
+
+def step_ms(model: HoEModel, inputs: dict, rows_preferences: list | None, steps: int) -> float:
+    """Mean milliseconds of one greedy decoding step under ``rows_preferences``."""
+    return decode(model, inputs, rows_preferences, steps)[0]
 
 
 def main() -> None:
