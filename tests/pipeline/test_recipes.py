@@ -33,6 +33,19 @@ def test_make_entries_name_a_known_objective(tmp_path):
         load_recipe(tmp_path / "r.yaml")
 
 
+def test_make_entries_keep_prompts_follow_the_settings(tmp_path):
+    """A recipe's make: takes keep_prompts (the same settings model as the CLI's) and refuses it
+    where the job would not use it, naming the entry."""
+    head = "base: smollm2-135m-instruct\nobjectives: [a]\nexperts:\n  - {name: x, anchor: [1], make: "
+    keep = "keep_prompts: 'packaged:hh-harmless'"
+    (tmp_path / "ok.yaml").write_text(head + "{objective: concision, " + keep + "}}\n")
+    recipe, _ = load_recipe(tmp_path / "ok.yaml")
+    assert recipe.experts[0].make.keep_prompts == "packaged:hh-harmless"
+    (tmp_path / "r.yaml").write_text(head + "{objective: concision, method: dpo, " + keep + "}}\n")
+    with pytest.raises(HoEError, match=r"experts\.0\.make: .*keep_prompts are learnt by methods 'raft' and 'distill'"):
+        load_recipe(tmp_path / "r.yaml")
+
+
 def test_recipe_scorers_reach_the_bundle_and_the_evaluation(bundle_dir, tmp_path):
     import json
     import shutil
