@@ -154,6 +154,10 @@ def test_keep_prompts_are_learnt_with_the_bases_own_first_answer(tiny_chat_model
         ({"keep_prompts": "packaged:hh-helpful-sft"}, "keep_prompts must differ from prompts"),
         ({"keep_prompts": "packaged:nope"}, "unknown packaged dataset 'nope'"),
         (
+            {"prompts": "packaged:hh-harmless+packaged:hh-helpful-sft", "keep_prompts": "packaged:hh-helpful-sft"},
+            r"^\d+ of the kept prompts are also training prompts \(first: .*\); keep_prompts must not overlap prompts$",
+        ),
+        (
             {"method": "rlhf"},
             r"method \(--method\): unknown method 'rlhf' \(available: raft, dpo, ppo, distill\), got 'rlhf'",
         ),

@@ -93,13 +93,22 @@ def instructed(prompts: list[str], instruction: str | None) -> list[str]:
     return [f"{instruction.strip()}\n\n{prompt}" for prompt in prompts]
 
 
-def prompts_to_keep(settings: MakeExpertSettings) -> list[str]:
+def prompts_to_keep(settings: MakeExpertSettings, prompts: list[str]) -> list[str]:
     """The kept prompts (train split), none without ``keep_prompts``; loaded before any
-    sampling so that a bad spec fails first."""
+    sampling so that a bad spec, or one that shares prompts with the training prompts (which
+    would then be learnt with two contradicting answers), fails first."""
     if settings.keep_prompts is None:
         return []
     limit = settings.keep_count or settings.prompt_count
-    return load_prompts(settings.keep_prompts, "train", limit=limit)
+    kept = load_prompts(settings.keep_prompts, "train", limit=limit)
+    training = set(prompts)
+    shared = [prompt for prompt in kept if prompt in training]
+    if shared:
+        raise HoEError(
+            f"{len(shared)} of the kept prompts are also training prompts (first: {shared[0][:60]!r}); "
+            "keep_prompts must not overlap prompts"
+        )
+    return kept
 
 
 def base_answers(
@@ -132,7 +141,7 @@ def make_expert(
     check_objective_name(settings.objective)
     get_scorer(settings.objective)  # a scorer that cannot load fails here, before any sampling
     prompts = load_prompts(settings.prompts, "train", limit=settings.prompt_count)
-    kept = prompts_to_keep(settings)
+    kept = prompts_to_keep(settings, prompts)
     if settings.method != "ppo":  # the fine-tuning methods learn within max_length tokens
         check_prompt_room(load_tokenizer(base), prompts + kept, settings.max_length)
     if settings.method == "ppo":
