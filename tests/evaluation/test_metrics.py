@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 
 from hoe.errors import HoEError
-from hoe.evaluation.metrics import controllability, hypervolume, nondominated, reference_point, tchebycheff_gap
+from hoe.evaluation.metrics import (
+    bootstrap_hypervolumes,
+    controllability,
+    hypervolume,
+    nondominated,
+    reference_point,
+    tchebycheff_gap,
+)
 
 
 def test_hypervolume_2d_staircase():
@@ -71,3 +78,26 @@ def test_reference_point_of_a_constant_objective():
 def test_controllability_with_a_reward_range_of_exactly_one_and_a_constant_reward():
     lam = np.array([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]])
     assert controllability(lam, np.array([[1.0, 0.2], [0.5, 0.2], [0.0, 0.2]])) == [pytest.approx(1.0), None]
+
+
+def test_bootstrap_resamples_the_prompts_of_every_method_together():
+    """Pairing: a method identical to another has the same hypervolume on every resample; one point
+    of one prompt each is its own front, so a resample's hypervolume is the product of that
+    resample's means, which the counts (the same for every method) fix."""
+    rng = np.random.default_rng(1)
+    values = rng.uniform(0.2, 1.0, size=(3, 40, 2))  # 3 points, 40 prompts, 2 objectives
+    volumes = bootstrap_hypervolumes({"a": values, "b": values.copy()}, np.zeros(2), resamples=200, seed=3)
+    assert volumes["a"].shape == (200,) and np.array_equal(volumes["a"], volumes["b"])
+    assert volumes["a"].std() > 0  # resamples differ from each other
+    single = values[:1, :, :]
+    one = bootstrap_hypervolumes({"x": single}, np.zeros(2), resamples=5, seed=3)["x"]
+    counts = np.random.default_rng(3).multinomial(40, np.full(40, 1 / 40), size=5)
+    means = counts @ single[0] / 40
+    assert one == pytest.approx(means[:, 0] * means[:, 1])
+    again = bootstrap_hypervolumes({"x": single}, np.zeros(2), resamples=5, seed=3)["x"]
+    assert np.array_equal(one, again)  # a seed gives the same intervals every time
+
+
+def test_bootstrap_refuses_methods_that_answered_different_numbers_of_prompts():
+    with pytest.raises(HoEError, match=r"same prompts for every method, got counts \[3, 4\]"):
+        bootstrap_hypervolumes({"a": np.ones((1, 3, 2)), "b": np.ones((1, 4, 2))}, np.zeros(2))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hoe.evaluation.report import methods_table, summarise, verdict
+from hoe.evaluation.report import markdown, methods_table, summarise, verdict
 
 PREFERENCES = [[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]]
 MEANS = {
@@ -413,3 +413,55 @@ def test_fronts_plot_each_method_in_its_style_and_lambda_order(monkeypatch, tmp_
     assert legend._ncols == 3 and not legend.get_frame_on() and legend._loc == 9  # 9: upper center
     assert figures[0].subplotpars.top <= 0.93  # room left above the axes for the legend
     assert (tmp_path / "nested" / "fronts.png").stat().st_size > 0
+
+
+def test_hoe_against_each_peer_on_paired_resamples_of_the_prompts():
+    """A peer that HoE beats by 0.1 on every prompt is beyond noise; a peer equal on average whose
+    per-prompt differences cancel is within noise; a peer that answered other prompts pairs with
+    nothing and is left out; the base (one fixed point) is no peer."""
+    import numpy as np
+
+    run, _ = hand_made_run()
+    prompts = [f"q{i}" for i in range(30)]
+    rng = np.random.default_rng(0)
+    hoe = rng.uniform(0.3, 0.9, size=(3, 30, 2))
+    swing = np.where(np.arange(30) % 2 == 0, 0.05, -0.05)[None, :, None]  # per prompt ±0.05, mean 0
+    values = {"hoe": hoe, "worse": hoe - [0.1, 0.0], "even": hoe + swing, "elsewhere": hoe - 0.2}
+    run["methods"] = [*values, "base"]
+    points, per_prompt = [], {}
+    for method, rows in values.items():
+        for lam, per_point in zip(PREFERENCES, rows):
+            label = f"{lam[0]:g}-{lam[1]:g}"
+            points.append(point(method, lam, per_point.mean(0).tolist(), label))
+            asked = [f"other{i}" for i in range(30)] if method == "elsewhere" else prompts
+            per_prompt[(method, label)] = (asked, per_point)
+    points.append(point("base", None, [0.3, 0.3], "base"))
+    per_prompt[("base", "base")] = (prompts, np.full((30, 2), 0.3))
+    results = summarise(run, points, per_prompt=per_prompt)
+    comparisons = results["comparisons"]
+    assert comparisons["prompts"] == 30 and comparisons["resamples"] == 2000
+    assert set(comparisons["peers"]) == {"worse", "even"}
+    worse, even = comparisons["peers"]["worse"], comparisons["peers"]["even"]
+    assert worse["beyond_noise"] and worse["difference_ci95"][0] > 0 and worse["ratio_ci95"][0] > 1
+    hypervolumes = {m: results["methods"][m]["hypervolume"] for m in ("hoe", "worse")}
+    assert worse["difference"] == pytest.approx(hypervolumes["hoe"] - hypervolumes["worse"])
+    assert worse["ratio"] == pytest.approx(hypervolumes["hoe"] / hypervolumes["worse"])
+    assert not even["beyond_noise"] and even["difference_ci95"][0] < 0 < even["difference_ci95"][1]
+    assert verdict(results).endswith(
+        "Paired bootstrap over the 30 prompts (95%): the difference is beyond noise against worse; "
+        "within noise against even."
+    )
+    report = markdown(results)
+    assert "| peer | HoE ÷ peer | 95% interval | HoE − peer | 95% interval | |" in report
+    assert f"| worse | {worse['ratio']:.2f} | [{worse['ratio_ci95'][0]:.2f}, " in report
+    assert summarise(run, points)["comparisons"] is None  # no per-prompt rewards: no intervals, no claim
+
+
+def test_a_ratio_without_interval_is_a_dash_and_said_why():
+    from hoe.evaluation.report import comparisons_table
+
+    peer = {"difference": 0.1, "difference_ci95": [0.02, 0.2], "ratio": 3.0, "ratio_ci95": None, "beyond_noise": True}
+    lines = comparisons_table({"prompts": 8, "resamples": 2000, "peers": {"rs": peer}})
+    assert "| rs | 3.00 | – | +0.1 | [+0.02, +0.2] | beyond noise |" in lines
+    assert lines[-1] == "(–: the peer's hypervolume is 0 on some resample, so only the difference has an interval.)"
+    assert comparisons_table(None) == []

@@ -60,3 +60,25 @@ def controllability(preferences: np.ndarray, rewards: np.ndarray) -> list[float 
         rho = spearmanr(preferences[:, i], rewards[:, i]).statistic
         values.append(None if math.isnan(rho) else float(rho))
     return values
+
+
+def bootstrap_hypervolumes(
+    fronts: dict[str, np.ndarray], reference: np.ndarray, resamples: int = 2000, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Each method's hypervolume on ``resamples`` bootstrap resamples of the prompts, the same
+    resamples for every method (so differences between methods are paired: a prompt that every
+    method finds hard leaves and enters all fronts together).
+
+    ``fronts[method]`` holds the per-prompt rewards of the method's points, shaped (points,
+    prompts, objectives), with the prompts in the same order for every method. The reference point
+    stays fixed: the interval is that of the fronts, not of where the reference lands."""
+    prompts = {values.shape[1] for values in fronts.values()}
+    if len(prompts) != 1:
+        raise HoEError(f"paired bootstrap needs the same prompts for every method, got counts {sorted(prompts)}")
+    n = prompts.pop()
+    counts = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=resamples)  # (resamples, prompts)
+    volumes = {}
+    for method, values in fronts.items():
+        means = np.einsum("bn,pnm->bpm", counts, values) / n  # every resample's point means at once
+        volumes[method] = np.asarray([hypervolume(front, reference) for front in means])
+    return volumes

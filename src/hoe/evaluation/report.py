@@ -14,6 +14,7 @@ import numpy as np
 from hoe.errors import HoEError
 from hoe.evaluation.methods import METHODS
 from hoe.evaluation.metrics import (
+    bootstrap_hypervolumes,
     controllability,
     hypervolume,
     ideal_point,
@@ -25,6 +26,7 @@ from hoe.rewards.scoring import ScoreCache, score_objectives
 from hoe.utils.io import write_json, write_text
 
 RUN_FILE = "run.json"
+BOOTSTRAP_RESAMPLES = 2000  # paired resamples of the prompts behind every interval between methods
 
 
 def follows_preference(method: str) -> bool:
@@ -41,13 +43,14 @@ def build_report(out: str | Path, reference: list[float] | None = None, progress
     run = json.loads(run_file.read_text())
     objectives, scorers = run["objectives"], run["scorers"]
     cache = ScoreCache(out / "scores.sqlite")
-    points = []
+    points, per_prompt = [], {}
     for point in run["points"]:
         rows, meta = _read_job(out, point)
         scores = score_objectives(
             [scorers[o] for o in objectives], [r["prompt"] for r in rows], [r["response"] for r in rows], cache=cache
         )
         values = np.asarray([scores[scorers[o]] for o in objectives], dtype=np.float64).T  # prompts × objectives
+        per_prompt[(point["method"], point["label"])] = ([r["prompt"] for r in rows], values)
         tokens = sum(r["tokens"] for r in rows)
         wall = sum(r["wall_s"] for r in rows)
         points.append(
@@ -65,7 +68,8 @@ def build_report(out: str | Path, reference: list[float] | None = None, progress
             }
         )
     timing_file = out / "timing.json"
-    results = summarise(run, points, reference, json.loads(timing_file.read_text()) if timing_file.is_file() else None)
+    timing = json.loads(timing_file.read_text()) if timing_file.is_file() else None
+    results = summarise(run, points, reference, timing, per_prompt)
     _write(out, results)
     return results
 
@@ -87,10 +91,18 @@ def _standard_error(values: np.ndarray) -> np.ndarray:
     return values.std(0, ddof=1) / math.sqrt(len(values))
 
 
-def summarise(run: dict, points: list[dict], reference: list[float] | None = None, timing: dict | None = None) -> dict:
+def summarise(
+    run: dict,
+    points: list[dict],
+    reference: list[float] | None = None,
+    timing: dict | None = None,
+    per_prompt: dict[tuple[str, str], tuple[list[str], np.ndarray]] | None = None,
+) -> dict:
     """Per-method metrics over the scored points; one reference point shared by every method.
     Cost ratios come from the side-by-side timing (``timing``) when there is one, else from the
-    generation walls (taken at different times: only a rough guide)."""
+    generation walls (taken at different times: only a rough guide). With every point's
+    per-prompt rewards (``per_prompt``: (method, label) → (prompts, prompts × objectives)), HoE's
+    hypervolume is compared with each peer's on paired bootstrap resamples of the prompts."""
     objectives = run["objectives"]
     matrix = np.asarray([p["mean"] for p in points])
     ref = np.asarray(reference, dtype=np.float64) if reference is not None else reference_point(matrix)
@@ -137,7 +149,47 @@ def summarise(run: dict, points: list[dict], reference: list[float] | None = Non
         "methods": methods,
         "points": points,
         "tchebycheff": gaps["per_preference"],
+        "comparisons": paired_comparisons(points, per_prompt or {}, per_preference, ref, methods),
     }
+
+
+def paired_comparisons(
+    points: list[dict],
+    per_prompt: dict[tuple[str, str], tuple[list[str], np.ndarray]],
+    per_preference: list[str],
+    ref: np.ndarray,
+    methods: dict[str, dict],
+) -> dict | None:
+    """HoE's hypervolume against each peer's, as a difference and a ratio with 95% percentile
+    intervals over paired bootstrap resamples of the prompts. A peer is compared only when every
+    one of its points answered the same prompts, in the same order, as HoE's (else nothing pairs)."""
+    fronts: dict[str, np.ndarray] = {}
+    order: list[str] | None = None
+    for method in per_preference:
+        keys = [(p["method"], p["label"]) for p in points if p["method"] == method]
+        if not keys or any(k not in per_prompt for k in keys):
+            continue
+        order = order if order is not None else per_prompt[keys[0]][0]
+        if all(per_prompt[k][0] == order for k in keys):
+            fronts[method] = np.stack([per_prompt[k][1] for k in keys])
+    if "hoe" not in fronts or len(fronts) < 2 or order is None or len(order) < 2:
+        return None
+    volumes = bootstrap_hypervolumes(fronts, ref, BOOTSTRAP_RESAMPLES)
+    peers = {}
+    for peer in (m for m in fronts if m != "hoe"):
+        hoe, other = methods["hoe"]["hypervolume"], methods[peer]["hypervolume"]
+        low, high = np.percentile(volumes["hoe"] - volumes[peer], [2.5, 97.5])
+        ratio_interval = None
+        if (volumes[peer] > 0).all():
+            ratio_interval = np.percentile(volumes["hoe"] / volumes[peer], [2.5, 97.5]).tolist()
+        peers[peer] = {
+            "difference": hoe - other,
+            "difference_ci95": [float(low), float(high)],
+            "ratio": hoe / other if other > 0 else None,
+            "ratio_ci95": ratio_interval,
+            "beyond_noise": not low <= 0.0 <= high,
+        }
+    return {"of": "hoe", "prompts": len(order), "resamples": BOOTSTRAP_RESAMPLES, "seed": 0, "peers": peers}
 
 
 def _tchebycheff(
@@ -269,6 +321,7 @@ def markdown(results: dict) -> str:
         + "; setup such as re-merging per λ is reported apart.",
         "",
         verdict(results),
+        *comparisons_table(results.get("comparisons")),
         "",
         "![fronts](fronts.png)",
         "",
@@ -296,12 +349,53 @@ def verdict(results: dict) -> str:
     above = [f"{m} ({methods[m]['hypervolume']:.4g})" for m in peers if methods[m]["hypervolume"] > hoe]
     below = [m for m in peers if methods[m]["hypervolume"] <= hoe]
     if not above:
-        return f"**HoE's hypervolume ({hoe:.4g}) is at least that of every peer here ({', '.join(peers)}).**"
-    return (
-        f"**HoE's hypervolume ({hoe:.4g}) is below {', '.join(above)}**"
-        + (f"; at least that of {', '.join(below)}" if below else "")
-        + "."
-    )
+        sentence = f"**HoE's hypervolume ({hoe:.4g}) is at least that of every peer here ({', '.join(peers)}).**"
+    else:
+        sentence = (
+            f"**HoE's hypervolume ({hoe:.4g}) is below {', '.join(above)}**"
+            + (f"; at least that of {', '.join(below)}" if below else "")
+            + "."
+        )
+    return sentence + noise_sentence(results.get("comparisons"))
+
+
+def noise_sentence(comparisons: dict | None) -> str:
+    """Which of the verdict's differences the paired bootstrap can tell from noise."""
+    if not comparisons:
+        return ""
+    peers = comparisons["peers"]
+    beyond = [m for m, c in peers.items() if c["beyond_noise"]]
+    within = [m for m, c in peers.items() if not c["beyond_noise"]]
+    parts = [f" Paired bootstrap over the {comparisons['prompts']} prompts (95%):"]
+    if beyond:
+        parts.append(f" the difference is beyond noise against {', '.join(beyond)}")
+    if within:
+        parts.append(("; " if beyond else " ") + f"within noise against {', '.join(within)}")
+    return "".join(parts) + "."
+
+
+def comparisons_table(comparisons: dict | None) -> list[str]:
+    """HoE against each peer: hypervolume ratio and difference with their paired 95% intervals."""
+    if not comparisons:
+        return []
+    lines = [
+        f"HoE against each peer, paired bootstrap over the {comparisons['prompts']} prompts "
+        f"({comparisons['resamples']} resamples, 95% percentile intervals; the reference point fixed):",
+        "",
+        "| peer | HoE ÷ peer | 95% interval | HoE − peer | 95% interval | |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for peer, c in comparisons["peers"].items():
+        ratio = c["ratio_ci95"]
+        lines.append(
+            f"| {peer} | {_fmt(c['ratio'], '{:.2f}', '–')} | "
+            f"{'–' if ratio is None else f'[{ratio[0]:.2f}, {ratio[1]:.2f}]'} | {c['difference']:+.3g} | "
+            f"[{c['difference_ci95'][0]:+.3g}, {c['difference_ci95'][1]:+.3g}] | "
+            f"{'beyond noise' if c['beyond_noise'] else 'within noise'} |"
+        )
+    if any(c["ratio_ci95"] is None for c in comparisons["peers"].values()):
+        lines += ["", "(–: the peer's hypervolume is 0 on some resample, so only the difference has an interval.)"]
+    return ["", *lines]
 
 
 def _vector(values: list[float] | tuple[float, ...]) -> str:
