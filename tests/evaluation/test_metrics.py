@@ -8,6 +8,7 @@ from hoe.evaluation.metrics import (
     bootstrap_hypervolumes,
     controllability,
     hypervolume,
+    mean_tchebycheff_gaps,
     nondominated,
     reference_point,
     tchebycheff_gap,
@@ -101,3 +102,11 @@ def test_bootstrap_resamples_the_prompts_of_every_method_together():
 def test_bootstrap_refuses_methods_that_answered_different_numbers_of_prompts():
     with pytest.raises(HoEError, match=r"same prompts for every method, got counts \[3, 4\]"):
         bootstrap_hypervolumes({"a": np.ones((1, 3, 2)), "b": np.ones((1, 4, 2))}, np.zeros(2))
+
+
+def test_mean_gaps_of_a_stack_of_fronts_are_the_mean_of_each_points_gap():
+    preferences = np.array([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]])
+    ideal, reference = np.array([1.0, 2.0]), np.array([0.0, 0.5])
+    fronts = np.random.default_rng(2).uniform(0, 2, size=(4, 3, 2))  # 4 resamples of 3 points
+    expected = [np.mean([tchebycheff_gap(lam, r, ideal, reference) for lam, r in zip(preferences, f)]) for f in fronts]
+    assert mean_tchebycheff_gaps(preferences, fronts, ideal, reference) == pytest.approx(expected)

@@ -416,9 +416,10 @@ def test_fronts_plot_each_method_in_its_style_and_lambda_order(monkeypatch, tmp_
 
 
 def test_hoe_against_each_peer_on_paired_resamples_of_the_prompts():
-    """A peer that HoE beats by 0.1 on every prompt is beyond noise; a peer equal on average whose
-    per-prompt differences cancel is within noise; a peer that answered other prompts pairs with
-    nothing and is left out; the base (one fixed point) is no peer."""
+    """A peer that HoE beats by 0.1 on every prompt is beyond noise (hypervolume and Tchebycheff gap);
+    a peer equal on average whose per-prompt differences cancel is within noise; a peer that answered
+    other prompts pairs with nothing and is left out; one that answered fewer preferences has no
+    gap comparison; the base (one fixed point) is no peer."""
     import numpy as np
 
     run, _ = hand_made_run()
@@ -435,24 +436,35 @@ def test_hoe_against_each_peer_on_paired_resamples_of_the_prompts():
             points.append(point(method, lam, per_point.mean(0).tolist(), label))
             asked = [f"other{i}" for i in range(30)] if method == "elsewhere" else prompts
             per_prompt[(method, label)] = (asked, per_point)
+    points.append(point("partial", PREFERENCES[0], hoe[0].mean(0).tolist(), "1-0"))
+    per_prompt[("partial", "1-0")] = (prompts, hoe[0])
     points.append(point("base", None, [0.3, 0.3], "base"))
     per_prompt[("base", "base")] = (prompts, np.full((30, 2), 0.3))
+    run["methods"].insert(-1, "partial")
     results = summarise(run, points, per_prompt=per_prompt)
     comparisons = results["comparisons"]
     assert comparisons["prompts"] == 30 and comparisons["resamples"] == 2000
-    assert set(comparisons["peers"]) == {"worse", "even"}
+    assert set(comparisons["peers"]) == {"worse", "even", "partial"}
+    assert "gap_difference" not in comparisons["peers"]["partial"]  # one λ of three: mean gaps not comparable
     worse, even = comparisons["peers"]["worse"], comparisons["peers"]["even"]
     assert worse["beyond_noise"] and worse["difference_ci95"][0] > 0 and worse["ratio_ci95"][0] > 1
     hypervolumes = {m: results["methods"][m]["hypervolume"] for m in ("hoe", "worse")}
     assert worse["difference"] == pytest.approx(hypervolumes["hoe"] - hypervolumes["worse"])
     assert worse["ratio"] == pytest.approx(hypervolumes["hoe"] / hypervolumes["worse"])
     assert not even["beyond_noise"] and even["difference_ci95"][0] < 0 < even["difference_ci95"][1]
-    assert verdict(results).endswith(
-        "Paired bootstrap over the 30 prompts (95%): the difference is beyond noise against worse; "
+    gaps = {m: results["methods"][m]["tchebycheff_mean_gap"] for m in ("hoe", "worse", "even")}
+    assert worse["gap_difference"] == pytest.approx(gaps["hoe"] - gaps["worse"]) and worse["gap_difference"] < 0
+    assert worse["gap_difference_ci95"][1] < 0  # HoE nearer the ideal point on every resample
+    assert even["gap_difference"] == pytest.approx(gaps["hoe"] - gaps["even"])
+    assert even["gap_difference_ci95"][0] < 0 < even["gap_difference_ci95"][1]
+    assert verdict(results).startswith("**HoE's hypervolume") and verdict(results).endswith(
+        "Paired bootstrap over the 30 prompts (95%): the difference is beyond noise against worse, partial; "
         "within noise against even."
     )
     report = markdown(results)
-    assert "| peer | HoE ÷ peer | 95% interval | HoE − peer | 95% interval | |" in report
+    assert "| peer | hypervolume, HoE ÷ peer | 95% interval | HoE − peer | 95% interval | | mean gap" in report
+    low, high = worse["gap_difference_ci95"]
+    assert f"| {worse['gap_difference']:+.3f} | [{low:+.3f}, {high:+.3f}] | beyond noise |" in report
     assert f"| worse | {worse['ratio']:.2f} | [{worse['ratio_ci95'][0]:.2f}, " in report
     assert summarise(run, points)["comparisons"] is None  # no per-prompt rewards: no intervals, no claim
 
@@ -462,6 +474,6 @@ def test_a_ratio_without_interval_is_a_dash_and_said_why():
 
     peer = {"difference": 0.1, "difference_ci95": [0.02, 0.2], "ratio": 3.0, "ratio_ci95": None, "beyond_noise": True}
     lines = comparisons_table({"prompts": 8, "resamples": 2000, "peers": {"rs": peer}})
-    assert "| rs | 3.00 | – | +0.1 | [+0.02, +0.2] | beyond noise |" in lines
+    assert "| rs | 3.00 | – | +0.1 | [+0.02, +0.2] | beyond noise | – | – | – |" in lines
     assert lines[-1] == "(–: the peer's hypervolume is 0 on some resample, so only the difference has an interval.)"
     assert comparisons_table(None) == []

@@ -62,23 +62,35 @@ def controllability(preferences: np.ndarray, rewards: np.ndarray) -> list[float 
     return values
 
 
-def bootstrap_hypervolumes(
-    fronts: dict[str, np.ndarray], reference: np.ndarray, resamples: int = 2000, seed: int = 0
-) -> dict[str, np.ndarray]:
-    """Each method's hypervolume on ``resamples`` bootstrap resamples of the prompts, the same
+def bootstrap_means(fronts: dict[str, np.ndarray], resamples: int = 2000, seed: int = 0) -> dict[str, np.ndarray]:
+    """Each method's point means on ``resamples`` bootstrap resamples of the prompts, the same
     resamples for every method (so differences between methods are paired: a prompt that every
     method finds hard leaves and enters all fronts together).
 
     ``fronts[method]`` holds the per-prompt rewards of the method's points, shaped (points,
-    prompts, objectives), with the prompts in the same order for every method. The reference point
-    stays fixed: the interval is that of the fronts, not of where the reference lands."""
+    prompts, objectives), with the prompts in the same order for every method; each result is
+    shaped (resamples, points, objectives)."""
     prompts = {values.shape[1] for values in fronts.values()}
     if len(prompts) != 1:
         raise HoEError(f"paired bootstrap needs the same prompts for every method, got counts {sorted(prompts)}")
     n = prompts.pop()
     counts = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=resamples)  # (resamples, prompts)
-    volumes = {}
-    for method, values in fronts.items():
-        means = np.einsum("bn,pnm->bpm", counts, values) / n  # every resample's point means at once
-        volumes[method] = np.asarray([hypervolume(front, reference) for front in means])
-    return volumes
+    return {method: np.einsum("bn,pnm->bpm", counts, values) / n for method, values in fronts.items()}
+
+
+def bootstrap_hypervolumes(
+    fronts: dict[str, np.ndarray], reference: np.ndarray, resamples: int = 2000, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Each method's hypervolume on the paired resamples of ``bootstrap_means``. The reference
+    point stays fixed: the interval is that of the fronts, not of where the reference lands."""
+    means = bootstrap_means(fronts, resamples, seed)
+    return {method: np.asarray([hypervolume(front, reference) for front in m]) for method, m in means.items()}
+
+
+def mean_tchebycheff_gaps(
+    preferences: np.ndarray, means: np.ndarray, ideal: np.ndarray, reference: np.ndarray
+) -> np.ndarray:
+    """``tchebycheff_gap`` of every point averaged over a method's points, for a stack of fronts:
+    ``means`` (…, points, objectives), ``preferences`` (points, objectives) → (…)."""
+    scale = np.where(ideal > reference, ideal - reference, 1.0)
+    return np.max(preferences * (ideal - means) / scale, axis=-1).mean(axis=-1)

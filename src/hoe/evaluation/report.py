@@ -14,10 +14,11 @@ import numpy as np
 from hoe.errors import HoEError
 from hoe.evaluation.methods import METHODS
 from hoe.evaluation.metrics import (
-    bootstrap_hypervolumes,
+    bootstrap_means,
     controllability,
     hypervolume,
     ideal_point,
+    mean_tchebycheff_gaps,
     nondominated,
     reference_point,
     tchebycheff_gap,
@@ -149,7 +150,7 @@ def summarise(
         "methods": methods,
         "points": points,
         "tchebycheff": gaps["per_preference"],
-        "comparisons": paired_comparisons(points, per_prompt or {}, per_preference, ref, methods),
+        "comparisons": paired_comparisons(points, per_prompt or {}, per_preference, ref, ideal, methods),
     }
 
 
@@ -158,23 +159,31 @@ def paired_comparisons(
     per_prompt: dict[tuple[str, str], tuple[list[str], np.ndarray]],
     per_preference: list[str],
     ref: np.ndarray,
+    ideal: np.ndarray,
     methods: dict[str, dict],
 ) -> dict | None:
-    """HoE's hypervolume against each peer's, as a difference and a ratio with 95% percentile
-    intervals over paired bootstrap resamples of the prompts. A peer is compared only when every
-    one of its points answered the same prompts, in the same order, as HoE's (else nothing pairs)."""
+    """HoE against each peer on paired bootstrap resamples of the prompts, with 95% percentile
+    intervals: the hypervolume as a difference and a ratio, and the mean Tchebycheff gap as a
+    difference (when both answered the same preferences). A peer is compared only when every one of
+    its points answered the same prompts, in the same order, as HoE's (else nothing pairs)."""
     fronts: dict[str, np.ndarray] = {}
+    lambdas: dict[str, np.ndarray] = {}
     order: list[str] | None = None
     for method in per_preference:
-        keys = [(p["method"], p["label"]) for p in points if p["method"] == method]
+        mine = [p for p in points if p["method"] == method]
+        keys = [(p["method"], p["label"]) for p in mine]
         if not keys or any(k not in per_prompt for k in keys):
             continue
         order = order if order is not None else per_prompt[keys[0]][0]
         if all(per_prompt[k][0] == order for k in keys):
             fronts[method] = np.stack([per_prompt[k][1] for k in keys])
+            lambdas[method] = np.asarray([p["preference"] for p in mine], dtype=np.float64)
     if "hoe" not in fronts or len(fronts) < 2 or order is None or len(order) < 2:
         return None
-    volumes = bootstrap_hypervolumes(fronts, ref, BOOTSTRAP_RESAMPLES)
+    means = bootstrap_means(fronts, BOOTSTRAP_RESAMPLES)
+    volumes = {m: np.asarray([hypervolume(front, ref) for front in stack]) for m, stack in means.items()}
+    gaps = {m: mean_tchebycheff_gaps(lambdas[m], stack, ideal, ref) for m, stack in means.items()}
+    full_gaps = {m: float(mean_tchebycheff_gaps(lambdas[m], fronts[m].mean(1), ideal, ref)) for m in fronts}
     peers = {}
     for peer in (m for m in fronts if m != "hoe"):
         hoe, other = methods["hoe"]["hypervolume"], methods[peer]["hypervolume"]
@@ -189,7 +198,17 @@ def paired_comparisons(
             "ratio_ci95": ratio_interval,
             "beyond_noise": not low <= 0.0 <= high,
         }
+        if _same_preferences(lambdas["hoe"], lambdas[peer]):
+            gap_low, gap_high = np.percentile(gaps["hoe"] - gaps[peer], [2.5, 97.5])
+            peers[peer].update(
+                gap_difference=full_gaps["hoe"] - full_gaps[peer], gap_difference_ci95=[float(gap_low), float(gap_high)]
+            )
     return {"of": "hoe", "prompts": len(order), "resamples": BOOTSTRAP_RESAMPLES, "seed": 0, "peers": peers}
+
+
+def _same_preferences(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two methods' points cover the same λ (in any order): only then are mean gaps comparable."""
+    return len(a) == len(b) and sorted(map(tuple, np.round(a, 9))) == sorted(map(tuple, np.round(b, 9)))
 
 
 def _tchebycheff(
@@ -375,23 +394,33 @@ def noise_sentence(comparisons: dict | None) -> str:
 
 
 def comparisons_table(comparisons: dict | None) -> list[str]:
-    """HoE against each peer: hypervolume ratio and difference with their paired 95% intervals."""
+    """HoE against each peer: hypervolume ratio and difference, and the difference of mean
+    Tchebycheff gaps, with their paired 95% intervals."""
     if not comparisons:
         return []
     lines = [
         f"HoE against each peer, paired bootstrap over the {comparisons['prompts']} prompts "
-        f"({comparisons['resamples']} resamples, 95% percentile intervals; the reference point fixed):",
+        f"({comparisons['resamples']} resamples, 95% percentile intervals; reference and ideal points fixed). "
+        "Hypervolume: higher is better; mean Tchebycheff gap: lower is better, so a negative difference favours HoE.",
         "",
-        "| peer | HoE ÷ peer | 95% interval | HoE − peer | 95% interval | |",
-        "|---|---:|---:|---:|---:|---|",
+        "| peer | hypervolume, HoE ÷ peer | 95% interval | HoE − peer | 95% interval | | mean gap, HoE − peer "
+        "| 95% interval | |",
+        "|---|---:|---:|---:|---:|---|---:|---:|---|",
     ]
     for peer, c in comparisons["peers"].items():
         ratio = c["ratio_ci95"]
+        gap = c.get("gap_difference_ci95")
+        gap_cells = "– | – | –"
+        if gap is not None:
+            gap_cells = (
+                f"{c['gap_difference']:+.3f} | [{gap[0]:+.3f}, {gap[1]:+.3f}] | "
+                f"{'within noise' if gap[0] <= 0 <= gap[1] else 'beyond noise'}"
+            )
         lines.append(
             f"| {peer} | {_fmt(c['ratio'], '{:.2f}', '–')} | "
             f"{'–' if ratio is None else f'[{ratio[0]:.2f}, {ratio[1]:.2f}]'} | {c['difference']:+.3g} | "
             f"[{c['difference_ci95'][0]:+.3g}, {c['difference_ci95'][1]:+.3g}] | "
-            f"{'beyond noise' if c['beyond_noise'] else 'within noise'} |"
+            f"{'beyond noise' if c['beyond_noise'] else 'within noise'} | {gap_cells} |"
         )
     if any(c["ratio_ci95"] is None for c in comparisons["peers"].values()):
         lines += ["", "(–: the peer's hypervolume is 0 on some resample, so only the difference has an interval.)"]
