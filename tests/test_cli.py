@@ -377,6 +377,9 @@ def test_evaluate_cli(bundle_dir, tmp_path):
     assert "| hoe | 2 |" in result.output and (out / "fronts.png").is_file()
     again = runner.invoke(app, ["evaluate", "--out", str(out), "--report-only"])
     assert again.exit_code == 0 and "| soup | 2 |" in again.output
+    # the verdict, with which differences the paired bootstrap over the 2 prompts tells from noise
+    assert "HoE's hypervolume (" in again.output and "Paired bootstrap over the 2 prompts (95%):" in again.output
+    assert "**" not in again.output
 
 
 @pytest.mark.parametrize(

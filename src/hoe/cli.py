@@ -490,7 +490,7 @@ def evaluate(
     ),
 ) -> None:
     """Pareto fronts of HoE and its peers on the same prompts: hypervolume, controllability, cost."""
-    from hoe.evaluation import Decoding, EvalSettings, build_report, evaluate, methods_table
+    from hoe.evaluation import Decoding, EvalSettings, build_report, evaluate, methods_table, verdict
 
     try:
         reference_point = [float(v) for v in _split(reference)] if reference else None
@@ -537,6 +537,8 @@ def evaluate(
         if not results:  # a non-main accelerate process
             return
     typer.echo(methods_table(results))
+    if verdict(results):
+        typer.echo(verdict(results).replace("**", ""))
     typer.echo(f"{out}: report.md, results.json, results.csv, fronts.png")
 
 

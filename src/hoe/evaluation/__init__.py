@@ -4,7 +4,7 @@ from hoe.evaluation.harness import evaluate, plan
 from hoe.evaluation.methods import METHODS
 from hoe.evaluation.metrics import controllability, hypervolume, nondominated, tchebycheff_gap
 from hoe.evaluation.preference_sets import preference_set
-from hoe.evaluation.report import build_report, methods_table
+from hoe.evaluation.report import build_report, methods_table, verdict
 from hoe.evaluation.settings import DEFAULT_METHODS, Decoding, EvalSettings
 
 __all__ = [
@@ -21,4 +21,5 @@ __all__ = [
     "plan",
     "preference_set",
     "tchebycheff_gap",
+    "verdict",
 ]
