@@ -23,8 +23,12 @@ def test_suite_recipes_validate(tmp_path, suite, profile):
     assert load_recipe(path)[0] == recipe
     makes = [e.make for e in recipe.experts]
     assert {m.objective for m in makes} == set(recipe.objectives)
-    # every expert of a suite shares one candidate set (same prompts and sampling)
+    # the RAFT experts share one candidate set (same prompts and sampling); concision is distilled,
+    # sampled on the same prompts with the instruction before them
     assert len({(m.prompts, m.prompt_count, m.k, m.max_new_tokens) for m in makes}) == 1
+    methods = {m.objective: (m.method, m.instruction) for m in makes}
+    assert methods.pop("concision") == ("distill", "Answer in one or two short sentences.")
+    assert set(methods.values()) == {("raft", None)}
 
 
 def test_unknown_profile(tmp_path):

@@ -2,12 +2,13 @@
 
 On the offline assistant suite (HH-RLHF prompts, offline scorers), with two objectives
 (civility, concision) and with three (civility, concision, positivity): make the
-single-objective experts of SmolLM2-135M-Instruct by RAFT (candidates sampled once, every step
-cached), extract them by task-SVD, merge with PCB, build the HoE bundle, train its routers by PPO
-(Tchebycheff + OMD), answer under several preferences with one model, and evaluate HoE against soup,
-merged, Rewarded Soups, MOD, the experts and the base on held-out prompts: fronts, hypervolume, cost per
-token. The suites are the shipped recipes ``recipes/assistant-offline-2.yaml`` and
-``recipes/assistant-offline.yaml``, with the profile's prompt count, steps and SVD backend.
+single-objective experts of SmolLM2-135M-Instruct (civility and positivity by RAFT on candidates
+sampled once, concision by context distillation; every step cached), extract them by task-SVD,
+merge with PCB, build the HoE bundle, train its routers by PPO (Tchebycheff + OMD), answer under
+several preferences with one model, and evaluate HoE against soup, merged, Rewarded Soups, MOD, the
+experts and the base on held-out prompts: fronts, hypervolume, cost per token. The suites are the
+shipped recipes ``recipes/assistant-offline-2.yaml`` and ``recipes/assistant-offline.yaml``, with
+the profile's prompt count, steps and SVD backend.
 
 ``quick`` took 20.4 minutes on a fresh, quiet 2-core machine (its goal: about 20; about 20 s once cached);
 ``full`` makes the numbers the README quotes.
@@ -24,7 +25,7 @@ import yaml
 
 from hoe.checkpoints.loading import DEFAULT_MODEL, resolve_checkpoint
 from hoe.errors import HoEError
-from hoe.evaluation import Decoding, EvalSettings, evaluate, methods_table
+from hoe.evaluation import Decoding, EvalSettings, evaluate, methods_table, verdict
 from hoe.model import HoEModel
 from hoe.model.bundle import load_bundle
 from hoe.pipeline.build import build_bundle
@@ -41,7 +42,7 @@ EVAL_PROMPTS = "packaged:hh-helpful-test+packaged:hh-harmless"  # the heldout sp
 @dataclass(frozen=True)
 class Profile:
     prompt_count: int  # training prompts per expert (candidates shared by every expert)
-    steps: int  # RAFT fine-tuning steps per expert
+    steps: int  # fine-tuning steps per expert
     eval_prompts: int
     max_new_tokens: int
     preferences_2: str
@@ -169,6 +170,7 @@ def run_suite(suite: str, profile: Profile, out: Path, rank: int, progress: bool
         "prompts, "
         f"{len(results['points'])} models:\n" + _indent(methods_table(results), 4)
     )
+    print(_indent(verdict(results).replace("**", ""), 4))
     print(f"  report: {folder / 'evaluation' / 'report.md'}; fronts: {folder / 'evaluation' / 'fronts.png'}")
     return {
         "bundle": str(folder / "bundle"),
@@ -257,8 +259,8 @@ def run_demo(out: str | Path = "runs/demo", profile: str = "quick", rank: int = 
     for step, suite in enumerate(SUITES, 2):
         objectives = suite_recipe(suite, chosen, rank).objectives
         print(
-            f"[{step}/4] {suite} ({', '.join(objectives)}): RAFT experts (cached), task-SVD, PCB merge, bundle, router "
-            "PPO, evaluation"
+            f"[{step}/4] {suite} ({', '.join(objectives)}): experts (RAFT, distillation; cached), task-SVD, "
+            "PCB merge, bundle, router PPO, evaluation"
         )
         summary["suites"][suite] = run_suite(suite, chosen, out, rank, progress)
     print("[4/4] one model, a preference per row (greedy, 40 new tokens):")
