@@ -444,7 +444,9 @@ def evaluate(
         ..., help="Run folder: generations (cached, resumable), results.json/.csv, report.md, fronts.png."
     ),
     preferences: str = typer.Option(
-        "grid:5", help="grid:K (K points per simplex edge), simplex:STEP, or a file of preferences."
+        "grid:5",
+        help="grid:K (K points per simplex edge), simplex:STEP, anchors (the bundle's experts, merges and routers), "
+        "or a file of preferences; '+' unites sets (grid:6+anchors).",
     ),
     methods: str = typer.Option(
         ",".join(["hoe", "soup", "merged", "rs", "mod", "experts", "base"]),

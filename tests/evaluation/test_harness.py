@@ -240,3 +240,17 @@ def test_morlhf_trains_a_lora_per_preference(bundle_dir, tmp_path):
             tmp_path / "bad",
             progress=False,
         )
+
+
+def test_anchors_put_every_router_of_the_bundle_in_the_preference_set(bundle_dir):
+    """grid:2+anchors: the corners, then every anchor of the pool not already there (the routers'),
+    so a router is evaluated where it was trained; planned without loading a model."""
+    from hoe.evaluation import plan
+    from hoe.model.bundle import load_bundle
+
+    bundle = load_bundle(bundle_dir)
+    planned = plan(settings_for(bundle_dir, preferences="grid:2+anchors")).preferences
+    assert [list(p) for p in planned[:2]] == [[1.0, 0.0], [0.0, 1.0]]
+    for anchor in bundle.pool():
+        assert sum(np.allclose(p, anchor) for p in planned) == 1
+    assert any(np.allclose(p, bundle.routers[0].anchor) for p in planned[2:])

@@ -54,3 +54,17 @@ def test_bad_files(tmp_path):
     (tmp_path / "bad.json").write_text("[[0.5, 0.5]")
     with pytest.raises(HoEError, match="not valid JSON"):
         preference_set(str(tmp_path / "bad.json"), TWO)
+
+
+def test_anchors_and_united_sets(tmp_path):
+    """'anchors' gives the bundle's anchors; '+' unites sets in the order named, each λ once."""
+    anchors = np.array([[1.0, 0.0], [0.0, 1.0], [0.25, 0.75]])
+    assert np.allclose(preference_set("anchors", TWO, anchors=anchors), anchors)
+    united = preference_set("grid:3+anchors", TWO, anchors=anchors)
+    assert np.allclose(united, [[1, 0], [0.5, 0.5], [0, 1], [0.25, 0.75]])  # the corners appear once
+    (tmp_path / "p.txt").write_text("0.4,0.6\n")
+    assert np.allclose(preference_set(f" grid:2 + {tmp_path / 'p.txt'} ", TWO), [[1, 0], [0, 1], [0.4, 0.6]])
+    with pytest.raises(HoEError, match="'anchors' names a bundle's anchors: use it where a bundle is evaluated"):
+        preference_set("grid:3+anchors", TWO)
+    with pytest.raises(HoEError, match="'grid:1': a grid needs at least 2 points"):
+        preference_set("anchors+grid:1", TWO, anchors=anchors)

@@ -61,7 +61,7 @@ def plan(settings: EvalSettings) -> Plan:
     if settings.merge_method is not None:
         get_method(settings.merge_method)
     bundle = load_bundle(settings.bundle)
-    preferences = preference_set(settings.preferences, bundle.objectives)
+    preferences = preference_set(settings.preferences, bundle.objectives, anchors=bundle.pool())
     unknown = [k for k in settings.scorers if k not in bundle.objectives]
     if unknown:
         raise HoEError(

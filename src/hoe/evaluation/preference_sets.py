@@ -1,6 +1,8 @@
 """Sets of preferences to evaluate: ``grid:K`` (K points per edge of the simplex, K ≥ 2),
-``simplex:STEP`` (the lattice of step STEP, 1/STEP a whole number), or a file (JSON list,
-JSON lines, or one preference per text line, by name or in objective order)."""
+``simplex:STEP`` (the lattice of step STEP, 1/STEP a whole number), ``anchors`` (the bundle's
+own anchors: experts, merges and routers, so a router is evaluated where it was trained), or a
+file (JSON list, JSON lines, or one preference per text line, by name or in objective order).
+Sets joined by '+' are united (``grid:6+anchors``)."""
 
 from __future__ import annotations
 
@@ -25,22 +27,10 @@ def simplex_lattice(objectives: int, divisions: int) -> list[np.ndarray]:
     return points
 
 
-def preference_set(spec: str, objectives: list[str]) -> list[np.ndarray]:
-    """The validated preferences of ``spec`` over ``objectives`` (normalised, duplicates dropped)."""
-    spec = spec.strip()
-    if spec.startswith("grid:"):
-        count = _number(spec, int)
-        if count < 2:
-            raise HoEError(f"'{spec}': a grid needs at least 2 points per edge")
-        points = simplex_lattice(len(objectives), count - 1)
-    elif spec.startswith("simplex:"):
-        step = _number(spec, float)
-        divisions = round(1 / step) if step > 0 else 0
-        if not 0 < step <= 1 or abs(divisions * step - 1) > 1e-9:
-            raise HoEError(f"'{spec}': the step must divide 1 (0.5, 0.25, 0.1, ...)")
-        points = simplex_lattice(len(objectives), divisions)
-    else:
-        points = [parse_preference(value, objectives) for value in _read_file(spec)]
+def preference_set(spec: str, objectives: list[str], anchors: np.ndarray | None = None) -> list[np.ndarray]:
+    """The validated preferences of ``spec`` over ``objectives`` (normalised, duplicates dropped,
+    in the order the parts name them). ``anchors``: the bundle's anchors, for the ``anchors`` part."""
+    points = [point for part in spec.split("+") for point in _part(part.strip(), objectives, anchors)]
     unique: list[np.ndarray] = []
     for point in points:
         if not any(same_anchor(point, seen) for seen in unique):
@@ -48,6 +38,25 @@ def preference_set(spec: str, objectives: list[str]) -> list[np.ndarray]:
     if not unique:
         raise HoEError(f"preference set '{spec}' is empty")
     return unique
+
+
+def _part(spec: str, objectives: list[str], anchors: np.ndarray | None) -> list[np.ndarray]:
+    if spec == "anchors":
+        if anchors is None:
+            raise HoEError("'anchors' names a bundle's anchors: use it where a bundle is evaluated")
+        return [np.asarray(anchor, dtype=np.float64) for anchor in anchors]
+    if spec.startswith("grid:"):
+        count = _number(spec, int)
+        if count < 2:
+            raise HoEError(f"'{spec}': a grid needs at least 2 points per edge")
+        return simplex_lattice(len(objectives), count - 1)
+    if spec.startswith("simplex:"):
+        step = _number(spec, float)
+        divisions = round(1 / step) if step > 0 else 0
+        if not 0 < step <= 1 or abs(divisions * step - 1) > 1e-9:
+            raise HoEError(f"'{spec}': the step must divide 1 (0.5, 0.25, 0.1, ...)")
+        return simplex_lattice(len(objectives), divisions)
+    return [parse_preference(value, objectives) for value in _read_file(spec)]
 
 
 def _number(spec: str, kind):

@@ -51,7 +51,9 @@ class EvalSettings(Settings):
 
     bundle: str = Field(description="Bundle folder.")
     preferences: str = Field(
-        "grid:5", description="grid:K (K points per simplex edge), simplex:STEP, or a file of preferences."
+        "grid:5",
+        description="grid:K (K points per simplex edge), simplex:STEP, anchors (the bundle's experts, merges and "
+        "routers), or a file of preferences; '+' unites sets (grid:6+anchors).",
     )
     methods: list[str] = Field(
         default_factory=lambda: list(DEFAULT_METHODS),
