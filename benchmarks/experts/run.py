@@ -74,6 +74,7 @@ INSTRUCTIONS = {
     "concision": "Answer in one or two short sentences.",
     "helpfulness": "Answer as helpfully as you can: give a direct, specific and complete answer with "
     "concrete details and examples.",
+    "positivity": "Answer in a warm, friendly and upbeat tone, focusing on what is positive and encouraging.",
 }
 
 
