@@ -10,7 +10,7 @@ experts and the base on held-out prompts: fronts, hypervolume, cost per token. T
 shipped recipes ``recipes/assistant-offline-2.yaml`` and ``recipes/assistant-offline.yaml``, with
 the profile's prompt count, steps and SVD backend.
 
-``quick`` took 20.4 minutes on a fresh, quiet 2-core machine (its goal: about 20; about 20 s once cached);
+``quick`` took 17.1 minutes on a fresh, quiet 2-core machine (its goal: about 20; 9 s once cached);
 ``full`` makes the numbers the README quotes.
 """
 
