@@ -18,18 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from hoe.rewards.scoring import score_objectives
+from hoe.evaluation.report import scored_point
 from hoe.utils.io import write_json
 
 
-def per_prompt(
-    run: Path, method: str, label: str, objectives: list[str], scorers: dict
-) -> tuple[list[str], np.ndarray]:
-    path = run / "generations" / method / f"{label}.jsonl"
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    prompts = [r["prompt"] for r in rows]
-    scores = score_objectives([scorers[o] for o in objectives], prompts, [r["response"] for r in rows])
-    return prompts, np.asarray([scores[scorers[o]] for o in objectives], dtype=np.float64).T
+def per_prompt(run: Path, method: str, label: str, settings: dict) -> tuple[list[str], np.ndarray]:
+    """The prompts and rewards (prompts × objectives) of one point, as the report scores them."""
+    rows, _, values = scored_point(run, {"method": method, "label": label}, settings)
+    return [r["prompt"] for r in rows], values
 
 
 def main() -> None:
@@ -39,11 +35,11 @@ def main() -> None:
     parser.add_argument("--peers", default="soup,merged,rs,mod")
     args = parser.parse_args()
     run = json.loads((args.run / "run.json").read_text())
-    objectives, scorers = run["objectives"], run["scorers"]
-    prompts, hoe = per_prompt(args.run, "hoe", args.label, objectives, scorers)
+    objectives = run["objectives"]
+    prompts, hoe = per_prompt(args.run, "hoe", args.label, run)
     result = {"label": args.label, "prompts": len(prompts), "objectives": objectives, "peers": {}}
     for peer in args.peers.split(","):
-        theirs, values = per_prompt(args.run, peer, args.label, objectives, scorers)
+        theirs, values = per_prompt(args.run, peer, args.label, run)
         if theirs != prompts:
             raise SystemExit(f"{peer} answered other prompts than hoe at {args.label}: nothing pairs")
         gain = hoe - values

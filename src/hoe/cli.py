@@ -539,8 +539,9 @@ def evaluate(
         if not results:  # a non-main accelerate process
             return
     typer.echo(methods_table(results))
-    if verdict(results):
-        typer.echo(verdict(results).replace("**", ""))
+    sentence = verdict(results)
+    if sentence:
+        typer.echo(sentence.replace("**", ""))
     typer.echo(f"{out}: report.md, results.json, results.csv, fronts.png")
 
 

@@ -44,8 +44,16 @@ def ideal_point(points: np.ndarray) -> np.ndarray:
 
 def tchebycheff_gap(preference: np.ndarray, reward: np.ndarray, ideal: np.ndarray, reference: np.ndarray) -> float:
     """max_i λ_i (z*_i − R_i) on rewards scaled so reference → 0 and ideal → 1; lower is better."""
+    return float(tchebycheff_gaps(preference, reward, ideal, reference))
+
+
+def tchebycheff_gaps(
+    preferences: np.ndarray, rewards: np.ndarray, ideal: np.ndarray, reference: np.ndarray
+) -> np.ndarray:
+    """``tchebycheff_gap`` over the last axis, for any stack of points (…, objectives) → (…):
+    every resample of every point of a front at once."""
     scale = np.where(ideal > reference, ideal - reference, 1.0)
-    return float(np.max(preference * (ideal - reward) / scale))
+    return np.max(preferences * (ideal - rewards) / scale, axis=-1)
 
 
 def controllability(preferences: np.ndarray, rewards: np.ndarray) -> list[float | None]:
@@ -78,19 +86,7 @@ def bootstrap_means(fronts: dict[str, np.ndarray], resamples: int = 2000, seed: 
     return {method: np.einsum("bn,pnm->bpm", counts, values) / n for method, values in fronts.items()}
 
 
-def bootstrap_hypervolumes(
-    fronts: dict[str, np.ndarray], reference: np.ndarray, resamples: int = 2000, seed: int = 0
-) -> dict[str, np.ndarray]:
-    """Each method's hypervolume on the paired resamples of ``bootstrap_means``. The reference
-    point stays fixed: the interval is that of the fronts, not of where the reference lands."""
-    means = bootstrap_means(fronts, resamples, seed)
+def resampled_hypervolumes(means: dict[str, np.ndarray], reference: np.ndarray) -> dict[str, np.ndarray]:
+    """Each method's hypervolume on every resample of ``bootstrap_means``. The reference point
+    stays fixed: the interval is that of the fronts, not of where the reference lands."""
     return {method: np.asarray([hypervolume(front, reference) for front in m]) for method, m in means.items()}
-
-
-def mean_tchebycheff_gaps(
-    preferences: np.ndarray, means: np.ndarray, ideal: np.ndarray, reference: np.ndarray
-) -> np.ndarray:
-    """``tchebycheff_gap`` of every point averaged over a method's points, for a stack of fronts:
-    ``means`` (…, points, objectives), ``preferences`` (points, objectives) → (…)."""
-    scale = np.where(ideal > reference, ideal - reference, 1.0)
-    return np.max(preferences * (ideal - means) / scale, axis=-1).mean(axis=-1)

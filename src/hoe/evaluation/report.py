@@ -18,10 +18,11 @@ from hoe.evaluation.metrics import (
     controllability,
     hypervolume,
     ideal_point,
-    mean_tchebycheff_gaps,
     nondominated,
     reference_point,
+    resampled_hypervolumes,
     tchebycheff_gap,
+    tchebycheff_gaps,
 )
 from hoe.rewards.scoring import ScoreCache, score_objectives
 from hoe.utils.io import write_json, write_text
@@ -42,15 +43,10 @@ def build_report(out: str | Path, reference: list[float] | None = None, progress
     if not run_file.is_file():
         raise HoEError(f"'{out}' holds no evaluation run ({RUN_FILE} is missing)")
     run = json.loads(run_file.read_text())
-    objectives, scorers = run["objectives"], run["scorers"]
     cache = ScoreCache(out / "scores.sqlite")
     points, per_prompt = [], {}
     for point in run["points"]:
-        rows, meta = _read_job(out, point)
-        scores = score_objectives(
-            [scorers[o] for o in objectives], [r["prompt"] for r in rows], [r["response"] for r in rows], cache=cache
-        )
-        values = np.asarray([scores[scorers[o]] for o in objectives], dtype=np.float64).T  # prompts × objectives
+        rows, meta, values = scored_point(out, point, run, cache)
         per_prompt[(point["method"], point["label"])] = ([r["prompt"] for r in rows], values)
         tokens = sum(r["tokens"] for r in rows)
         wall = sum(r["wall_s"] for r in rows)
@@ -73,6 +69,18 @@ def build_report(out: str | Path, reference: list[float] | None = None, progress
     results = summarise(run, points, reference, timing, per_prompt)
     _write(out, results)
     return results
+
+
+def scored_point(
+    out: Path, point: dict, run: dict, cache: ScoreCache | None = None
+) -> tuple[list[dict], dict, np.ndarray]:
+    """One point's cached generations, their metadata, and their rewards (prompts × objectives)."""
+    rows, meta = _read_job(out, point)
+    objectives, scorers = run["objectives"], run["scorers"]
+    scores = score_objectives(
+        [scorers[o] for o in objectives], [r["prompt"] for r in rows], [r["response"] for r in rows], cache=cache
+    )
+    return rows, meta, np.asarray([scores[scorers[o]] for o in objectives], dtype=np.float64).T
 
 
 def _read_job(out: Path, point: dict) -> tuple[list[dict], dict]:
@@ -181,9 +189,8 @@ def paired_comparisons(
     if "hoe" not in fronts or len(fronts) < 2 or order is None or len(order) < 2:
         return None
     means = bootstrap_means(fronts, BOOTSTRAP_RESAMPLES)
-    volumes = {m: np.asarray([hypervolume(front, ref) for front in stack]) for m, stack in means.items()}
-    gaps = {m: mean_tchebycheff_gaps(lambdas[m], stack, ideal, ref) for m, stack in means.items()}
-    full_gaps = {m: float(mean_tchebycheff_gaps(lambdas[m], fronts[m].mean(1), ideal, ref)) for m in fronts}
+    volumes = resampled_hypervolumes(means, ref)
+    gaps = {m: tchebycheff_gaps(lambdas[m], stack, ideal, ref).mean(-1) for m, stack in means.items()}
     peers = {}
     for peer in (m for m in fronts if m != "hoe"):
         hoe, other = methods["hoe"]["hypervolume"], methods[peer]["hypervolume"]
@@ -201,7 +208,8 @@ def paired_comparisons(
         if _same_preferences(lambdas["hoe"], lambdas[peer]):
             gap_low, gap_high = np.percentile(gaps["hoe"] - gaps[peer], [2.5, 97.5])
             peers[peer].update(
-                gap_difference=full_gaps["hoe"] - full_gaps[peer], gap_difference_ci95=[float(gap_low), float(gap_high)]
+                gap_difference=methods["hoe"]["tchebycheff_mean_gap"] - methods[peer]["tchebycheff_mean_gap"],
+                gap_difference_ci95=[float(gap_low), float(gap_high)],
             )
     return {"of": "hoe", "prompts": len(order), "resamples": BOOTSTRAP_RESAMPLES, "seed": 0, "peers": peers}
 
