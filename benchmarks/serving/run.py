@@ -2,11 +2,14 @@
 preference λ and a held-out prompt, streamed (so that time to first token is measured as a client sees it).
 
 Side by side in one run, at the same concurrency (1, 4 and 16 clients by default):
-- hoe:          the server as shipped (continuous batching, a λ per row);
-- hoe-serial:   the same server with batching disabled (--max-batch 1: one request at a time);
-- base:         the base model alone through the same server and scheduler, no experts (what serving the
-                plain model costs; HoE's overhead is the ratio to it).
-Then a soak: 16 clients on `hoe` for --soak-seconds, counting errors and lost requests.
+- hoe:           the server as shipped (continuous batching, a λ per row);
+- hoe-compiled:  the same with `--compile` (the decoding step through torch.compile);
+- hoe-serial:    the same server with batching disabled (--max-batch 1: one request at a time);
+- base:          the base model alone through the same server and scheduler, no experts (what serving the
+                 plain model costs; HoE's overhead is the ratio to it);
+- base-compiled: the same with `--compile`.
+Then a soak: 16 clients on `hoe-compiled` (or --soak-server) for --soak-seconds, counting errors and lost
+requests.
 
     .venv/bin/python benchmarks/serving/run.py --bundle runs/demo/2-objectives/bundle
 
@@ -32,6 +35,14 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
+SERVERS = {  # name: (model, max batch, compiled decoding step)
+    "hoe": ("hoe", 16, False),
+    "hoe-compiled": ("hoe", 16, True),
+    "hoe-serial": ("hoe", 1, False),
+    "base": ("base", 16, False),
+    "base-compiled": ("base", 16, True),
+    "transformers-serve": ("transformers", 16, False),  # the peer: `transformers serve --continuous-batching`
+}
 
 
 class _NoRouting:
@@ -39,7 +50,7 @@ class _NoRouting:
 
     active = False
 
-    def set(self, routings) -> None:
+    def set(self, routings, dense=None) -> None:
         pass
 
     def clear(self) -> None:
@@ -83,7 +94,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def serve_only(kind: str, bundle: str, port: int, max_batch: int) -> None:
+def serve_only(kind: str, bundle: str, port: int, max_batch: int, compile_step: bool) -> None:
     """This script as a server process: the load never shares a Python interpreter (and its GIL) with it.
     Served the way `hoe serve` serves (decoding on the main thread)."""
     from hoe.model.hoe_model import HoEModel
@@ -93,16 +104,19 @@ def serve_only(kind: str, bundle: str, port: int, max_batch: int) -> None:
 
     model = HoEModel.from_bundle(bundle).eval()
     model = BaseOnly(model) if kind == "base" else model
-    settings = ServeSettings(bundle=bundle, port=port, max_batch=max_batch, max_queue=256)
+    settings = ServeSettings(bundle=bundle, port=port, max_batch=max_batch, max_queue=256, compile=compile_step)
     serve_app(create_app(model, settings, engine_thread=False), "127.0.0.1", port)
 
 
-def server_process(kind: str, bundle: str, max_batch: int) -> tuple[subprocess.Popen, str]:
+def server_process(kind: str, bundle: str, max_batch: int, compile_step: bool = False) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    command = [sys.executable, __file__, "--serve", kind, "--bundle", bundle, "--port", str(port)]
-    child = subprocess.Popen([*command, "--max-batch", str(max_batch)])
+    if kind == "transformers":
+        child = subprocess.Popen(transformers_serve(bundle, port), env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    else:
+        command = [sys.executable, __file__, "--serve", kind, "--bundle", bundle, "--port", str(port)]
+        child = subprocess.Popen([*command, "--max-batch", str(max_batch), *(["--compile"] if compile_step else [])])
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 900  # a compiled step takes minutes to compile before the server listens
     while time.monotonic() < deadline:
         try:
             urllib.request.urlopen(url + "/health", timeout=2)
@@ -113,17 +127,46 @@ def server_process(kind: str, bundle: str, max_batch: int) -> tuple[subprocess.P
     raise RuntimeError(f"the {kind} server did not start")
 
 
-def one_request(url: str, prompt: str, objectives: list[str], max_tokens: int, rng: random.Random) -> dict:
-    """A streamed chat completion: latency, time to first token, tokens, or the error."""
+def transformers_serve(bundle: str, port: int) -> list[str]:
+    """The command serving the bundle's base model with `transformers serve` (continuous batching, CPU,
+    the same dtype as ours), from the local folder the bundle's base model resolves to."""
+    return [
+        str(Path(sys.executable).parent / "transformers"),
+        "serve",
+        base_folder(bundle),
+        "--continuous-batching",
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+
+
+def base_folder(bundle: str) -> str:
+    from hoe.checkpoints.loading import resolve_checkpoint
+    from hoe.model.bundle import load_bundle
+
+    return str(resolve_checkpoint(load_bundle(bundle).spec.base_model))
+
+
+def one_request(
+    url: str, prompt: str, objectives: list[str], max_tokens: int, rng: random.Random, model: str = "hoe"
+) -> dict:
+    """A streamed chat completion: latency, time to first token, tokens, or the error. With ``objectives``
+    empty (a server that knows no preference) the body carries none."""
     weights = [rng.random() + 1e-3 for _ in objectives]
     body = {
-        "model": "hoe",
+        "model": model,
         "messages": [{"role": "user", "content": prompt}],
         "max_tokens": max_tokens,
         "temperature": 0,
         "stream": True,
         "stream_options": {"include_usage": True},
-        "preference": weights,
+        **({"preference": weights} if objectives else {}),
     }
     request = urllib.request.Request(
         url + "/v1/chat/completions", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
@@ -141,8 +184,9 @@ def one_request(url: str, prompt: str, objectives: list[str], max_tokens: int, r
                 chunk = json.loads(line[6:])
                 if "error" in chunk:
                     return {"error": chunk["error"]["message"]}
-                if chunk.get("usage"):
+                if chunk.get("usage"):  # transformers serve sends it beside the finish reason, then no [DONE]
                     tokens = chunk["usage"]["completion_tokens"]
+                    done = done or any(c.get("finish_reason") for c in chunk.get("choices") or [])
                 elif chunk["choices"] and chunk["choices"][0]["delta"].get("content") and first is None:
                     first = time.perf_counter()
     except urllib.error.HTTPError as exc:  # the server's own words
@@ -155,7 +199,15 @@ def one_request(url: str, prompt: str, objectives: list[str], max_tokens: int, r
     return {"latency": end - start, "ttft": (first or end) - start, "tokens": tokens, "start": start, "end": end}
 
 
-def load(url: str, prompts: list[str], objectives: list[str], clients: int, seconds: float, max_tokens: int) -> dict:
+def load(
+    url: str,
+    prompts: list[str],
+    objectives: list[str],
+    clients: int,
+    seconds: float,
+    max_tokens: int,
+    model: str = "hoe",
+) -> dict:
     """``clients`` closed-loop clients for ``seconds``; requests started before the deadline all finish."""
     results: list[dict] = []
     deadline = time.perf_counter() + seconds
@@ -165,7 +217,8 @@ def load(url: str, prompts: list[str], objectives: list[str], clients: int, seco
         rng = random.Random(index)
         sent = 0
         while time.perf_counter() < deadline:
-            outcome = one_request(url, prompts[(index * 997 + sent) % len(prompts)], objectives, max_tokens, rng)
+            prompt = prompts[(index * 997 + sent) % len(prompts)]
+            outcome = one_request(url, prompt, objectives, max_tokens, rng, model)
             sent += 1
             with lock:
                 results.append(outcome)
@@ -237,7 +290,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", default="runs/demo/2-objectives/bundle")
     parser.add_argument("--clients", default="1,4,16")
-    parser.add_argument("--servers", default="hoe,hoe-serial,base", help="which of hoe, hoe-serial, base to load")
+    parser.add_argument("--servers", default=",".join(SERVERS), help=f"which of {', '.join(SERVERS)} to load")
+    parser.add_argument("--soak-server", default="hoe-compiled", choices=["hoe", "hoe-compiled"])
     parser.add_argument("--seconds", type=float, default=60, help="per server and concurrency")
     parser.add_argument("--soak-seconds", type=float, default=300, help="16 clients on hoe; 0 skips the soak")
     parser.add_argument("--max-tokens", type=int, default=64)
@@ -246,9 +300,10 @@ def main() -> None:
     parser.add_argument("--serve", choices=["hoe", "base"], help=argparse.SUPPRESS)  # a server process (internal)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--max-batch", type=int, default=16, help=argparse.SUPPRESS)
+    parser.add_argument("--compile", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve_only(args.serve, args.bundle, args.port, args.max_batch)
+        serve_only(args.serve, args.bundle, args.port, args.max_batch, args.compile)
         return
     if args.plot_only:  # the PNG again from the committed results, without a model
         plot(json.loads((args.out / "results.json").read_text())["rows"], args.out / "throughput.png")
@@ -259,26 +314,30 @@ def main() -> None:
 
     prompts = load_prompts("packaged:hh-helpful-test", "heldout")
     objectives = load_bundle(args.bundle).objectives
-    servers = {"hoe": ("hoe", 16), "hoe-serial": ("hoe", 1), "base": ("base", 16)}
+    servers = SERVERS
     chosen = args.servers.split(",")
     if not set(chosen) <= set(servers):
         parser.error(f"--servers: choose among {', '.join(servers)}")
-    rows = []
-    for name, (kind, max_batch) in servers.items():
+    rows, startup = [], {}
+    for name, (kind, max_batch, compile_step) in servers.items():
         if name not in chosen:
             continue
-        child, url = server_process(kind, args.bundle, max_batch)
-        one_request(url, "warm up", objectives, 4, random.Random(0))
+        started = time.perf_counter()
+        child, url = server_process(kind, args.bundle, max_batch, compile_step)
+        startup[name] = round(time.perf_counter() - started, 1)
+        # the peer knows no preference and answers only to its model's name
+        asks, model = ([], base_folder(args.bundle)) if kind == "transformers" else (objectives, "hoe")
+        one_request(url, "warm up", asks, 4, random.Random(0), model)
         for clients in map(int, args.clients.split(",")):
-            row = {"server": name, **load(url, prompts, objectives, clients, args.seconds, args.max_tokens)}
+            row = {"server": name, **load(url, prompts, asks, clients, args.seconds, args.max_tokens, model)}
             print(json.dumps(row), flush=True)
             rows.append(row)
         child.terminate()
         child.wait()
     soak = None
     if args.soak_seconds > 0:
-        child, url = server_process("hoe", args.bundle, 16)
-        soak = load(url, prompts, objectives, 16, args.soak_seconds, args.max_tokens)
+        child, url = server_process("hoe", args.bundle, 16, compile_step=args.soak_server == "hoe-compiled")
+        soak = {"server": args.soak_server, **load(url, prompts, objectives, 16, args.soak_seconds, args.max_tokens)}
         print("soak", json.dumps(soak), flush=True)
         child.terminate()
         child.wait()
@@ -292,15 +351,18 @@ def main() -> None:
         "ratios_at_most_clients": {
             "clients": top,
             **{
-                f"hoe_over_{other}_tokens_per_s": round(at["hoe"]["tokens_per_s"] / at[server]["tokens_per_s"], 2)
-                for server, other in (("hoe-serial", "serial"), ("base", "base"))
-                if "hoe" in at and server in at
+                f"{mine}_over_{other}_tokens_per_s": round(at[mine]["tokens_per_s"] / at[other]["tokens_per_s"], 2)
+                for mine in ("hoe", "hoe-compiled")
+                for other in ("hoe-serial", "base", "base-compiled", "transformers-serve")
+                if mine in at and other in at
             },
         },
+        "startup_seconds": startup,
         "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "server": "its own process (hoe serve's app)"},
         "command": f".venv/bin/python benchmarks/serving/run.py --bundle {args.bundle} --clients {args.clients} "
         f"--seconds {args.seconds:g} --soak-seconds {args.soak_seconds:g} --max-tokens {args.max_tokens}"
-        + ("" if args.servers == "hoe,hoe-serial,base" else f" --servers {args.servers}"),
+        + ("" if args.servers == ",".join(SERVERS) else f" --servers {args.servers}")
+        + ("" if args.soak_server == "hoe-compiled" else f" --soak-server {args.soak_server}"),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")

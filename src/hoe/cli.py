@@ -764,6 +764,7 @@ def serve(
     max_batch: int = settings_option(ServeSettings, "max_batch"),
     max_queue: int = settings_option(ServeSettings, "max_queue"),
     max_tokens: int = settings_option(ServeSettings, "max_tokens"),
+    compile: bool = settings_option(ServeSettings, "compile"),
     api_key: Optional[str] = settings_option(ServeSettings, "api_key", envvar="HOE_API_KEY"),
 ) -> None:
     """Serve a bundle over OpenAI's HTTP API (chat and text completions, streaming); each request may carry
@@ -784,9 +785,12 @@ def serve(
         max_batch=max_batch,
         max_queue=max_queue,
         max_tokens=max_tokens,
+        compile=compile,
         api_key=api_key,
     )
     load_bundle(settings.bundle)  # a damaged bundle is one line before any weights load
+    if settings.compile:
+        typer.echo("compiling the decoding step first (a few minutes on a CPU)", err=True)
     typer.echo(f"serving {settings.bundle} at http://{settings.host}:{settings.port} (Ctrl-C stops)", err=True)
     serve(settings)
 

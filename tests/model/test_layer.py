@@ -241,3 +241,36 @@ def test_half_precision_router_gates_take_their_softmax_in_float32(routers):
     expected = torch.softmax(first.float(), dim=-1).half()
     assert not torch.equal(torch.softmax(first, dim=-1), expected)
     assert torch.equal(plan.router_gates(logits), expected)
+
+
+DENSE = (torch.device("cpu"), torch.float32)
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [((2, 1, 0), ([0, 1], [0, 2]), True), ((2, 1, 3), ([0, 1, 2], [2, 0]), False), ((2, 0, 1), (), True)],
+    ids=["two-routers", "routers-of-different-sizes", "no-routers"],
+)
+def test_the_dense_path_gives_what_the_plans_give_for_any_routing(layout):
+    """The one code path a compiled serving step takes (every rank column and router, the routing as
+    tensors) against the per-layout plans, which the tests above check by hand: static mixes, one or
+    two routers per row, a row with nothing, an expert that does not adapt the module, 2-D inputs."""
+    ranks, routers, bias = layout
+    base, layer, state, factors = make_layer(ranks=ranks, routers=routers, bias=bias)
+    via_router = [{3: 1.0}, {3: 0.5, 4: 0.3, 1: 0.2}, {2: 1.0}] if routers else [{2: 1.0}, {0: 0.5, 1: 0.5}, {1: 1.0}]
+    for rows in (via_router, [{0: 0.25, 1: 0.75}] * 3, [{}, {2: 1.0}, {0: 1.0}]):
+        for x in (randn(3, 4, 6), randn(3, 1, 6)):
+            state.set(rows)
+            with torch.no_grad():
+                planned = layer(x)
+                state.set(rows, dense=DENSE)
+                torch.testing.assert_close(layer(x), planned)
+    state.set(via_router[1:2], dense=DENSE)
+    tokens = randn(5, 6)  # (tokens, features): one sequence
+    with torch.no_grad():
+        dense = layer(tokens)
+        state.set(via_router[1:2])
+        torch.testing.assert_close(dense, layer(tokens))
+    state.set(via_router, dense=DENSE)
+    state.clear()
+    assert state.dense is None and not state.active

@@ -17,6 +17,7 @@ import openai
 import pytest
 from serving_helpers import Running
 
+from hoe.errors import HoEError
 from hoe.serving.engine import Engine, wait_idle
 
 
@@ -379,3 +380,51 @@ def test_hoe_serve_decodes_on_the_main_thread_and_drains_on_sigterm(tiny_hoe_mod
     assert finish[-1] in ("length", "stop")
     assert decoding_threads == {threading.main_thread()}
     assert app.state.server.engine.stopped and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_a_compiled_server_answers_mixed_requests_as_alone_without_compiling_again(tiny_hoe_model):
+    """`--compile`: the prefill and decoding graphs are compiled once at start (``warm_up``); requests
+    with other preferences, prompts, lengths and batch sizes then reuse them, and each answer (greedy)
+    is the request's answer alone through `hoe generate`."""
+    from torch._dynamo.utils import counters
+
+    running = Running(tiny_hoe_model, max_batch=8, compile=True)
+    try:
+        graphs = counters["stats"]["unique_graphs"]
+        assert graphs >= 2  # the one-row prefill and the decoding step
+        requests = [
+            (f"Compiled question {i} on {'cats' if i % 3 else 'rain'}", [i / 9, 1 - i / 9], 3 + i % 4)
+            for i in range(10)
+        ]
+        client = running.client()
+
+        def ask(request):
+            prompt, preference, tokens = request
+            reply = client.chat.completions.create(
+                model="hoe",
+                messages=[{"role": "user", "content": prompt}],
+                max_tokens=tokens,
+                temperature=0,
+                extra_body={"preference": preference},
+            )
+            return reply.choices[0].message.content
+
+        with concurrent.futures.ThreadPoolExecutor(10) as pool:
+            answers = list(pool.map(ask, requests))
+        assert answers == [alone(tiny_hoe_model, prompt, preference, tokens) for prompt, preference, tokens in requests]
+        assert ask(requests[0]) == answers[0]  # a lone row (eager) too
+        assert counters["stats"]["unique_graphs"] == graphs
+    finally:
+        running.stop()
+
+
+def test_a_step_that_cannot_compile_is_one_line_at_start(tiny_hoe_model, monkeypatch):
+    def no_compiler(function, **options):
+        def failing(*args, **kwargs):
+            raise RuntimeError("no C++ compiler found\nlong inductor trace")
+
+        return failing
+
+    monkeypatch.setattr("torch.compile", no_compiler)
+    with pytest.raises(HoEError, match=r"^compiling the decoding step failed: RuntimeError: no C\+\+ compiler found$"):
+        Engine(tiny_hoe_model, thread=False, compile=True)

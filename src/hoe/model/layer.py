@@ -56,6 +56,13 @@ class MixtureLinear(nn.Module):
         self.register_buffer("fused_bias", fused_bias, persistent=False)  # [b; 0; r], refreshed by sync_routers
         experts = torch.repeat_interleave(torch.arange(len(ranks)), torch.tensor(ranks, dtype=torch.long))
         self.register_buffer("column_expert", experts.to(device), persistent=False)
+        # for the dense path: which router each router row belongs to, and which rank columns its expert owns
+        covered = [(j, expert) for j, experts_ in enumerate(state.router_experts) for expert in experts_]
+        self.register_buffer(
+            "router_of_row", torch.tensor([j for j, _ in covered], dtype=torch.long, device=device), persistent=False
+        )
+        owns = torch.tensor([e for _, e in covered], dtype=torch.long).reshape(-1, 1) == experts.reshape(1, -1)
+        self.register_buffer("router_columns", owns.to(device=device, dtype=dtype), persistent=False)
         self.layout = tuple(ranks)
         self._state = [state]  # a list keeps the shared state out of the module tree
 
@@ -89,7 +96,10 @@ class MixtureLinear(nn.Module):
             self.fused_bias[self.out_features + self.total_rank :].copy_(self.router_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        plan = self._state[0].plan_for(self, x)
+        state = self._state[0]
+        if state.dense is not None:
+            return self.dense_forward(x, *state.dense)
+        plan = state.plan_for(self, x)
         if plan is None or plan.empty:  # no expert active here: the base layer alone
             return F.linear(x, self.weight, self.bias)
         # the stacked bias carries b and the router biases; without either the GEMM needs none
@@ -105,6 +115,30 @@ class MixtureLinear(nn.Module):
         up = plan.up_projection(self)
         y = torch.addmm(y.reshape(-1, self.out_features), projections.reshape(-1, up.shape[0]), up)
         return y.view(*x.shape[:-1], self.out_features)
+
+    def dense_forward(self, x: torch.Tensor, static: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
+        """The same output as ``forward`` with every rank column and every router taking part, the
+        routing given as tensors: ``static`` (rows, K) weights on the LoRA experts, ``mix`` (rows, J)
+        on the routers. One code path for any routing, for ``torch.compile`` (see ``RoutingState.set``)."""
+        if x.ndim == 2:  # one row's tokens
+            return self.dense_forward(x[None], static, mix)[0]
+        out = F.linear(x, self.fused, self.fused_bias)
+        y = out[..., : self.out_features]
+        projections = out[..., self.out_features : self.out_features + self.total_rank]
+        gates = static[:, self.column_expert]  # (rows, C)
+        if self.router_sizes:
+            logits = self.router_logits(x, out)
+            wide = torch.promote_types(logits.dtype, torch.float32)
+            probabilities = torch.cat(
+                [torch.softmax(part.to(wide), dim=-1) for part in logits.split(self.router_sizes, dim=-1)], dim=-1
+            ).to(logits.dtype)  # (rows, tokens, Σ sizes)
+            router_map = mix[:, self.router_of_row, None] * self.router_columns  # (rows, Σ sizes, C)
+            gates = torch.baddbmm(
+                gates[:, None, :], probabilities.reshape(len(mix), -1, len(self.router_of_row)), router_map
+            ).view(*projections.shape)
+        else:
+            gates = gates.view(len(static), *([1] * (projections.ndim - 2)), -1)
+        return y + F.linear(projections * gates, self.lora_B)
 
     def router_logits(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """All routers' logits: from the stacked GEMM at inference, from the parameters when

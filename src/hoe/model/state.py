@@ -99,13 +99,22 @@ class RoutingState:
         self.router_experts = router_experts
         self.rows = 0
         self._plans: dict[tuple, LayerPlan] = {}
+        self.dense: tuple[torch.Tensor, torch.Tensor] | None = None  # see ``set(..., dense=)``
 
     @property
     def active(self) -> bool:
         return self.rows > 0
 
-    def set(self, pool_weights: list[dict[int, float]]) -> None:
-        """Route a batch: one {pool index: weight} per row."""
+    def set(
+        self, pool_weights: list[dict[int, float]], *, dense: tuple[torch.device, torch.dtype] | None = None
+    ) -> None:
+        """Route a batch: one {pool index: weight} per row.
+
+        With ``dense=(device, dtype)`` every layer takes one code path whatever the routing (all rank
+        columns, every router, the weights read from ``self.dense`` as tensors), so a compiled
+        decoding step meets a new routing as new input values, not as new Python objects to
+        re-trace (``MixtureLinear.dense_forward``). Without it, layers use per-layout plans that
+        leave out what the routing does not need, which is faster in eager mode."""
         k, j = self.num_experts, len(self.router_experts)
         static = torch.zeros(len(pool_weights), k, dtype=torch.float64)
         mix = torch.zeros(len(pool_weights), j, dtype=torch.float64)
@@ -123,10 +132,12 @@ class RoutingState:
         self.active_routers = [r for r in range(j) if mix[:, r].sum() > 0]
         self.rows = len(pool_weights)
         self._plans.clear()
+        self.dense = None if dense is None else (static.to(*dense), mix.to(*dense))
 
     def clear(self) -> None:
         self.rows = 0
         self._plans.clear()
+        self.dense = None
 
     def plan_for(self, module: MixtureLinear, x: torch.Tensor) -> LayerPlan | None:
         if not self.rows:

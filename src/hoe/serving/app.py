@@ -59,7 +59,13 @@ class Server:
         self.model, self.settings = model, settings
         self.objectives = list(model.objectives)
         self.context = getattr(model.model.config, "max_position_embeddings", None)
-        self.engine = Engine(model, max_batch=settings.max_batch, max_queue=settings.max_queue, thread=engine_thread)
+        self.engine = Engine(
+            model,
+            max_batch=settings.max_batch,
+            max_queue=settings.max_queue,
+            thread=engine_thread,
+            compile=settings.compile,
+        )
 
     def check_key(self, request: Request) -> None:
         if self.settings.api_key is None:

@@ -72,7 +72,9 @@ class Engine:
     """Owns the model and decodes every admitted job one token per step, on a thread of its own or
     (``thread=False``) on whichever thread calls ``run``."""
 
-    def __init__(self, model, *, max_batch: int = 16, max_queue: int = 64, thread: bool = True) -> None:
+    def __init__(
+        self, model, *, max_batch: int = 16, max_queue: int = 64, thread: bool = True, compile: bool = False
+    ) -> None:
         self.model, self.tokenizer = model, model.tokenizer
         self.max_batch, self.max_queue = max_batch, max_queue
         self.eos = _eos_ids(model)
@@ -85,8 +87,12 @@ class Engine:
         self.stopped = False
         self.steps = 0
         self.admitting = 0  # jobs taken from the queue whose prefill is under way
-        self.routed: list[int] | None = None  # the jobs (by number) the routing state holds, row by row
+        self.routed: tuple | None = None  # the jobs (by number) the routing state holds, row by row, and how
         self.numbers = itertools.count()
+        self.compiled = None  # the decoding step through torch.compile (``compile=True``): see ``warm_up``
+        if compile:
+            self.compiled = torch.compile(model.model.forward, dynamic=True)
+            self.warm_up()
         self.thread: threading.Thread | None = None
         if thread:  # else the caller runs the loop itself (``run``) on the thread of its choice
             self.thread = threading.Thread(target=self.run, name="hoe-engine", daemon=True)
@@ -147,7 +153,10 @@ class Engine:
     def _step(self, newcomers: list[Job]) -> None:
         if self.rows:
             self._decode()
-        if newcomers:
+        if newcomers and self.compiled is not None:  # one compiled prefill graph, for one row, without padding
+            for job in newcomers:
+                self._admit([job])
+        elif newcomers:
             self._admit(newcomers)
         self.steps += 1
 
@@ -177,17 +186,52 @@ class Engine:
         self.next_tokens = torch.stack([_sample(row, job) for row, job in zip(logits, self.rows)])
         self._emit_and_retire(list(range(len(self.rows))))
 
+    def warm_up(self) -> None:
+        """Compile the prefill and the decoding step before the first request needs them (minutes on
+        a CPU): four tokens of 13 rows of different lengths, decoded on the calling thread and thrown
+        away.
+
+        The sizes matter: ``dynamic=True`` shares one symbol between dimensions that happen to be
+        equal when a step is first compiled, so a batch of 3 rows beside a model with 3 key-value
+        heads compiles a step for 3 rows only. 13 rows of 21 to 33 tokens match no dimension of
+        the usual small models; should one match, the first real batch of another size compiles
+        once more."""
+        start = time.perf_counter()
+        ids = self.tokenizer(" ".join(["Warming up the compiled decoding step of the server."] * 8))["input_ids"]
+        jobs = [Job(ids[:length], {}, max_tokens=4, emit=lambda event: None) for length in range(21, 34)]
+        for job in jobs:
+            job.number = next(self.numbers)
+        try:
+            with torch.no_grad():
+                self._step(jobs)
+                while self.rows:
+                    self._step([])
+        except Exception as exc:  # e.g. no C++ compiler for inductor: one line, before any request
+            first_line = (str(exc).strip().splitlines() or [""])[0]
+            raise HoEError(f"compiling the decoding step failed: {type(exc).__name__}: {first_line}") from None
+        finally:
+            self._empty_batch()
+        log.info("compiled the decoding step in %.0f s", time.perf_counter() - start)
+
     def _forward(self, jobs: list[Job], ids: torch.Tensor, mask: torch.Tensor, cache) -> torch.Tensor:
         """Last-position logits of ``ids`` (the newest ``ids.shape[1]`` tokens of each row), each row
-        routed by its own λ."""
+        routed by its own λ. With ``compile``, two graphs run compiled: a decoding step of two rows or
+        more, and the prefill of one row (newcomers are then prefilled one by one), each compiled once
+        by ``warm_up`` for any number of rows or tokens. There the layers take their one dense code
+        path (``RoutingState.set``), so a new routing is new input values, not a recompile. A lone
+        row's decoding step stays eager (a third graph to compile for the one-client case), through
+        the per-layout plans, which launch half the kernels of the dense path."""
         device = self.model.device
         positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1] :]
-        rows = [j.number for j in jobs]
+        decoding, prefilling_one = ids.shape[1] == 1 and len(jobs) > 1, ids.shape[1] > 1 and len(jobs) == 1
+        compiled = self.compiled is not None and (decoding or prefilling_one)
+        rows = ([j.number for j in jobs], compiled)
         if rows != self.routed:  # the batch changed: route its rows (the layers' plans are rebuilt once)
-            self.model.state.set([j.routing for j in jobs])
+            dense = (device, next(self.model.model.parameters()).dtype) if compiled else None
+            self.model.state.set([j.routing for j in jobs], dense=dense)
             self.routed = rows
         try:
-            out = self.model.model(
+            out = (self.compiled if compiled else self.model.model)(
                 input_ids=ids.to(device),
                 attention_mask=mask.to(device),
                 position_ids=positions.to(device),
@@ -255,7 +299,9 @@ class Engine:
         if start > 0:
             self.mask = self.mask[:, start:]
             for layer in self.cache.layers:
-                layer.keys, layer.values = layer.keys[:, :, start:], layer.values[:, :, start:]
+                # contiguous: a strided view would be a new input layout for a compiled step
+                layer.keys = layer.keys[:, :, start:].contiguous()
+                layer.values = layer.values[:, :, start:].contiguous()
 
 
 def _concat(cache_a, mask_a: torch.Tensor, cache_b, mask_b: torch.Tensor):

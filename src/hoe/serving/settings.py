@@ -19,6 +19,11 @@ class ServeSettings(Settings):
     dtype: DtypeName = Field("float32", description="Model dtype.")
     max_batch: int = Field(16, gt=0, le=256, description="Requests decoded together, one token each per step.")
     max_queue: int = Field(64, ge=0, description="Requests that may wait for a batch slot; more get 429.")
+    compile: bool = Field(
+        False,
+        description="Compile the decoding step (torch.compile): faster decoding of mixed preferences, "
+        "a few minutes more at start (needs a C++ compiler on a CPU).",
+    )
     max_tokens: int = Field(256, gt=0, description="max_tokens of a request that names none.")
     api_key: str | None = Field(
         None, description="Require 'Authorization: Bearer KEY' on every endpoint but /health (also HOE_API_KEY)."
