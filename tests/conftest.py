@@ -321,6 +321,16 @@ def tiny_hoe_model(bundle_dir):
     return HoEModel.from_bundle(bundle_dir).eval()
 
 
+def free_port() -> int:
+    """A localhost port free right now: two-process tests with a fixed rendezvous port collide with
+    anything else holding it (another test run on the same machine, a port still in TIME_WAIT)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def interrupt_at_call(monkeypatch, owner, name: str, call: int):
     """Make ``owner.name`` raise KeyboardInterrupt on its ``call``-th call, as a kill would.
     Returns a function that puts the original back."""

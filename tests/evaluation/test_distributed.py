@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
 
 @pytest.mark.skipif(
@@ -31,7 +32,7 @@ def test_two_processes(bundle_dir, tmp_path):
         "--dynamo_backend",
         "no",
         "--main_process_port",
-        "29533",
+        str(free_port()),
         "-m",
         "hoe.cli",
         "evaluate",

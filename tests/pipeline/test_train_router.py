@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import DEVICE, interrupt_at_call
+from conftest import DEVICE, free_port, interrupt_at_call
 from safetensors.torch import load_file
 
 from hoe.errors import HoEError
@@ -194,7 +194,7 @@ def test_two_processes(bundle, tmp_path):
         "--dynamo_backend",
         "no",
         "--main_process_port",
-        "29534",
+        str(free_port()),
         "-m",
         "hoe.cli",
         "train-router",
