@@ -428,3 +428,19 @@ def test_a_step_that_cannot_compile_is_one_line_at_start(tiny_hoe_model, monkeyp
     monkeypatch.setattr("torch.compile", no_compiler)
     with pytest.raises(HoEError, match=r"^compiling the decoding step failed: RuntimeError: no C\+\+ compiler found$"):
         Engine(tiny_hoe_model, thread=False, compile=True)
+
+
+def test_hoe_serve_compile_reaches_the_server_settings(bundle_dir, monkeypatch):
+    """`--compile` on the command line is the settings' `compile` (which the engine gets), said at start."""
+    from typer.testing import CliRunner
+
+    from hoe.cli import app
+
+    seen = {}
+    monkeypatch.setattr("hoe.serving.server.serve", lambda settings: seen.update(settings=settings))
+    result = CliRunner().invoke(app, ["serve", "--bundle", str(bundle_dir), "--device", "cpu", "--compile"])
+    assert result.exit_code == 0, result.output
+    assert seen["settings"].compile is True
+    assert "compiling the decoding step first" in result.output
+    CliRunner().invoke(app, ["serve", "--bundle", str(bundle_dir), "--device", "cpu"])
+    assert seen["settings"].compile is False

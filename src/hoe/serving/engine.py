@@ -24,6 +24,9 @@ for the base model and 0.6× for a HoE batch (SmolLM2-135M, 16 rows with a rando
 ``benchmarks/serving/engine_alone.json``). So ``hoe serve`` decodes
 on the main thread (``Engine(..., thread=False)`` then ``run``) and serves HTTP from another;
 the engine's own thread remains for tests and notebooks.
+
+``compile=True`` (``hoe serve --compile``) runs the decoding step and one-row prefills through
+``torch.compile``, compiled once by ``warm_up``; see ``_forward`` for which calls and why.
 """
 
 from __future__ import annotations
