@@ -32,6 +32,24 @@ def alone(model, prompt: str, preference, tokens: int) -> str:
     return model.generate(prompt, preference, max_new_tokens=tokens, do_sample=False)[0]
 
 
+def ask_together(client, requests: list[tuple[str, list[float], int]]) -> list[str]:
+    """(prompt, preference, max tokens) requests sent at once, greedy: their answers in order."""
+
+    def ask(request):
+        prompt, preference, tokens = request
+        reply = client.chat.completions.create(
+            model="hoe",
+            messages=[{"role": "user", "content": prompt}],
+            max_tokens=tokens,
+            temperature=0,
+            extra_body={"preference": preference},
+        )
+        return reply.choices[0].message.content
+
+    with concurrent.futures.ThreadPoolExecutor(len(requests)) as pool:
+        return list(pool.map(ask, requests))
+
+
 def test_chat_answers_with_its_routing_and_usage(served, tiny_hoe_model):
     reply = served.client().chat.completions.create(
         model="hoe",
@@ -100,22 +118,8 @@ def test_a_batch_of_mixed_preferences_answers_each_request_as_it_would_be_answer
         (f"Question number {i} about {'cats' if i % 2 else 'the sea'}", [i / 11, 1 - i / 11], 3 + i % 5)
         for i in range(12)
     ]
-    client = served.client()
-
-    def ask(request):
-        prompt, preference, tokens = request
-        reply = client.chat.completions.create(
-            model="hoe",
-            messages=[{"role": "user", "content": prompt}],
-            max_tokens=tokens,
-            temperature=0,
-            extra_body={"preference": preference},
-        )
-        return reply.choices[0].message.content
-
     steps_before = served.engine.steps
-    with concurrent.futures.ThreadPoolExecutor(12) as pool:
-        answers = list(pool.map(ask, requests))
+    answers = ask_together(served.client(), requests)
     assert answers == [alone(tiny_hoe_model, prompt, preference, tokens) for prompt, preference, tokens in requests]
     # batched: far fewer engine steps than one request at a time would take (one prefill + tokens each)
     assert served.engine.steps - steps_before < sum(tokens + 1 for _, _, tokens in requests)
@@ -396,23 +400,9 @@ def test_a_compiled_server_answers_mixed_requests_as_alone_without_compiling_aga
             (f"Compiled question {i} on {'cats' if i % 3 else 'rain'}", [i / 9, 1 - i / 9], 3 + i % 4)
             for i in range(10)
         ]
-        client = running.client()
-
-        def ask(request):
-            prompt, preference, tokens = request
-            reply = client.chat.completions.create(
-                model="hoe",
-                messages=[{"role": "user", "content": prompt}],
-                max_tokens=tokens,
-                temperature=0,
-                extra_body={"preference": preference},
-            )
-            return reply.choices[0].message.content
-
-        with concurrent.futures.ThreadPoolExecutor(10) as pool:
-            answers = list(pool.map(ask, requests))
+        answers = ask_together(running.client(), requests)
         assert answers == [alone(tiny_hoe_model, prompt, preference, tokens) for prompt, preference, tokens in requests]
-        assert ask(requests[0]) == answers[0]  # a lone row (eager) too
+        assert ask_together(running.client(), requests[:1]) == answers[:1]  # a lone row (eager) too
         assert counters["stats"]["unique_graphs"] == graphs
     finally:
         running.stop()
