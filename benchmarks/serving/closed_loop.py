@@ -22,6 +22,7 @@ from pathlib import Path
 
 from run import BaseOnly
 
+from hoe.checkpoints.chat import encode_prompts
 from hoe.data import load_prompts
 from hoe.model.hoe_model import HoEModel
 from hoe.serving.engine import Engine, Job
@@ -31,10 +32,8 @@ ENGINES = ("base", "hoe-compiled", "base-compiled", "hoe")
 
 
 def chat_ids(model, prompt: str) -> list[int]:
-    text = model.tokenizer.apply_chat_template(
-        [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
-    )
-    return model.tokenizer(text, add_special_tokens=False)["input_ids"]
+    """The prompt's tokens as the server encodes a chat request (template, no padding: one prompt)."""
+    return encode_prompts(model.tokenizer, [prompt])["input_ids"][0].tolist()
 
 
 class ClosedLoop:

@@ -314,12 +314,11 @@ def main() -> None:
 
     prompts = load_prompts("packaged:hh-helpful-test", "heldout")
     objectives = load_bundle(args.bundle).objectives
-    servers = SERVERS
     chosen = args.servers.split(",")
-    if not set(chosen) <= set(servers):
-        parser.error(f"--servers: choose among {', '.join(servers)}")
+    if not set(chosen) <= set(SERVERS):
+        parser.error(f"--servers: choose among {', '.join(SERVERS)}")
     rows, startup = [], {}
-    for name, (kind, max_batch, compile_step) in servers.items():
+    for name, (kind, max_batch, compile_step) in SERVERS.items():
         if name not in chosen:
             continue
         started = time.perf_counter()

@@ -22,7 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-if TYPE_CHECKING:  # annotations only: the state imports nothing of the layer, the layer reads the state
+from hoe.model.state import router_softmax
+
+if TYPE_CHECKING:  # annotations only: the state imports nothing of the layer at run time
     from hoe.model.state import RoutingState
 
 
@@ -56,7 +58,7 @@ class MixtureLinear(nn.Module):
         self.register_buffer("fused_bias", fused_bias, persistent=False)  # [b; 0; r], refreshed by sync_routers
         experts = torch.repeat_interleave(torch.arange(len(ranks)), torch.tensor(ranks, dtype=torch.long))
         self.register_buffer("column_expert", experts.to(device), persistent=False)
-        # for the dense path: which router each router row belongs to, and which rank columns its expert owns
+        # for ``router_map``: which router each router row belongs to, and which rank columns its expert owns
         covered = [(j, expert) for j, experts_ in enumerate(state.router_experts) for expert in experts_]
         self.register_buffer(
             "router_of_row", torch.tensor([j for j, _ in covered], dtype=torch.long, device=device), persistent=False
@@ -127,18 +129,21 @@ class MixtureLinear(nn.Module):
         projections = out[..., self.out_features : self.out_features + self.total_rank]
         gates = static[:, self.column_expert]  # (rows, C)
         if self.router_sizes:
-            logits = self.router_logits(x, out)
-            wide = torch.promote_types(logits.dtype, torch.float32)
-            probabilities = torch.cat(
-                [torch.softmax(part.to(wide), dim=-1) for part in logits.split(self.router_sizes, dim=-1)], dim=-1
-            ).to(logits.dtype)  # (rows, tokens, Σ sizes)
-            router_map = mix[:, self.router_of_row, None] * self.router_columns  # (rows, Σ sizes, C)
+            probabilities = router_softmax(self.router_logits(x, out), self.router_sizes)  # (rows, tokens, Σ sizes)
             gates = torch.baddbmm(
-                gates[:, None, :], probabilities.reshape(len(mix), -1, len(self.router_of_row)), router_map
+                gates[:, None, :], probabilities.reshape(len(mix), -1, len(self.router_of_row)), self.router_map(mix)
             ).view(*projections.shape)
         else:
             gates = gates.view(len(static), *([1] * (projections.ndim - 2)), -1)
         return y + F.linear(projections * gates, self.lora_B)
+
+    def router_map(self, mix: torch.Tensor, columns: torch.Tensor | None = None) -> torch.Tensor:
+        """(rows, Σ router sizes, C) for the routers' weights ``mix`` (rows, J): entry [b, (j, i), c]
+        is row b's weight on router j when rank column c (of ``columns``, default all) belongs to
+        router j's i-th expert, else 0. Multiplying every router's softmax by it sums each column's
+        gate over the routers that cover its expert, mix weights included."""
+        owns = self.router_columns if columns is None else self.router_columns[:, columns]
+        return mix[:, self.router_of_row, None] * owns.to(mix.dtype)
 
     def router_logits(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """All routers' logits: from the stacked GEMM at inference, from the parameters when

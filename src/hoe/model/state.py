@@ -43,21 +43,9 @@ class LayerPlan:
         self.static_columns = static[:, self.column_expert][:, None, :]  # (batch, 1, C)
         self.uniform = not self.routers and bool((static == static[:1]).all())
         self.static_is_zero = not bool(static.any())  # routers alone: no static part to add to their gates
-        sizes = [len(covered) for covered in state.router_experts]
-        self.router_group = sizes[0] if sizes and len(set(sizes)) == 1 else None  # equal sizes: one softmax
-        self.router_sizes = sizes
-        self.router_map = self._router_map(state.router_experts, mix) if self.routers else None
+        self.router_sizes = module.router_sizes
+        self.router_map = module.router_map(mix, self.columns) if self.routers else None
         self._up: dict[int, torch.Tensor] = {}
-
-    def _router_map(self, router_experts: list[list[int]], mix: torch.Tensor) -> torch.Tensor:
-        """(batch, Σ router sizes, C): entry [b, (j, i), c] is row b's weight on router j when
-        column c belongs to router j's i-th expert, else 0. Multiplying every router's softmax by
-        it sums each column's gate over the routers that cover its expert, mix weights included."""
-        rows = [(j, expert) for j, covered in enumerate(router_experts) for expert in covered]
-        router = torch.tensor([j for j, _ in rows], device=mix.device)
-        expert = torch.tensor([e for _, e in rows], device=mix.device)
-        belongs = (expert[:, None] == self.column_expert[None, :]).to(mix.dtype)  # (Σ sizes, C)
-        return mix[:, router, None] * belongs[None]
 
     def up_projection(self, module: MixtureLinear) -> torch.Tensor:
         """The (active columns × out) matrix the gated projections are multiplied by: Bᵀ, with
@@ -74,21 +62,26 @@ class LayerPlan:
     def router_gates(self, logits: torch.Tensor) -> torch.Tensor:
         """Per-token gates of the active columns from every router's logits (…, Σ sizes): the
         static part plus each router's softmax times its routing weight, in three kernels."""
-        wide = torch.promote_types(logits.dtype, torch.float32)  # bf16/fp16 upcast, float64 kept
-        upcast = {"dtype": wide} if wide != logits.dtype else {}  # a dtype argument costs a kernel
-        if self.router_group is not None:
-            grouped = logits.unflatten(-1, (-1, self.router_group))
-            probabilities = torch.softmax(grouped, dim=-1, **upcast).flatten(-2)
-        else:
-            parts = logits.split(self.router_sizes, dim=-1)
-            probabilities = torch.cat([torch.softmax(part, dim=-1, **upcast) for part in parts], dim=-1)
+        probabilities = router_softmax(logits, self.router_sizes)
         rows = self.router_map.shape[0]
-        flat = probabilities.to(logits.dtype).reshape(rows, -1, probabilities.shape[-1])  # (batch, tokens, Σ sizes)
+        flat = probabilities.reshape(rows, -1, probabilities.shape[-1])  # (batch, tokens, Σ sizes)
         if self.static_is_zero:
             gates = torch.bmm(flat, self.router_map)
         else:
             gates = torch.baddbmm(self.static_columns, flat, self.router_map)
         return gates.view(*logits.shape[:-1], gates.shape[-1])
+
+
+def router_softmax(logits: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    """Each router's softmax over its own experts' logits (…, Σ sizes), taken in float32 at least and
+    returned in the logits' dtype; routers of equal size share one softmax kernel."""
+    wide = torch.promote_types(logits.dtype, torch.float32)  # bf16/fp16 upcast, float64 kept
+    upcast = {"dtype": wide} if wide != logits.dtype else {}  # a dtype argument costs a kernel
+    if len(set(sizes)) == 1:
+        probabilities = torch.softmax(logits.unflatten(-1, (-1, sizes[0])), dim=-1, **upcast).flatten(-2)
+    else:
+        probabilities = torch.cat([torch.softmax(part, dim=-1, **upcast) for part in logits.split(sizes, dim=-1)], -1)
+    return probabilities.to(logits.dtype)
 
 
 class RoutingState:
