@@ -507,7 +507,7 @@ def test_make_expert_cli_every_method_ends_with_its_summary(tiny_chat_model, tmp
 
 
 def test_make_expert_cli_keep_prompts(tiny_chat_model, tmp_path, monkeypatch):
-    """--keep-prompts reaches the job (its summary counts the kept prompts); with dpo it is refused in
+    """--keep-prompts reaches the job (its summary counts the kept prompts); with ppo it is refused in
     one line before anything is sampled."""
     monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
     common = ["make-expert", "--base", str(tiny_chat_model), "--objective", "concision", "--prompt-count", "2"]
@@ -518,8 +518,8 @@ def test_make_expert_cli_keep_prompts(tiny_chat_model, tmp_path, monkeypatch):
     assert "of the base's own answers to the kept prompts" in result.output
     report = json.loads((tmp_path / "expert" / "make_expert_report.json").read_text())
     assert report["settings"]["keep_prompts"] == "packaged:hh-harmless" and report["kept"] >= 1
-    bad = runner.invoke(app, [*common, *keep, "--method", "dpo", "--out", str(tmp_path / "x")])
-    assert bad.exit_code == 2 and "keep_prompts are learnt by methods 'raft' and 'distill' only" in bad.output
+    bad = runner.invoke(app, [*common, *keep, "--method", "ppo", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "keep_prompts are learnt by methods 'raft', 'distill' and 'dpo' only" in bad.output
     assert len(bad.output.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
 
 

@@ -149,7 +149,7 @@ def test_keep_prompts_are_learnt_with_the_bases_own_first_answer(tiny_chat_model
 @pytest.mark.parametrize(
     "values, message",
     [
-        ({"method": "dpo", "keep_prompts": "packaged:hh-harmless"}, "learnt by methods 'raft' and 'distill' only"),
+        ({"method": "ppo", "keep_prompts": "packaged:hh-harmless"}, "'raft', 'distill' and 'dpo' only, not 'ppo'"),
         ({"keep_count": 4}, "keep_count needs keep_prompts"),
         ({"keep_prompts": "packaged:hh-helpful-sft"}, "keep_prompts must differ from prompts"),
         ({"keep_prompts": "packaged:nope"}, "unknown packaged dataset 'nope'"),
@@ -163,7 +163,9 @@ def test_keep_prompts_are_learnt_with_the_bases_own_first_answer(tiny_chat_model
         ),
         ({"method": "distill"}, "make-expert settings: method 'distill' needs an instruction"),
         ({"method": "distill", "instruction": "   "}, "method 'distill' needs an instruction"),
-        ({"instruction": "Be brief."}, "an instruction is used by method 'distill' only, not 'raft'"),
+        ({"instruction": "Be brief."}, "an instruction is used by methods 'distill' and 'dpo' only, not 'raft'"),
+        ({"method": "ppo", "instruction": "Be brief."}, "methods 'distill' and 'dpo' only, not 'ppo'"),
+        ({"method": "dpo", "instruction": "  "}, "an instruction must not be blank"),
         ({"objective": "wit"}, "unknown objective 'wit'"),
         ({"k": 1}, r"k \(--k\): input should be greater than or equal to 2, got 1"),
         ({"prompt_count": 0}, r"prompt_count \(--prompt-count\): input should be greater than 0, got 0"),
@@ -308,3 +310,108 @@ def test_lora_experts_keep_their_peft_adapter(tiny_chat_model, tmp_path, monkeyp
     torch.testing.assert_close(
         merged.get(f"{name}.weight") - base.get(f"{name}.weight"), adapter.modules[name].delta(), rtol=1e-3, atol=1e-5
     )
+
+
+def _group(prompt: str, responses: list[str], scores: list[float]) -> tuple[dict, list[float]]:
+    return {"prompt": prompt, "responses": responses}, scores
+
+
+def test_preference_pairs_take_the_best_chosen_against_the_worst_rejected():
+    """Best versus worst within one set of groups, or across two (an instruction's answers against the
+    bare ones); ties, an empty best answer and identical texts give no pair."""
+    from hoe.training.make_expert import preference_pairs
+
+    instructed = [_group("p1", ["a", "bb", "c"], [1.0, 3.0, 2.0]), _group("p2", ["x", "y"], [1.0, 1.0])]
+    bare = [_group("p1", ["d", "e", "f"], [2.5, 0.5, 4.0]), _group("p2", ["z", "w"], [0.0, 2.0])]
+    within = preference_pairs(instructed)
+    assert [(r["chosen"][0]["content"], r["rejected"][0]["content"], r["margin"]) for r in within] == [("bb", "a", 2.0)]
+    across = preference_pairs(instructed, bare)
+    assert [(r["prompt"][0]["content"], r["chosen"][0]["content"], r["rejected"][0]["content"]) for r in across] == [
+        ("p1", "bb", "e"),
+        ("p2", "y", "z"),  # the last of tied best answers (as before this change), against the bare worst
+    ]
+    assert [r["margin"] for r in across] == [2.5, 1.0] and [r["chosen_score"] for r in across] == [3.0, 1.0]
+    assert preference_pairs([_group("p", [" ", "a"], [2.0, 1.0])]) == []  # the best answer is empty
+    assert preference_pairs([_group("p", ["a", "a"], [2.0, 1.0])]) == []  # the same text on both sides
+
+
+def test_kept_pairs_prefer_the_bases_own_answer_to_the_objectives_pick():
+    """On a kept prompt the base's first answer is chosen over the answer the objective scores best,
+    only where the objective does prefer that one (a positive margin: the pull to resist)."""
+    from hoe.training.make_expert import kept_pairs
+
+    own = [_group("k1", ["own1", "o"], [1.0, 0.0]), _group("k2", ["own2", "o"], [5.0, 0.0])]
+    pulled = [_group("k1", ["r1", "refuse"], [2.0, 4.0]), _group("k2", ["r2", "r3"], [3.0, 4.0])]
+    rows = kept_pairs(own, pulled)
+    assert len(rows) == 1  # on k2 the base's own answer already scores higher: nothing to resist
+    row = rows[0]
+    assert (row["prompt"][0]["content"], row["chosen"][0]["content"], row["rejected"][0]["content"]) == (
+        "k1",
+        "own1",
+        "refuse",
+    )
+    assert row["margin"] == 3.0 and row["chosen_score"] == 1.0
+
+
+def test_dpo_with_an_instruction_and_kept_prompts_trains_on_contrastive_and_kept_pairs(
+    tiny_chat_model, tmp_path, monkeypatch
+):
+    """With an instruction, DPO prefers the best answer sampled with it to the worst sampled without it
+    (both judged as answers to the bare prompt); on kept prompts the base's own first bare answer is
+    preferred to the best instructed one, where the objective prefers that one. Every pair reaches
+    the trainer, the report counts both kinds, and the prompts are always bare."""
+    pytest.importorskip("trl")
+    monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
+    import hoe.training.make_expert as job
+
+    trained = {}
+
+    def fake_dpo(base, rows, settings, out, **kwargs):  # the trainer itself is covered above
+        trained.update(rows)
+        return {**kwargs["report"], "pairs": len(rows["training"]), "kept": len(rows["kept"]), "chosen_mean": 1.0}
+
+    monkeypatch.setattr(job, "_dpo", fake_dpo)
+    instruction = "Answer at length."
+    settings = MakeExpertSettings.create(
+        objective=f"py:{__name__}:response_length",
+        method="dpo",
+        instruction=instruction,
+        prompts="packaged:hh-harmless",
+        prompt_count=4,
+        keep_prompts="packaged:hh-helpful-sft",
+        keep_count=3,
+        k=3,
+        **TINY_JOB,
+    )
+    report = make_expert(str(tiny_chat_model), settings, tmp_path / "expert", progress=False)
+    model = str(tiny_chat_model)
+
+    def sampled(spec, count, with_instruction):  # from the cache the job filled
+        prompts = job.load_prompts(spec, "train", limit=count)
+        rows = sample_candidates(model, job.instructed(prompts, with_instruction), settings.sampling, progress=False)
+        return prompts, [row["responses"] for row in rows]
+
+    prompts, instructed = sampled("packaged:hh-harmless", 4, instruction)
+    _, bare = sampled("packaged:hh-harmless", 4, None)
+    expected = [
+        (prompt, sorted(ours, key=len)[-1], min(theirs, key=len))  # the last of tied best ones
+        for prompt, ours, theirs in zip(prompts, instructed, bare)
+        if len(sorted(ours, key=len)[-1]) > len(min(theirs, key=len)) and sorted(ours, key=len)[-1].strip()
+    ]
+    got = [
+        (r["prompt"][0]["content"], r["chosen"][0]["content"], r["rejected"][0]["content"]) for r in trained["training"]
+    ]
+    assert got == expected and report["pairs"] == len(expected) > 0
+    kept, pulled = sampled("packaged:hh-helpful-sft", 3, instruction)
+    _, own = sampled("packaged:hh-helpful-sft", 3, None)
+    expected_kept = [
+        (prompt, answers[0], max(candidates, key=len))
+        for prompt, answers, candidates in zip(kept, own, pulled)
+        if len(max(candidates, key=len)) > len(answers[0]) and answers[0].strip()
+    ]
+    got_kept = [
+        (r["prompt"][0]["content"], r["chosen"][0]["content"], r["rejected"][0]["content"]) for r in trained["kept"]
+    ]
+    assert got_kept == expected_kept and report["kept"] == len(expected_kept) > 0
+    line = job.make_expert_summary({**report, "final_loss": 0.0, "train_seconds": 1.0}, "x")
+    assert f"the base's own answer preferred to the objective's pick on {report['kept']} kept prompts" in line

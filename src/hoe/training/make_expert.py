@@ -10,10 +10,15 @@ fine-tune, so task-SVD has real work to do afterwards) or, with ``lora_rank``, o
   with an instruction put before each prompt (e.g. a P-Soups preference), and the best of k is learnt
   as the answer to the bare prompt, so the expert behaves as instructed without being told. Why: best-of-k
   can only select among what the base already says; an instruction moves the samples themselves;
-- kept prompts (raft and distill, ``keep_prompts``): prompts the objective should leave alone, answered
-  by one of the base's own samples, not selected by the objective, and learnt beside the selected
-  answers. Why: a reward that prefers refusals (or brevity) everywhere teaches an expert to refuse
-  benign requests too; the kept prompts show it where the base's behaviour is to stay;
+- ``dpo`` with an instruction: contrastive distillation (as RLCD, Yang et al. 2023): the best answer
+  sampled with the instruction is preferred to the worst sampled without it. Why: the pair then
+  differs by the behaviour the instruction asks for, not by the luck of one draw;
+- kept prompts (``keep_prompts``): prompts the objective should leave alone, answered by one of the
+  base's own samples, not selected by the objective, and learnt beside the selected answers (dpo:
+  preferred to the answer the objective would pick there: the best one sampled with the instruction,
+  or without one the best of the base's). Why: a reward that prefers refusals (or brevity) everywhere
+  teaches an expert to refuse benign requests too; the kept prompts show it where the base's
+  behaviour is to stay, and dpo's pairs also push the objective's behaviour down there;
 - ``ppo``: hoe's own PPO (``hoe.rl.lora_ppo``, as MORLHF) on a LoRA of the base with the objective
   alone (rank 16 unless ``lora_rank`` says otherwise), merged into a full model at the end.
 
@@ -80,7 +85,9 @@ def make_expert_summary(report: MakeExpertReport, out: str | Path) -> str:
     else:
         chosen, candidates = report["chosen_mean"], report["candidate_mean"]
         gain = f"chosen responses score {chosen:.4f} against {candidates:.4f} for all candidates"
-        if report.get("kept"):
+        if report.get("kept") and method == "dpo":
+            gain += f", the base's own answer preferred to the objective's pick on {report['kept']} kept prompts"
+        elif report.get("kept"):
             gain += f", learnt beside {report['kept']} of the base's own answers to the kept prompts"
     return f"{out}: {objective} expert by {method}; {gain}; {report['train_seconds']:.0f} s of training"
 
@@ -121,6 +128,31 @@ def base_answers(
     return [(row["prompt"], row["responses"][0]) for row in rows if row["responses"][0].strip()]
 
 
+def scored_candidates(
+    base: str,
+    prompts: list[str],
+    instruction: str | None,
+    settings: MakeExpertSettings,
+    *,
+    device: str,
+    progress: bool,
+) -> list[tuple[dict, list[float]]]:
+    """(row, the objective's score of each of its k responses) per prompt: sampled with the
+    instruction before the prompt if one is given (cached, shared with any run that samples the
+    same prompts), and judged, as the expert learns them, as answers to the bare prompt."""
+    rows = sample_candidates(
+        base, instructed(prompts, instruction), settings.sampling, device=device, progress=progress
+    )
+    rows = [{**row, "prompt": prompt} for row, prompt in zip(rows, prompts)]
+    flat_prompts = [row["prompt"] for row in rows for _ in row["responses"]]
+    flat_responses = [response for row in rows for response in row["responses"]]
+    scores = score_objectives(
+        [settings.objective], flat_prompts, flat_responses, cache=ScoreCache(cache_root() / "scores.sqlite")
+    )[settings.objective]
+    k = settings.sampling.k
+    return [(row, scores[i * k : (i + 1) * k]) for i, row in enumerate(rows)]
+
+
 def lora_of(settings: MakeExpertSettings) -> LoraSettings | None:
     """The LoRA the job trains, alpha twice the rank (None: a full fine-tune)."""
     rank = settings.trained_lora_rank
@@ -146,54 +178,32 @@ def make_expert(
         check_prompt_room(load_tokenizer(base), prompts + kept, settings.max_length)
     if settings.method == "ppo":
         return _ppo(base, prompts, settings, Path(out), device=device, progress=progress)
-    candidates = sample_candidates(
-        base, instructed(prompts, settings.instruction), settings.sampling, device=device, progress=progress
-    )
-    # the objective judges, and the expert learns, the answer to the bare prompt
-    candidates = [{**row, "prompt": prompt} for row, prompt in zip(candidates, prompts)]
-    k = settings.sampling.k
-    flat_prompts = [row["prompt"] for row in candidates for _ in row["responses"]]
-    flat_responses = [r for row in candidates for r in row["responses"]]
-    scores = score_objectives(
-        [settings.objective], flat_prompts, flat_responses, cache=ScoreCache(cache_root() / "scores.sqlite")
-    )[settings.objective]
-    groups = [(row, scores[i * k : (i + 1) * k]) for i, row in enumerate(candidates)]
+    groups = scored_candidates(base, prompts, settings.instruction, settings, device=device, progress=progress)
+    scores = [score for _, group in groups for score in group]
+    report = {
+        "base": base,
+        "settings": settings.model_dump(),
+        "prompts": len(prompts),
+        "candidate_mean": round(sum(scores) / len(scores), 6),
+    }
     if settings.method == "dpo":
+        rows = dpo_rows(base, prompts, kept, groups, settings, device=device, progress=progress)
         return _dpo(
-            base,
-            groups,
-            settings,
-            Path(out),
-            device=device,
-            overwrite=overwrite,
-            progress=progress,
-            report={
-                "base": base,
-                "settings": settings.model_dump(),
-                "prompts": len(prompts),
-                "candidate_mean": round(sum(scores) / len(scores), 6),
-            },
+            base, rows, settings, Path(out), device=device, overwrite=overwrite, progress=progress, report=report
         )
     pairs, chosen_scores = [], []
     for row, group in groups:
-        best = max(range(k), key=lambda i: group[i])
+        best = max(range(len(group)), key=lambda i: group[i])
         if row["responses"][best].strip():
             pairs.append((row["prompt"], row["responses"][best]))
             chosen_scores.append(group[best])
     if not pairs:
         raise HoEError("every chosen response is empty: nothing to learn from")
-    report = {
-        "base": base,
-        "settings": settings.model_dump(),
-        "prompts": len(prompts),
-        "pairs": len(pairs),
-        "candidate_mean": round(sum(scores) / len(scores), 6),
-        "chosen_mean": round(sum(chosen_scores) / len(chosen_scores), 6),
-    }
+    report |= {"pairs": len(pairs), "chosen_mean": round(sum(chosen_scores) / len(chosen_scores), 6)}
     if kept:
-        kept_pairs = base_answers(base, kept, settings, device=device, progress=progress)
-        pairs += kept_pairs
-        report["kept"] = len(kept_pairs)
+        own_pairs = base_answers(base, kept, settings, device=device, progress=progress)
+        pairs += own_pairs
+        report["kept"] = len(own_pairs)
     log = supervised_finetune(
         base,
         pairs,
@@ -266,29 +276,75 @@ def _ppo(
     return json.loads((out / REPORT_NAME).read_text())
 
 
-def preference_pairs(groups) -> list[dict]:
-    """Best-versus-worst pairs in TRL's conversational format (ties and empty answers skipped)."""
+def dpo_pair(prompt: str, chosen: str, rejected: str, margin: float, chosen_score: float) -> dict | None:
+    """One pair in TRL's conversational format, or None where there is nothing to learn: the
+    objective's margin between the two is not positive, the chosen answer is empty, or both are
+    the same text."""
+    if margin <= 0 or not chosen.strip() or chosen == rejected:
+        return None
+    return {
+        "prompt": [{"role": "user", "content": prompt}],
+        "chosen": [{"role": "assistant", "content": chosen}],
+        "rejected": [{"role": "assistant", "content": rejected}],
+        "margin": margin,
+        "chosen_score": chosen_score,
+    }
+
+
+def preference_pairs(chosen_from, rejected_from=None) -> list[dict]:
+    """The best response of each prompt in ``chosen_from`` against the worst in ``rejected_from``
+    (the same groups by default: best versus worst of k), ties and empty answers skipped."""
     rows = []
-    for row, group in groups:
-        order = sorted(range(len(group)), key=lambda i: group[i])
-        worst, best = order[0], order[-1]
-        chosen, rejected = row["responses"][best], row["responses"][worst]
-        if group[best] > group[worst] and chosen.strip() and chosen != rejected:
-            rows.append(
-                {
-                    "prompt": [{"role": "user", "content": row["prompt"]}],
-                    "chosen": [{"role": "assistant", "content": chosen}],
-                    "rejected": [{"role": "assistant", "content": rejected}],
-                    "margin": group[best] - group[worst],
-                    "chosen_score": group[best],
-                }
-            )
+    for (row, group), (other, other_group) in zip(chosen_from, rejected_from or chosen_from):
+        best = sorted(range(len(group)), key=lambda i: group[i])[-1]  # the last of tied best ones, as always
+        worst = min(range(len(other_group)), key=lambda i: other_group[i])
+        margin = group[best] - other_group[worst]
+        pair = dpo_pair(row["prompt"], row["responses"][best], other["responses"][worst], margin, group[best])
+        if pair is not None:
+            rows.append(pair)
+    return rows
+
+
+def kept_pairs(own_answers, pulled) -> list[dict]:
+    """On kept prompts: the base's own first answer preferred to the answer the objective picks
+    (the best of ``pulled``), where the objective scores that one higher: the pull the expert must
+    not follow there."""
+    rows = []
+    for (row, group), (other, other_group) in zip(own_answers, pulled):
+        best = max(range(len(other_group)), key=lambda i: other_group[i])
+        # the margin is the objective's preference for the rejected answer: the pull resisted
+        margin = other_group[best] - group[0]
+        pair = dpo_pair(row["prompt"], row["responses"][0], other["responses"][best], margin, group[0])
+        if pair is not None:
+            rows.append(pair)
+    return rows
+
+
+def dpo_rows(
+    base: str,
+    prompts: list[str],
+    kept: list[str],
+    groups,
+    settings: MakeExpertSettings,
+    *,
+    device: str,
+    progress: bool,
+) -> dict[str, list[dict]]:
+    """DPO's pairs: ``training`` on the training prompts (best versus worst of the candidates, or with
+    an instruction the best instructed one versus the worst bare one) and ``kept`` on the kept prompts."""
+    sample = {"settings": settings, "device": device, "progress": progress}
+    bare = groups if settings.instruction is None else scored_candidates(base, prompts, None, **sample)
+    rows = {"training": preference_pairs(groups, bare), "kept": []}
+    if kept:
+        own = scored_candidates(base, kept, None, **sample)
+        pulled = own if settings.instruction is None else scored_candidates(base, kept, settings.instruction, **sample)
+        rows["kept"] = kept_pairs(own, pulled)
     return rows
 
 
 def _dpo(
     base: str,
-    groups,
+    rows: dict[str, list[dict]],
     settings: MakeExpertSettings,
     out: Path,
     *,
@@ -306,9 +362,9 @@ def _dpo(
         raise HoEError(
             f"--method dpo needs TRL and datasets ({exc.name} is missing): pip install 'hoe[training]'"
         ) from None
-    rows = preference_pairs(groups)
-    if not rows:
+    if not rows["training"]:
         raise HoEError("no prompt has a better and a worse response: nothing to learn from")
+    training, rows = rows["training"], rows["training"] + rows["kept"]
     partial = out.with_name(out.name + ".partial")
     sft, lora = settings.sft, lora_of(settings)
     config = DPOConfig(
@@ -341,9 +397,10 @@ def _dpo(
     trainer.train(resume_from_checkpoint=resume)
     report = {
         **report,
-        "pairs": len(rows),
-        "chosen_mean": round(sum(r["chosen_score"] for r in rows) / len(rows), 6),
-        "mean_margin": round(sum(r["margin"] for r in rows) / len(rows), 6),
+        "pairs": len(training),
+        "chosen_mean": round(sum(r["chosen_score"] for r in training) / len(training), 6),
+        "mean_margin": round(sum(r["margin"] for r in training) / len(training), 6),
+        **({"kept": len(rows) - len(training)} if settings.keep_prompts else {}),
         "resumed_from": resume,
     }
     history = [h for h in trainer.state.log_history if "loss" in h]

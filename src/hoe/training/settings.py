@@ -63,7 +63,8 @@ class MakeExpertSettings(Settings):
         min_length=1,
         max_length=2000,
         description="distill: the instruction put before every prompt while sampling (e.g. a P-Soups "
-        "preference); the expert learns to answer the bare prompt that way.",
+        "preference); the expert learns to answer the bare prompt that way. dpo: the best answer sampled with "
+        "it is preferred to the worst sampled without it (contrastive distillation).",
     )
     prompts: str = Field(
         "packaged:hh-helpful-sft",
@@ -73,10 +74,11 @@ class MakeExpertSettings(Settings):
     keep_prompts: str | None = Field(
         None,
         min_length=1,
-        description="raft and distill: prompts (same spec as --prompts) the objective should leave alone, "
+        description="raft, distill and dpo: prompts (same spec as --prompts) the objective should leave alone, "
         "e.g. benign requests for a harmlessness expert. The base's own first sampled answer to each, not "
-        "selected by the objective, is learnt beside the selected ones, so the expert keeps answering them "
-        "as the base does instead of carrying the objective's behaviour over.",
+        "selected by the objective, is learnt beside the selected ones (dpo: preferred to the answer the "
+        "objective would pick there), so the expert keeps answering them as the base does instead of "
+        "carrying the objective's behaviour over.",
     )
     keep_count: int | None = Field(None, gt=0, description="Kept prompts (default: as many as --prompt-count).")
     k: int = Field(4, ge=2, description="Responses sampled per prompt (shared across objectives; best and worst of k).")
@@ -113,13 +115,15 @@ class MakeExpertSettings(Settings):
         return value
 
     @model_validator(mode="after")
-    def _instruction_only_for_distill(self) -> "MakeExpertSettings":
+    def _instruction_and_kept_prompts_where_used(self) -> "MakeExpertSettings":
         if self.method == "distill" and not (self.instruction or "").strip():
             raise ValueError("method 'distill' needs an instruction (the text put before every prompt while sampling)")
-        if self.method != "distill" and self.instruction is not None:
-            raise ValueError(f"an instruction is used by method 'distill' only, not '{self.method}'")
-        if self.keep_prompts is not None and self.method not in ("raft", "distill"):
-            raise ValueError(f"keep_prompts are learnt by methods 'raft' and 'distill' only, not '{self.method}'")
+        if self.method not in ("distill", "dpo") and self.instruction is not None:
+            raise ValueError(f"an instruction is used by methods 'distill' and 'dpo' only, not '{self.method}'")
+        if self.method == "dpo" and self.instruction is not None and not self.instruction.strip():
+            raise ValueError("an instruction must not be blank")
+        if self.keep_prompts is not None and self.method == "ppo":
+            raise ValueError("keep_prompts are learnt by methods 'raft', 'distill' and 'dpo' only, not 'ppo'")
         if self.keep_count is not None and self.keep_prompts is None:
             raise ValueError("keep_count needs keep_prompts")
         if self.keep_prompts is not None and self.keep_prompts == self.prompts:
