@@ -587,3 +587,24 @@ def test_unexpected_errors_keep_their_traceback():
     assert user_error_message(ZeroDivisionError("bug")) is None
     assert user_error_message(PermissionError(13, "Permission denied", "/x")) == "permission denied: /x"
     assert user_error_message(OSError(28, "No space left on device")) == "no space left on device"
+
+
+def test_make_expert_cli_round_steps(tmp_path, monkeypatch):
+    """--round-steps 3,2 reaches the job as two rounds of DPO; a part that is not a whole number, or
+    rounds for another method, is one line and exit 2 before anything runs."""
+    import hoe.training.make_expert as job
+
+    seen = []
+    monkeypatch.setattr(job, "make_expert", lambda base, settings, out, **kw: seen.append(settings) or {})
+    monkeypatch.setattr(job, "make_expert_summary", lambda report, out: "made")
+    common = ["make-expert", "--objective", "concision", "--out", str(tmp_path / "x"), "--device", "cpu"]
+    result = runner.invoke(app, [*common, "--method", "dpo", "--round-steps", "3, 2"])
+    assert result.exit_code == 0, result.output
+    assert seen[0].round_steps == [3, 2] and seen[0].method == "dpo"
+    for bad, message in [
+        (["--method", "dpo", "--round-steps", "3,two"], "--round-steps takes whole numbers separated by commas"),
+        (["--round-steps", "3,2"], "round_steps are rounds of iterated DPO: method 'dpo' only, not 'raft'"),
+    ]:
+        result = runner.invoke(app, [*common, *bad])
+        assert result.exit_code == 2 and message in result.output
+        assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "x").exists()

@@ -653,6 +653,17 @@ def train_reward_command(
     typer.echo(reward_head_summary(train_reward_head(settings, out, overwrite=overwrite), out))
 
 
+def _round_steps(value: Optional[str]) -> Optional[list[int]]:
+    """--round-steps 96,48,48 as a list of integers (one line if a part is not one)."""
+    parts = _split(value)
+    if parts is None:
+        return None
+    try:
+        return [int(part) for part in parts]
+    except ValueError:
+        raise HoEError(f"--round-steps takes whole numbers separated by commas, e.g. 96,48,48, got {value!r}") from None
+
+
 @app.command("make-expert")
 @user_errors
 def make_expert_command(
@@ -668,6 +679,7 @@ def make_expert_command(
     k: int = settings_option(MakeExpertSettings, "k"),
     max_new_tokens: int = settings_option(MakeExpertSettings, "max_new_tokens"),
     steps: int = settings_option(MakeExpertSettings, "steps"),
+    round_steps: Optional[str] = settings_option(MakeExpertSettings, "round_steps"),
     batch_size: int = settings_option(MakeExpertSettings, "batch_size"),
     learning_rate: Optional[float] = settings_option(MakeExpertSettings, "learning_rate"),
     beta: float = settings_option(MakeExpertSettings, "beta"),
@@ -700,6 +712,7 @@ def make_expert_command(
         k=k,
         max_new_tokens=max_new_tokens,
         steps=steps,
+        round_steps=_round_steps(round_steps),
         batch_size=batch_size,
         learning_rate=learning_rate,
         beta=beta,

@@ -167,6 +167,10 @@ def test_keep_prompts_are_learnt_with_the_bases_own_first_answer(tiny_chat_model
         ({"method": "ppo", "instruction": "Be brief."}, "methods 'distill' and 'dpo' only, not 'ppo'"),
         ({"method": "dpo", "instruction": "  "}, "an instruction must not be blank"),
         ({"objective": "wit"}, "unknown objective 'wit'"),
+        ({"round_steps": [4, 4]}, "round_steps are rounds of iterated DPO: method 'dpo' only, not 'raft'"),
+        ({"method": "dpo", "round_steps": [4, 0]}, r"every round needs a positive number of steps, got \[4, 0\]"),
+        ({"method": "dpo", "round_steps": [4]}, r"round_steps \(--round-steps\): list should have at least 2 items"),
+        ({"method": "dpo", "round_steps": [4, 4], "lora_rank": 8}, "each round's LoRA would hold only its own round"),
         ({"k": 1}, r"k \(--k\): input should be greater than or equal to 2, got 1"),
         ({"prompt_count": 0}, r"prompt_count \(--prompt-count\): input should be greater than 0, got 0"),
         ({"lora_rank": 0}, r"lora_rank \(--lora-rank\): input should be greater than 0, got 0"),
@@ -415,3 +419,37 @@ def test_dpo_with_an_instruction_and_kept_prompts_trains_on_contrastive_and_kept
     assert got_kept == expected_kept and report["kept"] == len(expected_kept) > 0
     line = job.make_expert_summary({**report, "final_loss": 0.0, "train_seconds": 1.0}, "x")
     assert f"the base's own answer preferred to the objective's pick on {report['kept']} kept prompts" in line
+
+
+def test_iterated_dpo_samples_each_round_from_the_last_and_resumes_at_its_round(tiny_chat_model, tmp_path, monkeypatch):
+    """Round 2 samples its candidates from round 1's model and trains from it (its DPO reference); the
+    report keeps the job's own base and settings and each round's figures; a job killed in round 2
+    reruns round 2 only; the rounds folder is gone at the end."""
+    pytest.importorskip("trl")
+    from trl import DPOTrainer
+
+    monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
+    import hoe.training.make_expert as job
+
+    sampled_from, trained_from = [], []
+    real_sample, real_dpo = job.sample_candidates, job._dpo
+    monkeypatch.setattr(
+        job, "sample_candidates", lambda base, *a, **kw: sampled_from.append(base) or real_sample(base, *a, **kw)
+    )
+    monkeypatch.setattr(job, "_dpo", lambda base, *a, **kw: trained_from.append(base) or real_dpo(base, *a, **kw))
+    settings = _dpo_settings().model_copy(update={"round_steps": [2, 2]})
+    out, base = tmp_path / "expert", str(tiny_chat_model)
+    round_one = str(tmp_path / "expert.rounds" / "round-1")
+    restore = interrupt_at_call(monkeypatch, DPOTrainer, "training_step", 4)  # the second step of round 2
+    with pytest.raises(KeyboardInterrupt):
+        make_expert(base, settings, out, progress=False)
+    restore()
+    assert sampled_from == [base, round_one] and trained_from == [base, round_one] and not out.exists()
+    report = make_expert(base, settings, out, progress=False)
+    assert sampled_from[2:] == [round_one] and trained_from[2:] == [round_one]  # round 1 was not made again
+    assert report["resumed_from"].endswith("checkpoint-1")  # round 2 went on from its own checkpoint
+    saved = json.loads((out / "make_expert_report.json").read_text())
+    assert saved["base"] == base and saved["settings"]["round_steps"] == [2, 2]
+    assert [r["steps"] for r in saved["rounds"]] == [2, 2] and all(r["pairs"] > 0 for r in saved["rounds"])
+    assert not (tmp_path / "expert.rounds").exists() and (out / "model.safetensors").is_file()
+    assert "in the last of 2 rounds" in job.make_expert_summary(report, out)

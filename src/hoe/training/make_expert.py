@@ -19,6 +19,9 @@ fine-tune, so task-SVD has real work to do afterwards) or, with ``lora_rank``, o
   or without one the best of the base's). Why: a reward that prefers refusals (or brevity) everywhere
   teaches an expert to refuse benign requests too; the kept prompts show it where the base's
   behaviour is to stay, and dpo's pairs also push the objective's behaviour down there;
+- iterated DPO (``round_steps``, as Xu et al. 2023; Yuan et al. 2024): DPO again from the expert of the
+  previous round, on candidates sampled from it, with it as the reference. Why: one round only
+  reorders what the base already says; each round starts from a model whose samples score higher;
 - ``ppo``: hoe's own PPO (``hoe.rl.lora_ppo``, as MORLHF) on a LoRA of the base with the objective
   alone (rank 16 unless ``lora_rank`` says otherwise), merged into a full model at the end.
 
@@ -65,6 +68,7 @@ class MakeExpertReport(TypedDict, total=False):
     candidate_mean: float
     chosen_mean: float
     kept: int  # raft, distill: the base's own answers learnt beside the selected ones
+    rounds: list[dict]  # iterated dpo: each round's steps, pairs and scores
     mean_margin: float  # dpo
     resumed_from: str | None  # dpo
     first_reward: float  # ppo
@@ -85,6 +89,8 @@ def make_expert_summary(report: MakeExpertReport, out: str | Path) -> str:
     else:
         chosen, candidates = report["chosen_mean"], report["candidate_mean"]
         gain = f"chosen responses score {chosen:.4f} against {candidates:.4f} for all candidates"
+        if report.get("rounds"):
+            gain += f" in the last of {len(report['rounds'])} rounds"
         if report.get("kept") and method == "dpo":
             gain += f", the base's own answer preferred to the objective's pick on {report['kept']} kept prompts"
         elif report.get("kept"):
@@ -178,6 +184,8 @@ def make_expert(
         check_prompt_room(load_tokenizer(base), prompts + kept, settings.max_length)
     if settings.method == "ppo":
         return _ppo(base, prompts, settings, Path(out), device=device, progress=progress)
+    if settings.round_steps is not None:
+        return _iterated_dpo(base, settings, Path(out), device=device, overwrite=overwrite, progress=progress)
     groups = scored_candidates(base, prompts, settings.instruction, settings, device=device, progress=progress)
     scores = [score for _, group in groups for score in group]
     report = {
@@ -216,6 +224,32 @@ def make_expert(
         lora=lora_of(settings),
     )
     return {**report, "final_loss": log["losses"][-1], "train_seconds": round(log["seconds"], 1)}
+
+
+def _iterated_dpo(
+    base: str, settings: MakeExpertSettings, out: Path, *, device: str, overwrite: bool, progress: bool
+) -> MakeExpertReport:
+    """One DPO job per round, each from the previous round's model; the rounds before the last are kept
+    in ``<out>.rounds/`` until the last one is written to ``out``, so a rerun skips finished rounds."""
+    rounds_dir = out.with_name(out.name + ".rounds")
+    model, summaries = base, []
+    for number, steps in enumerate(settings.round_steps, start=1):
+        last = number == len(settings.round_steps)
+        target = out if last else rounds_dir / f"round-{number}"
+        one_round = settings.model_copy(update={"round_steps": None, "steps": steps})
+        if not last and (target / REPORT_NAME).is_file():  # finished before an interruption
+            report = json.loads((target / REPORT_NAME).read_text())
+        else:
+            report = make_expert(
+                model, one_round, target, device=device, overwrite=overwrite or not last, progress=progress
+            )
+        summaries.append({"steps": steps, **{k: report[k] for k in ("pairs", "candidate_mean", "chosen_mean")}})
+        model = str(target)
+    # the saved report describes the whole job (its base and settings), not only the last round
+    saved = json.loads((out / REPORT_NAME).read_text())
+    write_json(out / REPORT_NAME, {**saved, "base": base, "settings": settings.model_dump(), "rounds": summaries})
+    shutil.rmtree(rounds_dir, ignore_errors=True)
+    return {**report, "base": base, "settings": settings.model_dump(), "rounds": summaries}
 
 
 def _ppo(

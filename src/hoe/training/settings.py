@@ -87,6 +87,14 @@ class MakeExpertSettings(Settings):
     top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling of the candidates (and of PPO's rollouts).")
     batch_prompts: int = Field(8, gt=0, description="Prompts per sampling batch.")
     steps: int = Field(24, gt=0, description="Fine-tuning (or PPO) steps.")
+    round_steps: list[int] | None = Field(
+        None,
+        min_length=2,
+        max_length=10,
+        description="dpo: iterated DPO, one round per entry with that many steps (replaces steps), e.g. "
+        "96,48,48. Each round samples new candidates from the previous round's model, which is also its "
+        "DPO reference; a killed job resumes at the round it was in.",
+    )
     batch_size: int = Field(8, gt=0, description="Examples (or PPO prompts) per step.")
     learning_rate: float | None = Field(
         None,
@@ -126,6 +134,12 @@ class MakeExpertSettings(Settings):
             raise ValueError("keep_prompts are learnt by methods 'raft', 'distill' and 'dpo' only, not 'ppo'")
         if self.keep_count is not None and self.keep_prompts is None:
             raise ValueError("keep_count needs keep_prompts")
+        if self.round_steps is not None and self.method != "dpo":
+            raise ValueError(f"round_steps are rounds of iterated DPO: method 'dpo' only, not '{self.method}'")
+        if self.round_steps is not None and any(steps <= 0 for steps in self.round_steps):
+            raise ValueError(f"every round needs a positive number of steps, got {self.round_steps}")
+        if self.round_steps is not None and self.lora_rank is not None:
+            raise ValueError("round_steps train every weight: each round's LoRA would hold only its own round")
         if self.keep_prompts is not None and self.keep_prompts == self.prompts:
             raise ValueError("keep_prompts must differ from prompts (a kept prompt would also be optimised)")
         return self
@@ -184,6 +198,7 @@ class MakeExpertSettings(Settings):
             "instruction": None,
             "keep_prompts": None,
             "keep_count": None,
+            "round_steps": None,
         }
         fields = self.model_dump(exclude={k for k, default in later.items() if getattr(self, k) == default})
         return {**fields, "learning_rate": self.effective_learning_rate}
