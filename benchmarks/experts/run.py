@@ -19,6 +19,9 @@ reported per subset.
     .venv/bin/python benchmarks/experts/run.py --suite helpful-harmless --objectives harmlessness \
         --methods distill --train-prompts packaged:hh-harmless \
         --keep-prompts packaged:hh-helpful-sft               # benign prompts answered as the base does
+    .venv/bin/python benchmarks/experts/run.py --suite helpful-harmless --objectives harmlessness \
+        --methods dpo --contrastive --train-prompts packaged:hh-harmless \
+        --keep-prompts packaged:hh-helpful-sft               # instructed vs bare pairs; the base kept on benign
     .venv/bin/python benchmarks/experts/run.py --suite helpful-harmless --objectives helpfulness \
         --methods dpo --lora-rank 16                            # trained as a LoRA (make-expert --lora)
     .venv/bin/python benchmarks/experts/run.py --suite helpful-harmless --objectives helpfulness \
@@ -82,6 +85,15 @@ def answers(model_ref: str, prompts: list[str]) -> list[str]:
     tokenizer = load_tokenizer(DEFAULT_MODEL)
     tokenizer.padding_side = "left"
     return answer_prompts(load_model(model_ref), tokenizer, prompts).texts
+
+
+def validation_subsets(per_subset: int) -> dict[str, list[str]]:
+    """Train-split prompts from the end of each source, which no expert of these runs trained on (they
+    take theirs from the start): for choosing between experts without looking at the held-out prompts."""
+    return {
+        "helpful": load_prompts("packaged:hh-helpful-sft", "train")[-per_subset:],
+        "harmless": load_prompts("packaged:hh-harmless", "train")[-per_subset:],
+    }
 
 
 def heldout_subsets(per_subset: int) -> dict[str, list[str]]:
@@ -163,8 +175,14 @@ def main() -> None:
         "judged by the suite's objective",
     )
     parser.add_argument(
+        "--contrastive",
+        action="store_true",
+        help="dpo: the best answer sampled with the objective's instruction against the worst sampled without "
+        "it (contrastive distillation; make-expert --method dpo --instruction)",
+    )
+    parser.add_argument(
         "--keep-prompts",
-        help="raft and distill: prompts whose answers the expert keeps as the base gives them (e.g. "
+        help="raft, distill and dpo: prompts whose answers the expert keeps as the base gives them (e.g. "
         "packaged:hh-helpful-sft for a harmlessness expert trained on red-team prompts)",
     )
     parser.add_argument("--keep-count", type=int, help="kept prompts (default: as many as --prompt-count)")
@@ -180,10 +198,19 @@ def main() -> None:
     )
     parser.add_argument("--prompt-count", type=int, default=96, help="training prompts per expert")
     parser.add_argument("--steps", type=int, default=24, help="fine-tuning steps per expert")
+    parser.add_argument("--learning-rate", type=float, help="make-expert's learning rate (default: its own)")
     parser.add_argument("--work", type=Path, default=HERE / "work")
     parser.add_argument("--per-subset", type=int, default=128, help="held-out prompts from each of the two subsets")
+    parser.add_argument(
+        "--validation",
+        action="store_true",
+        help="score on validation prompts (the end of the train split) instead of the held-out ones, to choose "
+        "between experts; results get a -validation file",
+    )
     args = parser.parse_args()
     methods = args.methods.split(",")
+    if args.contrastive and methods != ["dpo"]:
+        parser.error("--contrastive is a way of making dpo's pairs: use it with --methods dpo")
     objectives, scored_objectives, stem = SUITES[args.suite]
     if args.objectives:
         unknown = set(args.objectives.split(",")) - set(objectives)
@@ -201,12 +228,25 @@ def main() -> None:
     variant_tag = f"-lora{args.lora_rank}" if args.lora_rank else ""
     if args.start_from:
         variant_tag += "-from_" + Path(args.start_from).name
+    if args.contrastive:
+        variant_tag += "-contrastive"
+    if args.learning_rate:
+        variant_tag += f"-lr{args.learning_rate:g}"
     if args.keep_prompts:
         variant_tag += "-keep_" + re.sub(r"\W+", "_", args.keep_prompts)
         variant_tag += f"{args.keep_count}" if args.keep_count else ""
     stem += prompts_tag + reward_tag + variant_tag
-    subsets = heldout_subsets(args.per_subset)
+    subsets = (validation_subsets if args.validation else heldout_subsets)(args.per_subset)
     heldout = [p for prompts in subsets.values() for p in prompts]
+    if args.validation:
+        stem += "-validation"
+        trained_on = set(load_prompts(args.train_prompts, "train", limit=args.prompt_count))
+        if args.keep_prompts:
+            trained_on |= set(load_prompts(args.keep_prompts, "train", limit=args.keep_count or args.prompt_count))
+        if trained_on & set(heldout):
+            parser.error(
+                f"{len(trained_on & set(heldout))} validation prompts are training prompts: lower --per-subset"
+            )
     models, timings, own = {"base": DEFAULT_MODEL}, {}, {}
     previous = (
         json.loads((HERE / f"{stem}.json").read_text()).get("make_expert_seconds", {})
@@ -222,10 +262,11 @@ def main() -> None:
                 settings = MakeExpertSettings(
                     objective=rewards.get(objective, objective),
                     method=method,
-                    instruction=INSTRUCTIONS[objective] if method == "distill" else None,
+                    instruction=INSTRUCTIONS[objective] if method == "distill" or args.contrastive else None,
                     prompts=args.train_prompts,
                     prompt_count=args.prompt_count,
                     steps=args.steps,
+                    learning_rate=args.learning_rate,
                     k=4,
                     max_new_tokens=64,
                     batch_prompts=8,
@@ -243,7 +284,8 @@ def main() -> None:
     table, per_prompt, texts = {}, {}, {}
     for label, ref in models.items():
         # one file per model folder: two runs with other settings never share an expert's answers
-        saved = args.work / "answers" / f"{'base' if label == 'base' else Path(ref).name}.json"
+        folder = args.work / ("answers-validation" if args.validation else "answers")
+        saved = folder / f"{'base' if label == 'base' else Path(ref).name}.json"
         if saved.is_file() and json.loads(saved.read_text())["prompts"] == heldout:
             responses = json.loads(saved.read_text())["responses"]  # a rerun reuses the greedy answers
         else:
@@ -290,6 +332,7 @@ def main() -> None:
     }
     results = {
         "suite": args.suite,
+        "prompt_set": "validation (end of the train split)" if args.validation else "held-out",
         "heldout_prompts": {name: len(prompts) for name, prompts in subsets.items()},
         "objectives": objectives,
         "methods": methods,
@@ -301,7 +344,7 @@ def main() -> None:
             o: {k: r[k] for k in ("candidate_mean", "chosen_mean", "pairs")} for o, r in reports.items()
         },
         "machine": {"cpus": os.cpu_count(), "torch": torch.__version__},
-        "instructions": {o: INSTRUCTIONS[o] for o in objectives if "distill" in methods},
+        "instructions": {o: INSTRUCTIONS[o] for o in objectives if "distill" in methods or args.contrastive},
         "command": f".venv/bin/python benchmarks/experts/run.py --suite {args.suite} --methods {args.methods} "
         f"--prompt-count {args.prompt_count} --steps {args.steps}"
         + (f" --objectives {args.objectives}" if args.objectives else "")
@@ -310,7 +353,10 @@ def main() -> None:
         + (f" --lora-rank {args.lora_rank}" if args.lora_rank else "")
         + (f" --keep-prompts {args.keep_prompts}" if args.keep_prompts else "")
         + (f" --keep-count {args.keep_count}" if args.keep_count else "")
-        + (f" --start-from {args.start_from}" if args.start_from else ""),
+        + (f" --start-from {args.start_from}" if args.start_from else "")
+        + (" --contrastive" if args.contrastive else "")
+        + (f" --learning-rate {args.learning_rate:g}" if args.learning_rate else "")
+        + (" --validation" if args.validation else ""),
     }
     (HERE / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
     names = scored_objectives

@@ -41,8 +41,19 @@ def test_make_entries_keep_prompts_follow_the_settings(tmp_path):
     (tmp_path / "ok.yaml").write_text(head + "{objective: concision, " + keep + "}}\n")
     recipe, _ = load_recipe(tmp_path / "ok.yaml")
     assert recipe.experts[0].make.keep_prompts == "packaged:hh-harmless"
-    (tmp_path / "r.yaml").write_text(head + "{objective: concision, method: dpo, " + keep + "}}\n")
-    with pytest.raises(HoEError, match=r"experts\.0\.make: .*keep_prompts are learnt by methods 'raft' and 'distill'"):
+    (tmp_path / "r.yaml").write_text(head + "{objective: concision, method: ppo, " + keep + "}}\n")
+    with pytest.raises(HoEError, match=r"experts\.0\.make: .*keep_prompts are learnt by methods 'raft', 'distill' and"):
+        load_recipe(tmp_path / "r.yaml")
+
+
+def test_make_entries_take_round_steps(tmp_path):
+    """Iterated DPO in a recipe: round_steps is a list of steps, refused for another method."""
+    head = "base: smollm2-135m-instruct\nobjectives: [a]\nexperts:\n  - {name: x, anchor: [1], make: "
+    (tmp_path / "ok.yaml").write_text(head + "{objective: concision, method: dpo, round_steps: [8, 4]}}\n")
+    recipe, _ = load_recipe(tmp_path / "ok.yaml")
+    assert recipe.experts[0].make.round_steps == [8, 4]
+    (tmp_path / "r.yaml").write_text(head + "{objective: concision, round_steps: [8, 4]}}\n")
+    with pytest.raises(HoEError, match=r"experts\.0\.make: .*round_steps are rounds of iterated DPO"):
         load_recipe(tmp_path / "r.yaml")
 
 
