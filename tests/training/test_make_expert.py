@@ -118,14 +118,9 @@ def test_distill_samples_with_the_instruction_and_learns_the_bare_prompt(tiny_ch
     assert settings.cache_fields()["instruction"] == "Answer like a pirate."
 
 
-def test_keep_prompts_are_learnt_with_the_bases_own_first_answer(tiny_chat_model, tmp_path, monkeypatch):
-    """Kept prompts join the selected pairs with the base's first sampled answer (not the objective's
-    best), after the objective's prompts were selected on; the report counts them."""
-    monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
-    import hoe.training.make_expert as job
-
-    learnt = record_finetune(monkeypatch)
-    settings = MakeExpertSettings.create(
+def _kept_prompts_job(**values) -> MakeExpertSettings:
+    """A tiny job on 4 red-team prompts, keeping 3 benign ones, scored by length."""
+    return MakeExpertSettings.create(
         objective=f"py:{__name__}:response_length",
         prompts="packaged:hh-harmless",
         prompt_count=4,
@@ -133,7 +128,18 @@ def test_keep_prompts_are_learnt_with_the_bases_own_first_answer(tiny_chat_model
         keep_count=3,
         k=3,
         **TINY_JOB,
+        **values,
     )
+
+
+def test_keep_prompts_are_learnt_with_the_bases_own_first_answer(tiny_chat_model, tmp_path, monkeypatch):
+    """Kept prompts join the selected pairs with the base's first sampled answer (not the objective's
+    best), after the objective's prompts were selected on; the report counts them."""
+    monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
+    import hoe.training.make_expert as job
+
+    learnt = record_finetune(monkeypatch)
+    settings = _kept_prompts_job()
     report = make_expert(str(tiny_chat_model), settings, tmp_path / "expert", progress=False)
     kept = job.load_prompts("packaged:hh-helpful-sft", "train", limit=3)
     sampled = sample_candidates(str(tiny_chat_model), kept, settings.sampling, progress=False)  # cached
@@ -376,17 +382,7 @@ def test_dpo_with_an_instruction_and_kept_prompts_trains_on_contrastive_and_kept
 
     monkeypatch.setattr(job, "_dpo", fake_dpo)
     instruction = "Answer at length."
-    settings = MakeExpertSettings.create(
-        objective=f"py:{__name__}:response_length",
-        method="dpo",
-        instruction=instruction,
-        prompts="packaged:hh-harmless",
-        prompt_count=4,
-        keep_prompts="packaged:hh-helpful-sft",
-        keep_count=3,
-        k=3,
-        **TINY_JOB,
-    )
+    settings = _kept_prompts_job(method="dpo", instruction=instruction)
     report = make_expert(str(tiny_chat_model), settings, tmp_path / "expert", progress=False)
     model = str(tiny_chat_model)
 
