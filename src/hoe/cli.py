@@ -13,7 +13,7 @@ import logging
 import pickle
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import typer
 from typer.core import TyperGroup
@@ -189,13 +189,19 @@ def extract(
     typer.echo(extract_summary(report, out))
 
 
-def _floats(value: Optional[str], option: str) -> Optional[list[float]]:
+def _numbers(value: Optional[str], parse: Callable[[str], float], message: str) -> Optional[list]:
+    """A comma-separated list of numbers as ``parse`` reads them (None for None); ``message`` as the
+    one line if a part is not one."""
     if value is None:
         return None
     try:
-        return [float(part) for part in value.split(",") if part.strip()]
+        return [parse(part) for part in value.split(",") if part.strip()]
     except ValueError:
-        raise HoEError(f"{option} must be comma-separated numbers, got '{value}'") from None
+        raise HoEError(message) from None
+
+
+def _floats(value: Optional[str], option: str) -> Optional[list[float]]:
+    return _numbers(value, float, f"{option} must be comma-separated numbers, got '{value}'")
 
 
 @app.command()
@@ -494,10 +500,7 @@ def evaluate(
     """Pareto fronts of HoE and its peers on the same prompts: hypervolume, controllability, cost."""
     from hoe.evaluation import Decoding, EvalSettings, build_report, evaluate, methods_table, verdict
 
-    try:
-        reference_point = [float(v) for v in _split(reference)] if reference else None
-    except ValueError:
-        raise HoEError(f"--reference must be comma-separated numbers, got '{reference}'") from None
+    reference_point = _floats(reference or None, "--reference")
     if report_only:
         results = build_report(out, reference=reference_point)
     else:
@@ -654,14 +657,9 @@ def train_reward_command(
 
 
 def _round_steps(value: Optional[str]) -> Optional[list[int]]:
-    """--round-steps 96,48,48 as a list of integers (one line if a part is not one)."""
-    parts = _split(value)
-    if parts is None:
-        return None
-    try:
-        return [int(part) for part in parts]
-    except ValueError:
-        raise HoEError(f"--round-steps takes whole numbers separated by commas, e.g. 96,48,48, got {value!r}") from None
+    """--round-steps 96,48,48 as a list of integers."""
+    message = f"--round-steps takes whole numbers separated by commas, e.g. 96,48,48, got {value!r}"
+    return _numbers(value or None, int, message)
 
 
 @app.command("make-expert")

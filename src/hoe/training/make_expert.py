@@ -50,7 +50,7 @@ from hoe.rl.lora_ppo import train_lora_ppo
 from hoe.training.sampling import sample_candidates
 from hoe.training.settings import METHODS, REPORT_NAME, MakeExpertSettings
 from hoe.training.sft import check_prompt_room, supervised_finetune
-from hoe.utils.io import atomic_dir, check_output_dir, write_json
+from hoe.utils.io import atomic_dir, check_output_dir, read_json, write_json
 
 __all__ = ["METHODS", "REPORT_NAME", "MakeExpertReport", "MakeExpertSettings", "make_expert", "make_expert_summary"]
 
@@ -238,7 +238,7 @@ def _iterated_dpo(
         target = out if last else rounds_dir / f"round-{number}"
         one_round = settings.model_copy(update={"round_steps": None, "steps": steps})
         if not last and (target / REPORT_NAME).is_file():  # finished before an interruption
-            report = json.loads((target / REPORT_NAME).read_text())
+            report = read_json(target / REPORT_NAME)
         else:
             report = make_expert(
                 model, one_round, target, device=device, overwrite=overwrite or not last, progress=progress
@@ -246,7 +246,7 @@ def _iterated_dpo(
         summaries.append({"steps": steps, **{k: report[k] for k in ("pairs", "candidate_mean", "chosen_mean")}})
         model = str(target)
     # the saved report describes the whole job (its base and settings), not only the last round
-    saved = json.loads((out / REPORT_NAME).read_text())
+    saved = read_json(out / REPORT_NAME)
     write_json(out / REPORT_NAME, {**saved, "base": base, "settings": settings.model_dump(), "rounds": summaries})
     shutil.rmtree(rounds_dir, ignore_errors=True)
     return {**report, "base": base, "settings": settings.model_dump(), "rounds": summaries}
