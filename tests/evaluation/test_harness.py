@@ -152,6 +152,24 @@ def test_other_settings_are_refused_not_mixed(lora_run, bundle_dir):
         )
 
 
+def test_overwriting_another_run_times_the_new_models(lora_run, bundle_dir, tmp_path):
+    """--overwrite over a run of other settings clears its timing with its generations: the cost per token
+    the report quotes is measured on the models it evaluates, never carried over from the earlier bundle."""
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(lora_run[0], out)
+    stale = json.loads((out / "timing.json").read_text())
+    for entry in stale["methods"].values():
+        entry["cost_vs_base"] = 99.0  # as if measured on another bundle
+    (out / "timing.json").write_text(json.dumps(stale))
+    results = evaluate(settings_for(bundle_dir, task_vectors="lora", limit=2), out, overwrite=True, progress=False)
+    timing = json.loads((out / "timing.json").read_text())
+    assert timing["methods"]["base"]["cost_vs_base"] == 1.0
+    assert all(entry["cost_vs_base"] != 99.0 for entry in timing["methods"].values())
+    assert results["methods"]["hoe"]["cost_vs_base"] != 99.0
+
+
 def test_a_second_evaluation_of_the_same_folder_is_one_line(lora_run, bundle_dir, monkeypatch):
     """While one `hoe evaluate` writes a folder, another (which with --overwrite would clear the
     first's generations) is refused before it touches anything; the folder stays as it was."""

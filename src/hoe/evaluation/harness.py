@@ -173,6 +173,7 @@ def _claim_output(out: Path, the_plan: Plan, overwrite: bool) -> None:
                 )
             shutil.rmtree(out / "generations", ignore_errors=True)
             shutil.rmtree(out / "work", ignore_errors=True)
+            (out / TIMING_FILE).unlink(missing_ok=True)  # it timed the other run's models
     s = the_plan.settings
     write_json(
         run_file,
