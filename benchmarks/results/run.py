@@ -14,7 +14,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-from hoe.pipeline.demo import SUITES, run_demo
+from hoe.pipeline.demo import PROFILES, run_demo
 
 HERE = Path(__file__).resolve().parent
 KEEP = ("report.md", "results.json", "results.csv", "fronts.png", "run.json", "timing.json", "generations")
@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--profile", default="full")
     args = parser.parse_args()
     summary = run_demo(args.work, profile=args.profile)
-    for suite in SUITES:
+    for suite in PROFILES[args.profile].suites:
         source, target = args.work / suite / "evaluation", HERE / suite
         shutil.rmtree(target, ignore_errors=True)
         target.mkdir(parents=True)

@@ -752,9 +752,11 @@ def finetune(
 def demo(
     out: Path = typer.Option(Path("runs/demo"), help="Where the demo's artifacts go."),
     profile: str = typer.Option(
-        "quick", help="quick (about 20 min on 2 cores the first time) or full (the README's numbers)."
+        "quick",
+        help="quick (the two-objective suite, about 20 min on 2 cores the first time) or full (both suites: the "
+        "README's numbers).",
     ),
-    rank: int = typer.Option(16, help="Expert rank."),
+    rank: Optional[int] = typer.Option(None, help="Expert rank (default: each suite's recipe's own, 32 and 16)."),
 ) -> None:
     """The embedded default end to end (SmolLM2-135M-Instruct, offline): experts, bundle, Pareto evaluation."""
     from hoe.pipeline.demo import run_demo

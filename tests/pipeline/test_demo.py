@@ -17,18 +17,52 @@ def test_suite_recipes_validate(tmp_path, suite, profile):
     assert recipe.objectives == shipped.objectives and [e.name for e in recipe.experts] == [
         e.name for e in shipped.experts
     ]
-    assert {e.make.prompt_count for e in recipe.experts} == {PROFILES[profile].prompt_count}
+    assert recipe.rank == shipped.rank  # the recipe's own rank unless --rank says otherwise
     path = write_suite_recipe(tmp_path, suite, PROFILES[profile])  # what run_suite builds from
     assert path.read_text().startswith(f"# recipes/{SUITES[suite]}.yaml under the demo's '{profile}' profile")
     assert load_recipe(path)[0] == recipe
-    makes = [e.make for e in recipe.experts]
-    assert {m.objective for m in makes} == set(recipe.objectives)
-    # the RAFT experts share one candidate set (same prompts and sampling); concision is distilled,
-    # sampled on the same prompts with the instruction before them
-    assert len({(m.prompts, m.prompt_count, m.k, m.max_new_tokens) for m in makes}) == 1
-    methods = {m.objective: (m.method, m.instruction) for m in makes}
-    assert methods.pop("concision") == ("distill", "Answer in one or two short sentences.")
-    assert set(methods.values()) == {("raft", None)}
+    assert {m.objective for m in (e.make for e in recipe.experts)} == set(recipe.objectives)
+
+
+def test_full_profile_runs_the_shipped_recipes_as_they_are():
+    """The README's numbers come from the recipes users can build: only the SVD backend is the profile's."""
+    for suite in SUITES:
+        shipped, _ = load_recipe(shipped_recipe(SUITES[suite]))
+        for expert in shipped.experts:
+            expert.svd = PROFILES["full"].svd
+        assert suite_recipe(suite, PROFILES["full"]) == shipped
+
+
+def test_two_objective_suite_is_the_conflicting_style_suite():
+    """The demo's two objectives are the suite whose experts met the bars of benchmarks/experts: concision by
+    distillation against helpfulness by iterated DPO."""
+    makes = {e.make.objective: e.make for e in suite_recipe("2-objectives", PROFILES["full"]).experts if e.make}
+    assert (makes["concision"].method, makes["concision"].instruction) == (
+        "distill",
+        "Answer in one or two short sentences.",
+    )
+    assert (makes["helpfulness"].method, makes["helpfulness"].round_steps) == ("dpo", [96, 48, 48])
+
+
+def test_quick_profile_shortens_every_expert():
+    """quick: the profile's prompts and steps for every made expert, one DPO round where the recipe iterates."""
+    quick = PROFILES["quick"]
+    for suite in SUITES:
+        makes = [e.make for e in suite_recipe(suite, quick).experts if e.make]
+        assert {(m.prompt_count, m.steps, m.round_steps) for m in makes} == {(quick.prompt_count, quick.steps, None)}
+
+
+def test_profiles_run_known_suites_and_the_two_objective_one():
+    """The demo's closing answers come from the two-objective bundle, so every profile builds it; the
+    quick one builds only it, with answers long enough (as long as full's) for concision to show."""
+    for profile in PROFILES.values():
+        assert set(profile.suites) <= set(SUITES) and "2-objectives" in profile.suites
+    assert PROFILES["quick"].suites == ("2-objectives",) and PROFILES["full"].suites == tuple(SUITES)
+    assert PROFILES["quick"].max_new_tokens == PROFILES["full"].max_new_tokens
+
+
+def test_rank_overrides_the_recipes():
+    assert {suite_recipe(suite, PROFILES["quick"], rank=8).rank for suite in SUITES} == {8}
 
 
 def test_unknown_profile(tmp_path):

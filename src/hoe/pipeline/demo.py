@@ -1,17 +1,18 @@
 """The embedded default run, offline and end to end (``hoe demo`` / ``make demo``).
 
-On the offline assistant suite (HH-RLHF prompts, offline scorers), with two objectives
-(civility, concision) and with three (civility, concision, positivity): make the
-single-objective experts of SmolLM2-135M-Instruct (civility and positivity by RAFT on candidates
-sampled once, concision by context distillation; every step cached), extract them by task-SVD,
-merge with PCB, build the HoE bundle, train its routers by PPO (Tchebycheff + OMD), answer under
-several preferences with one model, and evaluate HoE against soup, merged, Rewarded Soups, MOD, the
-experts and the base on held-out prompts: fronts, hypervolume, cost per token. The suites are the
-shipped recipes ``recipes/assistant-offline-2.yaml`` and ``recipes/assistant-offline.yaml``, with
-the profile's prompt count, steps and SVD backend.
+Two suites on HH-RLHF prompts, scored offline. Two objectives, concision against helpfulness (the
+style suite ``recipes/concise-informative.yaml``, whose two experts each move their own objective by a
+large effect and cost the other one: benchmarks/experts); three objectives, civility, concision and
+positivity (``recipes/assistant-offline.yaml``). For each: make the single-objective experts of
+SmolLM2-135M-Instruct (by the methods their recipe names; every step cached), extract them by
+task-SVD, merge with PCB, build the HoE bundle, train its routers by PPO (Tchebycheff + OMD), answer
+under several preferences with one model, and evaluate HoE against soup, merged, Rewarded Soups, MOD,
+the experts and the base on held-out prompts: fronts, hypervolume, cost per token.
 
-``quick`` took 17.1 minutes on a fresh, quiet 2-core machine (its goal: about 20; 9 s once cached);
-``full`` makes the numbers the README quotes.
+``full`` runs both suites from the shipped recipes as they are and makes the numbers the README quotes.
+``quick`` is a tour of the same steps on the two-objective suite in about 20 minutes: fewer prompts
+and steps per expert (one DPO round where the recipe iterates), randomized SVD, 12 held-out prompts;
+its experts are weaker than the recipes'.
 """
 
 from __future__ import annotations
@@ -39,10 +40,14 @@ TRAIN_PROMPTS = "packaged:hh-helpful-sft+packaged:hh-harmless"
 EVAL_PROMPTS = "packaged:hh-helpful-test+packaged:hh-harmless"  # the heldout split: no expert trained on these
 
 
+# suite -> the shipped recipe it runs (recipes/<name>.yaml), under the profile's overrides
+SUITES = {"2-objectives": "concise-informative", "3-objectives": "assistant-offline"}
+
+
 @dataclass(frozen=True)
 class Profile:
-    prompt_count: int  # training prompts per expert (candidates shared by every expert)
-    steps: int  # fine-tuning steps per expert
+    prompt_count: int | None  # training prompts per expert; None: the recipe's own
+    steps: int | None  # fine-tuning steps per expert (one round where the recipe iterates); None: the recipe's own
     eval_prompts: int
     max_new_tokens: int
     preferences_2: str
@@ -54,14 +59,16 @@ class Profile:
     svd: str = "exact"
     router_learning_rate: float = 5e-3
     router_calibration: int = 8  # prompts that fit the reward normalisation and z*
+    suites: tuple[str, ...] = tuple(SUITES)  # the suites it runs, in order
 
 
 PROFILES = {
+    # the two-objective suite only, with answers long enough (48 tokens) for concision to show
     "quick": Profile(
         prompt_count=48,
-        steps=12,
+        steps=24,
         eval_prompts=12,
-        max_new_tokens=24,
+        max_new_tokens=48,
         preferences_2="grid:3+anchors",
         preferences_3="simplex:0.5+anchors",
         max_prompt_tokens=96,
@@ -69,10 +76,11 @@ PROFILES = {
         router_batch=8,
         router_tokens=24,
         svd="randomized",
+        suites=("2-objectives",),
     ),
     "full": Profile(
-        prompt_count=96,
-        steps=24,
+        prompt_count=None,
+        steps=None,
         eval_prompts=64,
         max_new_tokens=48,
         preferences_2="grid:6+anchors",
@@ -85,25 +93,26 @@ PROFILES = {
     ),
 }
 
-# suite -> the shipped recipe it runs (recipes/<name>.yaml), under the profile's overrides
-SUITES = {"2-objectives": "assistant-offline-2", "3-objectives": "assistant-offline"}
-
 SAMPLE_PROMPT = "How can I get my neighbour's dog to stop barking at night?"
 
 
-def suite_recipe(suite: str, profile: Profile, rank: int = 16) -> Recipe:
-    """The shipped recipe of one suite with the profile's overrides: prompts
-    and steps per expert, the SVD backend, and the rank."""
+def suite_recipe(suite: str, profile: Profile, rank: int | None = None) -> Recipe:
+    """The shipped recipe of one suite with the profile's overrides (prompts and steps per expert,
+    the SVD backend) and ``rank`` if given (else the recipe's own, chosen there by a measurement)."""
     recipe, _ = load_recipe(shipped_recipe(SUITES[suite]))
-    recipe.rank = rank
+    recipe.rank = rank or recipe.rank
     for expert in recipe.experts:
         expert.svd = profile.svd
-        if expert.make is not None:
-            expert.make.prompt_count, expert.make.steps = profile.prompt_count, profile.steps
+        if expert.make is None:
+            continue
+        if profile.prompt_count is not None:
+            expert.make.prompt_count = profile.prompt_count
+        if profile.steps is not None:  # a shorter tour: one DPO round instead of the recipe's iterations
+            expert.make.steps, expert.make.round_steps = profile.steps, None
     return recipe
 
 
-def write_suite_recipe(folder: Path, suite: str, profile: Profile, rank: int = 16) -> Path:
+def write_suite_recipe(folder: Path, suite: str, profile: Profile, rank: int | None = None) -> Path:
     """The recipe the suite builds, written for the record: the shipped one with the profile's overrides."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "recipe.yaml"
@@ -138,9 +147,10 @@ def summarise(report: dict) -> str:
     return "\n".join(lines)
 
 
-def run_suite(suite: str, profile: Profile, out: Path, rank: int, progress: bool) -> dict:
+def run_suite(suite: str, profile: Profile, out: Path, rank: int | None, progress: bool) -> dict:
     """Build one suite's bundle and evaluate every method on held-out prompts."""
     folder = out / suite
+    rank = suite_recipe(suite, profile, rank).rank
     recipe = write_suite_recipe(folder, suite, profile, rank)
     start = time.perf_counter()
     bundle = build_bundle(recipe, folder / "bundle", progress=progress)
@@ -244,26 +254,29 @@ def sample_answers(bundle: Path, objectives: list[str]) -> list[dict]:
     return answers
 
 
-def run_demo(out: str | Path = "runs/demo", profile: str = "quick", rank: int = 16, progress: bool = True) -> dict:
-    """Both suites end to end; returns (and writes) a summary with every artifact's place."""
+def run_demo(
+    out: str | Path = "runs/demo", profile: str = "quick", rank: int | None = None, progress: bool = True
+) -> dict:
+    """The profile's suites end to end; returns (and writes) a summary with every artifact's place."""
     if profile not in PROFILES:
         raise HoEError(f"unknown profile '{profile}' (choose from {', '.join(PROFILES)})")
-    if rank <= 0:
+    if rank is not None and rank <= 0:
         raise HoEError(f"{flag_name('rank')} must be positive, got {rank}")
     chosen = PROFILES[profile]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    print(f"[1/4] embedded base model {DEFAULT_MODEL}: {resolve_checkpoint(DEFAULT_MODEL)} (profile '{profile}')")
+    last = len(chosen.suites) + 2
+    print(f"[1/{last}] embedded base model {DEFAULT_MODEL}: {resolve_checkpoint(DEFAULT_MODEL)} (profile '{profile}')")
     summary = {"profile": profile, "settings": asdict(chosen), "suites": {}}
-    for step, suite in enumerate(SUITES, 2):
+    for step, suite in enumerate(chosen.suites, 2):
         objectives = suite_recipe(suite, chosen, rank).objectives
         print(
-            f"[{step}/4] {suite} ({', '.join(objectives)}): experts (RAFT, distillation; cached), task-SVD, "
-            "PCB merge, bundle, router PPO, evaluation"
+            f"[{step}/{last}] {suite} ({', '.join(objectives)}): experts (by their recipe's methods; cached), "
+            "task-SVD, PCB merge, bundle, router PPO, evaluation"
         )
         summary["suites"][suite] = run_suite(suite, chosen, out, rank, progress)
-    print("[4/4] one model, a preference per row (greedy, 40 new tokens):")
+    print(f"[{last}/{last}] one model, a preference per row (greedy, 40 new tokens):")
     summary["answers"] = sample_answers(
         out / "2-objectives" / "bundle", suite_recipe("2-objectives", chosen, rank).objectives
     )
