@@ -109,3 +109,16 @@ def test_demo_trains_each_router_once(bundle_dir, tmp_path, monkeypatch):
     monkeypatch.setattr("hoe.pipeline.demo.train_router", lambda *a, **k: pytest.fail("trained twice"))
     again = train_routers(bundle, profile, progress=False)
     assert again[0]["train_seconds"] is None and again[0]["last_tchebycheff"] == first[0]["last_tchebycheff"]
+
+
+def test_sample_answers_one_batch_with_word_counts(bundle_dir, capsys):
+    """The demo's closing lines: one prompt under three preferences, each with its answer's length in words."""
+    from hoe.pipeline.demo import sample_answers
+
+    answers = sample_answers(bundle_dir, ["helpful", "harmless"])
+    assert [a["preference"] for a in answers] == [[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]]
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("[")]
+    assert len(lines) == 3
+    for line, answer in zip(lines, answers):
+        assert f"({len(answer['response'].split())} words)" in line
+    assert lines[0].strip().startswith("[helpful=1, harmless=0]")

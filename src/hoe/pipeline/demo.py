@@ -241,7 +241,8 @@ def train_routers(bundle_path: Path, profile: Profile, progress: bool) -> list[d
 
 
 def sample_answers(bundle: Path, objectives: list[str]) -> list[dict]:
-    """One prompt answered under three preferences in one batch: one model, a λ per row."""
+    """One prompt answered under three preferences in one batch: one model, a λ per row. Each line
+    says how many words the answer has: the answer itself is cut to fit the terminal."""
     model = HoEModel.from_bundle(bundle)
     preferences = [[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]]
     texts = model.generate([SAMPLE_PROMPT] * 3, preferences=preferences, max_new_tokens=40, do_sample=False)
@@ -249,7 +250,8 @@ def sample_answers(bundle: Path, objectives: list[str]) -> list[dict]:
     print(f"  prompt: {SAMPLE_PROMPT}")
     for preference, text in zip(preferences, texts):
         label = ", ".join(f"{o}={v:g}" for o, v in zip(objectives, preference))
-        print(f"    [{label}] {' '.join(text.split())[:150]}")
+        words = text.split()
+        print(f"    [{label}] ({len(words)} words) {' '.join(words)[:150]}")
         answers.append({"preference": preference, "response": text})
     return answers
 
