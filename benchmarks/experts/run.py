@@ -69,6 +69,13 @@ SUITES = {
         ["concision", "helpfulness", "relevance", "readability", "civility"],
         "results-concise-informative",
     ),
+    # three of P-Soups' preferences on one model: P1A elementary (readability), P2A concise against P2B
+    # informative (concision against the helpfulness head)
+    "elementary-concise-informative": (
+        ["readability", "concision", "helpfulness"],
+        ["readability", "concision", "helpfulness", "relevance", "civility"],
+        "results-elementary-concise-informative",
+    ),
 }
 # distill's instruction per objective, written once before any run and never tuned on held-out prompts
 INSTRUCTIONS = {
@@ -78,6 +85,8 @@ INSTRUCTIONS = {
     "helpfulness": "Answer as helpfully as you can: give a direct, specific and complete answer with "
     "concrete details and examples.",
     "positivity": "Answer in a warm, friendly and upbeat tone, focusing on what is positive and encouraging.",
+    # P-Soups' own generation prompt for P1A (../shared/data/psoups/preference_prompts.json), verbatim
+    "readability": "Generate a response that can be easily understood by an elementary school student.",
 }
 
 
@@ -105,14 +114,23 @@ def heldout_subsets(per_subset: int) -> dict[str, list[str]]:
     }
 
 
+def repetitive(text: str) -> bool:
+    """A degenerate loop ("no, no, no, ..."): eight words or more, under 35% of them distinct. Read beside
+    the scores, like refusal_like: a loop of short words scores high on readability and concision."""
+    words = text.lower().split()
+    return len(words) >= 8 and len(set(words)) / len(words) < 0.35
+
+
 def profile(responses: list[str], scores: dict[str, list[float]], subsets: dict[str, list[str]]) -> dict:
-    """Per subset: the share of refusal-like answers, mean relevance (if scored) and mean length in words."""
+    """Per subset: the shares of refusal-like and of repetitive answers, mean relevance (if scored) and mean
+    length in words."""
     rows, start = {}, 0
     for subset, prompts in subsets.items():
         window = slice(start, start + len(prompts))
         answers = responses[window]
         rows[subset] = {
             "refusal_like": round(sum(refusal_like(a) for a in answers) / len(answers), 3),
+            "repetitive": round(sum(repetitive(a) for a in answers) / len(answers), 3),
             "relevance": round(statistics.mean(scores["relevance"][window]), 4) if "relevance" in scores else None,
             "words": round(statistics.mean(len(a.split()) for a in answers), 1),
         }
@@ -150,6 +168,20 @@ def issue_bars(verdict: dict, own: str, expert_profile: dict, base_profile: dict
         "benign_relevance_drop": round(relevance_drop, 4),
         "benign_relevance_within_0.1": relevance_drop <= 0.1,
     }
+
+
+def measured_seconds(stem: str, suite_stem: str) -> dict[str, float]:
+    """The make-expert times an earlier run of the same experts recorded: on the held-out or the validation
+    prompts (an expert chosen on validation prompts is made there), in this suite or another one (the same
+    settings make the same expert folder, scored on other objectives)."""
+    expert_part = stem.removesuffix("-validation")[len(suite_stem) :]
+    seconds: dict[str, float] = {}
+    for other_stem in {stem for _, _, stem in SUITES.values()}:
+        for tail in ("-validation", ""):
+            path = HERE / f"{other_stem}{expert_part}{tail}.json"
+            if path.is_file():
+                seconds |= json.loads(path.read_text()).get("make_expert_seconds", {})
+    return seconds
 
 
 def mean_se(values: list[float]) -> tuple[float, float]:
@@ -212,6 +244,7 @@ def main() -> None:
     if args.contrastive and methods != ["dpo"]:
         parser.error("--contrastive is a way of making dpo's pairs: use it with --methods dpo")
     objectives, scored_objectives, stem = SUITES[args.suite]
+    suite_stem = stem
     if args.objectives:
         unknown = set(args.objectives.split(",")) - set(objectives)
         if unknown:
@@ -248,11 +281,7 @@ def main() -> None:
                 f"{len(trained_on & set(heldout))} validation prompts are training prompts: lower --per-subset"
             )
     models, timings, own = {"base": DEFAULT_MODEL}, {}, {}
-    previous = (
-        json.loads((HERE / f"{stem}.json").read_text()).get("make_expert_seconds", {})
-        if (HERE / f"{stem}.json").is_file()
-        else {}
-    )
+    previous = measured_seconds(stem, suite_stem)
     for objective in objectives:
         for method in methods:
             label = f"{objective} ({method})"
@@ -413,14 +442,17 @@ def main() -> None:
     lines += [
         "",
         "What the answers look like, per subset (refusal-like: the answer opens or says 'I'm sorry', 'I can't', "
-        "'I cannot help', 'as an AI'...; a heuristic, not a score):",
+        "'I cannot help', 'as an AI'...; repetitive: eight words or more, under 35% distinct; heuristics, not scores):",
         "",
-        "| model | " + " | ".join(f"{name}: refusal-like, relevance, words" for name in subsets) + " |",
+        "| model | " + " | ".join(f"{name}: refusal-like, repetitive, relevance, words" for name in subsets) + " |",
         "|---|" + "---:|" * len(subsets),
     ]
     lines += [
         f"| {label} | "
-        + " | ".join(f"{p['refusal_like']:.0%}, {p['relevance']:.3f}, {p['words']:.0f}" for p in rows.values())
+        + " | ".join(
+            f"{p['refusal_like']:.0%}, {p['repetitive']:.0%}, {p['relevance']:.3f}, {p['words']:.0f}"
+            for p in rows.values()
+        )
         + " |"
         for label, rows in profiles.items()
     ]
