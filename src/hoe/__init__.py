@@ -4,8 +4,8 @@ The short way in::
 
     from hoe import HoEModel, build_bundle, train_router, evaluate
 
-    bundle = build_bundle("recipes/assistant-offline-2.yaml", "runs/assistant")
-    model = HoEModel.from_bundle("runs/assistant")
+    bundle = build_bundle("recipes/concise-informative.yaml", "runs/concise-informative")
+    model = HoEModel.from_bundle("runs/concise-informative")
     model.generate(["How do I ...?"], preferences=[[0.3, 0.7]])
 
 Names load on first use (importing ``hoe`` does not import torch); each lives in its level's

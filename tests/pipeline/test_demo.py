@@ -44,6 +44,19 @@ def test_two_objective_suite_is_the_conflicting_style_suite():
     assert (makes["helpfulness"].method, makes["helpfulness"].round_steps) == ("dpo", [96, 48, 48])
 
 
+def test_three_objective_suite_adds_an_elementary_expert_to_the_two_objective_ones():
+    """The three-objective suite makes the two-objective suite's experts with the same settings (made once,
+    cached for both) and adds readability by distillation from P-Soups' own P1A prompt."""
+    full = PROFILES["full"]
+    two = {e.name: e.make for e in suite_recipe("2-objectives", full).experts}
+    three = {e.name: e.make for e in suite_recipe("3-objectives", full).experts}
+    assert {name: three[name] for name in two} == two
+    elementary = three["elementary"]
+    assert (elementary.objective, elementary.method) == ("readability", "distill")
+    p1a = "Generate a response that can be easily understood by an elementary school student."
+    assert elementary.instruction == p1a
+
+
 def test_quick_profile_shortens_every_expert():
     """quick: the profile's prompts and steps for every made expert, one DPO round where the recipe iterates."""
     quick = PROFILES["quick"]

@@ -1,13 +1,14 @@
 """The embedded default run, offline and end to end (``hoe demo`` / ``make demo``).
 
-Two suites on HH-RLHF prompts, scored offline. Two objectives, concision against helpfulness (the
-style suite ``recipes/concise-informative.yaml``, whose two experts each move their own objective by a
-large effect and cost the other one: benchmarks/experts); three objectives, civility, concision and
-positivity (``recipes/assistant-offline.yaml``). For each: make the single-objective experts of
-SmolLM2-135M-Instruct (by the methods their recipe names; every step cached), extract them by
-task-SVD, merge with PCB, build the HoE bundle, train its routers by PPO (Tchebycheff + OMD), answer
-under several preferences with one model, and evaluate HoE against soup, merged, Rewarded Soups, MOD,
-the experts and the base on held-out prompts: fronts, hypervolume, cost per token.
+Two suites on HH-RLHF prompts, scored offline. Two objectives, concision against helpfulness (the style
+suite ``recipes/concise-informative.yaml``, whose two experts each move their own objective by a large
+effect and cost the other one: benchmarks/experts); three objectives, the same two and readability
+(``recipes/elementary-concise-informative.yaml``: P-Soups' "elementary" preference, distilled from its
+own prompt; the two-objective suite's experts are reused from the cache). For each: make the single-
+objective experts of SmolLM2-135M-Instruct (by the methods their recipe names; every step cached),
+extract them by task-SVD, merge with PCB, build the HoE bundle, train its routers by PPO (Tchebycheff +
+OMD), answer under several preferences with one model, and evaluate HoE against soup, merged, Rewarded
+Soups, MOD, the experts and the base on held-out prompts: fronts, hypervolume, cost per token.
 
 ``full`` runs both suites from the shipped recipes as they are and makes the numbers the README quotes.
 ``quick`` is a tour of the same steps on the two-objective suite in about 20 minutes: fewer prompts
@@ -41,7 +42,7 @@ EVAL_PROMPTS = "packaged:hh-helpful-test+packaged:hh-harmless"  # the heldout sp
 
 
 # suite -> the shipped recipe it runs (recipes/<name>.yaml), under the profile's overrides
-SUITES = {"2-objectives": "concise-informative", "3-objectives": "assistant-offline"}
+SUITES = {"2-objectives": "concise-informative", "3-objectives": "elementary-concise-informative"}
 
 
 @dataclass(frozen=True)
