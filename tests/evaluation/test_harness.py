@@ -170,6 +170,21 @@ def test_overwriting_another_run_times_the_new_models(lora_run, bundle_dir, tmp_
     assert results["methods"]["hoe"]["cost_vs_base"] != 99.0
 
 
+def test_a_method_added_to_a_finished_run_is_timed_with_the_others(lora_run, bundle_dir, tmp_path):
+    """The same settings with one more method reuse the generations but time every method again, side
+    by side: the report never shows a method without its cost, nor ratios from two separate runs."""
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(lora_run[0], out)
+    timing = json.loads((out / "timing.json").read_text())
+    del timing["methods"]["soup"]  # as if the first run had not evaluated the soup
+    (out / "timing.json").write_text(json.dumps(timing))
+    results = evaluate(settings_for(bundle_dir, task_vectors="lora"), out, progress=False)
+    assert "soup" in json.loads((out / "timing.json").read_text())["methods"]
+    assert results["methods"]["soup"]["cost_vs_base"] is not None
+
+
 def test_a_second_evaluation_of_the_same_folder_is_one_line(lora_run, bundle_dir, monkeypatch):
     """While one `hoe evaluate` writes a folder, another (which with --overwrite would clear the
     first's generations) is refused before it touches anything; the folder stays as it was."""

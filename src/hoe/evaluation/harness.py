@@ -26,7 +26,7 @@ from hoe.checkpoints.chat import context_length, encode_prompts, fit_prompts
 from hoe.checkpoints.loading import load_tokenizer
 from hoe.data import load_prompts
 from hoe.errors import HoEError
-from hoe.evaluation.costs import measure_costs
+from hoe.evaluation.costs import measure_costs, representative_points
 from hoe.evaluation.methods import METHODS, Context, Point, check_methods, merge_setting, single_experts
 from hoe.evaluation.preference_sets import preference_set
 from hoe.evaluation.report import build_report
@@ -210,7 +210,7 @@ def _generate(the_plan: Plan, points: list[Point], out: Path, device: str, progr
     todo = [
         p for p in points if not (job_path(out, p).is_file() and job_path(out, p).with_suffix(".meta.json").is_file())
     ]
-    timing = timing and "base" in s.methods and not (out / TIMING_FILE).is_file()
+    timing = timing and "base" in s.methods and not _timing_covers(out, the_plan.points)
     if not todo and not timing:
         return
     tokenizer = load_tokenizer(the_plan.bundle.spec.base_model, trust_remote_code=s.trust_remote_code)
@@ -253,6 +253,16 @@ def _generate(the_plan: Plan, points: list[Point], out: Path, device: str, progr
         write_json(
             out / TIMING_FILE, measure_costs(methods, the_plan.points, context, prompts, chat=s.chat, progress=progress)
         )
+
+
+def _timing_covers(out: Path, points: list[Point]) -> bool:
+    """Whether timing.json timed every method of this run. A run that adds a method to a folder of the
+    same settings (the fingerprint leaves the method list out) times them all again, side by side:
+    ratios measured in different runs are not comparable."""
+    path = out / TIMING_FILE
+    if not path.is_file():
+        return False
+    return set(representative_points(points)) <= set(json.loads(path.read_text()).get("methods", {}))
 
 
 def _run_job(
