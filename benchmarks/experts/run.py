@@ -176,7 +176,7 @@ def measured_seconds(stem: str, suite_stem: str) -> dict[str, float]:
     settings make the same expert folder, scored on other objectives)."""
     expert_part = stem.removesuffix("-validation")[len(suite_stem) :]
     seconds: dict[str, float] = {}
-    for other_stem in {stem for _, _, stem in SUITES.values()}:
+    for other_stem in {suite[2] for suite in SUITES.values()}:
         for tail in ("-validation", ""):
             path = HERE / f"{other_stem}{expert_part}{tail}.json"
             if path.is_file():
