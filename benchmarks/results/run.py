@@ -1,6 +1,6 @@
 """The full-profile demo: both offline suites end to end, the numbers the README quotes.
 
-    .venv/bin/python benchmarks/results/run.py            # ~1 h on 2 CPU cores the first time
+    .venv/bin/python benchmarks/results/run.py            # ~2 h on 2 CPU cores the first time (experts ~1 h)
 
 Runs ``hoe demo --profile full`` into ``benchmarks/results/work`` (not committed: bundles and
 cached experts) and copies each suite's evaluation here: report.md, results.json/.csv,
