@@ -756,7 +756,7 @@ def demo(
         help="quick (the two-objective suite, about 20 min on 2 cores the first time) or full (both suites: the "
         "README's numbers).",
     ),
-    rank: Optional[int] = typer.Option(None, help="Expert rank (default: each suite's recipe's own, 32 and 16)."),
+    rank: Optional[int] = typer.Option(None, help="Expert rank (default: each suite's recipe's own, 32 for both)."),
 ) -> None:
     """The embedded default end to end (SmolLM2-135M-Instruct, offline): experts, bundle, Pareto evaluation."""
     from hoe.pipeline.demo import run_demo
