@@ -231,6 +231,11 @@ def main() -> None:
     parser.add_argument("--prompt-count", type=int, default=96, help="training prompts per expert")
     parser.add_argument("--steps", type=int, default=24, help="fine-tuning steps per expert")
     parser.add_argument("--learning-rate", type=float, help="make-expert's learning rate (default: its own)")
+    parser.add_argument(
+        "--sft-weight",
+        type=float,
+        help="dpo: an NLL loss on the chosen answers beside DPO's (make-expert --sft-weight)",
+    )
     parser.add_argument("--work", type=Path, default=HERE / "work")
     parser.add_argument("--per-subset", type=int, default=128, help="held-out prompts from each of the two subsets")
     parser.add_argument(
@@ -243,6 +248,8 @@ def main() -> None:
     methods = args.methods.split(",")
     if args.contrastive and methods != ["dpo"]:
         parser.error("--contrastive is a way of making dpo's pairs: use it with --methods dpo")
+    if args.sft_weight and methods != ["dpo"]:
+        parser.error("--sft-weight weighs a loss beside DPO's: use it with --methods dpo")
     objectives, scored_objectives, stem = SUITES[args.suite]
     suite_stem = stem
     if args.objectives:
@@ -265,6 +272,8 @@ def main() -> None:
         variant_tag += "-contrastive"
     if args.learning_rate:
         variant_tag += f"-lr{args.learning_rate:g}"
+    if args.sft_weight:
+        variant_tag += f"-sft{args.sft_weight:g}"
     if args.keep_prompts:
         variant_tag += "-keep_" + re.sub(r"\W+", "_", args.keep_prompts)
         variant_tag += f"{args.keep_count}" if args.keep_count else ""
@@ -296,6 +305,7 @@ def main() -> None:
                     prompt_count=args.prompt_count,
                     steps=args.steps,
                     learning_rate=args.learning_rate,
+                    sft_weight=args.sft_weight or 0.0,
                     k=4,
                     max_new_tokens=64,
                     batch_prompts=8,
@@ -385,6 +395,7 @@ def main() -> None:
         + (f" --start-from {args.start_from}" if args.start_from else "")
         + (" --contrastive" if args.contrastive else "")
         + (f" --learning-rate {args.learning_rate:g}" if args.learning_rate else "")
+        + (f" --sft-weight {args.sft_weight:g}" if args.sft_weight else "")
         + (" --validation" if args.validation else ""),
     }
     (HERE / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -681,6 +681,7 @@ def make_expert_command(
     batch_size: int = settings_option(MakeExpertSettings, "batch_size"),
     learning_rate: Optional[float] = settings_option(MakeExpertSettings, "learning_rate"),
     beta: float = settings_option(MakeExpertSettings, "beta"),
+    sft_weight: float = settings_option(MakeExpertSettings, "sft_weight"),
     lora: bool = typer.Option(
         False,
         "--lora",
@@ -714,6 +715,7 @@ def make_expert_command(
         batch_size=batch_size,
         learning_rate=learning_rate,
         beta=beta,
+        sft_weight=sft_weight,
         seed=seed,
         max_length=max_length,
         lora_rank=lora_rank if lora or method == "ppo" else None,

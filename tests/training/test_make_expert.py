@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -251,6 +252,39 @@ def test_dpo_trains_on_best_versus_worst_and_resumes(tiny_chat_model, tmp_path, 
     whole, again = CheckpointTensors(tmp_path / "whole"), CheckpointTensors(tmp_path / "resumed")
     name = "model.layers.0.self_attn.q_proj.weight"
     torch.testing.assert_close(again.get(name), whole.get(name), rtol=1e-4, atol=1e-5)
+
+
+def test_dpo_with_an_sft_weight_adds_the_chosen_answers_nll_to_dpos_loss(tiny_chat_model, tmp_path, monkeypatch):
+    """At the first step the policy is its reference, so DPO's loss is log 2 exactly; with --sft-weight the
+    logged loss is that plus the weighted NLL of the chosen answers, and the trained weights differ."""
+    pytest.importorskip("trl")
+    from hoe.checkpoints import CheckpointTensors
+
+    monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
+    plain = make_expert(str(tiny_chat_model), _dpo_settings(steps=2), tmp_path / "plain", progress=False)
+    weighted_settings = _dpo_settings(steps=2).model_copy(update={"sft_weight": 1.0})
+    weighted = make_expert(str(tiny_chat_model), weighted_settings, tmp_path / "weighted", progress=False)
+    first = [
+        json.loads((tmp_path / name / "dpo_log.json").read_text())["history"][0]["loss"]
+        for name in ("plain", "weighted")
+    ]
+    assert first[0] == pytest.approx(math.log(2), abs=1e-3)
+    assert first[1] > first[0] + 0.5  # the tiny model's NLL per token is several nats
+    assert plain["pairs"] == weighted["pairs"]
+    name = "model.layers.0.self_attn.q_proj.weight"
+    a, b = CheckpointTensors(tmp_path / "plain").get(name), CheckpointTensors(tmp_path / "weighted").get(name)
+    assert not torch.allclose(a, b)
+
+
+def test_sft_weight_is_dpos_alone_and_leaves_old_cache_keys_and_bundle_fingerprints_alone():
+    with pytest.raises(ValueError, match="method 'dpo' only"):
+        MakeExpertSettings(objective="civility", method="raft", sft_weight=1.0)
+    with pytest.raises(ValueError, match="greater than or equal to 0"):
+        MakeExpertSettings(objective="civility", method="dpo", sft_weight=-1.0)
+    plain = MakeExpertSettings(objective="civility", method="dpo")
+    assert "sft_weight" not in plain.cache_fields() and "sft_weight" not in plain.fingerprint_fields()
+    weighted = plain.model_copy(update={"sft_weight": 0.5})
+    assert weighted.cache_fields()["sft_weight"] == 0.5 and weighted.fingerprint_fields()["sft_weight"] == 0.5
 
 
 def test_ppo_makes_a_merged_lora_expert_and_resumes(tiny_chat_model, tmp_path, monkeypatch):

@@ -46,6 +46,14 @@ def _fingerprint(*parts) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _spec_fields(spec: ExpertSpec | MergeSpec) -> dict:
+    """A recipe entry as its fingerprint records it (make-expert options added later only when set)."""
+    fields = spec.model_dump()
+    if isinstance(spec, ExpertSpec) and spec.make is not None:
+        fields["make"] = spec.make.fingerprint_fields()
+    return fields
+
+
 def _check_replaceable(out: Path, recipe_folder: Path) -> None:
     """One line unless ``out`` is missing, an empty folder or a HoE bundle, and apart from the recipe's folder."""
     if recipe_folder.resolve().is_relative_to(out):
@@ -91,7 +99,7 @@ def build_bundle(
                 recipe.base,
                 recipe.rank,
                 recipe.target_modules,
-                spec.model_dump(),
+                _spec_fields(spec),
                 [anchors.get(e) for e in getattr(spec, "experts", [])],
                 *([recipe.dtype] if recipe.dtype != "float32" else []),
             )  # old fingerprints stay valid

@@ -19,6 +19,9 @@ fine-tune, so task-SVD has real work to do afterwards) or, with ``lora_rank``, o
   or without one the best of the base's). Why: a reward that prefers refusals (or brevity) everywhere
   teaches an expert to refuse benign requests too; the kept prompts show it where the base's
   behaviour is to stay, and dpo's pairs also push the objective's behaviour down there;
+- ``dpo`` with ``sft_weight``: DPO's loss plus that weight times the NLL of the chosen answers (as RPO,
+  Pang et al. 2024). Why: DPO can lower the chosen answers' likelihood too, so a strong update drifts
+  off the answers it prefers (e.g. into boilerplate); the NLL term keeps them, on kept prompts the base's own;
 - iterated DPO (``round_steps``, as Xu et al. 2023; Yuan et al. 2024): DPO again from the expert of the
   previous round, on candidates sampled from it, with it as the reference. Why: one round only
   reorders what the base already says; each round starts from a model whose samples score higher;
@@ -376,6 +379,13 @@ def dpo_rows(
     return rows
 
 
+def dpo_losses(settings: MakeExpertSettings) -> dict:
+    """TRL's loss options: DPO's sigmoid loss alone, or beside an NLL term on the chosen answers."""
+    if not settings.sft_weight:
+        return {}
+    return {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, settings.sft_weight]}
+
+
 def _dpo(
     base: str,
     rows: dict[str, list[dict]],
@@ -407,6 +417,7 @@ def _dpo(
         max_steps=sft.steps,
         learning_rate=sft.learning_rate,
         beta=settings.beta,
+        **dpo_losses(settings),
         max_length=sft.max_length,
         logging_steps=1,
         save_strategy="steps",

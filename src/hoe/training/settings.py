@@ -46,6 +46,10 @@ class SFTSettings(Settings):
     save_every: int = Field(10, gt=0, description="Steps between checkpoints (a rerun resumes from the last).")
 
 
+# make-expert options added after bundles recorded their experts' settings in their fingerprints
+ADDED_AFTER_BUNDLES = {"sft_weight": 0.0}
+
+
 class MakeExpertSettings(Settings):
     """One ``make-expert`` job: the CLI's options, a recipe's ``make:`` entry and the API's argument."""
 
@@ -103,6 +107,14 @@ class MakeExpertSettings(Settings):
         "1e-4 for a LoRA, which ppo always trains).",
     )
     beta: float = Field(0.1, gt=0, description="dpo: KL strength.")
+    sft_weight: float = Field(
+        0.0,
+        ge=0,
+        description="dpo: weight of a language-modelling loss on the chosen answers beside DPO's (as RPO, Pang "
+        "et al. 2024; TRL's loss_type sigmoid+sft). Why: DPO only widens the gap between chosen and rejected "
+        "and may lower both; the NLL term holds the chosen answers (on kept prompts the base's own) likely, "
+        "so a strong update drifts less.",
+    )
     lora_rank: int | None = Field(
         None,
         gt=0,
@@ -140,6 +152,8 @@ class MakeExpertSettings(Settings):
             raise ValueError(f"every round needs a positive number of steps, got {self.round_steps}")
         if self.round_steps is not None and self.lora_rank is not None:
             raise ValueError("round_steps train every weight: each round's LoRA would hold only its own round")
+        if self.sft_weight and self.method != "dpo":
+            raise ValueError(f"sft_weight weighs a loss beside DPO's: method 'dpo' only, not '{self.method}'")
         if self.keep_prompts is not None and self.keep_prompts == self.prompts:
             raise ValueError("keep_prompts must differ from prompts (a kept prompt would also be optimised)")
         return self
@@ -182,6 +196,11 @@ class MakeExpertSettings(Settings):
             save_every=self.save_every,
         )
 
+    def fingerprint_fields(self) -> dict:
+        """The settings as a bundle's fingerprint records them: options added after bundles first
+        recorded them count only when set, so bundles built before keep their experts."""
+        return self.model_dump(exclude={k for k, default in ADDED_AFTER_BUNDLES.items() if getattr(self, k) == default})
+
     def cache_fields(self) -> dict:
         """The settings that identify the made model (a recipe's cache key). The learning rate
         counts as used; options added later count only when set away from their defaults, so
@@ -199,6 +218,7 @@ class MakeExpertSettings(Settings):
             "keep_prompts": None,
             "keep_count": None,
             "round_steps": None,
+            **ADDED_AFTER_BUNDLES,
         }
         fields = self.model_dump(exclude={k for k, default in later.items() if getattr(self, k) == default})
         return {**fields, "learning_rate": self.effective_learning_rate}
