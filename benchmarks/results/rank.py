@@ -1,0 +1,54 @@
+"""One demo suite rebuilt at another expert rank and evaluated on all held-out prompts.
+
+    .venv/bin/python benchmarks/results/rank.py --suite 2-objectives --rank 64     # about 1 h on 2 CPU cores
+
+Why: with two objectives HoE's hypervolume is below Rewarded Soups' beyond noise at the recipe's
+rank 32 (``2-objectives-concise-informative-134-prompts/``), and the measured suspect is compression:
+HoE's LoRA experts keep 85-89% of the full experts' gains at the front's ends, where RS uses the full
+task vectors. This rebuilds the suite under the demo's full profile (same experts from the cache,
+same routers' PPO settings, same prompts and decoding) at ``--rank`` and evaluates every method
+again, so the comparison is paired within one run. Work goes to ``benchmarks/results/work/SUITE-rRANK``
+(not committed); the evaluation's report, results, fronts, timing and generations are copied to
+``benchmarks/results/SUITE-rRANK-PROMPTS-prompts/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+from hoe.pipeline.demo import PROFILES, SUITES, run_suite
+
+HERE = Path(__file__).resolve().parent
+KEEP = ("report.md", "results.json", "results.csv", "fronts.png", "run.json", "timing.json", "generations")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--suite", choices=sorted(SUITES), default="2-objectives")
+    parser.add_argument("--rank", type=int, required=True)
+    parser.add_argument("--limit", type=int, default=256, help="held-out prompts at most (134 exist)")
+    parser.add_argument("--work", type=Path, default=HERE / "work")
+    args = parser.parse_args()
+    profile = dataclasses.replace(PROFILES["full"], eval_prompts=args.limit, suites=(args.suite,))
+    work = args.work / f"{args.suite}-r{args.rank}"
+    # run_suite writes under OUT/SUITE; keep each rank's bundle apart from the demo's own
+    summary = run_suite(args.suite, profile, work, args.rank, progress=True)
+    source = work / args.suite / "evaluation"
+    count = json.loads((source / "results.json").read_text())["settings"]["prompts"]["count"]
+    target = HERE / f"{args.suite}-r{args.rank}-{count}-prompts"
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    for name in KEEP:
+        path = source / name
+        (shutil.copytree if path.is_dir() else shutil.copy2)(path, target / name)
+    shutil.copy2(work / args.suite / "recipe.yaml", target / "recipe.yaml")
+    (target / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"copied to {target}")
+
+
+if __name__ == "__main__":
+    main()
