@@ -1,14 +1,15 @@
 """One demo suite rebuilt at another expert rank and evaluated on all held-out prompts.
 
-    .venv/bin/python benchmarks/results/rank.py --suite 2-objectives --rank 64     # 68 min on 2 CPU cores (routers 19, evaluation 49)
+    .venv/bin/python benchmarks/results/rank.py --suite 2-objectives --rank 64     # 68 min on 2 CPU cores
 
 Why: with two objectives HoE's hypervolume is below Rewarded Soups' beyond noise at the recipe's
 rank 32 (``2-objectives-concise-informative-134-prompts/``), and the first suspect was compression:
 HoE's LoRA experts keep 85-89% of the full experts' gains at the front's ends, where RS uses the full
-task vectors (at rank 64 the hypervolume did not move: README.md, front_gaps.py). This rebuilds the suite under the demo's full profile (same experts from the cache,
-same routers' PPO settings, same prompts and decoding) at ``--rank`` and evaluates every method
-again, so the comparison is paired within one run. Work goes to ``benchmarks/results/work/SUITE-rRANK``
-(not committed); the evaluation's report, results, fronts, timing and generations are copied to
+task vectors (at rank 64 the hypervolume did not move: README.md, front_gaps.py). This rebuilds the
+suite under the demo's full profile (same experts from the cache, same routers' PPO settings, same
+prompts and decoding) at ``--rank`` and evaluates every method again, so the comparison is paired
+within one run. Work goes to ``benchmarks/results/work/SUITE-rRANK`` (not committed); the
+evaluation's report, results, fronts, timing and generations are copied to
 ``benchmarks/results/SUITE-rRANK-PROMPTS-prompts/``.
 """
 
