@@ -196,10 +196,14 @@ class MakeExpertSettings(Settings):
             save_every=self.save_every,
         )
 
+    def _dump_set_away_from(self, later: dict) -> dict:
+        """The settings, less the options of ``later`` (name: default) left at their defaults."""
+        return self.model_dump(exclude={k for k, default in later.items() if getattr(self, k) == default})
+
     def fingerprint_fields(self) -> dict:
         """The settings as a bundle's fingerprint records them: options added after bundles first
         recorded them count only when set, so bundles built before keep their experts."""
-        return self.model_dump(exclude={k for k, default in ADDED_AFTER_BUNDLES.items() if getattr(self, k) == default})
+        return self._dump_set_away_from(ADDED_AFTER_BUNDLES)
 
     def cache_fields(self) -> dict:
         """The settings that identify the made model (a recipe's cache key). The learning rate
@@ -220,5 +224,4 @@ class MakeExpertSettings(Settings):
             "round_steps": None,
             **ADDED_AFTER_BUNDLES,
         }
-        fields = self.model_dump(exclude={k for k, default in later.items() if getattr(self, k) == default})
-        return {**fields, "learning_rate": self.effective_learning_rate}
+        return {**self._dump_set_away_from(later), "learning_rate": self.effective_learning_rate}
