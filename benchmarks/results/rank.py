@@ -18,13 +18,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import shutil
 from pathlib import Path
+
+from run import copy_evaluation
 
 from hoe.pipeline.demo import PROFILES, SUITES, run_suite
 
 HERE = Path(__file__).resolve().parent
-KEEP = ("report.md", "results.json", "results.csv", "fronts.png", "run.json", "timing.json", "generations")
 
 
 def main() -> None:
@@ -38,15 +38,9 @@ def main() -> None:
     work = args.work / f"{args.suite}-r{args.rank}"
     # run_suite writes under OUT/SUITE; keep each rank's bundle apart from the demo's own
     summary = run_suite(args.suite, profile, work, args.rank, progress=True)
-    source = work / args.suite / "evaluation"
-    count = json.loads((source / "results.json").read_text())["settings"]["prompts"]["count"]
-    target = HERE / f"{args.suite}-r{args.rank}-{count}-prompts"
-    shutil.rmtree(target, ignore_errors=True)
-    target.mkdir(parents=True)
-    for name in KEEP:
-        path = source / name
-        (shutil.copytree if path.is_dir() else shutil.copy2)(path, target / name)
-    shutil.copy2(work / args.suite / "recipe.yaml", target / "recipe.yaml")
+    results = json.loads((work / args.suite / "evaluation" / "results.json").read_text())
+    target = HERE / f"{args.suite}-r{args.rank}-{results['settings']['prompts']['count']}-prompts"
+    copy_evaluation(work / args.suite, target)
     (target / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"copied to {target}")
 

@@ -20,6 +20,18 @@ HERE = Path(__file__).resolve().parent
 KEEP = ("report.md", "results.json", "results.csv", "fronts.png", "run.json", "timing.json", "generations")
 
 
+def copy_evaluation(suite_folder: Path, target: Path) -> None:
+    """What the README quotes of one suite's run (``suite_folder``: recipe.yaml and evaluation/), into
+    ``target``, replacing it: the report regenerates from the generations without a model."""
+    source = suite_folder / "evaluation"
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    for name in KEEP:
+        path = source / name
+        (shutil.copytree if path.is_dir() else shutil.copy2)(path, target / name)
+    shutil.copy2(suite_folder / "recipe.yaml", target / "recipe.yaml")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=HERE / "work")
@@ -27,13 +39,7 @@ def main() -> None:
     args = parser.parse_args()
     summary = run_demo(args.work, profile=args.profile)
     for suite in PROFILES[args.profile].suites:
-        source, target = args.work / suite / "evaluation", HERE / suite
-        shutil.rmtree(target, ignore_errors=True)
-        target.mkdir(parents=True)
-        for name in KEEP:
-            path = source / name
-            (shutil.copytree if path.is_dir() else shutil.copy2)(path, target / name)
-        shutil.copy2(args.work / suite / "recipe.yaml", target / "recipe.yaml")
+        copy_evaluation(args.work / suite, HERE / suite)
     (HERE / "demo_summary.json").write_text((args.work / "demo_summary.json").read_text())
     print(f"copied to {HERE}; {summary['total_seconds']} s in all")
 
