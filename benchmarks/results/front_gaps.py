@@ -43,9 +43,13 @@ def main() -> None:
     parser.add_argument("--run", type=Path, required=True, help="an evaluation folder with results.json")
     parser.add_argument("--peer", default="rs")
     args = parser.parse_args()
+    if not (args.run / "results.json").is_file():
+        parser.error(f"--run: '{args.run}' holds no results.json (a finished hoe evaluate run)")
     results = json.loads((args.run / "results.json").read_text())
     reference = np.asarray(results["reference_point"])
     hoe, peer = means(results, "hoe"), means(results, args.peer)
+    if not hoe or not peer:
+        parser.error(f"--run: '{args.run}' has no points of {'hoe' if not hoe else args.peer}")
     measured = np.stack(list(hoe.values()))
     ends_swapped = np.stack(
         [v for k, v in hoe.items() if not is_vertex(k)] + [v for k, v in peer.items() if is_vertex(k)]

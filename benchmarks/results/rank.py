@@ -34,6 +34,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=256, help="held-out prompts at most (134 exist)")
     parser.add_argument("--work", type=Path, default=HERE / "work")
     args = parser.parse_args()
+    if args.rank <= 0:
+        parser.error(f"--rank must be positive, got {args.rank}")
     profile = dataclasses.replace(PROFILES["full"], eval_prompts=args.limit, suites=(args.suite,))
     work = args.work / f"{args.suite}-r{args.rank}"
     # run_suite writes under OUT/SUITE; keep each rank's bundle apart from the demo's own
