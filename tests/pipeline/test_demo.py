@@ -3,7 +3,7 @@
 import pytest
 
 from hoe.errors import HoEError
-from hoe.pipeline.demo import PROFILES, SUITES, run_demo, suite_recipe, write_suite_recipe
+from hoe.pipeline.demo import DEMO_SUITES, PROFILES, SUITES, run_demo, suite_recipe, write_suite_recipe
 from hoe.pipeline.recipe import load_recipe
 from hoe.recipes import shipped_recipe
 
@@ -70,7 +70,7 @@ def test_profiles_run_known_suites_and_the_two_objective_one():
     quick one builds only it, with answers long enough (as long as full's) for concision to show."""
     for profile in PROFILES.values():
         assert set(profile.suites) <= set(SUITES) and "2-objectives" in profile.suites
-    assert PROFILES["quick"].suites == ("2-objectives",) and PROFILES["full"].suites == tuple(SUITES)
+    assert PROFILES["quick"].suites == ("2-objectives",) and PROFILES["full"].suites == DEMO_SUITES
     assert PROFILES["quick"].max_new_tokens == PROFILES["full"].max_new_tokens
 
 
