@@ -122,6 +122,15 @@ def test_demo_trains_each_router_once(bundle_dir, tmp_path, monkeypatch):
     monkeypatch.setattr("hoe.pipeline.demo.train_router", lambda *a, **k: pytest.fail("trained twice"))
     again = train_routers(bundle, profile, progress=False)
     assert again[0]["train_seconds"] is None and again[0]["last_tchebycheff"] == first[0]["last_tchebycheff"]
+    # a router calibrated by the earlier rule (the head of the prompt list) is trained again
+    spec = json.loads((bundle / "hoe.json").read_text())
+    del spec["routers"][0]["training"]["calibration"]
+    (bundle / "hoe.json").write_text(json.dumps(spec))
+    retrained = []
+    monkeypatch.setattr("hoe.pipeline.demo.train_router", lambda *a, **k: retrained.append(a) or first_summary)
+    first_summary = {"first": {"tchebycheff": 0.0, "kl": 0.0}, "last": {"tchebycheff": 0.0, "kl": 0.0}}
+    train_routers(bundle, profile, progress=False)
+    assert len(retrained) == 1
 
 
 def test_sample_answers_one_batch_with_word_counts(bundle_dir, capsys):

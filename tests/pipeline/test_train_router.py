@@ -8,7 +8,9 @@ import os
 import shutil
 import subprocess
 import sys
+from contextlib import nullcontext
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -237,3 +239,21 @@ def test_a_rebuild_keeps_trained_routers_whose_experts_are_unchanged(bundle, rec
         (tmp_path / name).symlink_to(recipe_dir / name)
     build_bundle(tmp_path / "recipe.yaml", bundle, progress=False)
     assert not json.loads((bundle / "hoe.json").read_text())["routers"][0]["trained"]  # back to the static mix
+
+
+def test_calibration_prompts_come_from_the_training_order_not_the_lists_head(monkeypatch):
+    """A '+'-joined prompt spec lists its parts one after the other: z* fitted on the list's head would see one
+    part only (benign prompts alone put the harmlessness ideal below what red-team batches reach)."""
+    trainer = object.__new__(trainer_module.Trainer)
+    trainer.config = load_config(None, scorers=SCORERS, calibration_prompts=8)
+    trainer.prompts = [f"benign {i}" for i in range(20)] + [f"harmful {i}" for i in range(20)]
+    trainer.objectives, trainer.dist = ["helpful", "harmless"], trainer_module.Distributed(cpu=True)
+    trainer.policy = SimpleNamespace(routed=lambda reference=False: nullcontext(), preference=[0.5, 0.5])
+    scored: list[list[str]] = []
+    trainer.sample = lambda prompts, routed=None: (None, None, 0, [f"answer to {p}" for p in prompts])
+    trainer.raw_scores = lambda prompts, texts: scored.append(list(prompts)) or torch.rand(len(prompts), 2)
+    trainer.calibrate()
+    first_batches = [trainer.prompts[i] for i in trainer.shuffled_order(0)[:8].tolist()]
+    assert scored == [first_batches]
+    assert {p.split()[0] for p in scored[0]} == {"benign", "harmful"}
+    assert trainer.prompts_for(0) == first_batches[: trainer.config.batch_size]  # the first training batch leads

@@ -35,6 +35,7 @@ from hoe.pipeline.recipe import Recipe, load_recipe
 from hoe.pipeline.train_router import train_router
 from hoe.recipes import shipped_recipe
 from hoe.rl import load_config
+from hoe.rl.trainer import CALIBRATION
 from hoe.settings import flag_name
 
 TRAIN_PROMPTS = "packaged:hh-helpful-sft+packaged:hh-harmless"
@@ -213,13 +214,14 @@ def router_config(profile: Profile):
 
 def train_routers(bundle_path: Path, profile: Profile, progress: bool) -> list[dict]:
     """PPO for every router of the bundle at its anchor (Tchebycheff + OMD); a router already
-    trained with these settings (kept by the rebuild) is not trained again."""
+    trained with these settings and calibration rule (kept by the rebuild) is not trained again."""
     config = router_config(profile)
     wanted = {k: v for k, v in config.model_dump().items() if k != "scorers"}
     summaries = []
     for router in load_bundle(bundle_path).routers:
         recorded = (router.training or {}).get("config") or {}
-        if router.trained and {k: v for k, v in recorded.items() if k != "scorers"} == wanted:
+        current = (router.training or {}).get("calibration") == CALIBRATION
+        if router.trained and current and {k: v for k, v in recorded.items() if k != "scorers"} == wanted:
             first, last, seconds = router.training["first"], router.training["last"], None
         else:
             start = time.perf_counter()

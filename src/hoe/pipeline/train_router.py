@@ -26,7 +26,7 @@ from hoe.model.bundle import Bundle, RouterEntry, load_bundle
 from hoe.rewards.scoring import check_objective_name
 from hoe.rl.config import TrainConfig, check_objectives
 from hoe.rl.policies import RouterPolicy
-from hoe.rl.trainer import Trainer
+from hoe.rl.trainer import CALIBRATION, Trainer
 from hoe.routing import parse_preference
 from hoe.settings import flag_name
 
@@ -210,6 +210,7 @@ def _write_back(
         "config": config.model_dump(),
         "steps": summary["steps"],
         "complete": summary["steps"] >= config.steps,
+        "calibration": CALIBRATION,
         "normalisation": {k: list(v) for k, v in trainer.norm.items()},
         "ideal": trainer.scalarisation.ideal.tolist(),
         "final_w": trainer.scalarisation.w.tolist(),

@@ -47,6 +47,11 @@ CHECKPOINT = "checkpoint"
 CURVE = "curve.csv"
 
 
+# How the calibration prompts are chosen, recorded with a trained router: a router calibrated otherwise
+# (before this rule: on the head of the prompt list) is trained again by the demo, not reused.
+CALIBRATION = "first prompts of the training order"
+
+
 class Distributed:
     """The few collective operations the trainer needs; a single process when not launched."""
 
@@ -112,13 +117,15 @@ class Trainer:
         self.cache = ScoreCache(self.work / f"scores-{self.dist.rank}.sqlite")
 
     # ---- rollout and rewards ------------------------------------------------------------------
+    def shuffled_order(self, epoch: int) -> torch.Tensor:
+        """The prompts' order in one pass over them (seeded, a new order each pass)."""
+        generator = torch.Generator().manual_seed(self.config.seed + 7919 * epoch)
+        return torch.randperm(len(self.prompts), generator=generator)
+
     def prompts_for(self, step: int) -> list[str]:
         """This process's prompts at ``step``: a fixed shuffled order, cycled, split by process."""
         per_step = self.config.batch_size * self.dist.size
-        order = torch.randperm(
-            len(self.prompts),
-            generator=torch.Generator().manual_seed(self.config.seed + 7919 * (step * per_step // len(self.prompts))),
-        )
+        order = self.shuffled_order(step * per_step // len(self.prompts))
         start = (step * per_step) % len(self.prompts)
         indices = [order[(start + i) % len(self.prompts)].item() for i in range(per_step)]
         mine = indices[self.dist.rank * self.config.batch_size : (self.dist.rank + 1) * self.config.batch_size]
@@ -175,9 +182,14 @@ class Trainer:
     def calibrate(self, expert_routings: dict | None = None) -> None:
         """Fit per-objective normalisation on samples of the reference (and of each single-objective
         expert, where given: objective index -> routing context) and set z*: each expert's mean
-        normalised reward on its own objective plus a margin."""
+        normalised reward on its own objective plus a margin.
+
+        The calibration prompts are the first of the training order, not of the list: a prompt spec
+        joined by '+' lists its parts one after the other, and the list's head would fit z* on one
+        part only (on benign prompts alone the harmless expert's harmlessness is low, z* falls below
+        what red-team batches reach, and OMD then weighs helpfulness alone)."""
         c = self.config
-        prompts = self.prompts[: c.calibration_prompts]
+        prompts = [self.prompts[i] for i in self.shuffled_order(0)[: c.calibration_prompts].tolist()]
         samples = {
             "reference": self.raw_scores(prompts, self.sample(prompts, lambda: self.policy.routed(reference=True))[3])
         }
