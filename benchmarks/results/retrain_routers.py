@@ -22,10 +22,19 @@ from pathlib import Path
 from run import copy_evaluation
 
 from hoe.evaluation import Decoding, EvalSettings, evaluate, methods_table, verdict
-from hoe.model.bundle import load_bundle
 from hoe.pipeline.demo import PROFILES, train_routers
 
 HERE = Path(__file__).resolve().parent
+
+
+def copy_router_records(bundle: Path, target: Path) -> None:
+    """Each router's PPO curve and training record (normalisation, z*, OMD weights) into target/routers/."""
+    (target / "routers").mkdir(parents=True, exist_ok=True)
+    for curve in (bundle / "routers").glob("*.curve.csv"):
+        shutil.copy2(curve, target / "routers" / curve.name)
+    routers = json.loads((bundle / "hoe.json").read_text())["routers"]
+    records = [{key: router[key] for key in ("name", "anchor", "covers", "training")} for router in routers]
+    (target / "routers" / "training.json").write_text(json.dumps(records, indent=2) + "\n")
 
 
 def main() -> None:
@@ -68,8 +77,8 @@ def main() -> None:
     shutil.copy2(run / "recipe.yaml", work / "recipe.yaml")
     target = HERE / f"{args.run}-{args.tag}"
     copy_evaluation(work, target)
-    summary = {"routers": routers, "bundle_routers": [r.name for r in load_bundle(work / "bundle").routers]}
-    (target / "routers.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (target / "summary.json").write_text(json.dumps({"routers": routers}, indent=2) + "\n")
+    copy_router_records(work / "bundle", target)
     print(f"copied to {target}")
 
 
