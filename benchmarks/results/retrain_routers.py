@@ -4,9 +4,10 @@
         --bundle work/helpful-harmless/helpful-harmless/bundle --tag calibrated        # ~30 min on 2 CPU cores
 
 Why: the peers (soup, per-λ merging, Rewarded Soups, MOD, the experts, the base) do not depend on the
-routers, so after a change to router training only HoE needs new answers. This copies the bundle to
-``work/RUN-TAG/bundle``, trains its routers under the demo's full profile (``train_routers``: a router
-whose recorded settings or calibration rule differ is trained again), copies the committed run's
+routers, so after a change to router training only HoE needs new answers. This checks that the demo's
+evaluation settings (``suite_eval_settings``) give the run's preferences, prompts and decoding, copies the
+bundle to ``work/RUN-TAG/bundle``, trains its routers under the demo's full profile (``train_routers``: a
+router whose recorded settings or calibration rule differ is trained again), copies the committed run's
 generations of every method but HoE into a fresh evaluation folder (the harness reuses them) and
 evaluates with the run's settings; the result is copied to ``RUN-TAG/`` beside the run, so the two
 are compared on the same prompts and the same peers' answers.
@@ -15,14 +16,17 @@ are compared on the same prompts and the same peers' answers.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 from pathlib import Path
 
 from run import copy_evaluation
 
-from hoe.evaluation import Decoding, EvalSettings, evaluate, methods_table, verdict
-from hoe.pipeline.demo import PROFILES, train_routers
+from hoe.evaluation import evaluate, methods_table, verdict
+from hoe.evaluation.harness import plan
+from hoe.model.bundle import load_bundle
+from hoe.pipeline.demo import PROFILES, suite_eval_settings, train_routers
 
 HERE = Path(__file__).resolve().parent
 
@@ -32,8 +36,8 @@ def copy_router_records(bundle: Path, target: Path) -> None:
     (target / "routers").mkdir(parents=True, exist_ok=True)
     for curve in (bundle / "routers").glob("*.curve.csv"):
         shutil.copy2(curve, target / "routers" / curve.name)
-    routers = json.loads((bundle / "hoe.json").read_text())["routers"]
-    records = [{key: router[key] for key in ("name", "anchor", "covers", "training")} for router in routers]
+    keys = {"name", "anchor", "covers", "training"}
+    records = [router.model_dump(include=keys) for router in load_bundle(bundle).routers]
     (target / "routers" / "training.json").write_text(json.dumps(records, indent=2) + "\n")
 
 
@@ -50,29 +54,26 @@ def main() -> None:
         parser.error(f"{source}: not a bundle (no hoe.json)")
     if not args.tag.isidentifier():
         parser.error(f"--tag must be an identifier, got {args.tag!r}")
-    settings = json.loads((run / "results.json").read_text())["settings"]
     recorded = json.loads((run / "run.json").read_text())
+    profile = dataclasses.replace(PROFILES["full"], eval_prompts=recorded["prompts"]["limit"])
+    eval_settings = suite_eval_settings(source, len(recorded["objectives"]), profile)
+    planned = plan(eval_settings)  # the anchors are the bundle's, so the grid is known before training
+    comparable = (
+        [[float(v) for v in p] for p in planned.preferences] == recorded["preferences"]
+        and (eval_settings.prompts, eval_settings.split) == (recorded["prompts"]["spec"], recorded["prompts"]["split"])
+        and eval_settings.decoding.model_dump() == recorded["decoding"]
+    )
+    if not comparable:
+        parser.error(f"{run} was evaluated with other preferences, prompts or decoding than the full profile's")
     work = HERE / "work" / f"{args.run}-{args.tag}"
     shutil.rmtree(work, ignore_errors=True)
     shutil.copytree(source, work / "bundle")
-    profile = PROFILES["full"]
+    eval_settings = eval_settings.model_copy(update={"bundle": str(work / "bundle")})
     routers = train_routers(work / "bundle", profile, progress=True)
     generations = work / "evaluation" / "generations"
     for method in (path for path in (run / "generations").iterdir() if path.name != "hoe"):
         shutil.copytree(method, generations / method.name)
-    prompts, decoding = settings["prompts"], settings["decoding"]
-    two = len(recorded["objectives"]) == 2
-    eval_settings = EvalSettings(
-        bundle=str(work / "bundle"),
-        preferences=profile.preferences_2 if two else profile.preferences_3,  # as run_suite evaluates
-        prompts=prompts["spec"],
-        split=prompts["split"],
-        limit=prompts["limit"],
-        decoding=Decoding(**decoding),
-    )
     results = evaluate(eval_settings, work / "evaluation", overwrite=True, progress=True)
-    if json.loads((work / "evaluation" / "run.json").read_text())["preferences"] != recorded["preferences"]:
-        raise SystemExit(f"the preferences differ from {run}'s: not comparable")
     print(methods_table(results) + "\n" + verdict(results).replace("**", ""))
     shutil.copy2(run / "recipe.yaml", work / "recipe.yaml")
     target = HERE / f"{args.run}-{args.tag}"

@@ -170,16 +170,7 @@ def run_suite(suite: str, profile: Profile, out: Path, rank: int | None, progres
     )
     print(f"  task-SVD of expert '{first.name}' (rank {rank}, {profile.svd}):\n" + _indent(summarise(report), 4))
     routers = train_routers(folder / "bundle", profile, progress)
-    settings = EvalSettings(
-        bundle=str(folder / "bundle"),
-        preferences=profile.preferences_2 if len(bundle.objectives) == 2 else profile.preferences_3,
-        prompts=EVAL_PROMPTS,
-        split="heldout",
-        limit=profile.eval_prompts,
-        decoding=Decoding(
-            max_new_tokens=profile.max_new_tokens, batch_size=16, max_prompt_tokens=profile.max_prompt_tokens
-        ),
-    )
+    settings = suite_eval_settings(folder / "bundle", len(bundle.objectives), profile)
     start = time.perf_counter()
     results = evaluate(settings, folder / "evaluation", overwrite=True, progress=progress)
     print(
@@ -195,6 +186,20 @@ def run_suite(suite: str, profile: Profile, out: Path, rank: int | None, progres
         "routers": routers,
         "methods": results["methods"],
     }
+
+
+def suite_eval_settings(bundle: Path, objectives: int, profile: Profile) -> EvalSettings:
+    """How a suite's bundle is evaluated under the profile: its preference grid, the held-out prompts, decoding."""
+    return EvalSettings(
+        bundle=str(bundle),
+        preferences=profile.preferences_2 if objectives == 2 else profile.preferences_3,
+        prompts=EVAL_PROMPTS,
+        split="heldout",
+        limit=profile.eval_prompts,
+        decoding=Decoding(
+            max_new_tokens=profile.max_new_tokens, batch_size=16, max_prompt_tokens=profile.max_prompt_tokens
+        ),
+    )
 
 
 def router_config(profile: Profile):
