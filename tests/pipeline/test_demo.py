@@ -127,8 +127,8 @@ def test_demo_trains_each_router_once(bundle_dir, tmp_path, monkeypatch):
     del spec["routers"][0]["training"]["calibration"]
     (bundle / "hoe.json").write_text(json.dumps(spec))
     retrained = []
-    monkeypatch.setattr("hoe.pipeline.demo.train_router", lambda *a, **k: retrained.append(a) or first_summary)
-    first_summary = {"first": {"tchebycheff": 0.0, "kl": 0.0}, "last": {"tchebycheff": 0.0, "kl": 0.0}}
+    trained_summary = {"first": {"tchebycheff": 0.0, "kl": 0.0}, "last": {"tchebycheff": 0.0, "kl": 0.0}}
+    monkeypatch.setattr("hoe.pipeline.demo.train_router", lambda *a, **k: retrained.append(a) or trained_summary)
     train_routers(bundle, profile, progress=False)
     assert len(retrained) == 1
 
