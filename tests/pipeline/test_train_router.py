@@ -18,6 +18,7 @@ from conftest import DEVICE, free_port, interrupt_at_call
 from safetensors.torch import load_file
 
 from hoe.errors import HoEError
+from hoe.model import HoEModel
 from hoe.pipeline import train_router
 from hoe.rl import load_config
 from hoe.rl import trainer as trainer_module
@@ -52,7 +53,6 @@ def config(tmp_path, **overrides):
 
 
 def test_gradients_reach_the_router_only(bundle):
-    from hoe.model import HoEModel
     from hoe.rl.policies import RouterPolicy
     from hoe.rl.ppo import token_logprobs
 
@@ -126,8 +126,29 @@ def test_a_time_budget_stops_early_and_resume_finishes_the_same_run(bundle, tmp_
         train_router(bundle, [0.25, 0.75], settings, progress=False, overwrite=True, max_minutes=0)
 
 
+def test_a_checkpoint_of_an_older_calibration_rule_is_not_resumed(bundle, tmp_path, monkeypatch):
+    """z* is fixed at calibration; resuming a run calibrated by the older rule (the head of a
+    '+'-joined prompt list) would carry its z* on, so the resume is refused before weights load."""
+    settings = config(tmp_path)
+    train_router(bundle, [0.25, 0.75], settings, progress=False, device=DEVICE, max_minutes=1e-9)
+    name = json.loads((bundle / "hoe.json").read_text())["routers"][0]["name"]
+    state_file = bundle / "training" / name / "checkpoint" / "state.json"
+    state = json.loads(state_file.read_text())
+    assert state["calibration"] == trainer_module.CALIBRATION
+    del state["calibration"]  # as an older version wrote it
+    state_file.write_text(json.dumps(state))
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("weights loaded")
+
+    monkeypatch.setattr(HoEModel, "from_loaded_bundle", no_weights)
+    with pytest.raises(HoEError, match="calibrated by an older rule .* train again without --resume"):
+        train_router(bundle, [0.25, 0.75], settings, progress=False, device=DEVICE, resume=True)
+    with pytest.raises(HoEError, match=r"another config \(steps differs\)"):
+        train_router(bundle, [0.25, 0.75], config(tmp_path, steps=5), progress=False, device=DEVICE, resume=True)
+
+
 def test_a_new_anchor_adds_a_router(bundle, tmp_path):
-    from hoe.model import HoEModel
 
     train_router(bundle, "helpful=0.6,harmless=0.4", config(tmp_path, steps=1, scalarisation="linear"), progress=False)
     spec = json.loads((bundle / "hoe.json").read_text())

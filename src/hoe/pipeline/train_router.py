@@ -26,7 +26,7 @@ from hoe.model.bundle import Bundle, RouterEntry, load_bundle
 from hoe.rewards.scoring import check_objective_name
 from hoe.rl.config import TrainConfig, check_objectives
 from hoe.rl.policies import RouterPolicy
-from hoe.rl.trainer import CALIBRATION, Trainer
+from hoe.rl.trainer import CALIBRATION, CHECKPOINT, Trainer, check_checkpoint
 from hoe.routing import parse_preference
 from hoe.settings import flag_name
 
@@ -105,6 +105,8 @@ def train_router(
     name = new_entry.name if new_entry is not None else bundle.routers[index].name
     work = Path(work) if work is not None else bundle_path / "training" / name
     _prepare_work(work, resume)
+    if resume and (work / CHECKPOINT).is_dir():
+        check_checkpoint(work / CHECKPOINT, config)  # one line before any weights load
 
     # ---- everything checked: load and train -------------------------------------------------------
     staged = Bundle(

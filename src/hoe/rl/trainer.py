@@ -396,6 +396,7 @@ class Trainer:
                         "scalarisation": self.scalarisation.state(),
                         "rows": rows,
                         "config": self.config.model_dump(),
+                        "calibration": CALIBRATION,
                     },
                 )
         self.dist.barrier()
@@ -406,12 +407,7 @@ class Trainer:
         from safetensors.torch import load_file
 
         folder = self.work / CHECKPOINT
-        state = json.loads((folder / "state.json").read_text())
-        if state["config"] != self.config.model_dump():
-            changed = next(k for k in state["config"] if state["config"][k] != self.config.model_dump().get(k))
-            raise HoEError(
-                f"cannot resume: the checkpoint in '{folder}' was made with another config ({changed} differs)"
-            )
+        state = check_checkpoint(folder, self.config)
         self.policy.load_trainable_state(load_file(str(folder / "trainable.safetensors")))
         self.value_head.load_state_dict(load_file(str(folder / "value_head.safetensors")))
         self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
@@ -421,6 +417,21 @@ class Trainer:
         self.scalarisation.load_state(state["scalarisation"])
         _set_rng_state(torch.load(folder / f"rng-{self.dist.rank}.pt", weights_only=True))
         return state["rows"]
+
+
+def check_checkpoint(folder: Path, config: TrainConfig) -> dict:
+    """The checkpoint's state, if a run with ``config`` may resume from it: the same config and the
+    current calibration rule (an older rule's z* would otherwise carry on). Cheap: no weights load."""
+    state = json.loads((folder / "state.json").read_text())
+    if state["config"] != config.model_dump():
+        changed = next(k for k in state["config"] if state["config"][k] != config.model_dump().get(k))
+        raise HoEError(f"cannot resume: the checkpoint in '{folder}' was made with another config ({changed} differs)")
+    if state.get("calibration") != CALIBRATION:
+        raise HoEError(
+            f"cannot resume: the checkpoint in '{folder}' was calibrated by an older rule than "
+            f"'{CALIBRATION}'; train again without --resume"
+        )
+    return state
 
 
 def calibration_statistics(
