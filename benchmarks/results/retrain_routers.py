@@ -19,11 +19,12 @@ import argparse
 import dataclasses
 import json
 import shutil
+import sys
 from pathlib import Path
 
 from run import copy_evaluation
 
-from hoe.evaluation import evaluate, methods_table, verdict
+from hoe.evaluation import EvalSettings, evaluate, methods_table, verdict
 from hoe.evaluation.harness import plan
 from hoe.model.bundle import load_bundle
 from hoe.pipeline.demo import PROFILES, suite_eval_settings, train_routers
@@ -39,6 +40,20 @@ def copy_router_records(bundle: Path, target: Path) -> None:
     keys = {"name", "anchor", "covers", "training"}
     records = [router.model_dump(include=keys) for router in load_bundle(bundle).routers]
     (target / "routers" / "training.json").write_text(json.dumps(records, indent=2) + "\n")
+
+
+def check_reproduced(eval_settings: EvalSettings, run: Path, work: Path) -> None:
+    """Exit unless the bundle's single-objective experts give the run's answers to every prompt."""
+    settings = eval_settings.model_copy(update={"methods": ["experts"]})
+    evaluate(settings, work / "reproduced", overwrite=True, progress=True)
+    for committed in sorted((run / "generations" / "experts").glob("*.jsonl")):
+        answers = [json.loads(line)["response"] for line in committed.read_text().splitlines()]
+        fresh = work / "reproduced" / "generations" / "experts" / committed.name
+        again = [json.loads(line)["response"] for line in fresh.read_text().splitlines()]
+        differ = sum(a != b for a, b in zip(answers, again)) + abs(len(answers) - len(again))
+        if differ:
+            sys.exit(f"expert '{committed.stem}' answers {differ} of {len(answers)} prompts otherwise than in {run}")
+        print(f"expert '{committed.stem}': all {len(answers)} answers as in {run.name}")
 
 
 def main() -> None:
@@ -69,6 +84,7 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
     shutil.copytree(source, work / "bundle")
     eval_settings = eval_settings.model_copy(update={"bundle": str(work / "bundle")})
+    check_reproduced(eval_settings, run, work)
     routers = train_routers(work / "bundle", profile, progress=True)
     generations = work / "evaluation" / "generations"
     for method in (path for path in (run / "generations").iterdir() if path.name != "hoe"):
