@@ -381,8 +381,9 @@ def dpo_rows(
 
 def dpo_precision(device: str) -> dict:
     """TRL's DPOConfig turns bf16 autocast on by default; on a CPU without native bf16 (AVX2 only) a step
-    then takes 11x as long as in float32 (291 s against 27 s for 8 pairs on SmolLM2-135M, 2 cores).
-    So DPO trains in float32 like ``hoe finetune``, and in bf16 only on a CUDA device that has it."""
+    then takes 11x as long as in float32 (239 s against 21 s for 8 pairs on SmolLM2-135M, 2 cores:
+    benchmarks/experts/dpo_precision.py). So DPO trains in float32 like ``hoe finetune``, and in bf16
+    only on a CUDA device that has it."""
     import torch
 
     bf16 = device != "cpu" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
