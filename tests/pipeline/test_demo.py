@@ -1,5 +1,7 @@
 """The demo runs the shipped recipes (under its profiles' overrides); bad profiles get one line."""
 
+import json
+
 import pytest
 
 from hoe.errors import HoEError
@@ -144,3 +146,32 @@ def test_sample_answers_one_batch_with_word_counts(bundle_dir, capsys):
     for line, answer in zip(lines, answers):
         assert f"({len(answer['response'].split())} words)" in line
     assert lines[0].strip().startswith("[helpful=1, harmless=0]")
+
+
+def test_the_closing_lines_quote_hoes_measured_means_at_the_sample_preferences(tmp_path, capsys):
+    """One prompt's answers may not show the trade-off, so the demo ends with what the evaluation
+    measured at the same three preferences (HoE's points only; a preference not evaluated is skipped)."""
+    from hoe.pipeline.demo import measured_points
+
+    def point(method, preference, mean, tokens):
+        return {
+            "method": method,
+            "preference": preference,
+            "mean": mean,
+            "se": [0.01, 0.2],
+            "prompts": 12,
+            "tokens_per_response": tokens,
+        }
+
+    points = [
+        point("soup", [1.0, 0.0], [0.9, 0.1], 10.0),
+        point("hoe", [1.0, 0.0], [0.736, 1.404], 25.3),
+        point("hoe", [0.0, 1.0], [0.574, 1.917], 48.0),
+    ]
+    (tmp_path / "results.json").write_text(json.dumps({"points": points}))
+    lines = measured_points(tmp_path / "results.json", ["concision", "helpfulness"])
+    assert lines == [
+        "    [concision=1, helpfulness=0] concision 0.736 ± 0.01, helpfulness 1.4 ± 0.2; 25 tokens per answer",
+        "    [concision=0, helpfulness=1] concision 0.574 ± 0.01, helpfulness 1.92 ± 0.2; 48 tokens per answer",
+    ]
+    assert "measured on the 12 held-out prompts" in capsys.readouterr().out

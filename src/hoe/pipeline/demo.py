@@ -253,11 +253,32 @@ def train_routers(bundle_path: Path, profile: Profile, progress: bool) -> list[d
     return summaries
 
 
+SAMPLE_PREFERENCES = [[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]]
+
+
+def measured_points(results_file: Path, objectives: list[str]) -> list[str]:
+    """HoE's means over the held-out prompts at the closing sample's preferences, from the evaluation:
+    one prompt's three answers may happen not to show the trade-off; these means are what was measured."""
+    results = json.loads(results_file.read_text())
+    lines = []
+    for preference in SAMPLE_PREFERENCES:
+        point = next((p for p in results["points"] if p["method"] == "hoe" and p["preference"] == preference), None)
+        if point is None:
+            continue
+        label = ", ".join(f"{o}={v:g}" for o, v in zip(objectives, preference))
+        means = ", ".join(f"{o} {m:.3g} ± {se:.2g}" for o, m, se in zip(objectives, point["mean"], point["se"]))
+        lines.append(f"    [{label}] {means}; {point['tokens_per_response']:.0f} tokens per answer")
+    if lines:
+        print(f"  measured on the {results['points'][0]['prompts']} held-out prompts (HoE's mean ± SE per objective):")
+        print("\n".join(lines))
+    return lines
+
+
 def sample_answers(bundle: Path, objectives: list[str]) -> list[dict]:
     """One prompt answered under three preferences in one batch: one model, a λ per row. Each line
     says how many words the answer has: the answer itself is cut to fit the terminal."""
     model = HoEModel.from_bundle(bundle)
-    preferences = [[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]]
+    preferences = SAMPLE_PREFERENCES
     texts = model.generate([SAMPLE_PROMPT] * 3, preferences=preferences, max_new_tokens=40, do_sample=False)
     answers = []
     print(f"  prompt: {SAMPLE_PROMPT}")
@@ -292,9 +313,9 @@ def run_demo(
         )
         summary["suites"][suite] = run_suite(suite, chosen, out, rank, progress)
     print(f"[{last}/{last}] one model, a preference per row (greedy, 40 new tokens):")
-    summary["answers"] = sample_answers(
-        out / "2-objectives" / "bundle", suite_recipe("2-objectives", chosen, rank).objectives
-    )
+    objectives = suite_recipe("2-objectives", chosen, rank).objectives
+    summary["answers"] = sample_answers(out / "2-objectives" / "bundle", objectives)
+    measured_points(out / "2-objectives" / "evaluation" / "results.json", objectives)
     summary["total_seconds"] = round(time.perf_counter() - start, 1)
     (out / "demo_summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     print(
