@@ -255,6 +255,15 @@ def test_dpo_trains_on_best_versus_worst_and_resumes(tiny_chat_model, tmp_path, 
     torch.testing.assert_close(again.get(name), whole.get(name), rtol=1e-4, atol=1e-5)
 
 
+def test_dpo_progress_shows_a_bar_not_a_dict_of_metrics_per_step(tiny_chat_model, tmp_path, monkeypatch, capsys):
+    pytest.importorskip("trl")
+    monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
+    make_expert(str(tiny_chat_model), _dpo_settings(steps=2), tmp_path / "expert", progress=True)
+    printed = capsys.readouterr()
+    assert "'grad_norm'" not in printed.out + printed.err and "loss=" in printed.err
+    assert len(json.loads((tmp_path / "expert" / "dpo_log.json").read_text())["history"]) == 2
+
+
 def test_dpo_trains_in_float32_on_the_cpu_whatever_trls_default():
     assert dpo_precision("cpu") == {"bf16": False, "fp16": False}
     pytest.importorskip("trl")
