@@ -28,6 +28,7 @@ from hoe.evaluation import EvalSettings, evaluate, methods_table, verdict
 from hoe.evaluation.harness import plan
 from hoe.model.bundle import load_bundle
 from hoe.pipeline.demo import PROFILES, suite_eval_settings, train_routers
+from hoe.utils.io import read_jsonl
 
 HERE = Path(__file__).resolve().parent
 
@@ -47,9 +48,9 @@ def check_reproduced(eval_settings: EvalSettings, run: Path, work: Path) -> None
     settings = eval_settings.model_copy(update={"methods": ["experts"]})
     evaluate(settings, work / "reproduced", overwrite=True, progress=True)
     for committed in sorted((run / "generations" / "experts").glob("*.jsonl")):
-        answers = [json.loads(line)["response"] for line in committed.read_text().splitlines()]
+        answers = [row["response"] for row in read_jsonl(committed, required=("response",))]
         fresh = work / "reproduced" / "generations" / "experts" / committed.name
-        again = [json.loads(line)["response"] for line in fresh.read_text().splitlines()]
+        again = [row["response"] for row in read_jsonl(fresh, required=("response",))]
         differ = sum(a != b for a, b in zip(answers, again)) + abs(len(answers) - len(again))
         if differ:
             sys.exit(f"expert '{committed.stem}' answers {differ} of {len(answers)} prompts otherwise than in {run}")
