@@ -379,8 +379,8 @@ def dpo_rows(
     return rows
 
 
-def quiet_progress_callback():
-    """transformers' progress bar for TRL's trainer, with the loss on the bar instead of a dict of a dozen
+def quiet_progress(trainer) -> None:
+    """transformers' progress bar on TRL's trainer, with the loss on the bar instead of a dict of a dozen
     metrics printed under it at every step (the quick demo printed 24 of them in the middle of its output)."""
     from transformers import ProgressCallback
 
@@ -389,7 +389,8 @@ def quiet_progress_callback():
             if state.is_world_process_zero and self.training_bar is not None and logs and "loss" in logs:
                 self.training_bar.set_postfix(loss=f"{float(logs['loss']):.4f}")
 
-    return QuietProgress
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(QuietProgress)
 
 
 def dpo_precision(device: str) -> dict:
@@ -424,7 +425,6 @@ def _dpo(
     """DPO through TRL, checkpointing to ``<out>.partial`` and resuming from the last checkpoint."""
     try:  # optional: the training extra
         from datasets import Dataset
-        from transformers import ProgressCallback
         from transformers.trainer_utils import get_last_checkpoint
         from trl import DPOConfig, DPOTrainer
     except ImportError as exc:
@@ -463,9 +463,8 @@ def _dpo(
         train_dataset=Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows]),
         peft_config=lora.peft_config(model) if lora else None,
     )
-    if progress:  # the bar without a printed dict of metrics per step (they go to dpo_log.json)
-        trainer.remove_callback(ProgressCallback)
-        trainer.add_callback(quiet_progress_callback())
+    if progress:  # the metrics per step go to dpo_log.json
+        quiet_progress(trainer)
     start = time.perf_counter()
     resume = get_last_checkpoint(str(partial)) if partial.is_dir() else None
     trainer.train(resume_from_checkpoint=resume)
