@@ -4,10 +4,10 @@
 
 Why: TRL's DPOConfig turns bf16 autocast on by default, also on the CPU. On a CPU without native bf16
 (AVX2 only) every matmul is then emulated, and `hoe make-expert --method dpo` (the informative expert of
-both demo suites) ran at about 400 s per step. hoe now trains DPO in float32 on the CPU
-(``dpo_precision``); this measures the two side by side on the embedded model with TRL's DPOTrainer:
-8 preference pairs per step (as the recipes), answers of about 30 tokens, TRL's defaults otherwise
-(gradient checkpointing on, as make-expert leaves it); only ``bf16`` differs between the two.
+both demo suites) crawled through its first round (minutes per step, seen, not timed here). hoe now
+trains DPO in float32 on the CPU (``dpo_precision``); this measures the two side by side on the embedded
+model with TRL's DPOTrainer: 8 preference pairs per step (as the recipes), answers of about 30 tokens,
+TRL's defaults otherwise (gradient checkpointing on, as make-expert leaves it); only ``bf16`` differs.
 """
 
 from __future__ import annotations

@@ -6,11 +6,13 @@
 Why: the peers (soup, per-λ merging, Rewarded Soups, MOD, the experts, the base) do not depend on the
 routers, so after a change to router training only HoE needs new answers. This checks that the demo's
 evaluation settings (``suite_eval_settings``) give the run's preferences, prompts and decoding, copies the
-bundle to ``work/RUN-TAG/bundle``, trains its routers under the demo's full profile (``train_routers``: a
-router whose recorded settings or calibration rule differ is trained again), copies the committed run's
-generations of every method but HoE into a fresh evaluation folder (the harness reuses them) and
-evaluates with the run's settings; the result is copied to ``RUN-TAG/`` beside the run, so the two
-are compared on the same prompts and the same peers' answers.
+bundle to ``work/RUN-TAG/bundle``, checks that its single-objective experts answer the run's prompts word
+for word as the run's did (else the peers' reused answers would not be those of these experts: a bundle
+rebuilt elsewhere stops here, after one evaluation of the expert points), trains its routers under the
+demo's full profile (``train_routers``: a router whose recorded settings or calibration rule differ is
+trained again), copies the committed run's generations of every method but HoE into a fresh evaluation
+folder (the harness reuses them) and evaluates with the run's settings; the result is copied to
+``RUN-TAG/`` beside the run, so the two are compared on the same prompts and the same peers' answers.
 """
 
 from __future__ import annotations
