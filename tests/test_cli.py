@@ -608,3 +608,27 @@ def test_make_expert_cli_round_steps(tmp_path, monkeypatch):
         result = runner.invoke(app, [*common, *bad])
         assert result.exit_code == 2 and message in result.output
         assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
+
+
+def test_make_expert_cli_floor(tmp_path, monkeypatch):
+    """--floor relevance=0.5,civility=0.9 reaches the job as scores per objective; a part without a number, or a
+    floor for ppo, is one line and exit 2 before anything runs."""
+    import hoe.training.make_expert as job
+
+    seen = []
+    monkeypatch.setattr(job, "make_expert", lambda base, settings, out, **kw: seen.append(settings) or {})
+    monkeypatch.setattr(job, "make_expert_summary", lambda report, out: "made")
+    common = ["make-expert", "--objective", "concision", "--out", str(tmp_path / "x"), "--device", "cpu"]
+    result = runner.invoke(
+        app, [*common, "--method", "distill", "--instruction", "Be brief.", "--floor", "relevance=0.5, civility=0.9"]
+    )
+    assert result.exit_code == 0, result.output
+    assert seen[0].floor == {"relevance": 0.5, "civility": 0.9}
+    for bad, message in [
+        (["--floor", "relevance"], "--floor takes objective=score pairs separated by commas"),
+        (["--floor", "relevance=high"], "--floor takes objective=score pairs separated by commas"),
+        (["--method", "ppo", "--floor", "relevance=0.5"], "methods 'raft', 'distill' and 'dpo' only"),
+    ]:
+        result = runner.invoke(app, [*common, *bad])
+        assert result.exit_code == 2 and message in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "x").exists()

@@ -236,6 +236,12 @@ def main() -> None:
         type=float,
         help="dpo: an NLL loss on the chosen answers beside DPO's (make-expert --sft-weight)",
     )
+    parser.add_argument(
+        "--floor",
+        metavar="OBJECTIVE=SCORE",
+        help="raft, distill and dpo: a chosen answer must reach this score (make-expert --floor), e.g. "
+        "relevance=0.5 to keep off-topic loops out of what the expert learns",
+    )
     parser.add_argument("--work", type=Path, default=HERE / "work")
     parser.add_argument("--per-subset", type=int, default=128, help="held-out prompts from each of the two subsets")
     parser.add_argument(
@@ -250,6 +256,9 @@ def main() -> None:
         parser.error("--contrastive is a way of making dpo's pairs: use it with --methods dpo")
     if args.sft_weight and methods != ["dpo"]:
         parser.error("--sft-weight weighs a loss beside DPO's: use it with --methods dpo")
+    if args.floor and not re.fullmatch(r"[\w:.-]+=[0-9.]+", args.floor):
+        parser.error(f"--floor takes OBJECTIVE=SCORE, e.g. relevance=0.5, got {args.floor!r}")
+    floor = {args.floor.split("=")[0]: float(args.floor.split("=")[1])} if args.floor else None
     objectives, scored_objectives, stem = SUITES[args.suite]
     suite_stem = stem
     if args.objectives:
@@ -274,6 +283,8 @@ def main() -> None:
         variant_tag += f"-lr{args.learning_rate:g}"
     if args.sft_weight:
         variant_tag += f"-sft{args.sft_weight:g}"
+    if floor:
+        variant_tag += "".join("-floor_" + re.sub(r"\W+", "_", name) + f"{value:g}" for name, value in floor.items())
     if args.keep_prompts:
         variant_tag += "-keep_" + re.sub(r"\W+", "_", args.keep_prompts)
         variant_tag += f"{args.keep_count}" if args.keep_count else ""
@@ -312,6 +323,7 @@ def main() -> None:
                     lora_rank=args.lora_rank,
                     keep_prompts=args.keep_prompts,
                     keep_count=args.keep_count,
+                    floor=floor,
                 )
                 start = time.perf_counter()
                 make_expert(args.start_from or DEFAULT_MODEL, settings, out, overwrite=True)
@@ -396,6 +408,7 @@ def main() -> None:
         + (" --contrastive" if args.contrastive else "")
         + (f" --learning-rate {args.learning_rate:g}" if args.learning_rate else "")
         + (f" --sft-weight {args.sft_weight:g}" if args.sft_weight else "")
+        + (f" --floor {args.floor}" if args.floor else "")
         + (" --validation" if args.validation else ""),
     }
     (HERE / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")

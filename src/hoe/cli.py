@@ -662,6 +662,22 @@ def _round_steps(value: Optional[str]) -> Optional[list[int]]:
     return _numbers(value or None, int, message)
 
 
+def _floor(value: Optional[str]) -> Optional[dict[str, float]]:
+    """--floor relevance=0.5[,name=score...] as {objective: score}."""
+    if value is None:
+        return None
+    floor = {}
+    for part in value.split(","):
+        name, _, score = part.partition("=")
+        try:
+            floor[name.strip()] = float(score)
+        except ValueError:
+            raise HoEError(
+                f"--floor takes objective=score pairs separated by commas, e.g. relevance=0.5, got {value!r}"
+            ) from None
+    return floor
+
+
 @app.command("make-expert")
 @user_errors
 def make_expert_command(
@@ -682,6 +698,7 @@ def make_expert_command(
     learning_rate: Optional[float] = settings_option(MakeExpertSettings, "learning_rate"),
     beta: float = settings_option(MakeExpertSettings, "beta"),
     sft_weight: float = settings_option(MakeExpertSettings, "sft_weight"),
+    floor: Optional[str] = settings_option(MakeExpertSettings, "floor"),
     lora: bool = typer.Option(
         False,
         "--lora",
@@ -716,6 +733,7 @@ def make_expert_command(
         learning_rate=learning_rate,
         beta=beta,
         sft_weight=sft_weight,
+        floor=_floor(floor),
         seed=seed,
         max_length=max_length,
         lora_rank=lora_rank if lora or method == "ppo" else None,

@@ -20,7 +20,7 @@ def test_suite_recipes_validate(tmp_path, suite, profile):
         e.name for e in shipped.experts
     ]
     assert recipe.rank == shipped.rank  # the recipe's own rank unless --rank says otherwise
-    path = write_suite_recipe(tmp_path, suite, PROFILES[profile])  # what run_suite builds from
+    path = write_suite_recipe(tmp_path, suite, PROFILES[profile], recipe)  # what run_suite builds from
     assert path.read_text().startswith(f"# recipes/{SUITES[suite]}.yaml under the demo's '{profile}' profile")
     assert load_recipe(path)[0] == recipe
     assert {m.objective for m in (e.make for e in recipe.experts)} == set(recipe.objectives)
@@ -48,7 +48,8 @@ def test_two_objective_suite_is_the_conflicting_style_suite():
 
 def test_three_objective_suite_adds_an_elementary_expert_to_the_two_objective_ones():
     """The three-objective suite makes the two-objective suite's experts with the same settings (made once,
-    cached for both) and adds readability by distillation from P-Soups' own P1A prompt."""
+    cached for both) and adds readability by distillation from P-Soups' own P1A prompt, learning only
+    candidates that stay on topic (the floor that brought its benign relevance within the bar)."""
     full = PROFILES["full"]
     two = {e.name: e.make for e in suite_recipe("2-objectives", full).experts}
     three = {e.name: e.make for e in suite_recipe("3-objectives", full).experts}
@@ -56,7 +57,7 @@ def test_three_objective_suite_adds_an_elementary_expert_to_the_two_objective_on
     elementary = three["elementary"]
     assert (elementary.objective, elementary.method) == ("readability", "distill")
     p1a = "Generate a response that can be easily understood by an elementary school student."
-    assert elementary.instruction == p1a
+    assert elementary.instruction == p1a and elementary.floor == {"relevance": 0.5}
 
 
 def test_quick_profile_shortens_every_expert():

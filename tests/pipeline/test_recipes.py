@@ -33,6 +33,23 @@ def test_make_entries_name_a_known_objective(tmp_path):
         load_recipe(tmp_path / "r.yaml")
 
 
+def test_make_entries_floors_name_known_objectives_and_run_code_only_if_trusted(tmp_path):
+    """A floor is an objective too: an unknown name, or a py: scorer without the trust flag, is one line
+    naming the entry, before anything loads."""
+    head = "base: smollm2-135m-instruct\nobjectives: [a]\nexperts:\n  - {name: x, anchor: [1], make: "
+    (tmp_path / "ok.yaml").write_text(
+        head + "{objective: readability, method: distill, instruction: Hi., floor: {relevance: 0.5}}}\n"
+    )
+    assert load_recipe(tmp_path / "ok.yaml")[0].experts[0].make.floor == {"relevance": 0.5}
+    (tmp_path / "r.yaml").write_text(head + "{objective: readability, floor: {wit: 0.5}}}\n")
+    with pytest.raises(HoEError, match=r"experts\.0\.make\.floor\.wit: unknown objective 'wit'"):
+        load_recipe(tmp_path / "r.yaml")
+    (tmp_path / "code.yaml").write_text(head + "{objective: readability, floor: {'py:os:getcwd': 0.5}}}\n")
+    with pytest.raises(HoEError, match=r"make\.floor\.py:os:getcwd: 'py:os:getcwd' runs Python code"):
+        load_recipe(tmp_path / "code.yaml")
+    assert load_recipe(tmp_path / "code.yaml", trust_code=True)[0].experts[0].make.floor == {"py:os:getcwd": 0.5}
+
+
 def test_make_entries_keep_prompts_follow_the_settings(tmp_path):
     """A recipe's make: takes keep_prompts (the same settings model as the CLI's) and refuses it
     where the job would not use it, naming the entry."""

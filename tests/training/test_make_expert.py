@@ -502,3 +502,115 @@ def test_iterated_dpo_samples_each_round_from_the_last_and_resumes_at_its_round(
     assert [r["steps"] for r in saved["rounds"]] == [2, 2] and all(r["pairs"] > 0 for r in saved["rounds"])
     assert not (tmp_path / "expert.rounds").exists() and (out / "model.safetensors").is_file()
     assert "in the last of 2 rounds" in job.make_expert_summary(report, out)
+
+
+def on_topic(prompts, responses):
+    """A stand-in floor objective (the tests below replace its scores)."""
+    return [1.0] * len(responses)
+
+
+FLOOR = f"py:{__name__}:on_topic"
+# per candidate (4 prompts, k 3): the objective prefers the first, the floor allows only some
+OBJECTIVE_SCORES = [3.0, 2.0, 1.0] * 4
+FLOOR_SCORES = [0.0, 0.6, 0.6] + [0.0, 0.1, 0.4] + [0.9, 0.9, 0.9] + [0.0, 0.0, 0.5]
+
+
+def fixed_scores(monkeypatch) -> None:
+    import hoe.training.make_expert as job
+
+    def scores(objectives, prompts, responses, **kwargs):
+        assert len(responses) == 12
+        return {name: FLOOR_SCORES if name == FLOOR else OBJECTIVE_SCORES for name in objectives}
+
+    monkeypatch.setattr(job, "score_objectives", scores)
+
+
+def test_a_floor_keeps_candidates_under_it_out_of_what_raft_learns(tiny_chat_model, tmp_path, monkeypatch):
+    """The best candidate at or above the floor is learnt, not the objective's best under it; a prompt with
+    no candidate at the floor is left out, and the report and the summary line say how many."""
+    monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
+    import hoe.training.make_expert as job
+
+    fixed_scores(monkeypatch)
+    learnt = record_finetune(monkeypatch)
+    settings = MakeExpertSettings.create(
+        objective=f"py:{__name__}:response_length", prompt_count=4, k=3, floor={FLOOR: 0.5}, **TINY_JOB
+    )
+    report = make_expert(str(tiny_chat_model), settings, tmp_path / "expert", progress=False)
+    prompts = job.load_prompts(settings.prompts, "train", limit=4)
+    rows = sample_candidates(str(tiny_chat_model), prompts, settings.sampling, progress=False)  # from the cache
+    expected = [(rows[0]["prompt"], rows[0]["responses"][1]), (rows[2]["prompt"], rows[2]["responses"][0])]
+    expected.append((rows[3]["prompt"], rows[3]["responses"][2]))
+    assert learnt == expected and report["pairs"] == 3 and report["below_floor"] == 1
+    assert report["chosen_mean"] == pytest.approx(2.0)  # 2, 3 and 1: not the objective's 3 everywhere
+    assert "1 prompts left out, no candidate at the floor" in job.make_expert_summary(report, tmp_path / "expert")
+
+
+def test_preference_pairs_choose_only_eligible_answers():
+    from hoe.training.make_expert import preference_pairs
+
+    groups = [_group("p1", ["a", "b", "c"], [3.0, 2.0, 1.0]), _group("p2", ["x", "y"], [2.0, 1.0])]
+    pairs = preference_pairs(groups, eligible=[[False, True, True], [False, False]])
+    assert [(r["chosen"][0]["content"], r["rejected"][0]["content"], r["margin"]) for r in pairs] == [("b", "c", 1.0)]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"method": "ppo", "floor": {"relevance": 0.5}}, "methods 'raft', 'distill' and 'dpo' only"),
+        ({"floor": {}}, "at least one objective=score"),
+        ({"floor": {"civility": 0.5}}, "a floor on the objective itself"),
+        ({"floor": {"relevance": "high"}}, r"floor \(--floor\)"),
+    ],
+)
+def test_bad_floors_are_one_line(values, message):
+    with pytest.raises(HoEError, match=message):
+        MakeExpertSettings.create(objective="civility", **values)
+
+
+def test_an_unknown_floor_objective_fails_before_sampling(tiny_chat_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
+    settings = MakeExpertSettings.create(objective="civility", floor={"on_topicness": 0.5}, **TINY_JOB)
+    with pytest.raises(HoEError, match="unknown objective 'on_topicness'"):
+        make_expert(str(tiny_chat_model), settings, tmp_path / "x", progress=False)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "cache" / "candidates").exists()
+
+
+def test_a_floor_counts_in_cache_keys_and_fingerprints_only_when_set():
+    plain = MakeExpertSettings(objective="civility")
+    assert "floor" not in plain.cache_fields() and "floor" not in plain.fingerprint_fields()
+    floored = plain.model_copy(update={"floor": {"relevance": 0.5}})
+    assert floored.cache_fields()["floor"] == {"relevance": 0.5} == floored.fingerprint_fields()["floor"]
+
+
+def test_a_model_made_again_at_the_same_path_is_sampled_again(tiny_chat_model, tmp_path, monkeypatch):
+    """The candidates' cache is keyed by the model's weights, not its folder alone: a model written again at
+    the same path (make-expert --overwrite, a rerun's round-1) does not reuse the last one's samples."""
+    import os
+
+    from hoe.training.sampling import candidates_file
+
+    monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
+    before = candidates_file(str(tiny_chat_model), PROMPTS, SETTINGS)
+    assert candidates_file(str(tiny_chat_model), PROMPTS, SETTINGS) == before
+    weights = next(tiny_chat_model.glob("*.safetensors"))
+    stat = weights.stat()
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    try:
+        assert candidates_file(str(tiny_chat_model), PROMPTS, SETTINGS) != before
+    finally:
+        os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_a_round_left_by_a_job_with_other_settings_is_not_reused(tmp_path):
+    """Iterated DPO skips a round only if this job made it: same model, same settings."""
+    from hoe.training.make_expert import finished_round
+
+    settings = _dpo_settings()
+    folder = tmp_path / "round-1"
+    assert not finished_round(folder, "base", settings)
+    folder.mkdir()
+    (folder / "make_expert_report.json").write_text(json.dumps({"base": "base", "settings": settings.model_dump()}))
+    assert finished_round(folder, "base", settings)
+    assert not finished_round(folder, "other-base", settings)
+    assert not finished_round(folder, "base", settings.model_copy(update={"learning_rate": 5e-4}))

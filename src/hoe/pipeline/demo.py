@@ -119,12 +119,13 @@ def suite_recipe(suite: str, profile: Profile, rank: int | None = None) -> Recip
     return recipe
 
 
-def write_suite_recipe(folder: Path, suite: str, profile: Profile, rank: int | None = None) -> Path:
-    """The recipe the suite builds, written for the record: the shipped one with the profile's overrides."""
+def write_suite_recipe(folder: Path, suite: str, profile: Profile, recipe: Recipe) -> Path:
+    """The recipe the suite builds (``suite_recipe``'s), written for the record: the shipped one with the
+    profile's overrides."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "recipe.yaml"
     header = f"# recipes/{SUITES[suite]}.yaml under the demo's '{profile_name(profile)}' profile\n"
-    body = yaml.safe_dump(suite_recipe(suite, profile, rank).model_dump(exclude_defaults=True), sort_keys=False)
+    body = yaml.safe_dump(recipe.model_dump(exclude_defaults=True), sort_keys=False)
     path.write_text(header + body)
     return path
 
@@ -157,10 +158,10 @@ def summarise(report: dict) -> str:
 def run_suite(suite: str, profile: Profile, out: Path, rank: int | None, progress: bool) -> dict:
     """Build one suite's bundle and evaluate every method on held-out prompts."""
     folder = out / suite
-    rank = suite_recipe(suite, profile, rank).rank
-    recipe = write_suite_recipe(folder, suite, profile, rank)
+    recipe = suite_recipe(suite, profile, rank)
+    recipe_file = write_suite_recipe(folder, suite, profile, recipe)
     start = time.perf_counter()
-    bundle = build_bundle(recipe, folder / "bundle", progress=progress)
+    bundle = build_bundle(recipe_file, folder / "bundle", progress=progress)
     built = time.perf_counter() - start
     first = bundle.experts[0]
     report = json.loads((bundle.expert_path(first) / "extract_report.json").read_text())
@@ -168,7 +169,7 @@ def run_suite(suite: str, profile: Profile, out: Path, rank: int | None, progres
         f"  bundle {folder / 'bundle'} ({built:.0f} s): LoRA experts {', '.join(e.name for e in bundle.experts)}; "
         f"routers {', '.join(r.name for r in bundle.routers)}"
     )
-    print(f"  task-SVD of expert '{first.name}' (rank {rank}, {profile.svd}):\n" + _indent(summarise(report), 4))
+    print(f"  task-SVD of expert '{first.name}' (rank {recipe.rank}, {profile.svd}):\n" + _indent(summarise(report), 4))
     routers = train_routers(folder / "bundle", profile, progress)
     settings = suite_eval_settings(folder / "bundle", len(bundle.objectives), profile)
     start = time.perf_counter()

@@ -157,6 +157,16 @@ def recorded_anchor(folder: Path, objectives: list[str], where: str) -> dict[str
     return {name: weight for name, weight in zip(record["objectives"], record["anchor"]) if name in objectives}
 
 
+def check_made_objective(spec: str, where: str, trust_code: bool) -> None:
+    """An objective a made expert is scored by (its own, or a floor's): a known name, and code only if trusted."""
+    try:
+        check_objective_name(spec)
+    except HoEError as exc:
+        raise HoEError(f"{where}: {exc}") from None
+    if spec.startswith("py:") and not trust_code:
+        raise HoEError(f"{where}: '{spec}' runs Python code the recipe names; pass --trust-recipe-code if you trust it")
+
+
 def load_recipe(path: str | Path, *, trust_code: bool = False) -> tuple[Recipe, Path]:
     """Parse and validate a recipe file; errors name the file and the field. A recipe may come from
     anyone: a ``py:module:function`` objective it names for ``make:`` would import and run that
@@ -181,15 +191,9 @@ def load_recipe(path: str | Path, *, trust_code: bool = False) -> tuple[Recipe, 
             expert.anchor = recorded_anchor(path.parent / expert.lora, recipe.objectives, f"{path}: experts.{i}.anchor")
         anchor_vector(expert.anchor, recipe.objectives, f"{path}: experts.{i}.anchor")
         if expert.make is not None:
-            try:
-                check_objective_name(expert.make.objective)
-            except HoEError as exc:
-                raise HoEError(f"{path}: experts.{i}.make.objective: {exc}") from None
-            if expert.make.objective.startswith("py:") and not trust_code:
-                raise HoEError(
-                    f"{path}: experts.{i}.make.objective: '{expert.make.objective}' runs Python code the recipe "
-                    "names; pass --trust-recipe-code if you trust it"
-                )
+            named = {"objective": expert.make.objective, **{f"floor.{k}": k for k in expert.make.floor or {}}}
+            for field, spec in named.items():
+                check_made_objective(spec, f"{path}: experts.{i}.make.{field}", trust_code)
     for i, router in enumerate(recipe.routers):
         anchor_vector(router.anchor, recipe.objectives, f"{path}: routers.{i}.anchor")
     for i, merge in enumerate(recipe.merges):

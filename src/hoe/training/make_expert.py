@@ -71,6 +71,7 @@ class MakeExpertReport(TypedDict, total=False):
     candidate_mean: float
     chosen_mean: float
     kept: int  # raft, distill: the base's own answers learnt beside the selected ones
+    below_floor: int  # with a floor: prompts left out, none of their candidates at it
     rounds: list[dict]  # iterated dpo: each round's steps, pairs and scores
     mean_margin: float  # dpo
     resumed_from: str | None  # dpo
@@ -98,6 +99,8 @@ def make_expert_summary(report: MakeExpertReport, out: str | Path) -> str:
             gain += f", the base's own answer preferred to the objective's pick on {report['kept']} kept prompts"
         elif report.get("kept"):
             gain += f", learnt beside {report['kept']} of the base's own answers to the kept prompts"
+        if report.get("below_floor"):
+            gain += f"; {report['below_floor']} prompts left out, no candidate at the floor"
     return f"{out}: {objective} expert by {method}; {gain}; {report['train_seconds']:.0f} s of training"
 
 
@@ -162,6 +165,28 @@ def scored_candidates(
     return [(row, scores[i * k : (i + 1) * k]) for i, row in enumerate(rows)]
 
 
+def floor_masks(groups: list[tuple[dict, list[float]]], floor: dict[str, float] | None) -> list[list[bool]]:
+    """Per prompt, whether each candidate may be chosen: it reaches every floor (all may without one),
+    each floor's objective judging the candidate as an answer to the bare prompt."""
+    if not floor:
+        return [[True] * len(group) for _, group in groups]
+    prompts = [row["prompt"] for row, _ in groups for _ in row["responses"]]
+    responses = [response for row, _ in groups for response in row["responses"]]
+    scores = score_objectives(list(floor), prompts, responses, cache=ScoreCache(cache_root() / "scores.sqlite"))
+    flat = [all(scores[name][i] >= value for name, value in floor.items()) for i in range(len(responses))]
+    masks, start = [], 0
+    for _, group in groups:
+        masks.append(flat[start : start + len(group)])
+        start += len(group)
+    return masks
+
+
+def best_eligible(group: list[float], mask: list[bool]) -> int | None:
+    """The index of the best-scoring eligible candidate, the first of tied ones (None if none is eligible)."""
+    allowed = [i for i in range(len(group)) if mask[i]]
+    return max(allowed, key=lambda i: group[i]) if allowed else None
+
+
 def lora_of(settings: MakeExpertSettings) -> LoraSettings | None:
     """The LoRA the job trains, alpha twice the rank (None: a full fine-tune)."""
     rank = settings.trained_lora_rank
@@ -179,8 +204,9 @@ def make_expert(
 ) -> MakeExpertReport:
     """Make the expert at ``out`` (a transformers folder with ``make_expert_report.json``)."""
     check_output_dir(out, overwrite, inputs=(base,), marker="config.json")
-    check_objective_name(settings.objective)
-    get_scorer(settings.objective)  # a scorer that cannot load fails here, before any sampling
+    for name in [settings.objective, *(settings.floor or {})]:
+        check_objective_name(name)
+        get_scorer(name)  # a scorer that cannot load fails here, before any sampling
     prompts = load_prompts(settings.prompts, "train", limit=settings.prompt_count)
     kept = prompts_to_keep(settings, prompts)
     if settings.method != "ppo":  # the fine-tuning methods learn within max_length tokens
@@ -190,6 +216,7 @@ def make_expert(
     if settings.round_steps is not None:
         return _iterated_dpo(base, settings, Path(out), device=device, overwrite=overwrite, progress=progress)
     groups = scored_candidates(base, prompts, settings.instruction, settings, device=device, progress=progress)
+    eligible = floor_masks(groups, settings.floor)
     scores = [score for _, group in groups for score in group]
     report = {
         "base": base,
@@ -197,19 +224,21 @@ def make_expert(
         "prompts": len(prompts),
         "candidate_mean": round(sum(scores) / len(scores), 6),
     }
+    if settings.floor:
+        report["below_floor"] = sum(not any(mask) for mask in eligible)
     if settings.method == "dpo":
-        rows = dpo_rows(base, prompts, kept, groups, settings, device=device, progress=progress)
+        rows = dpo_rows(base, prompts, kept, groups, eligible, settings, device=device, progress=progress)
         return _dpo(
             base, rows, settings, Path(out), device=device, overwrite=overwrite, progress=progress, report=report
         )
     pairs, chosen_scores = [], []
-    for row, group in groups:
-        best = max(range(len(group)), key=lambda i: group[i])
-        if row["responses"][best].strip():
+    for (row, group), mask in zip(groups, eligible):
+        best = best_eligible(group, mask)
+        if best is not None and row["responses"][best].strip():
             pairs.append((row["prompt"], row["responses"][best]))
             chosen_scores.append(group[best])
     if not pairs:
-        raise HoEError("every chosen response is empty: nothing to learn from")
+        raise HoEError("every chosen response is empty or below the floor: nothing to learn from")
     report |= {"pairs": len(pairs), "chosen_mean": round(sum(chosen_scores) / len(chosen_scores), 6)}
     if kept:
         own_pairs = base_answers(base, kept, settings, device=device, progress=progress)
@@ -229,6 +258,16 @@ def make_expert(
     return {**report, "final_loss": log["losses"][-1], "train_seconds": round(log["seconds"], 1)}
 
 
+def finished_round(folder: Path, model: str, settings: MakeExpertSettings) -> bool:
+    """Whether ``folder`` holds a round this job already finished: made from ``model`` with these settings.
+    Why: a job killed after a round leaves it in ``<out>.rounds/``; a later job for the same ``out`` with
+    other settings must train its own round, not continue from the other job's."""
+    if not (folder / REPORT_NAME).is_file():
+        return False
+    report = read_json(folder / REPORT_NAME)
+    return report.get("base") == model and report.get("settings") == settings.model_dump()
+
+
 def _iterated_dpo(
     base: str, settings: MakeExpertSettings, out: Path, *, device: str, overwrite: bool, progress: bool
 ) -> MakeExpertReport:
@@ -240,7 +279,7 @@ def _iterated_dpo(
         last = number == len(settings.round_steps)
         target = out if last else rounds_dir / f"round-{number}"
         one_round = settings.model_copy(update={"round_steps": None, "steps": steps})
-        if not last and (target / REPORT_NAME).is_file():  # finished before an interruption
+        if not last and finished_round(target, model, one_round):  # finished before an interruption
             report = read_json(target / REPORT_NAME)
         else:
             report = make_expert(
@@ -328,12 +367,17 @@ def dpo_pair(prompt: str, chosen: str, rejected: str, margin: float, chosen_scor
     }
 
 
-def preference_pairs(chosen_from, rejected_from=None) -> list[dict]:
-    """The best response of each prompt in ``chosen_from`` against the worst in ``rejected_from``
-    (the same groups by default: best versus worst of k), ties and empty answers skipped."""
+def preference_pairs(chosen_from, rejected_from=None, eligible: list[list[bool]] | None = None) -> list[dict]:
+    """The best response of each prompt in ``chosen_from`` (among the ``eligible`` ones: those at or above
+    the floor) against the worst in ``rejected_from`` (the same groups by default: best versus worst of k),
+    ties, empty answers and prompts with no eligible answer skipped."""
     rows = []
-    for (row, group), (other, other_group) in zip(chosen_from, rejected_from or chosen_from):
-        best = sorted(range(len(group)), key=lambda i: group[i])[-1]  # the last of tied best ones, as always
+    eligible = eligible or [[True] * len(group) for _, group in chosen_from]
+    for (row, group), (other, other_group), mask in zip(chosen_from, rejected_from or chosen_from, eligible):
+        allowed = [i for i in range(len(group)) if mask[i]]
+        if not allowed:
+            continue
+        best = sorted(allowed, key=lambda i: group[i])[-1]  # the last of tied best ones, as always
         worst = min(range(len(other_group)), key=lambda i: other_group[i])
         margin = group[best] - other_group[worst]
         pair = dpo_pair(row["prompt"], row["responses"][best], other["responses"][worst], margin, group[best])
@@ -362,16 +406,18 @@ def dpo_rows(
     prompts: list[str],
     kept: list[str],
     groups,
+    eligible: list[list[bool]],
     settings: MakeExpertSettings,
     *,
     device: str,
     progress: bool,
 ) -> dict[str, list[dict]]:
     """DPO's pairs: ``training`` on the training prompts (best versus worst of the candidates, or with
-    an instruction the best instructed one versus the worst bare one) and ``kept`` on the kept prompts."""
+    an instruction the best instructed one versus the worst bare one; the best among the ``eligible``)
+    and ``kept`` on the kept prompts."""
     sample = {"settings": settings, "device": device, "progress": progress}
     bare = groups if settings.instruction is None else scored_candidates(base, prompts, None, **sample)
-    rows = {"training": preference_pairs(groups, bare), "kept": []}
+    rows = {"training": preference_pairs(groups, bare, eligible), "kept": []}
     if kept:
         own = scored_candidates(base, kept, None, **sample)
         pulled = own if settings.instruction is None else scored_candidates(base, kept, settings.instruction, **sample)

@@ -19,9 +19,20 @@ from hoe.checkpoints.chat import encode_prompts
 from hoe.checkpoints.loading import cache_root, load_model, load_tokenizer, resolve_checkpoint
 from hoe.training.settings import SamplingSettings
 
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf")
+
+
+def weights_stamp(folder: Path) -> list[tuple[str, int, int]]:
+    """(name, size, modification time) of each weight file in the model folder. Why: a folder's path alone
+    does not say which model it holds; a model made again at the same path (``make-expert --overwrite``, or
+    iterated DPO's ``round-1`` of a job run again with other settings) must not reuse the last one's samples."""
+    files = sorted(path for path in folder.iterdir() if path.is_file() and path.suffix in WEIGHT_SUFFIXES)
+    return [(path.name, path.stat().st_size, path.stat().st_mtime_ns) for path in files]
+
 
 def candidates_file(model: str, prompts: list[str], settings: SamplingSettings) -> Path:
-    source = str(resolve_checkpoint(model).resolve())
+    folder = resolve_checkpoint(model).resolve()
+    source = [str(folder), weights_stamp(folder)]
     key = hashlib.sha1(json.dumps([source, prompts, asdict(settings)]).encode()).hexdigest()[:16]
     return cache_root() / "candidates" / f"{key}.jsonl"
 

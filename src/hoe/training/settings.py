@@ -47,7 +47,7 @@ class SFTSettings(Settings):
 
 
 # make-expert options added after bundles recorded their experts' settings in their fingerprints
-ADDED_AFTER_BUNDLES = {"sft_weight": 0.0}
+ADDED_AFTER_BUNDLES = {"sft_weight": 0.0, "floor": None}
 
 
 class MakeExpertSettings(Settings):
@@ -115,6 +115,14 @@ class MakeExpertSettings(Settings):
         "and may lower both; the NLL term holds the chosen answers (on kept prompts the base's own) likely, "
         "so a strong update drifts less.",
     )
+    floor: dict[str, float] | None = Field(
+        None,
+        description="raft, distill and dpo: scores an answer must reach to be chosen, e.g. {relevance: 0.5} "
+        "(CLI: --floor relevance=0.5): only the candidates at or above every floor can be a prompt's chosen "
+        "answer, and a prompt with none is left out (kept prompts keep the base's own answer). Why: the best "
+        "answer by the objective alone may be degenerate (a loop of short words is the most readable answer); "
+        "a floor on another objective keeps such answers out of what the expert learns.",
+    )
     lora_rank: int | None = Field(
         None,
         gt=0,
@@ -154,9 +162,19 @@ class MakeExpertSettings(Settings):
             raise ValueError("round_steps train every weight: each round's LoRA would hold only its own round")
         if self.sft_weight and self.method != "dpo":
             raise ValueError(f"sft_weight weighs a loss beside DPO's: method 'dpo' only, not '{self.method}'")
+        if self.floor is not None:
+            self._check_floor(self.floor)
         if self.keep_prompts is not None and self.keep_prompts == self.prompts:
             raise ValueError("keep_prompts must differ from prompts (a kept prompt would also be optimised)")
         return self
+
+    def _check_floor(self, floor: dict[str, float]) -> None:
+        if self.method == "ppo":
+            raise ValueError("a floor limits which candidate is chosen: methods 'raft', 'distill' and 'dpo' only")
+        if not floor:
+            raise ValueError("a floor needs at least one objective=score")
+        if self.objective in floor:
+            raise ValueError(f"a floor on the objective itself ('{self.objective}') changes no choice: name another")
 
     @property
     def trains_lora(self) -> bool:
