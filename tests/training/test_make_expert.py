@@ -608,9 +608,10 @@ def test_a_round_left_by_a_job_with_other_settings_is_not_reused(tmp_path):
 
     settings = _dpo_settings()
     folder = tmp_path / "round-1"
-    assert not finished_round(folder, "base", settings)
+    assert finished_round(folder, "base", settings) is None
     folder.mkdir()
-    (folder / "make_expert_report.json").write_text(json.dumps({"base": "base", "settings": settings.model_dump()}))
-    assert finished_round(folder, "base", settings)
-    assert not finished_round(folder, "other-base", settings)
-    assert not finished_round(folder, "base", settings.model_copy(update={"learning_rate": 5e-4}))
+    saved = {"base": "base", "settings": settings.model_dump(), "pairs": 3}
+    (folder / "make_expert_report.json").write_text(json.dumps(saved))
+    assert finished_round(folder, "base", settings) == saved  # its report, read once
+    assert finished_round(folder, "other-base", settings) is None
+    assert finished_round(folder, "base", settings.model_copy(update={"learning_rate": 5e-4})) is None

@@ -156,13 +156,23 @@ def scored_candidates(
         base, instructed(prompts, instruction), settings.sampling, device=device, progress=progress
     )
     rows = [{**row, "prompt": prompt} for row, prompt in zip(rows, prompts)]
-    flat_prompts = [row["prompt"] for row in rows for _ in row["responses"]]
-    flat_responses = [response for row in rows for response in row["responses"]]
-    scores = score_objectives(
-        [settings.objective], flat_prompts, flat_responses, cache=ScoreCache(cache_root() / "scores.sqlite")
-    )[settings.objective]
-    k = settings.sampling.k
-    return [(row, scores[i * k : (i + 1) * k]) for i, row in enumerate(rows)]
+    return list(zip(rows, scores_per_row([settings.objective], rows)[settings.objective]))
+
+
+def scores_per_row(objectives: list[str], rows: list[dict]) -> dict[str, list[list[float]]]:
+    """Each objective's score of each row's responses, as answers to the row's prompt, grouped by row
+    (through the shared score cache)."""
+    prompts = [row["prompt"] for row in rows for _ in row["responses"]]
+    responses = [response for row in rows for response in row["responses"]]
+    flat = score_objectives(objectives, prompts, responses, cache=ScoreCache(cache_root() / "scores.sqlite"))
+    grouped: dict[str, list[list[float]]] = {name: [] for name in objectives}
+    start = 0
+    for row in rows:
+        end = start + len(row["responses"])
+        for name in objectives:
+            grouped[name].append(flat[name][start:end])
+        start = end
+    return grouped
 
 
 def floor_masks(groups: list[tuple[dict, list[float]]], floor: dict[str, float] | None) -> list[list[bool]]:
@@ -170,21 +180,20 @@ def floor_masks(groups: list[tuple[dict, list[float]]], floor: dict[str, float] 
     each floor's objective judging the candidate as an answer to the bare prompt."""
     if not floor:
         return [[True] * len(group) for _, group in groups]
-    prompts = [row["prompt"] for row, _ in groups for _ in row["responses"]]
-    responses = [response for row, _ in groups for response in row["responses"]]
-    scores = score_objectives(list(floor), prompts, responses, cache=ScoreCache(cache_root() / "scores.sqlite"))
-    flat = [all(scores[name][i] >= value for name, value in floor.items()) for i in range(len(responses))]
-    masks, start = [], 0
-    for _, group in groups:
-        masks.append(flat[start : start + len(group)])
-        start += len(group)
-    return masks
+    scores = scores_per_row(list(floor), [row for row, _ in groups])
+    return [
+        [all(scores[name][g][i] >= value for name, value in floor.items()) for i in range(len(group))]
+        for g, (_, group) in enumerate(groups)
+    ]
 
 
-def best_eligible(group: list[float], mask: list[bool]) -> int | None:
-    """The index of the best-scoring eligible candidate, the first of tied ones (None if none is eligible)."""
+def best_eligible(group: list[float], mask: list[bool], *, last_of_ties: bool = False) -> int | None:
+    """The index of the best-scoring eligible candidate, the first of tied ones or with ``last_of_ties`` the
+    last (None if none is eligible)."""
     allowed = [i for i in range(len(group)) if mask[i]]
-    return max(allowed, key=lambda i: group[i]) if allowed else None
+    if not allowed:
+        return None
+    return sorted(allowed, key=lambda i: group[i])[-1] if last_of_ties else max(allowed, key=lambda i: group[i])
 
 
 def lora_of(settings: MakeExpertSettings) -> LoraSettings | None:
@@ -258,14 +267,14 @@ def make_expert(
     return {**report, "final_loss": log["losses"][-1], "train_seconds": round(log["seconds"], 1)}
 
 
-def finished_round(folder: Path, model: str, settings: MakeExpertSettings) -> bool:
-    """Whether ``folder`` holds a round this job already finished: made from ``model`` with these settings.
-    Why: a job killed after a round leaves it in ``<out>.rounds/``; a later job for the same ``out`` with
-    other settings must train its own round, not continue from the other job's."""
+def finished_round(folder: Path, model: str, settings: MakeExpertSettings) -> dict | None:
+    """The report of the round in ``folder`` if this job already finished it (made from ``model`` with these
+    settings), else None. Why: a job killed after a round leaves it in ``<out>.rounds/``; a later job for the
+    same ``out`` with other settings must train its own round, not continue from the other job's."""
     if not (folder / REPORT_NAME).is_file():
-        return False
+        return None
     report = read_json(folder / REPORT_NAME)
-    return report.get("base") == model and report.get("settings") == settings.model_dump()
+    return report if report.get("base") == model and report.get("settings") == settings.model_dump() else None
 
 
 def _iterated_dpo(
@@ -279,9 +288,8 @@ def _iterated_dpo(
         last = number == len(settings.round_steps)
         target = out if last else rounds_dir / f"round-{number}"
         one_round = settings.model_copy(update={"round_steps": None, "steps": steps})
-        if not last and finished_round(target, model, one_round):  # finished before an interruption
-            report = read_json(target / REPORT_NAME)
-        else:
+        report = None if last else finished_round(target, model, one_round)  # finished before an interruption
+        if report is None:
             report = make_expert(
                 model, one_round, target, device=device, overwrite=overwrite or not last, progress=progress
             )
@@ -372,12 +380,11 @@ def preference_pairs(chosen_from, rejected_from=None, eligible: list[list[bool]]
     the floor) against the worst in ``rejected_from`` (the same groups by default: best versus worst of k),
     ties, empty answers and prompts with no eligible answer skipped."""
     rows = []
-    eligible = eligible or [[True] * len(group) for _, group in chosen_from]
+    eligible = eligible or floor_masks(chosen_from, None)
     for (row, group), (other, other_group), mask in zip(chosen_from, rejected_from or chosen_from, eligible):
-        allowed = [i for i in range(len(group)) if mask[i]]
-        if not allowed:
+        best = best_eligible(group, mask, last_of_ties=True)  # the last of tied best ones, as always
+        if best is None:
             continue
-        best = sorted(allowed, key=lambda i: group[i])[-1]  # the last of tied best ones, as always
         worst = min(range(len(other_group)), key=lambda i: other_group[i])
         margin = group[best] - other_group[worst]
         pair = dpo_pair(row["prompt"], row["responses"][best], other["responses"][worst], margin, group[best])
