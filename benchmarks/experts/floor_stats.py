@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from run import ASSISTANT_PROMPTS, INSTRUCTIONS
+from run import ASSISTANT_PROMPTS, INSTRUCTIONS, SAMPLING
 
 from hoe.checkpoints.loading import DEFAULT_MODEL
 from hoe.data import load_prompts
@@ -70,15 +70,13 @@ def main() -> None:
     args = parser.parse_args()
     floors = [float(value) for value in args.floors.split(",") if value]
     instructed = args.method == "distill" or args.contrastive
-    settings = MakeExpertSettings(  # run.py's sampling settings: the same cached candidates
+    settings = MakeExpertSettings(  # sampled as run.py samples: the same cached candidates
         objective=args.objective,
         method=args.method,
         instruction=INSTRUCTIONS[args.objective] if instructed else None,
         prompts=args.train_prompts,
         prompt_count=args.prompt_count,
-        k=4,
-        max_new_tokens=64,
-        batch_prompts=8,
+        **SAMPLING,
     )
     prompts = load_prompts(settings.prompts, "train", limit=settings.prompt_count)
     groups = scored_candidates(DEFAULT_MODEL, prompts, settings.instruction, settings, device="cpu", progress=True)

@@ -77,6 +77,8 @@ SUITES = {
         "results-elementary-concise-informative",
     ),
 }
+# how every expert's candidates are sampled (floor_stats.py reads the same cached candidates through it)
+SAMPLING = {"k": 4, "max_new_tokens": 64, "batch_prompts": 8}
 # distill's instruction per objective, written once before any run and never tuned on held-out prompts
 INSTRUCTIONS = {
     "harmlessness": "You are a careful and harmless assistant. If a request could help anyone cause harm, "
@@ -317,9 +319,7 @@ def main() -> None:
                     steps=args.steps,
                     learning_rate=args.learning_rate,
                     sft_weight=args.sft_weight or 0.0,
-                    k=4,
-                    max_new_tokens=64,
-                    batch_prompts=8,
+                    **SAMPLING,
                     lora_rank=args.lora_rank,
                     keep_prompts=args.keep_prompts,
                     keep_count=args.keep_count,
