@@ -48,9 +48,11 @@ from hoe.benchmarking.generation import answer_prompts
 from hoe.checkpoints import load_model, load_tokenizer
 from hoe.checkpoints.loading import DEFAULT_MODEL, cache_root
 from hoe.data import load_prompts
+from hoe.errors import HoEError
 from hoe.rewards import OFFLINE_SCORERS, ScoreCache, score_objectives
 from hoe.rewards.offline import refusal_like
 from hoe.training.make_expert import MakeExpertSettings, make_expert
+from hoe.training.settings import parse_floor
 
 HERE = Path(__file__).resolve().parent
 ASSISTANT_PROMPTS = "packaged:hh-helpful-sft+packaged:hh-harmless"
@@ -240,8 +242,8 @@ def main() -> None:
     )
     parser.add_argument(
         "--floor",
-        metavar="OBJECTIVE=SCORE",
-        help="raft, distill and dpo: a chosen answer must reach this score (make-expert --floor), e.g. "
+        metavar="OBJECTIVE=SCORE[,...]",
+        help="raft, distill and dpo: a chosen answer must reach these scores (make-expert --floor), e.g. "
         "relevance=0.5 to keep off-topic loops out of what the expert learns",
     )
     parser.add_argument("--work", type=Path, default=HERE / "work")
@@ -258,9 +260,10 @@ def main() -> None:
         parser.error("--contrastive is a way of making dpo's pairs: use it with --methods dpo")
     if args.sft_weight and methods != ["dpo"]:
         parser.error("--sft-weight weighs a loss beside DPO's: use it with --methods dpo")
-    if args.floor and not re.fullmatch(r"[\w:.-]+=[0-9.]+", args.floor):
-        parser.error(f"--floor takes OBJECTIVE=SCORE, e.g. relevance=0.5, got {args.floor!r}")
-    floor = {args.floor.split("=")[0]: float(args.floor.split("=")[1])} if args.floor else None
+    try:
+        floor = parse_floor(args.floor) if args.floor else None
+    except HoEError as error:
+        parser.error(str(error))
     objectives, scored_objectives, stem = SUITES[args.suite]
     suite_stem = stem
     if args.objectives:

@@ -22,7 +22,7 @@ from hoe.errors import HoEError
 from hoe.rewards.settings import RewardHeadSettings
 from hoe.serving.settings import ServeSettings
 from hoe.settings import Settings
-from hoe.training.settings import PPO_LORA_RANK, MakeExpertSettings, SFTSettings
+from hoe.training.settings import PPO_LORA_RANK, MakeExpertSettings, SFTSettings, parse_floor
 
 
 def _is(exc: BaseException, click_class: str) -> bool:
@@ -664,18 +664,7 @@ def _round_steps(value: Optional[str]) -> Optional[list[int]]:
 
 def _floor(value: Optional[str]) -> Optional[dict[str, float]]:
     """--floor relevance=0.5[,name=score...] as {objective: score}."""
-    if value is None:
-        return None
-    floor = {}
-    for part in value.split(","):
-        name, _, score = part.partition("=")
-        try:
-            floor[name.strip()] = float(score)
-        except ValueError:
-            raise HoEError(
-                f"--floor takes objective=score pairs separated by commas, e.g. relevance=0.5, got {value!r}"
-            ) from None
-    return floor
+    return None if value is None else parse_floor(value)
 
 
 @app.command("make-expert")

@@ -13,7 +13,7 @@ from hoe.errors import HoEError
 from hoe.rewards.conflict import conflict_table, within_prompt_correlation
 from hoe.training.make_expert import MakeExpertSettings, dpo_precision, make_expert
 from hoe.training.sampling import sample_candidates
-from hoe.training.settings import SamplingSettings
+from hoe.training.settings import SamplingSettings, parse_floor
 
 PROMPTS = ["hello", "what is up", "tell me a story", "how are you", "name a fruit"]
 SETTINGS = SamplingSettings(k=3, max_new_tokens=6, batch_prompts=2)
@@ -566,6 +566,16 @@ def test_preference_pairs_choose_only_eligible_answers():
 def test_bad_floors_are_one_line(values, message):
     with pytest.raises(HoEError, match=message):
         MakeExpertSettings.create(objective="civility", **values)
+
+
+def test_floors_are_spelt_one_way_on_every_command_line():
+    """parse_floor serves the CLI and the experts benchmark: pairs separated by commas, spaces allowed;
+    a part without a number is one line naming the whole value."""
+    assert parse_floor("relevance=0.5, civility=0.9") == {"relevance": 0.5, "civility": 0.9}
+    assert parse_floor("relevance=0.125") == {"relevance": 0.125}
+    for bad in ("relevance", "relevance=high", "relevance=0.5;civility=1"):
+        with pytest.raises(HoEError, match=f"--floor takes objective=score pairs.*{bad!r}"):
+            parse_floor(bad)
 
 
 def test_an_unknown_floor_objective_fails_before_sampling(tiny_chat_model, tmp_path, monkeypatch):

@@ -16,6 +16,21 @@ REPORT_NAME = "make_expert_report.json"
 PPO_LORA_RANK = 16  # ppo's LoRA rank when lora_rank is not set (the CLI's --lora-rank default)
 
 
+def parse_floor(text: str) -> dict[str, float]:
+    """``relevance=0.5[,name=score...]`` as {objective: score}: the one spelling of floors on a command line
+    (``hoe make-expert --floor``, the experts benchmark's ``--floor``)."""
+    floor = {}
+    for part in text.split(","):
+        name, _, score = part.partition("=")
+        try:
+            floor[name.strip()] = float(score)
+        except ValueError:
+            raise HoEError(
+                f"--floor takes objective=score pairs separated by commas, e.g. relevance=0.5, got {text!r}"
+            ) from None
+    return floor
+
+
 @dataclass(frozen=True)
 class SamplingSettings:
     k: int = 4
