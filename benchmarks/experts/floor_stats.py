@@ -1,8 +1,8 @@
 """What a floor on a second objective leaves of an expert's chosen answers, from the training candidates alone.
 
 `make-expert --floor relevance=X` lets only candidates scoring at least X on relevance be a prompt's
-chosen answer. The floor is fixed before any expert is trained, at a percentile of the training
-candidates' floor-objective scores (the 20th in the eighth and tenth rounds of the README). This
+chosen answer. The floor is fixed before any expert is trained, from the training candidates'
+floor-objective scores (the README's eighth round used 0.5, their 30th percentile; the tenth their 20th). This
 prints, and writes as JSON, those percentiles and for each floor tried: how many prompts it leaves out
 and the chosen answers' mean on the floor objective and on the expert's own objective and their share of
 refusal-like answers, against no floor. The candidates come from the sampling cache (the same ones
@@ -68,6 +68,8 @@ def main() -> None:
     parser.add_argument("--floor-objective", default="relevance")
     parser.add_argument("--floors", default="", help="comma-separated floors to try, e.g. 0.125,0.5")
     args = parser.parse_args()
+    if args.contrastive and args.method != "dpo":
+        parser.error("--contrastive is a way of making dpo's pairs: use it with --method dpo")
     floors = [float(value) for value in args.floors.split(",") if value]
     instructed = args.method == "distill" or args.contrastive
     settings = MakeExpertSettings(  # sampled as run.py samples: the same cached candidates
