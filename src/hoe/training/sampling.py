@@ -27,7 +27,8 @@ def weights_stamp(folder: Path) -> list[tuple[str, int, int]]:
     does not say which model it holds; a model made again at the same path (``make-expert --overwrite``, or
     iterated DPO's ``round-1`` of a job run again with other settings) must not reuse the last one's samples."""
     files = sorted(path for path in folder.iterdir() if path.is_file() and path.suffix in WEIGHT_SUFFIXES)
-    return [(path.name, path.stat().st_size, path.stat().st_mtime_ns) for path in files]
+    stats = [(path.name, path.stat()) for path in files]
+    return [(name, stat.st_size, stat.st_mtime_ns) for name, stat in stats]
 
 
 def candidates_file(model: str, prompts: list[str], settings: SamplingSettings) -> Path:
