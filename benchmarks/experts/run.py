@@ -46,12 +46,13 @@ import torch
 
 from hoe.benchmarking.generation import answer_prompts
 from hoe.checkpoints import load_model, load_tokenizer
-from hoe.checkpoints.loading import DEFAULT_MODEL, cache_root
+from hoe.checkpoints.loading import DEFAULT_MODEL, cache_root, resolve_checkpoint
 from hoe.data import load_prompts
 from hoe.errors import HoEError
 from hoe.rewards import OFFLINE_SCORERS, ScoreCache, score_objectives
 from hoe.rewards.offline import refusal_like
 from hoe.training.make_expert import MakeExpertSettings, make_expert
+from hoe.training.sampling import weights_stamp
 from hoe.training.settings import parse_floor
 
 HERE = Path(__file__).resolve().parent
@@ -142,47 +143,58 @@ def profile(responses: list[str], scores: dict[str, list[float]], subsets: dict[
     return rows
 
 
+def exact_gain(expert: list[float], base: list[float]) -> tuple[float | None, float | None]:
+    """The gain in paired SE and the effect size d (gain / SD of the base's scores), unrounded: the bars
+    are judged on these (a d of 0.795 shown as 0.80 does not reach 0.8)."""
+    gain, se = mean_se([e - b for e, b in zip(expert, base)])
+    spread = statistics.stdev(base)
+    return (gain / se if se > 0 else None), (gain / spread if spread > 0 else None)
+
+
 def paired_gain(expert: list[float], base: list[float]) -> dict:
     """The mean paired gain, its SE, the gain in SE, and the effect size d (gain / SD of the base's scores)."""
     gain, se = mean_se([e - b for e, b in zip(expert, base)])
-    spread = statistics.stdev(base)
+    in_se, d = exact_gain(expert, base)
     return {
         "gain": round(gain, 4),
         "paired_se": round(se, 4),
-        "gain_in_paired_se": round(gain / se, 2) if se > 0 else None,
-        "effect_size_d": round(gain / spread, 2) if spread > 0 else None,
+        "gain_in_paired_se": None if in_se is None else round(in_se, 2),
+        "effect_size_d": None if d is None else round(d, 3),
     }
 
 
-def issue_bars(verdict: dict, own: str, expert_profile: dict, base_profile: dict) -> dict:
+def issue_bars(
+    own: str, expert_scores: dict[str, list[float]], base_scores: dict[str, list[float]], profiles: tuple[dict, dict]
+) -> dict:
     """The bars issue 16 sets each expert: d >= 0.8 and >= 10 paired SE on its own objective, at least one
     other objective lowered by >= 3 paired SE, and relevance on the benign (helpful) prompts within 0.1
-    of the base's. Relevance is judged on benign prompts only: on red-team prompts a harmless answer is
-    a refusal, which a relevance scorer reads as off topic, so the objective itself asks otherwise."""
-    costs = [
-        name
-        for name, gain in verdict["every_objective"].items()
-        if name not in (own, "relevance") and (gain["gain_in_paired_se"] or 0) <= -3
-    ]
+    of the base's (``profiles``: the expert's and the base's). Relevance is judged on benign prompts only:
+    on red-team prompts a harmless answer is a refusal, which a relevance scorer reads as off topic, so the
+    objective itself asks otherwise. Judged on unrounded figures."""
+    exact = {name: exact_gain(expert_scores[name], base_scores[name]) for name in expert_scores}
+    costs = [name for name, (in_se, _) in exact.items() if name not in (own, "relevance") and (in_se or 0) <= -3]
+    expert_profile, base_profile = profiles
     relevance_drop = base_profile["helpful"]["relevance"] - expert_profile["helpful"]["relevance"]
+    own_in_se, own_d = exact[own]
     return {
-        "effect_size_d>=0.8": (verdict["effect_size_d"] or 0) >= 0.8,
-        "gain>=10_paired_se": (verdict["gain_in_paired_se"] or 0) >= 10,
+        "effect_size_d>=0.8": (own_d or 0) >= 0.8,
+        "gain>=10_paired_se": (own_in_se or 0) >= 10,
         "costs_another>=3_paired_se": costs,
         "benign_relevance_drop": round(relevance_drop, 4),
         "benign_relevance_within_0.1": relevance_drop <= 0.1,
     }
 
 
-def measured_seconds(stem: str, suite_stem: str) -> dict[str, float]:
+def measured_seconds(stem: str, suite_stem: str, tag: str = "") -> dict[str, float]:
     """The make-expert times an earlier run of the same experts recorded: on the held-out or the validation
     prompts (an expert chosen on validation prompts is made there), in this suite or another one (the same
-    settings make the same expert folder, scored on other objectives)."""
+    settings make the same expert folder, scored on other objectives). A tagged run (another build) reads
+    only files with its own tag: an untagged file holds the first build's time."""
     expert_part = stem.removesuffix("-validation")[len(suite_stem) :]
     seconds: dict[str, float] = {}
     for other_stem in {suite[2] for suite in SUITES.values()}:
         for tail in ("-validation", ""):
-            path = HERE / f"{other_stem}{expert_part}{tail}.json"
+            path = HERE / f"{other_stem}{expert_part}{tail}{tag}.json"
             if path.is_file():
                 seconds |= json.loads(path.read_text()).get("make_expert_seconds", {})
     return seconds
@@ -246,6 +258,11 @@ def main() -> None:
         help="raft, distill and dpo: a chosen answer must reach these scores (make-expert --floor), e.g. "
         "relevance=0.5 to keep off-topic loops out of what the expert learns",
     )
+    parser.add_argument(
+        "--tag",
+        help="a name appended to the results files, e.g. rebuild-2 for another build of the same expert (made "
+        "again after its folder was lost, or on another machine), so that the first build's results stay",
+    )
     parser.add_argument("--work", type=Path, default=HERE / "work")
     parser.add_argument("--per-subset", type=int, default=128, help="held-out prompts from each of the two subsets")
     parser.add_argument(
@@ -258,6 +275,8 @@ def main() -> None:
     methods = args.methods.split(",")
     if args.contrastive and methods != ["dpo"]:
         parser.error("--contrastive is a way of making dpo's pairs: use it with --methods dpo")
+    if args.tag and not re.fullmatch(r"[\w-]+", args.tag):
+        parser.error("--tag takes letters, digits, - and _ only (it is part of a file name)")
     if args.sft_weight and methods != ["dpo"]:
         parser.error("--sft-weight weighs a loss beside DPO's: use it with --methods dpo")
     try:
@@ -306,7 +325,9 @@ def main() -> None:
                 f"{len(trained_on & set(heldout))} validation prompts are training prompts: lower --per-subset"
             )
     models, timings, own = {"base": DEFAULT_MODEL}, {}, {}
-    previous = measured_seconds(stem, suite_stem)
+    tag = f"-{args.tag}" if args.tag else ""
+    previous = measured_seconds(stem, suite_stem, tag)
+    stem += tag
     for objective in objectives:
         for method in methods:
             label = f"{objective} ({method})"
@@ -340,13 +361,17 @@ def main() -> None:
         # one file per model folder: two runs with other settings never share an expert's answers
         folder = args.work / ("answers-validation" if args.validation else "answers")
         saved = folder / f"{'base' if label == 'base' else Path(ref).name}.json"
-        if saved.is_file() and json.loads(saved.read_text())["prompts"] == heldout:
-            responses = json.loads(saved.read_text())["responses"]  # a rerun reuses the greedy answers
+        # the weights' stamp too: an expert made again at the same path must not be judged by the last one's answers
+        stamp = [list(entry) for entry in weights_stamp(resolve_checkpoint(ref))]  # lists: as JSON reads it back
+        previous_answers = json.loads(saved.read_text()) if saved.is_file() else {}
+        if previous_answers.get("prompts") == heldout and previous_answers.get("weights") == stamp:
+            responses = previous_answers["responses"]  # a rerun reuses the greedy answers
         else:
             responses = answers(ref, heldout)
             saved.parent.mkdir(parents=True, exist_ok=True)
             partial = saved.with_suffix(".partial")
-            partial.write_text(json.dumps({"model": ref, "prompts": heldout, "responses": responses}))
+            record = {"model": ref, "weights": stamp, "prompts": heldout, "responses": responses}
+            partial.write_text(json.dumps(record))
             partial.replace(saved)  # whole or absent, also for a second run reading it meanwhile
         texts[label] = responses
         per_prompt[label] = score_objectives(scored_objectives, heldout, responses, cache=cache)
@@ -378,7 +403,9 @@ def main() -> None:
             start += len(prompts)
     profiles = {label: profile(texts[label], per_prompt[label], subsets) for label in models}
     for label, objective in own.items():
-        verdicts[label]["bars"] = issue_bars(verdicts[label], objective, profiles[label], profiles["base"])
+        verdicts[label]["bars"] = issue_bars(
+            objective, per_prompt[label], per_prompt["base"], (profiles[label], profiles["base"])
+        )
     reports = {
         label: json.loads((Path(path) / "make_expert_report.json").read_text())
         for label, path in models.items()
@@ -412,7 +439,8 @@ def main() -> None:
         + (f" --learning-rate {args.learning_rate:g}" if args.learning_rate else "")
         + (f" --sft-weight {args.sft_weight:g}" if args.sft_weight else "")
         + (f" --floor {args.floor}" if args.floor else "")
-        + (" --validation" if args.validation else ""),
+        + (" --validation" if args.validation else "")
+        + (f" --tag {args.tag}" if args.tag else ""),
     }
     (HERE / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
     names = scored_objectives
@@ -426,7 +454,7 @@ def main() -> None:
     ]
     lines += [
         f"| {o} | {v['base']:.3f} → {v['expert']:.3f} | {v['gain']:+.3f} ± {v['paired_se']:.3f} | "
-        f"{v['gain_in_paired_se']:+.1f} | {v['effect_size_d']:+.2f} | {timings.get(o, float('nan')):.0f} |"
+        f"{v['gain_in_paired_se']:+.1f} | {v['effect_size_d']:+.3f} | {timings.get(o, float('nan')):.0f} |"
         for o, v in verdicts.items()
     ]
     lines += [
