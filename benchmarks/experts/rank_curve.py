@@ -31,6 +31,7 @@ from hoe.checkpoints import load_model, load_tokenizer
 from hoe.checkpoints.loading import DEFAULT_MODEL, cache_root
 from hoe.experts import ExtractSettings, extract_expert
 from hoe.rewards import ScoreCache, score_objectives
+from hoe.training.sampling import weights_stamp
 
 HERE = Path(__file__).resolve().parent
 RANKS = (8, 16, 32, 64)
@@ -42,21 +43,45 @@ def answer(model, tokenizer, prompts: list[str]) -> tuple[list[str], float]:
     return answer_prompts(model, tokenizer, prompts, new_tokens=NEW_TOKENS, batch=BATCH)
 
 
-def retained(lora: list[float], full: list[float], base: list[float], seed: int = 0) -> dict:
-    """The share of the full fine-tune's mean paired gain that the LoRA keeps, with a paired bootstrap interval."""
+def share_of_gain(high: list[float], low: list[float], full: list[float], base: list[float], seed: int = 0) -> tuple:
+    """(mean(high) − mean(low)) / mean(full − base), paired over prompts, and its 95% bootstrap interval
+    (2,000 resamples of the prompts)."""
     n = len(base)
-    ratio = (statistics.mean(lora) - statistics.mean(base)) / (statistics.mean(full) - statistics.mean(base))
+    value = (statistics.mean(high) - statistics.mean(low)) / (statistics.mean(full) - statistics.mean(base))
     rng, draws = random.Random(seed), []
     for _ in range(2000):
         index = [rng.randrange(n) for _ in range(n)]
         full_gain = sum(full[i] - base[i] for i in index)
         if full_gain != 0:
-            draws.append(sum(lora[i] - base[i] for i in index) / full_gain)
+            draws.append(sum(high[i] - low[i] for i in index) / full_gain)
     draws.sort()
-    return {
-        "retained": round(ratio, 3),
-        "ci95": [round(draws[int(0.025 * len(draws))], 3), round(draws[int(0.975 * len(draws)) - 1], 3)],
-    }
+    return round(value, 3), [round(draws[int(0.025 * len(draws))], 3), round(draws[int(0.975 * len(draws)) - 1], 3)]
+
+
+def retained(lora: list[float], full: list[float], base: list[float], seed: int = 0) -> dict:
+    """The share of the full fine-tune's mean paired gain that the LoRA keeps, with a paired bootstrap interval."""
+    value, interval = share_of_gain(lora, base, full, base, seed)
+    return {"retained": value, "ci95": interval}
+
+
+def retained_difference(high: list[float], low: list[float], full: list[float], base: list[float]) -> dict:
+    """How much more of the full fine-tune's gain one LoRA keeps than another (e.g. rank 128 against 64),
+    as a share of the full gain, paired over prompts, with a 95% bootstrap interval."""
+    value, interval = share_of_gain(high, low, full, base)
+    return {"difference": value, "ci95": interval}
+
+
+def extraction(full: Path, rank: int, work: Path) -> Path:
+    """The full fine-tune's task-SVD at ``rank``, made once per build of it: the source's weight stamp is kept
+    beside the adapter, and an adapter of an earlier build at the same path is made again."""
+    adapter = work / "rank-curve" / f"{full.name}-r{rank}"
+    source = adapter.parent / f"{adapter.name}-source.json"
+    stamp = [list(entry) for entry in weights_stamp(full)]
+    made = (adapter / "adapter_config.json").is_file() and source.is_file()
+    if not made or json.loads(source.read_text()) != stamp:
+        extract_expert(DEFAULT_MODEL, full, adapter, ExtractSettings(rank=rank), overwrite=True, progress=False)
+        source.write_text(json.dumps(stamp))
+    return adapter
 
 
 def main() -> None:
@@ -97,9 +122,7 @@ def main() -> None:
         _, full_ms = answer(load_model(folder), tokenizer, prompts[:TIMED_PROMPTS])
         rows = {}
         for rank in RANKS:
-            adapter = args.work / "rank-curve" / f"{folder.name}-r{rank}"
-            if not (adapter / "adapter_config.json").is_file():
-                extract_expert(DEFAULT_MODEL, folder, adapter, ExtractSettings(rank=rank), progress=False)
+            adapter = extraction(folder, rank, args.work)
             model = PeftModel.from_pretrained(load_model(DEFAULT_MODEL), adapter).eval()
             texts, _ = answer(model, tokenizer, prompts)
             _, ms = answer(model, tokenizer, prompts[:TIMED_PROMPTS])

@@ -14,6 +14,10 @@ trained directly (``--lora``, run.py's ``--lora-rank``), on the same held-out pr
 
 Reads run.py's saved greedy answers (``work/answers/``) for the base, the full fine-tune and the
 trained LoRA; answers the prompts with the extracted LoRA; writes lora-routes-FULL-rRANK.json.
+
+Without --lora, ``--rank 64,128`` extracts at each rank from the one full fine-tune and answers the same
+prompts, side by side (lora-routes-FULL-r64-128.json, ``extracted`` keyed by rank): a rank chosen by a
+measurement needs its neighbours measured against the same build of the full model.
 """
 
 from __future__ import annotations
@@ -24,26 +28,46 @@ import statistics
 from pathlib import Path
 
 from peft import PeftModel
-from rank_curve import answer, retained
+from rank_curve import answer, extraction, retained, retained_difference
 
 from hoe.checkpoints import load_model, load_tokenizer
 from hoe.checkpoints.loading import DEFAULT_MODEL, cache_root
-from hoe.experts import ExtractSettings, extract_expert
 from hoe.rewards import ScoreCache, score_objectives
+from hoe.training.sampling import weights_stamp
 
 HERE = Path(__file__).resolve().parent
 
 
 def saved_answers(work: Path, folder: Path, prompts: list[str]) -> list[str]:
     """run.py's greedy answers of one model folder (named after the folder, or by an older run.py
-    after the expert's label: found by the model they record), checked to be for the same prompts."""
+    after the expert's label: found by the model they record), checked to be for the same prompts and,
+    where run.py recorded it, the same weights."""
     named = work / "answers" / f"{folder.name}.json"
     candidates = [named] if named.is_file() else sorted((work / "answers").glob("*.json"))
+    stamp = [list(entry) for entry in weights_stamp(folder)]
     for path in candidates:
         saved = json.loads(path.read_text())
         if Path(saved.get("model", "")).name == folder.name and saved["prompts"] == prompts:
+            if saved.get("weights", stamp) != stamp:  # files of an older run.py carry no stamp
+                raise SystemExit(f"{path}: answers of an earlier build of {folder.name}; rerun run.py")
             return saved["responses"]
     raise SystemExit(f"{folder.name}: no saved answers for these prompts in {work / 'answers'}; rerun run.py")
+
+
+def extracted_answers(adapter: Path, tokenizer, prompts: list[str]) -> list[str]:
+    """The base with the extracted LoRA answers the prompts greedily (peft, unmerged, as a HoE expert runs);
+    saved beside the adapter with its weights' stamp, so that another comparison reuses them."""
+    saved = adapter.parent / f"{adapter.name}-answers.json"
+    stamp = [list(entry) for entry in weights_stamp(adapter)]
+    if saved.is_file():
+        record = json.loads(saved.read_text())
+        if record["prompts"] == prompts and record["weights"] == stamp:
+            return record["responses"]
+    model = PeftModel.from_pretrained(load_model(DEFAULT_MODEL), adapter).eval()
+    responses = answer(model, tokenizer, prompts)[0]
+    record = {"adapter": str(adapter), "weights": stamp, "prompts": prompts, "responses": responses}
+    saved.write_text(json.dumps(record))
+    return responses
 
 
 def main() -> None:
@@ -51,11 +75,20 @@ def main() -> None:
     parser.add_argument("--objective", required=True)
     parser.add_argument("--full", required=True, help="the full fine-tune's folder, relative to this directory")
     parser.add_argument("--lora", help="the LoRA-trained expert's folder (holds adapter/); without it, extraction only")
-    parser.add_argument("--rank", type=int, default=16, help="the extraction's rank without --lora (else the LoRA's)")
+    parser.add_argument(
+        "--rank", default="16", help="the extraction's rank without --lora (else the LoRA's); several: 64,128"
+    )
     parser.add_argument("--work", type=Path, default=HERE / "work")
     args = parser.parse_args()
     full, lora = HERE / args.full, (HERE / args.lora if args.lora else None)
-    rank = json.loads((lora / "adapter" / "adapter_config.json").read_text())["r"] if lora else args.rank
+    try:
+        ranks = [int(rank) for rank in args.rank.split(",")]
+    except ValueError:
+        parser.error(f"--rank takes ranks separated by commas, e.g. 64,128, not '{args.rank}'")
+    if lora:
+        if len(ranks) > 1:
+            parser.error("--lora sets the one rank (the LoRA's): give several --rank values without it")
+        ranks = [json.loads((lora / "adapter" / "adapter_config.json").read_text())["r"]]
     base_saved = json.loads((args.work / "answers" / "base.json").read_text())
     prompts = base_saved["prompts"]
     cache = ScoreCache(cache_root() / "scores.sqlite")
@@ -66,26 +99,32 @@ def main() -> None:
     base_scores = score(base_saved["responses"])
     full_scores = score(saved_answers(args.work, full, prompts))
     trained_scores = score(saved_answers(args.work, lora, prompts)) if lora else None
-    adapter = args.work / "rank-curve" / f"{full.name}-r{rank}"
-    if not (adapter / "adapter_config.json").is_file():
-        extract_expert(DEFAULT_MODEL, full, adapter, ExtractSettings(rank=rank), progress=False)
     tokenizer = load_tokenizer(DEFAULT_MODEL)
     tokenizer.padding_side = "left"
-    extracted = PeftModel.from_pretrained(load_model(DEFAULT_MODEL), adapter).eval()
-    extracted_texts, _ = answer(extracted, tokenizer, prompts)
-    extracted_scores = score(extracted_texts)
+    extracted, scores_by_rank = {}, {}
+    for rank in ranks:
+        adapter = extraction(full, rank, args.work)
+        extracted_scores = scores_by_rank[rank] = score(extracted_answers(adapter, tokenizer, prompts))
+        extracted[str(rank)] = {
+            "mean": round(statistics.mean(extracted_scores), 4),
+            **retained(extracted_scores, full_scores, base_scores),
+            "adapter_mb": round(sum(p.stat().st_size for p in adapter.glob("*.safetensors")) / 2**20, 1),
+        }
+        print(rank, extracted[str(rank)], flush=True)
+    steps = {  # each rank against the next lower one, paired over the prompts
+        f"{low}->{high}": retained_difference(scores_by_rank[high], scores_by_rank[low], full_scores, base_scores)
+        for low, high in zip(ranks, ranks[1:])
+    }
     report = {
         "objective": args.objective,
         "prompts": len(prompts),
-        "rank": rank,
+        **({"rank": ranks[0]} if len(ranks) == 1 else {"ranks": ranks}),
         "base_mean": round(statistics.mean(base_scores), 4),
         "full": {"folder": args.full, "mean": round(statistics.mean(full_scores), 4)},
-        "extracted": {
-            "mean": round(statistics.mean(extracted_scores), 4),
-            **retained(extracted_scores, full_scores, base_scores),
-        },
+        "extracted": extracted[str(ranks[0])] if len(ranks) == 1 else extracted,
+        **({"retained_more": steps} if steps else {}),
         "command": f".venv/bin/python benchmarks/experts/trained_lora.py --objective {args.objective} "
-        f"--full {args.full}" + (f" --lora {args.lora}" if lora else f" --rank {rank}"),
+        f"--full {args.full}" + (f" --lora {args.lora}" if lora else f" --rank {args.rank}"),
     }
     if lora:
         report["trained_lora"] = {
@@ -93,7 +132,8 @@ def main() -> None:
             "mean": round(statistics.mean(trained_scores), 4),
             **retained(trained_scores, full_scores, base_scores),
         }
-    (HERE / f"lora-routes-{full.name}-r{rank}.json").write_text(json.dumps(report, indent=2) + "\n")
+    suffix = "-".join(str(rank) for rank in ranks)
+    (HERE / f"lora-routes-{full.name}-r{suffix}.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 
 

@@ -8,7 +8,9 @@ so the machine's drift hits them alike:
 - expert: one λ on one expert's anchor for every row (gates folded into B);
 - static: every other row on the other expert (per-row static gates);
 - router: one λ between two anchors for every row (through a router);
-- random: a random λ per row (every expert and router active).
+- random: a random λ per row (every expert and router active);
+- second: one λ on the second objective's vertex for every row (the expert anchored there; beside
+  ``expert``, two experts of one bundle extracted at different ranks are timed in turns).
 
     .venv/bin/python benchmarks/inference/decode_step.py --bundle runs/demo/2-objectives/bundle
 
@@ -32,7 +34,7 @@ from hoe.model.hoe_model import HoEModel
 
 HERE = Path(__file__).resolve().parent
 PROMPT = "How do I bake bread? Explain every step in detail."
-ROUTINGS = ("base", "expert", "static", "router", "random")
+ROUTINGS = ("base", "expert", "static", "router", "random", "second")
 
 
 def preferences(model: HoEModel, routing: str, rows: int, rng: random.Random) -> list | None:
@@ -47,6 +49,7 @@ def preferences(model: HoEModel, routing: str, rows: int, rng: random.Random) ->
         "static": [first if i % 2 else second for i in range(rows)],
         "router": [between] * rows,
         "random": [[rng.random() + 1e-3 for _ in range(count)] for _ in range(rows)],
+        "second": [second] * rows,
     }[routing]
 
 

@@ -26,6 +26,15 @@ def test_suite_recipes_validate(tmp_path, suite, profile):
     assert {m.objective for m in (e.make for e in recipe.experts)} == set(recipe.objectives)
 
 
+@pytest.mark.parametrize("suite", list(SUITES))
+def test_a_given_rank_is_every_experts_and_merges(suite):
+    """``--rank`` rebuilds the whole suite at that rank: an expert or merge whose recipe sets its own rank
+    (a measured choice at the recipe's rank) takes the given one too."""
+    recipe = suite_recipe(suite, PROFILES["full"], rank=8)
+    assert recipe.rank == 8
+    assert all(part.rank is None for part in [*recipe.experts, *recipe.merges])
+
+
 def test_full_profile_runs_the_shipped_recipes_as_they_are():
     """The README's numbers come from the recipes users can build: only the SVD backend is the profile's."""
     for suite in SUITES:

@@ -74,6 +74,22 @@ def test_make_entries_take_round_steps(tmp_path):
         load_recipe(tmp_path / "r.yaml")
 
 
+def test_an_experts_own_rank_is_the_rank_it_is_extracted_at(recipe_dir, tmp_path):
+    """``rank:`` on an expert overrides the recipe's for that expert alone (the helpful-harmless recipe gives its
+    harmless expert rank 128 by a measurement); the other experts and the merge keep the recipe's."""
+    from hoe.pipeline.build import build_bundle
+
+    text = (recipe_dir / "recipe.yaml").read_text().replace("finetuned: ft-", f"finetuned: {recipe_dir}/ft-")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(text.replace("    anchor: [0, 1]\n", "    anchor: [0, 1]\n    rank: 2\n").split("routers:")[0])
+    bundle = build_bundle(recipe, tmp_path / "bundle", progress=False)
+    ranks = {
+        part.name: json.loads((bundle.expert_path(part) / "adapter_config.json").read_text())["r"]
+        for part in bundle.experts
+    }
+    assert ranks == {"helpful": 3, "harmless": 2, "balanced": 3}
+
+
 def test_recipe_scorers_reach_the_bundle_and_the_evaluation(bundle_dir, tmp_path):
     import json
     import shutil

@@ -105,9 +105,13 @@ SAMPLE_PROMPT = "How can I get my neighbour's dog to stop barking at night?"
 
 def suite_recipe(suite: str, profile: Profile, rank: int | None = None) -> Recipe:
     """The shipped recipe of one suite with the profile's overrides (prompts and steps per expert,
-    the SVD backend) and ``rank`` if given (else the recipe's own, chosen there by a measurement)."""
+    the SVD backend) and ``rank`` if given (else the recipe's own, chosen there by a measurement). A rank
+    given here is every expert's and merge's: an expert's own ``rank:`` in the recipe does not outlive it."""
     recipe, _ = load_recipe(shipped_recipe(SUITES[suite]))
-    recipe.rank = rank or recipe.rank
+    if rank:
+        recipe.rank = rank
+        for part in [*recipe.experts, *recipe.merges]:
+            part.rank = None
     for expert in recipe.experts:
         expert.svd = profile.svd
         if expert.make is None:
@@ -169,7 +173,8 @@ def run_suite(suite: str, profile: Profile, out: Path, rank: int | None, progres
         f"  bundle {folder / 'bundle'} ({built:.0f} s): LoRA experts {', '.join(e.name for e in bundle.experts)}; "
         f"routers {', '.join(r.name for r in bundle.routers)}"
     )
-    print(f"  task-SVD of expert '{first.name}' (rank {recipe.rank}, {profile.svd}):\n" + _indent(summarise(report), 4))
+    # the ranks are the table's: an expert may have its own rank in the recipe
+    print(f"  task-SVD of expert '{first.name}' ({profile.svd}):\n" + _indent(summarise(report), 4))
     routers = train_routers(folder / "bundle", profile, progress)
     settings = suite_eval_settings(folder / "bundle", len(bundle.objectives), profile)
     start = time.perf_counter()
