@@ -1,7 +1,7 @@
 """One suite rebuilt (at another expert rank, or its recipe's own) and evaluated on all held-out prompts.
 
     .venv/bin/python benchmarks/results/rank.py --suite 2-objectives --rank 64     # 68 min on 2 CPU cores
-    .venv/bin/python benchmarks/results/rank.py --suite helpful-harmless           # the recipe's ranks (64, harmless 128)
+    .venv/bin/python benchmarks/results/rank.py --suite helpful-harmless  # the recipe's ranks (64; harmless 128)
 
 Why: with two objectives HoE's hypervolume is below Rewarded Soups' beyond noise at the recipe's
 rank 32 (``2-objectives-concise-informative-134-prompts/``), and the first suspect was compression:
