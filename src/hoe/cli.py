@@ -765,7 +765,9 @@ def demo(
         help="quick (the two-objective suite, about 20 min on 2 cores the first time) or full (both suites: the "
         "README's numbers).",
     ),
-    rank: Optional[int] = typer.Option(None, help="Expert rank (default: each suite's recipe's own, 32 for both)."),
+    rank: Optional[int] = typer.Option(
+        None, help="Every expert's and merge's rank, over the recipes' own (default: the recipes', 32 in both suites)."
+    ),
 ) -> None:
     """The embedded default end to end (SmolLM2-135M-Instruct, offline): experts, bundle, Pareto evaluation."""
     from hoe.pipeline.demo import run_demo
