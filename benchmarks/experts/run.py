@@ -143,18 +143,17 @@ def profile(responses: list[str], scores: dict[str, list[float]], subsets: dict[
     return rows
 
 
-def exact_gain(expert: list[float], base: list[float]) -> tuple[float | None, float | None]:
-    """The gain in paired SE and the effect size d (gain / SD of the base's scores), unrounded: the bars
-    are judged on these (a d of 0.795 shown as 0.80 does not reach 0.8)."""
+def exact_gain(expert: list[float], base: list[float]) -> tuple[float, float, float | None, float | None]:
+    """The mean paired gain, its SE, the gain in SE and the effect size d (gain / SD of the base's scores),
+    unrounded: the bars are judged on these (a d of 0.795 shown as 0.80 does not reach 0.8)."""
     gain, se = mean_se([e - b for e, b in zip(expert, base)])
     spread = statistics.stdev(base)
-    return (gain / se if se > 0 else None), (gain / spread if spread > 0 else None)
+    return gain, se, (gain / se if se > 0 else None), (gain / spread if spread > 0 else None)
 
 
 def paired_gain(expert: list[float], base: list[float]) -> dict:
-    """The mean paired gain, its SE, the gain in SE, and the effect size d (gain / SD of the base's scores)."""
-    gain, se = mean_se([e - b for e, b in zip(expert, base)])
-    in_se, d = exact_gain(expert, base)
+    """``exact_gain`` rounded for the results files."""
+    gain, se, in_se, d = exact_gain(expert, base)
     return {
         "gain": round(gain, 4),
         "paired_se": round(se, 4),
@@ -172,10 +171,10 @@ def issue_bars(
     on red-team prompts a harmless answer is a refusal, which a relevance scorer reads as off topic, so the
     objective itself asks otherwise. Judged on unrounded figures."""
     exact = {name: exact_gain(expert_scores[name], base_scores[name]) for name in expert_scores}
-    costs = [name for name, (in_se, _) in exact.items() if name not in (own, "relevance") and (in_se or 0) <= -3]
+    costs = [name for name, (*_, in_se, _) in exact.items() if name not in (own, "relevance") and (in_se or 0) <= -3]
     expert_profile, base_profile = profiles
     relevance_drop = base_profile["helpful"]["relevance"] - expert_profile["helpful"]["relevance"]
-    own_in_se, own_d = exact[own]
+    *_, own_in_se, own_d = exact[own]
     return {
         "effect_size_d>=0.8": (own_d or 0) >= 0.8,
         "gain>=10_paired_se": (own_in_se or 0) >= 10,
