@@ -76,7 +76,7 @@ def extraction(full: Path, rank: int, work: Path) -> Path:
     beside the adapter, and an adapter of an earlier build at the same path is made again."""
     adapter = work / "rank-curve" / f"{full.name}-r{rank}"
     source = adapter.parent / f"{adapter.name}-source.json"
-    stamp = [list(entry) for entry in weights_stamp(full)]
+    stamp = weights_stamp(full)
     made = (adapter / "adapter_config.json").is_file() and source.is_file()
     if not made or json.loads(source.read_text()) != stamp:
         extract_expert(DEFAULT_MODEL, full, adapter, ExtractSettings(rank=rank), overwrite=True, progress=False)

@@ -361,7 +361,7 @@ def main() -> None:
         folder = args.work / ("answers-validation" if args.validation else "answers")
         saved = folder / f"{'base' if label == 'base' else Path(ref).name}.json"
         # the weights' stamp too: an expert made again at the same path must not be judged by the last one's answers
-        stamp = [list(entry) for entry in weights_stamp(resolve_checkpoint(ref))]  # lists: as JSON reads it back
+        stamp = weights_stamp(resolve_checkpoint(ref))
         previous_answers = json.loads(saved.read_text()) if saved.is_file() else {}
         if previous_answers.get("prompts") == heldout and previous_answers.get("weights") == stamp:
             responses = previous_answers["responses"]  # a rerun reuses the greedy answers

@@ -44,7 +44,7 @@ def saved_answers(work: Path, folder: Path, prompts: list[str]) -> list[str]:
     where run.py recorded it, the same weights."""
     named = work / "answers" / f"{folder.name}.json"
     candidates = [named] if named.is_file() else sorted((work / "answers").glob("*.json"))
-    stamp = [list(entry) for entry in weights_stamp(folder)]
+    stamp = weights_stamp(folder)
     for path in candidates:
         saved = json.loads(path.read_text())
         if Path(saved.get("model", "")).name == folder.name and saved["prompts"] == prompts:
@@ -58,7 +58,7 @@ def extracted_answers(adapter: Path, tokenizer, prompts: list[str]) -> list[str]
     """The base with the extracted LoRA answers the prompts greedily (peft, unmerged, as a HoE expert runs);
     saved beside the adapter with its weights' stamp, so that another comparison reuses them."""
     saved = adapter.parent / f"{adapter.name}-answers.json"
-    stamp = [list(entry) for entry in weights_stamp(adapter)]
+    stamp = weights_stamp(adapter)
     if saved.is_file():
         record = json.loads(saved.read_text())
         if record["prompts"] == prompts and record["weights"] == stamp:

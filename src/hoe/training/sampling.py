@@ -22,13 +22,14 @@ from hoe.training.settings import SamplingSettings
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf")
 
 
-def weights_stamp(folder: Path) -> list[tuple[str, int, int]]:
-    """(name, size, modification time) of each weight file in the model folder. Why: a folder's path alone
+def weights_stamp(folder: Path) -> list[list[str | int]]:
+    """[name, size, modification time] of each weight file in the model folder. Why: a folder's path alone
     does not say which model it holds; a model made again at the same path (``make-expert --overwrite``, or
-    iterated DPO's ``round-1`` of a job run again with other settings) must not reuse the last one's samples."""
+    iterated DPO's ``round-1`` of a job run again with other settings) must not reuse the last one's samples.
+    Lists, not tuples: a stamp saved as JSON and read back compares equal to a fresh one."""
     files = sorted(path for path in folder.iterdir() if path.is_file() and path.suffix in WEIGHT_SUFFIXES)
     stats = [(path.name, path.stat()) for path in files]
-    return [(name, stat.st_size, stat.st_mtime_ns) for name, stat in stats]
+    return [[name, stat.st_size, stat.st_mtime_ns] for name, stat in stats]
 
 
 def candidates_file(model: str, prompts: list[str], settings: SamplingSettings) -> Path:
