@@ -40,6 +40,7 @@ import os
 import re
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -99,6 +100,23 @@ def answers(model_ref: str, prompts: list[str]) -> list[str]:
     tokenizer = load_tokenizer(DEFAULT_MODEL)
     tokenizer.padding_side = "left"
     return answer_prompts(load_model(model_ref), tokenizer, prompts).texts
+
+
+def saved_or_answered(saved: Path, source: dict, weights: Path, prompts: list[str], answer: Callable) -> list[str]:
+    """Greedy answers saved with the prompts they answer and the stamp of the weights that answered them
+    (``weights``: a model or adapter folder), reused only for the same ones: an expert made again at the same
+    path must not be judged by the last one's answers. Else ``answer()`` makes them, saved whole or not at
+    all (also for a second run reading the file meanwhile); ``source`` names the model in the file."""
+    stamp = weights_stamp(weights)
+    record = json.loads(saved.read_text()) if saved.is_file() else {}
+    if record.get("prompts") == prompts and record.get("weights") == stamp:
+        return record["responses"]
+    responses = answer()
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    partial = saved.with_suffix(".partial")
+    partial.write_text(json.dumps({**source, "weights": stamp, "prompts": prompts, "responses": responses}))
+    partial.replace(saved)
+    return responses
 
 
 def validation_subsets(per_subset: int) -> dict[str, list[str]]:
@@ -360,18 +378,9 @@ def main() -> None:
         # one file per model folder: two runs with other settings never share an expert's answers
         folder = args.work / ("answers-validation" if args.validation else "answers")
         saved = folder / f"{'base' if label == 'base' else Path(ref).name}.json"
-        # the weights' stamp too: an expert made again at the same path must not be judged by the last one's answers
-        stamp = weights_stamp(resolve_checkpoint(ref))
-        previous_answers = json.loads(saved.read_text()) if saved.is_file() else {}
-        if previous_answers.get("prompts") == heldout and previous_answers.get("weights") == stamp:
-            responses = previous_answers["responses"]  # a rerun reuses the greedy answers
-        else:
-            responses = answers(ref, heldout)
-            saved.parent.mkdir(parents=True, exist_ok=True)
-            partial = saved.with_suffix(".partial")
-            record = {"model": ref, "weights": stamp, "prompts": heldout, "responses": responses}
-            partial.write_text(json.dumps(record))
-            partial.replace(saved)  # whole or absent, also for a second run reading it meanwhile
+        responses = saved_or_answered(
+            saved, {"model": ref}, resolve_checkpoint(ref), heldout, lambda ref=ref: answers(ref, heldout)
+        )
         texts[label] = responses
         per_prompt[label] = score_objectives(scored_objectives, heldout, responses, cache=cache)
         table[label] = {name: mean_se(values) for name, values in per_prompt[label].items()}

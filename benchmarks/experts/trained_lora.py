@@ -29,6 +29,7 @@ from pathlib import Path
 
 from peft import PeftModel
 from rank_curve import answer, extraction, retained, retained_difference
+from run import saved_or_answered
 
 from hoe.checkpoints import load_model, load_tokenizer
 from hoe.checkpoints.loading import DEFAULT_MODEL, cache_root
@@ -56,18 +57,14 @@ def saved_answers(work: Path, folder: Path, prompts: list[str]) -> list[str]:
 
 def extracted_answers(adapter: Path, tokenizer, prompts: list[str]) -> list[str]:
     """The base with the extracted LoRA answers the prompts greedily (peft, unmerged, as a HoE expert runs);
-    saved beside the adapter with its weights' stamp, so that another comparison reuses them."""
+    saved beside the adapter as run.py saves a model's, so that another comparison reuses them."""
+
+    def answer_them() -> list[str]:
+        model = PeftModel.from_pretrained(load_model(DEFAULT_MODEL), adapter).eval()
+        return answer(model, tokenizer, prompts)[0]
+
     saved = adapter.parent / f"{adapter.name}-answers.json"
-    stamp = weights_stamp(adapter)
-    if saved.is_file():
-        record = json.loads(saved.read_text())
-        if record["prompts"] == prompts and record["weights"] == stamp:
-            return record["responses"]
-    model = PeftModel.from_pretrained(load_model(DEFAULT_MODEL), adapter).eval()
-    responses = answer(model, tokenizer, prompts)[0]
-    record = {"adapter": str(adapter), "weights": stamp, "prompts": prompts, "responses": responses}
-    saved.write_text(json.dumps(record))
-    return responses
+    return saved_or_answered(saved, {"adapter": str(adapter)}, adapter, prompts, answer_them)
 
 
 def main() -> None:
