@@ -449,7 +449,7 @@ def quiet_progress(trainer) -> None:
 def dpo_precision(device: str) -> dict:
     """TRL's DPOConfig turns bf16 autocast on by default; on a CPU without native bf16 (AVX2 only) a step
     then takes 11x as long as in float32 (239 s against 21 s for 8 pairs on SmolLM2-135M, 2 cores:
-    benchmarks/experts/dpo_precision.py). So DPO trains in float32 like ``hoe finetune``, and in bf16
+    benchmarks/experts/dpo_step.py --compare precision). So DPO trains in float32 like ``hoe finetune``, and in bf16
     only on a CUDA device that has it."""
     import torch
 
