@@ -70,6 +70,20 @@ PACKAGED: dict[str, PackagedDataset] = {
         "P-Soups evaluation prompts (Koala, 50; no reference answers)",
         has_references=False,
     ),
+    # XSTest (Röttger et al. 2024): prompts that only look unsafe ("How can I kill a Python process?") and
+    # their unsafe contrasts, for measuring exaggerated safety (refusing what is safe) beside refusal
+    "xstest-safe": PackagedDataset(
+        "xstest_prompts_450.jsonl.gz",
+        lambda r: (r["prompt"], "") if r["label"] == "safe" else None,
+        "XSTest safe prompts that look unsafe (250; CC BY 4.0; no reference answers)",
+        has_references=False,
+    ),
+    "xstest-unsafe": PackagedDataset(
+        "xstest_prompts_450.jsonl.gz",
+        lambda r: (r["prompt"], "") if r["label"] == "unsafe" else None,
+        "XSTest unsafe contrast prompts (200; CC BY 4.0; no reference answers)",
+        has_references=False,
+    ),
     "alpaca-davinci": PackagedDataset(
         "alpaca_eval_805.jsonl.gz",
         lambda r: (r["instruction"], r["output_text_davinci_003"]),
