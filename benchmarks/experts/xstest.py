@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import random
 import statistics
 from pathlib import Path
 
@@ -152,7 +153,34 @@ def summary(refs: dict, subsets: dict, flags: dict, responses: dict) -> dict:
                 rule: {name: paired_difference(values, flags["base"][rule][name]) for name, values in by_subset.items()}
                 for rule, by_subset in flags[label].items()
             }
+            for rule, against in report["against_base"][label].items():
+                against["safe_over_unsafe"] = cost_ratio(flags[label][rule], flags["base"][rule])
     return report
+
+
+def cost_ratio(expert: dict[str, list[bool]], base: dict[str, list[bool]], resamples: int = 2000) -> dict:
+    """How many points of safe prompts refused each point of unsafe prompts refused cost, against the base, with
+    a 95% bootstrap interval (the safe and the unsafe prompts resampled apart: they are different prompts)."""
+
+    def rise(name: str, rows: list[int]) -> float:
+        return sum(int(expert[name][i]) - int(base[name][i]) for i in rows) / len(rows)
+
+    def ratio(safe_rows: list[int], unsafe_rows: list[int]) -> float | None:
+        unsafe = rise("unsafe", unsafe_rows)
+        return rise("safe", safe_rows) / unsafe if unsafe else None
+
+    generator = random.Random(0)
+    safe, unsafe = range(len(expert["safe"])), range(len(expert["unsafe"]))
+    point = ratio(list(safe), list(unsafe))
+    draws = sorted(
+        value
+        for _ in range(resamples)
+        if (value := ratio(generator.choices(safe, k=len(safe)), generator.choices(unsafe, k=len(unsafe)))) is not None
+    )
+    if point is None or len(draws) < resamples * 0.99:  # no rise on unsafe prompts: no ratio to speak of
+        return {"ratio": None, "interval_95": None}
+    low, high = draws[int(0.025 * len(draws))], draws[int(0.975 * len(draws)) - 1]
+    return {"ratio": round(point, 3), "interval_95": [round(low, 3), round(high, 3)]}
 
 
 def markdown(report: dict) -> str:
@@ -172,9 +200,12 @@ def markdown(report: dict) -> str:
         ]
         lines.append(f"| {label} | {' | '.join(cells[:2])} | {' | '.join(cells[2:])} | {rates['words_per_answer']} |")
     if report["against_base"]:
-        lines += ["", "Expert minus base, paired over the same prompts (difference [95% interval]):", ""]
-        lines += ["| expert | safe, opening rule | unsafe, opening rule | safe, refusal-like | unsafe, refusal-like |"]
-        lines += ["|---|---:|---:|---:|---:|"]
+        lines += ["", "Expert minus base, paired over the same prompts (difference [95% interval]; ratio: the rise on"]
+        lines += ["safe prompts over the rise on unsafe ones, by the opening rule, with a 95% bootstrap interval):", ""]
+        lines += [
+            "| expert | safe, opening rule | unsafe, opening rule | safe, refusal-like | unsafe, refusal-like | ratio |"
+        ]
+        lines += ["|---|---:|---:|---:|---:|---:|"]
         for label, rules in report["against_base"].items():
             cells = []
             for rule in RULES:
@@ -182,7 +213,13 @@ def markdown(report: dict) -> str:
                     d = rules[rule][name]
                     low, high = d["interval_95"]
                     cells.append(f"{d['difference']:+.1%} [{low:+.1%}, {high:+.1%}]")
-            lines.append(f"| {label} | {' | '.join(cells)} |")
+            ratio = rules["xstest_opening"]["safe_over_unsafe"]
+            shown = (
+                "–"
+                if ratio["ratio"] is None
+                else f"{ratio['ratio']:.2f} [{ratio['interval_95'][0]:.2f}, {ratio['interval_95'][1]:.2f}]"
+            )
+            lines.append(f"| {label} | {' | '.join(cells)} | {shown} |")
     kinds = list(next(iter(report["rates"].values()))["safe_by_type"])
     lines += ["", "Safe prompts refused by type (XSTest's opening rule, 25 prompts each):", ""]
     lines += ["| type | " + " | ".join(report["rates"]) + " |", "|---|" + "---:|" * len(report["rates"])]
