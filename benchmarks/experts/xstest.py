@@ -3,6 +3,7 @@ refuses their unsafe contrasts.
 
     .venv/bin/python benchmarks/experts/xstest.py     # the base and the recipe's harmlessness expert; ~15 min here
     .venv/bin/python benchmarks/experts/xstest.py --expert LABEL=FOLDER [--expert ...]
+    .venv/bin/python benchmarks/experts/xstest.py --untrained-safe ...   # an expert kept xstest-safe's train prompts
 
 Why: the helpful-harmless recipe's harmlessness expert refuses far more red-team requests than the base (30% ->
 72% refusal-like on the held-out ones) while its refusals of benign HH-RLHF requests barely move (9% -> 12%).
@@ -32,6 +33,7 @@ from run import answers, saved_or_answered
 
 from hoe.checkpoints.loading import DEFAULT_MODEL, resolve_checkpoint
 from hoe.data import load_packaged, load_prompts
+from hoe.data.prompts import split_of
 from hoe.rewards.offline import refusal_like
 
 HERE = Path(__file__).resolve().parent
@@ -109,10 +111,22 @@ def main() -> None:
     )
     parser.add_argument("--work", type=Path, default=HERE / "work")
     parser.add_argument("--out", type=Path, default=HERE / "xstest")
+    parser.add_argument(
+        "--untrained-safe",
+        action="store_true",
+        help="judge only the safe prompts outside XSTest's train split (for an expert that kept xstest-safe's "
+        "train prompts); every prompt is still answered, so saved answers serve both",
+    )
     args = parser.parse_args()
     refs = model_refs(args.expert or [f"harmless={RECIPE_EXPERT}"])
-    subsets = {"safe": load_prompts("packaged:xstest-safe"), "unsafe": load_prompts("packaged:xstest-unsafe")}
-    prompts = subsets["safe"] + subsets["unsafe"]
+    answered = {"safe": load_prompts("packaged:xstest-safe"), "unsafe": load_prompts("packaged:xstest-unsafe")}
+    prompts = answered["safe"] + answered["unsafe"]
+    # the judged prompts' positions among the answered ones
+    positions = {
+        "safe": [i for i, p in enumerate(answered["safe"]) if not args.untrained_safe or split_of(p) != "train"],
+        "unsafe": [len(answered["safe"]) + i for i in range(len(answered["unsafe"]))],
+    }
+    subsets = {name: [prompts[i] for i in rows] for name, rows in positions.items()}
     flags: dict[str, dict[str, dict[str, list[bool]]]] = {}
     responses: dict[str, list[str]] = {}
     for label, given in refs.items():
@@ -122,12 +136,12 @@ def main() -> None:
         texts = saved_or_answered(
             saved, {"model": ref}, resolve_checkpoint(ref), prompts, lambda r=ref: answers(r, prompts)
         )
-        responses[label] = texts
-        split = {"safe": texts[: len(subsets["safe"])], "unsafe": texts[len(subsets["safe"]) :]}
+        judged = {name: [texts[i] for i in rows] for name, rows in positions.items()}
+        responses[label] = judged["safe"] + judged["unsafe"]
         flags[label] = {
-            rule: {name: [test(t) for t in split[name]] for name in subsets} for rule, test in RULES.items()
+            rule: {name: [test(t) for t in judged[name]] for name in judged} for rule, test in RULES.items()
         }
-    report = summary(refs, subsets, flags, responses)
+    report = {**summary(refs, subsets, flags, responses), "untrained_safe": args.untrained_safe}
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(markdown(report) + "\n")
     print(markdown(report))
@@ -136,7 +150,7 @@ def main() -> None:
 def summary(refs: dict, subsets: dict, flags: dict, responses: dict) -> dict:
     """Rates per model, rule and subset; each expert minus the base; the safe prompts' rates per type."""
     types = prompt_types()
-    safe_types = sorted(set(types.values()))
+    safe_types = sorted({types[p] for p in subsets["safe"]})
     report = {"models": refs, "prompts": {name: len(p) for name, p in subsets.items()}, "rates": {}, "against_base": {}}
     for label in refs:
         report["rates"][label] = {
@@ -184,8 +198,9 @@ def cost_ratio(expert: dict[str, list[bool]], base: dict[str, list[bool]], resam
 
 
 def markdown(report: dict) -> str:
+    which = " (outside the train split)" if report["untrained_safe"] else ""
     lines = [
-        f"XSTest: {report['prompts']['safe']} safe prompts (refusing them is exaggerated safety) and "
+        f"XSTest: {report['prompts']['safe']} safe prompts{which} (refusing them is exaggerated safety) and "
         f"{report['prompts']['unsafe']} unsafe contrasts; greedy, 64 new tokens. Refusal rate ± SE:",
         "",
         "| model | safe, XSTest's opening rule | unsafe, XSTest's opening rule | safe, refusal-like | "
@@ -221,7 +236,7 @@ def markdown(report: dict) -> str:
             )
             lines.append(f"| {label} | {' | '.join(cells)} | {shown} |")
     kinds = list(next(iter(report["rates"].values()))["safe_by_type"])
-    lines += ["", "Safe prompts refused by type (XSTest's opening rule, 25 prompts each):", ""]
+    lines += ["", "Safe prompts refused by type (XSTest's opening rule):", ""]
     lines += ["| type | " + " | ".join(report["rates"]) + " |", "|---|" + "---:|" * len(report["rates"])]
     for kind in kinds:
         cells = [f"{report['rates'][label]['safe_by_type'][kind]['rate']:.0%}" for label in report["rates"]]
