@@ -29,7 +29,7 @@ import random
 import statistics
 from pathlib import Path
 
-from run import answers, saved_or_answered
+from run import answers, mean_se, saved_or_answered
 
 from hoe.checkpoints.loading import DEFAULT_MODEL, resolve_checkpoint
 from hoe.data import load_packaged, load_prompts
@@ -78,9 +78,7 @@ def rate(flags: list[bool]) -> dict:
 
 def paired_difference(expert: list[bool], base: list[bool]) -> dict:
     """Expert minus base over the same prompts: the mean per-prompt difference, its paired SE and a 95% interval."""
-    differences = [int(e) - int(b) for e, b in zip(expert, base)]
-    mean = statistics.mean(differences)
-    se = statistics.stdev(differences) / math.sqrt(len(differences))
+    mean, se = mean_se([int(e) - int(b) for e, b in zip(expert, base)])
     return {
         "difference": round(mean, 4),
         "paired_se": round(se, 4),
