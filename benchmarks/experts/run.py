@@ -202,6 +202,12 @@ def issue_bars(
     }
 
 
+def seconds_cell(seconds: float | None) -> str:
+    """The time column's cell: an expert reused from a build whose run was stopped has no recorded time, and
+    says so rather than showing 'nan'."""
+    return "not recorded" if seconds is None else f"{seconds:.0f}"
+
+
 def measured_seconds(stem: str, suite_stem: str, tag: str = "") -> dict[str, float]:
     """The make-expert times an earlier run of the same experts recorded: on the held-out or the validation
     prompts (an expert chosen on validation prompts is made there), in this suite or another one (the same
@@ -462,7 +468,7 @@ def main() -> None:
     ]
     lines += [
         f"| {o} | {v['base']:.3f} → {v['expert']:.3f} | {v['gain']:+.3f} ± {v['paired_se']:.3f} | "
-        f"{v['gain_in_paired_se']:+.1f} | {v['effect_size_d']:+.3f} | {timings.get(o, float('nan')):.0f} |"
+        f"{v['gain_in_paired_se']:+.1f} | {v['effect_size_d']:+.3f} | {seconds_cell(timings.get(o))} |"
         for o, v in verdicts.items()
     ]
     lines += [
