@@ -4,6 +4,7 @@ refuses their unsafe contrasts.
     .venv/bin/python benchmarks/experts/xstest.py     # the base and the recipe's harmlessness expert; ~15 min here
     .venv/bin/python benchmarks/experts/xstest.py --expert LABEL=FOLDER [--expert ...]
     .venv/bin/python benchmarks/experts/xstest.py --untrained-safe ...   # an expert kept xstest-safe's train prompts
+    .venv/bin/python benchmarks/experts/xstest.py --expert A=... --expert B=... --against A   # B - A, paired too
 
 Why: the helpful-harmless recipe's harmlessness expert refuses far more red-team requests than the base (30% ->
 72% refusal-like on the held-out ones) while its refusals of benign HH-RLHF requests barely move (9% -> 12%).
@@ -16,8 +17,9 @@ Refusal is read two ways, both string rules (the paper's GPT-4 judge needs the n
 rule, an answer that *opens* with an apology or a "cannot" (the string-match classifier of the XSTest repository),
 and hoe's ``refusal_like`` heuristic, such a phrase anywhere in the answer (what benchmarks/experts/run.py
 counts). Greedy, 64 new tokens, as run.py. Each rate with its SE; each expert minus the base paired over the
-same prompts (mean per-prompt difference, 95% normal interval from the paired SE). Writes xstest.json and
-xstest.md.
+same prompts (mean per-prompt difference, 95% normal interval from the paired SE), and with ``--against LABEL``
+every other expert minus that one, paired the same way: two experts compared through their differences from the
+base would lose the pairing. Writes xstest.json and xstest.md.
 """
 
 from __future__ import annotations
@@ -115,8 +117,11 @@ def main() -> None:
         help="judge only the safe prompts outside XSTest's train split (for an expert that kept xstest-safe's "
         "train prompts); every prompt is still answered, so saved answers serve both",
     )
+    parser.add_argument("--against", help="an expert's LABEL: every other expert minus it, paired over prompts")
     args = parser.parse_args()
     refs = model_refs(args.expert or [f"harmless={RECIPE_EXPERT}"])
+    if args.against is not None and (args.against == "base" or args.against not in refs):
+        raise SystemExit(f"--against takes the label of an --expert, got '{args.against}'")
     answered = {"safe": load_prompts("packaged:xstest-safe"), "unsafe": load_prompts("packaged:xstest-unsafe")}
     prompts = answered["safe"] + answered["unsafe"]
     # the judged prompts' positions among the answered ones
@@ -140,6 +145,8 @@ def main() -> None:
             rule: {name: [test(t) for t in judged[name]] for name in judged} for rule, test in RULES.items()
         }
     report = {**summary(refs, subsets, flags, responses), "untrained_safe": args.untrained_safe}
+    if args.against:
+        report["against_expert"] = {"reference": args.against, "differences": against(args.against, flags)}
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(markdown(report) + "\n")
     print(markdown(report))
@@ -170,6 +177,18 @@ def summary(refs: dict, subsets: dict, flags: dict, responses: dict) -> dict:
     return report
 
 
+def against(reference: str, flags: dict) -> dict:
+    """Every expert but the base and ``reference``, minus ``reference``: per rule and subset, paired over prompts."""
+    return {
+        label: {
+            rule: {name: paired_difference(values, flags[reference][rule][name]) for name, values in by_subset.items()}
+            for rule, by_subset in by_rule.items()
+        }
+        for label, by_rule in flags.items()
+        if label not in ("base", reference)
+    }
+
+
 def cost_ratio(expert: dict[str, list[bool]], base: dict[str, list[bool]], resamples: int = 2000) -> dict:
     """How many points of safe prompts refused each point of unsafe prompts refused cost, against the base, with
     a 95% bootstrap interval (the safe and the unsafe prompts resampled apart: they are different prompts)."""
@@ -193,6 +212,17 @@ def cost_ratio(expert: dict[str, list[bool]], base: dict[str, list[bool]], resam
         return {"ratio": None, "interval_95": None}
     low, high = draws[int(0.025 * len(draws))], draws[int(0.975 * len(draws)) - 1]
     return {"ratio": round(point, 3), "interval_95": [round(low, 3), round(high, 3)]}
+
+
+def difference_cells(rules: dict) -> list[str]:
+    """Paired differences as table cells, '+d [low, high]', rule by rule, safe then unsafe."""
+    cells = []
+    for rule in RULES:
+        for name in ("safe", "unsafe"):
+            d = rules[rule][name]
+            low, high = d["interval_95"]
+            cells.append(f"{d['difference']:+.1%} [{low:+.1%}, {high:+.1%}]")
+    return cells
 
 
 def markdown(report: dict) -> str:
@@ -220,12 +250,7 @@ def markdown(report: dict) -> str:
         ]
         lines += ["|---|---:|---:|---:|---:|---:|"]
         for label, rules in report["against_base"].items():
-            cells = []
-            for rule in RULES:
-                for name in ("safe", "unsafe"):
-                    d = rules[rule][name]
-                    low, high = d["interval_95"]
-                    cells.append(f"{d['difference']:+.1%} [{low:+.1%}, {high:+.1%}]")
+            cells = difference_cells(rules)
             ratio = rules["xstest_opening"]["safe_over_unsafe"]
             shown = (
                 "–"
@@ -233,6 +258,12 @@ def markdown(report: dict) -> str:
                 else f"{ratio['ratio']:.2f} [{ratio['interval_95'][0]:.2f}, {ratio['interval_95'][1]:.2f}]"
             )
             lines.append(f"| {label} | {' | '.join(cells)} | {shown} |")
+    if "against_expert" in report:
+        lines += ["", f"Each expert minus {report['against_expert']['reference']}, paired over the same prompts:", ""]
+        lines += ["| expert | safe, opening rule | unsafe, opening rule | safe, refusal-like | unsafe, refusal-like |"]
+        lines += ["|---|---:|---:|---:|---:|"]
+        for label, rules in report["against_expert"]["differences"].items():
+            lines.append(f"| {label} | {' | '.join(difference_cells(rules))} |")
     kinds = list(next(iter(report["rates"].values()))["safe_by_type"])
     lines += ["", "Safe prompts refused by type (XSTest's opening rule):", ""]
     lines += ["| type | " + " | ".join(report["rates"]) + " |", "|---|" + "---:|" * len(report["rates"])]
