@@ -121,7 +121,7 @@ def main() -> None:
     args = parser.parse_args()
     refs = model_refs(args.expert or [f"harmless={RECIPE_EXPERT}"])
     if args.against is not None and (args.against == "base" or args.against not in refs):
-        raise SystemExit(f"--against takes the label of an --expert, got '{args.against}'")
+        parser.error(f"--against takes the label of an --expert, got '{args.against}'")
     answered = {"safe": load_prompts("packaged:xstest-safe"), "unsafe": load_prompts("packaged:xstest-unsafe")}
     prompts = answered["safe"] + answered["unsafe"]
     # the judged prompts' positions among the answered ones
@@ -168,22 +168,24 @@ def summary(refs: dict, subsets: dict, flags: dict, responses: dict) -> dict:
             for kind in safe_types
         }
         if label != "base":
-            report["against_base"][label] = {
-                rule: {name: paired_difference(values, flags["base"][rule][name]) for name, values in by_subset.items()}
-                for rule, by_subset in flags[label].items()
-            }
+            report["against_base"][label] = paired_by_rule(flags[label], flags["base"])
             for rule, against in report["against_base"][label].items():
                 against["safe_over_unsafe"] = cost_ratio(flags[label][rule], flags["base"][rule])
     return report
 
 
-def against(reference: str, flags: dict) -> dict:
-    """Every expert but the base and ``reference``, minus ``reference``: per rule and subset, paired over prompts."""
+def paired_by_rule(model: dict, reference: dict) -> dict:
+    """One model's refusal flags minus a reference's, per rule and subset, paired over the same prompts."""
     return {
-        label: {
-            rule: {name: paired_difference(values, flags[reference][rule][name]) for name, values in by_subset.items()}
-            for rule, by_subset in by_rule.items()
-        }
+        rule: {name: paired_difference(values, reference[rule][name]) for name, values in by_subset.items()}
+        for rule, by_subset in model.items()
+    }
+
+
+def against(reference: str, flags: dict) -> dict:
+    """Every expert but the base and ``reference``, minus ``reference``."""
+    return {
+        label: paired_by_rule(by_rule, flags[reference])
         for label, by_rule in flags.items()
         if label not in ("base", reference)
     }
