@@ -93,13 +93,14 @@ def prompt_types() -> dict[str, str]:
     return {row["prompt"]: row["type"] for row in load_packaged("xstest-safe") if row["label"] == "safe"}
 
 
-def model_refs(pairs: list[str]) -> dict[str, str]:
-    """``LABEL=FOLDER`` pairs (a folder relative to this directory, or absolute), after the base."""
+def model_refs(pairs: list[str], parser: argparse.ArgumentParser) -> dict[str, str]:
+    """``LABEL=FOLDER`` pairs (a folder relative to this directory, or absolute), after the base; a malformed or
+    repeated pair exits 2 through ``parser`` before any model loads."""
     refs = {"base": DEFAULT_MODEL}
     for pair in pairs:
         label, _, folder = pair.partition("=")
         if not label or not folder or label in refs:
-            raise SystemExit(f"--expert takes LABEL=FOLDER with a new label, got '{pair}'")
+            parser.error(f"--expert takes LABEL=FOLDER with a new label, got '{pair}'")
         refs[label] = folder
     return refs
 
@@ -110,7 +111,9 @@ def main() -> None:
         "--expert", action="append", default=None, help=f"LABEL=FOLDER (default: harmless={RECIPE_EXPERT})"
     )
     parser.add_argument("--work", type=Path, default=HERE / "work")
-    parser.add_argument("--out", type=Path, default=HERE / "xstest")
+    parser.add_argument(
+        "--out", type=Path, default=Path("xstest"), help="results stem, relative to this directory: OUT.json, OUT.md"
+    )
     parser.add_argument(
         "--untrained-safe",
         action="store_true",
@@ -119,7 +122,7 @@ def main() -> None:
     )
     parser.add_argument("--against", help="an expert's LABEL: every other expert minus it, paired over prompts")
     args = parser.parse_args()
-    refs = model_refs(args.expert or [f"harmless={RECIPE_EXPERT}"])
+    refs = model_refs(args.expert or [f"harmless={RECIPE_EXPERT}"], parser)
     if args.against is not None and (args.against == "base" or args.against not in refs):
         parser.error(f"--against takes the label of an --expert, got '{args.against}'")
     answered = {"safe": load_prompts("packaged:xstest-safe"), "unsafe": load_prompts("packaged:xstest-unsafe")}
@@ -147,8 +150,9 @@ def main() -> None:
     report = {**summary(refs, subsets, flags, responses), "untrained_safe": args.untrained_safe}
     if args.against:
         report["against_expert"] = {"reference": args.against, "differences": against(args.against, flags)}
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(report) + "\n")
+    out = HERE / args.out  # an absolute --out stays as given
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown(report) + "\n")
     print(markdown(report))
 
 
