@@ -120,7 +120,9 @@ def main() -> None:
     parser.add_argument("--validation", action="store_true", help="run.py --validation's prompts and answers")
     parser.add_argument("--per-subset", type=int, default=128, help="as run.py's --per-subset")
     parser.add_argument("--work", type=Path, default=HERE / "work")
-    parser.add_argument("--out", type=Path, required=True, help="results stem, relative to this directory: OUT.json, OUT.md")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="results stem, relative to this directory: OUT.json, OUT.md"
+    )
     args = parser.parse_args()
     folders = labelled_folders([args.against, *args.expert], parser)
     reference = next(iter(folders))
