@@ -17,8 +17,8 @@ import argparse
 import json
 from pathlib import Path
 
-from run import heldout_subsets, mean_se, repetitive, validation_subsets
-from xstest import paired_difference
+from run import heldout_subsets, repetitive, validation_subsets
+from xstest import difference_cell, paired_by_rule, rate
 
 from hoe.rewards.offline import refusal_like
 
@@ -61,11 +61,6 @@ def flags_by_subset(responses: list[str], subsets: dict[str, list[str]]) -> dict
 
 def summary(folders: dict[str, str], reference: str, flags: dict, prompt_set: str) -> dict:
     """Rates per model, rule and subset, and every other model minus the reference paired over prompts."""
-
-    def rate(values: list[bool]) -> dict:
-        mean, se = mean_se([float(v) for v in values])
-        return {"rate": round(mean, 4), "se": round(se, 4)}
-
     return {
         "prompt_set": prompt_set,
         "models": folders,
@@ -76,12 +71,7 @@ def summary(folders: dict[str, str], reference: str, flags: dict, prompt_set: st
             for label, by_rule in flags.items()
         },
         "against_reference": {
-            label: {
-                rule: {name: paired_difference(v, flags[reference][rule][name]) for name, v in by_subset.items()}
-                for rule, by_subset in by_rule.items()
-            }
-            for label, by_rule in flags.items()
-            if label != reference
+            label: paired_by_rule(by_rule, flags[reference]) for label, by_rule in flags.items() if label != reference
         },
     }
 
@@ -104,12 +94,7 @@ def markdown(report: dict) -> str:
     lines += ["", f"Each model minus {report['reference']}, paired over the same prompts (difference [95% interval]):"]
     lines += ["", header, "|---|" + "---:|" * len(columns)]
     for label, by_rule in report["against_reference"].items():
-        cells = []
-        for rule, name in columns:
-            d = by_rule[rule][name]
-            low, high = d["interval_95"]
-            cells.append(f"{d['difference'] * 100:+.1f} [{low * 100:+.1f}, {high * 100:+.1f}]")
-        lines.append(f"| {label} | {' | '.join(cells)} |")
+        lines.append(f"| {label} | {' | '.join(difference_cell(by_rule[rule][name]) for rule, name in columns)} |")
     return "\n".join(lines)
 
 

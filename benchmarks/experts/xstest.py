@@ -220,15 +220,15 @@ def cost_ratio(expert: dict[str, list[bool]], base: dict[str, list[bool]], resam
     return {"ratio": round(point, 3), "interval_95": [round(low, 3), round(high, 3)]}
 
 
+def difference_cell(d: dict) -> str:
+    """One paired difference as a table cell, '+d [low, high]'."""
+    low, high = d["interval_95"]
+    return f"{d['difference']:+.1%} [{low:+.1%}, {high:+.1%}]"
+
+
 def difference_cells(rules: dict) -> list[str]:
-    """Paired differences as table cells, '+d [low, high]', rule by rule, safe then unsafe."""
-    cells = []
-    for rule in RULES:
-        for name in ("safe", "unsafe"):
-            d = rules[rule][name]
-            low, high = d["interval_95"]
-            cells.append(f"{d['difference']:+.1%} [{low:+.1%}, {high:+.1%}]")
-    return cells
+    """Paired differences as table cells, rule by rule, safe then unsafe."""
+    return [difference_cell(rules[rule][name]) for rule in RULES for name in ("safe", "unsafe")]
 
 
 def markdown(report: dict) -> str:

@@ -49,7 +49,7 @@ def test_differences_are_paired_per_subset(tmp_path):
     assert refusal["helpful"]["difference"] == 0.25 and refusal["harmless"]["difference"] == 1.0
     assert refusal["harmless"]["paired_se"] == 0.0
     assert report["rates"]["a"]["refusal_like"]["harmless"]["rate"] == 0.0
-    assert "+100.0" in out.with_suffix(".md").read_text()
+    assert "+100.0%" in out.with_suffix(".md").read_text()
 
 
 def test_missing_or_mismatched_answers_exit_2_with_one_line(tmp_path):
