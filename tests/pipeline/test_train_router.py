@@ -146,6 +146,10 @@ def test_a_checkpoint_of_an_older_calibration_rule_is_not_resumed(bundle, tmp_pa
         train_router(bundle, [0.25, 0.75], settings, progress=False, device=DEVICE, resume=True)
     with pytest.raises(HoEError, match=r"another config \(steps differs\)"):
         train_router(bundle, [0.25, 0.75], config(tmp_path, steps=5), progress=False, device=DEVICE, resume=True)
+    del state["config"]["reward_scale"]  # a checkpoint from before the setting existed: named, not a StopIteration
+    state_file.write_text(json.dumps(state))
+    with pytest.raises(HoEError, match=r"another config \(reward_scale differs\)"):
+        train_router(bundle, [0.25, 0.75], settings, progress=False, device=DEVICE, resume=True)
 
 
 def test_a_new_anchor_adds_a_router(bundle, tmp_path):

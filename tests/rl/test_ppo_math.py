@@ -208,22 +208,44 @@ def test_objective_value_is_the_worst_weighted_gap():
 
 
 def test_calibration_puts_the_ideal_beyond_each_expert():
-    """Normalisation pools every sample; z*_i = expert i's mean normalised reward on i + margin
+    """In "sd" units normalisation pools every sample; z*_i = expert i's mean normalised reward on i + margin
     (guards the margin's sign and the choice of samples per objective)."""
     from hoe.rl.trainer import calibration_statistics
 
     reference = torch.tensor([[0.0, 1.0], [2.0, 3.0]])
     first_expert = torch.tensor([[4.0, 1.0], [4.0, 3.0]])
     samples = {"reference": reference, 0: first_expert}
-    norm, ideal = calibration_statistics(samples, ["a", "b"], margin=0.25)
+    norm, ideal = calibration_statistics(samples, ["a", "b"], margin=0.25, scale="sd")
     pooled = np.array([[0, 1], [2, 3], [4, 1], [4, 3]], dtype=float)
     mean, sd = pooled.mean(0), pooled.std(0)  # a: 2.5, sd 1.6583; b: 2, sd 1
     assert norm["a"] == pytest.approx((mean[0], sd[0])) and norm["b"] == pytest.approx((mean[1], sd[1]))
     # a: its expert's (4 − 2.5)/1.6583 = 0.9045; b has no expert: the reference's (2 − 2)/1 = 0
     assert ideal == pytest.approx([(4 - mean[0]) / sd[0] + 0.25, 0.0 + 0.25], rel=1e-6)
     constant = {"reference": torch.tensor([[1.0, 5.0], [1.0, 6.0]])}
-    norm, _ = calibration_statistics(constant, ["a", "b"], margin=0.0)
-    assert norm["a"] == (1.0, 1.0)  # a constant objective keeps scale 1
+    for scale in ("sd", "range"):
+        norm, _ = calibration_statistics(constant, ["a", "b"], margin=0.0, scale=scale)
+        assert norm["a"] == (1.0, 1.0)  # a constant objective keeps unit 1
+
+
+def test_range_units_span_the_models_means_so_the_preference_weighs_shares_of_the_trade_off():
+    """In "range" units (the default) 0 is the lowest model mean on an objective and 1 the highest, whatever
+    the per-answer noise: a noisy objective (b, SD 10 within each model) weighs as much as a quiet one (a)
+    whose models differ by the same share. An objective the models do not separate keeps "sd" units."""
+    from hoe.rl.trainer import calibration_statistics
+
+    reference = torch.tensor([[1.0, 0.0, 5.0], [1.0, 20.0, 5.0]])  # means: a 1, b 10, c 5
+    first = torch.tensor([[3.0, -10.0, 5.0], [3.0, 10.0, 5.0]])  # a 3, b 0
+    second = torch.tensor([[0.0, 10.0, 5.0], [0.0, 30.0, 5.0]])  # a 0, b 20
+    samples = {"reference": reference, 0: first, 1: second}
+    norm, ideal = calibration_statistics(samples, ["a", "b", "c"], margin=0.25)
+    assert norm["a"] == pytest.approx((0.0, 3.0)) and norm["b"] == pytest.approx((0.0, 20.0))
+    assert norm["c"] == (5.0, 1.0)  # constant: no span, unit 1
+    # each expert sits at 1 on its own objective; c has no expert: the reference's (5 − 5)/1 = 0
+    assert ideal == pytest.approx([1.25, 1.25, 0.25])
+    sd_norm, _ = calibration_statistics(samples, ["a", "b", "c"], margin=0.25, scale="sd")
+    # in SD units the same full span counts 3 / 1.247 = 2.41 on a but only 20 / 12.91 = 1.55 on b (its noise)
+    assert 3 / sd_norm["a"][1] == pytest.approx(2.406, abs=1e-3)
+    assert 20 / sd_norm["b"][1] == pytest.approx(1.549, abs=1e-3)
 
 
 def test_distributed_mean_divides_the_all_reduced_sum(monkeypatch):

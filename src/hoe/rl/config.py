@@ -54,6 +54,9 @@ class TrainConfig(BaseModel):
     omd_smoothing: float = Field(default=0.5, ge=0, lt=1)  # w ← s·w_prev + (1 − s)·w_new
     ideal: list[float] | None = None  # z*, in normalised reward units; default: experts' mean + margin
     ideal_margin: float = Field(default=0.25, ge=0)
+    # the unit each objective's reward is measured in: "range" (the distance between the worst and the best
+    # calibration model on it, as the evaluation's Tchebycheff gap scales it) or "sd" (its pooled standard deviation)
+    reward_scale: Literal["range", "sd"] = "range"
     calibration_prompts: int = Field(default=16, gt=0)  # prompts that fit the normalisation and z*
 
     # LoRA policy (trainable: lora)

@@ -195,7 +195,9 @@ class Trainer:
         }
         for index, routed in (expert_routings or {}).items():
             samples[index] = self.raw_scores(prompts, self.sample(prompts, routed)[3])
-        self.norm, measured = calibration_statistics(samples, self.objectives, c.ideal_margin, self.dist.mean)
+        self.norm, measured = calibration_statistics(
+            samples, self.objectives, c.ideal_margin, self.dist.mean, c.reward_scale
+        )
         ideal = np.asarray(c.ideal, dtype=np.float64) if c.ideal is not None else measured
         self.scalarisation = self._scalarisation(ideal)
 
@@ -424,7 +426,8 @@ def check_checkpoint(folder: Path, config: TrainConfig) -> dict:
     current calibration rule (an older rule's z* would otherwise carry on). Cheap: no weights load."""
     state = json.loads((folder / "state.json").read_text())
     if state["config"] != config.model_dump():
-        changed = next(k for k in state["config"] if state["config"][k] != config.model_dump().get(k))
+        current = config.model_dump()
+        changed = next(k for k in {**state["config"], **current} if state["config"].get(k) != current.get(k))
         raise HoEError(f"cannot resume: the checkpoint in '{folder}' was made with another config ({changed} differs)")
     if state.get("calibration") != CALIBRATION:
         raise HoEError(
@@ -439,21 +442,35 @@ def calibration_statistics(
     objectives: list[str],
     margin: float,
     mean: Callable[[torch.Tensor], torch.Tensor] = lambda tensor: tensor,
+    scale: str = "range",
 ) -> tuple[dict[str, tuple[float, float]], np.ndarray]:
-    """Normalisation and ideal point from calibration samples (raw scores, rows × objectives).
+    """Normalisation (centre, unit per objective) and ideal point from calibration samples (raw scores,
+    rows × objectives).
 
-    ``samples`` holds "reference" and, per objective index i that has one, the samples of
-    objective i's own expert. Every sample is pooled for each objective's mean and standard
-    deviation (a constant objective keeps scale 1); z*_i is the mean normalised reward of
-    objective i's expert on i (the reference's where there is none) *plus* ``margin``, so the
-    ideal lies beyond what any expert reaches. ``mean`` averages over processes."""
+    ``samples`` holds "reference" and, per objective index i that has one, the samples of objective i's
+    own expert. The unit decides where Tchebycheff puts a preference on the front, since only gaps
+    divided by it are compared across objectives:
+    - "range": the distance between the lowest and the highest mean any sampled model reaches on the
+      objective, from the lowest: what the evaluation's Tchebycheff gap and hypervolume scale by, so λ
+      weighs each objective's share of the trade-off the experts span. Experts that do not separate an
+      objective (a span under a tenth of its standard deviation) leave it the "sd" unit.
+    - "sd": the pooled mean and standard deviation of every sample, which weighs objectives by their
+      per-answer noise instead (a noisy objective's gap looks small; measured in benchmarks/results).
+    A constant objective keeps unit 1. z*_i is the mean normalised reward of objective i's expert on i
+    (the reference's where there is none) *plus* ``margin``, so the ideal lies beyond what any expert
+    reaches. ``mean`` averages over processes."""
     pooled = torch.cat(list(samples.values()))
     centre = mean(pooled.mean(0))
-    spread = mean(((pooled - centre) ** 2).mean(0)).sqrt()
-    norm = {o: (float(m), float(s) if s > 1e-6 else 1.0) for o, m, s in zip(objectives, centre, spread)}
-    scale = torch.tensor([norm[o][1] for o in objectives])
+    unit = mean(((pooled - centre) ** 2).mean(0)).sqrt()
+    if scale == "range":
+        by_model = torch.stack([mean(rows.mean(0)) for rows in samples.values()])  # models × objectives
+        low, span = by_model.min(0).values, by_model.max(0).values - by_model.min(0).values
+        separated = span > 0.1 * unit
+        centre, unit = torch.where(separated, low, centre), torch.where(separated, span, unit)
+    norm = {o: (float(m), float(s) if s > 1e-6 else 1.0) for o, m, s in zip(objectives, centre, unit)}
+    units = torch.tensor([norm[o][1] for o in objectives])
     best = [
-        ((samples.get(i, samples["reference"])[:, i] - centre[i]) / scale[i]).mean() for i in range(len(objectives))
+        ((samples.get(i, samples["reference"])[:, i] - centre[i]) / units[i]).mean() for i in range(len(objectives))
     ]
     return norm, mean(torch.stack(best)).numpy().astype(np.float64) + margin
 
