@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 from run import heldout_subsets, repetitive, validation_subsets
-from xstest import difference_cell, paired_by_rule, rate
+from xstest import difference_cell, labelled_pairs, paired_by_rule, rate
 
 from hoe.rewards.offline import refusal_like
 
@@ -28,13 +28,7 @@ RULES = {"refusal_like": refusal_like, "repetitive": repetitive}
 
 def labelled_folders(pairs: list[str], parser: argparse.ArgumentParser) -> dict[str, str]:
     """``LABEL=FOLDER`` pairs: a label per model folder (its name finds its saved answers)."""
-    folders: dict[str, str] = {}
-    for pair in pairs:
-        label, _, folder = pair.partition("=")
-        if not label or not folder or label in folders:
-            parser.error(f"expects LABEL=FOLDER with a new label, got '{pair}'")
-        folders[label] = Path(folder).name
-    return folders
+    return {label: Path(folder).name for label, folder in labelled_pairs(pairs, parser, "--against/--expert").items()}
 
 
 def saved_responses(folder: Path, name: str, prompts: list[str]) -> list[str] | str:

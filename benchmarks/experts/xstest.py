@@ -93,16 +93,23 @@ def prompt_types() -> dict[str, str]:
     return {row["prompt"]: row["type"] for row in load_packaged("xstest-safe") if row["label"] == "safe"}
 
 
-def model_refs(pairs: list[str], parser: argparse.ArgumentParser) -> dict[str, str]:
-    """``LABEL=FOLDER`` pairs (a folder relative to this directory, or absolute), after the base; a malformed or
-    repeated pair exits 2 through ``parser`` before any model loads."""
-    refs = {"base": DEFAULT_MODEL}
+def labelled_pairs(
+    pairs: list[str], parser: argparse.ArgumentParser, option: str, seed: dict[str, str] | None = None
+) -> dict[str, str]:
+    """``LABEL=VALUE`` pairs after ``seed``'s, in order; a malformed or repeated label exits 2 through ``parser``
+    (naming ``option``) before any model loads. Shared with refusals.py."""
+    labelled = dict(seed or {})
     for pair in pairs:
-        label, _, folder = pair.partition("=")
-        if not label or not folder or label in refs:
-            parser.error(f"--expert takes LABEL=FOLDER with a new label, got '{pair}'")
-        refs[label] = folder
-    return refs
+        label, _, value = pair.partition("=")
+        if not label or not value or label in labelled:
+            parser.error(f"{option} takes LABEL=FOLDER with a new label, got '{pair}'")
+        labelled[label] = value
+    return labelled
+
+
+def model_refs(pairs: list[str], parser: argparse.ArgumentParser) -> dict[str, str]:
+    """``LABEL=FOLDER`` pairs (a folder relative to this directory, or absolute), after the base."""
+    return labelled_pairs(pairs, parser, "--expert", seed={"base": DEFAULT_MODEL})
 
 
 def main() -> None:
