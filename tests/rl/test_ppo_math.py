@@ -233,16 +233,18 @@ def test_range_units_span_the_models_means_so_the_preference_weighs_shares_of_th
     whose models differ by the same share. An objective the models do not separate keeps "sd" units."""
     from hoe.rl.trainer import calibration_statistics
 
-    reference = torch.tensor([[1.0, 0.0, 5.0], [1.0, 20.0, 5.0]])  # means: a 1, b 10, c 5
-    first = torch.tensor([[3.0, -10.0, 5.0], [3.0, 10.0, 5.0]])  # a 3, b 0
-    second = torch.tensor([[0.0, 10.0, 5.0], [0.0, 30.0, 5.0]])  # a 0, b 20
+    reference = torch.tensor([[1.0, 0.0, 5.0, 0.0], [1.0, 20.0, 5.0, 10.0]])  # means: a 1, b 10, c 5, d 5
+    first = torch.tensor([[3.0, -10.0, 5.0, 10.0], [3.0, 10.0, 5.0, 0.0]])  # a 3, b 0, d 5
+    second = torch.tensor([[0.0, 10.0, 5.0, 5.0], [0.0, 30.0, 5.0, 5.0]])  # a 0, b 20, d 5
     samples = {"reference": reference, 0: first, 1: second}
-    norm, ideal = calibration_statistics(samples, ["a", "b", "c"], margin=0.25)
+    norm, ideal = calibration_statistics(samples, ["a", "b", "c", "d"], margin=0.25)
     assert norm["a"] == pytest.approx((0.0, 3.0)) and norm["b"] == pytest.approx((0.0, 20.0))
     assert norm["c"] == (5.0, 1.0)  # constant: no span, unit 1
-    # each expert sits at 1 on its own objective; c has no expert: the reference's (5 − 5)/1 = 0
-    assert ideal == pytest.approx([1.25, 1.25, 0.25])
-    sd_norm, _ = calibration_statistics(samples, ["a", "b", "c"], margin=0.25, scale="sd")
+    # d varies per answer but no model's mean differs: its pooled mean and SD, sqrt(100 / 6)
+    assert norm["d"] == pytest.approx((5.0, (100 / 6) ** 0.5))
+    # each expert sits at 1 on its own objective; c and d have none: the reference's (5 − 5)/unit = 0
+    assert ideal == pytest.approx([1.25, 1.25, 0.25, 0.25])
+    sd_norm, _ = calibration_statistics(samples, ["a", "b", "c", "d"], margin=0.25, scale="sd")
     # in SD units the same full span counts 3 / 1.247 = 2.41 on a but only 20 / 12.91 = 1.55 on b (its noise)
     assert 3 / sd_norm["a"][1] == pytest.approx(2.406, abs=1e-3)
     assert 20 / sd_norm["b"][1] == pytest.approx(1.549, abs=1e-3)
