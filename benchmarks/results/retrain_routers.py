@@ -10,7 +10,8 @@ bundle to ``work/RUN-TAG/bundle``, checks that its single-objective experts answ
 for word as the run's did (else the peers' reused answers would not be those of these experts: a bundle
 rebuilt elsewhere stops here, after one evaluation of the expert points), trains its routers under the
 demo's full profile (``train_routers``: a router whose recorded settings or calibration rule differ is
-trained again), copies the committed run's generations of every method but HoE into a fresh evaluation
+trained again; with ``--untrained`` every router is set to its static mix instead, the ablation of router
+training), copies the committed run's generations of every method but HoE into a fresh evaluation
 folder (the harness reuses them) and evaluates with the run's settings; the result is copied to
 ``RUN-TAG/`` beside the run, so the two are compared on the same prompts and the same peers' answers.
 """
@@ -45,6 +46,26 @@ def copy_router_records(bundle: Path, target: Path) -> None:
     (target / "routers" / "training.json").write_text(json.dumps(records, indent=2) + "\n")
 
 
+def reset_routers(bundle: Path) -> list[dict]:
+    """Every router of ``bundle`` as untrained: its weights give its static mix exactly (the ablation of
+    router training; the record of the training it replaces stays, marked untrained)."""
+    from hoe.checkpoints.loading import resolve_checkpoint
+    from hoe.checkpoints.tensors import CheckpointTensors
+    from hoe.model.bundle import Bundle
+
+    loaded = load_bundle(bundle)
+    held = Bundle(bundle, loaded.spec)
+    base = CheckpointTensors(resolve_checkpoint(held.spec.base_model))
+    inputs = {module: base.shape(f"{module}.weight")[1] for module in held.spec.target_modules}
+    for router in held.spec.routers:
+        held.write_untrained_router(router, inputs)
+        router.trained = False
+        (bundle / "routers" / f"{router.name}.curve.csv").unlink(missing_ok=True)  # a curve it no longer follows
+        router.training = {k: v for k, v in (router.training or {}).items() if k != "curve"}
+    held.save()
+    return [{"router": router.name, "anchor": router.anchor, "untrained": True} for router in held.spec.routers]
+
+
 def check_reproduced(eval_settings: EvalSettings, run: Path, work: Path) -> None:
     """Exit unless the bundle's single-objective experts give the run's answers to every prompt."""
     settings = eval_settings.model_copy(update={"methods": ["experts"]})
@@ -64,6 +85,9 @@ def main() -> None:
     parser.add_argument("--run", required=True, help="a committed run folder here (its generations are reused)")
     parser.add_argument("--bundle", type=Path, required=True, help="the run's bundle, relative to this directory")
     parser.add_argument("--tag", required=True, help="names the copy: work/RUN-TAG and RUN-TAG/")
+    parser.add_argument(
+        "--untrained", action="store_true", help="no training: every router at its static mix (the ablation)"
+    )
     args = parser.parse_args()
     run, source = HERE / args.run, HERE / args.bundle
     if not (run / "results.json").is_file() or not (run / "generations").is_dir():
@@ -88,7 +112,9 @@ def main() -> None:
     shutil.copytree(source, work / "bundle")
     eval_settings = eval_settings.model_copy(update={"bundle": str(work / "bundle")})
     check_reproduced(eval_settings, run, work)
-    routers = train_routers(work / "bundle", profile, progress=True)
+    routers = (
+        reset_routers(work / "bundle") if args.untrained else train_routers(work / "bundle", profile, progress=True)
+    )
     generations = work / "evaluation" / "generations"
     for method in (path for path in (run / "generations").iterdir() if path.name != "hoe"):
         shutil.copytree(method, generations / method.name)
