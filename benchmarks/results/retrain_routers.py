@@ -51,12 +51,10 @@ def reset_routers(bundle: Path) -> list[dict]:
     router training; the record of the training it replaces stays, marked untrained)."""
     from hoe.checkpoints.loading import resolve_checkpoint
     from hoe.checkpoints.tensors import CheckpointTensors
-    from hoe.model.bundle import Bundle
+    from hoe.model.router_weights import router_inputs
 
-    loaded = load_bundle(bundle)
-    held = Bundle(bundle, loaded.spec)
-    base = CheckpointTensors(resolve_checkpoint(held.spec.base_model))
-    inputs = {module: base.shape(f"{module}.weight")[1] for module in held.spec.target_modules}
+    held = load_bundle(bundle)
+    inputs = router_inputs(CheckpointTensors(resolve_checkpoint(held.spec.base_model)), held.spec.target_modules)
     for router in held.spec.routers:
         held.write_untrained_router(router, inputs)
         router.trained = False

@@ -8,7 +8,15 @@ from typing import Sequence
 
 import torch
 
+from hoe.checkpoints.tensors import CheckpointTensors
+
 LOG_FLOOR = 1e-12  # log of a zero static weight in a router's bias
+
+
+def router_inputs(base: CheckpointTensors, modules: Sequence[str]) -> dict[str, int]:
+    """Input features of each adapted module (module -> features): a router's rows there read the module's
+    input, so they are as wide as the base weight's second dimension."""
+    return {module: base.shape(f"{module}.weight")[1] for module in modules}
 
 
 def router_bias(static_weights: Sequence[float]) -> torch.Tensor:

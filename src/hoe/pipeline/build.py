@@ -35,6 +35,7 @@ from hoe.model.bundle import (
     check_against_base,
     load_bundle,
 )
+from hoe.model.router_weights import router_inputs
 from hoe.pipeline.recipe import ExpertSpec, MergeSpec, Recipe, anchor_vector, load_recipe
 from hoe.training.make_expert import REPORT_NAME, MakeExpertSettings, make_expert
 from hoe.utils.io import read_json, resumable_dir
@@ -308,7 +309,7 @@ def _anchor_of(
 
 def _add_routers(recipe: Recipe, bundle: Bundle, base: CheckpointTensors) -> None:
     """The recipe's routers, untrained: each initialised to its anchor's static convex weights."""
-    layer_inputs = {m: base.shape(f"{m}.weight")[1] for m in bundle.spec.target_modules}
+    layer_inputs = router_inputs(base, bundle.spec.target_modules)
     for i, spec in enumerate(recipe.routers):
         anchor = anchor_vector(spec.anchor, recipe.objectives, f"routers.{i}.anchor")
         entry = bundle.plan_router(anchor, name=spec.name, covers=spec.covers, where=f"routers.{i}")

@@ -23,6 +23,7 @@ from hoe.errors import HoEError
 from hoe.evaluation.methods import single_experts
 from hoe.model import HoEModel
 from hoe.model.bundle import Bundle, RouterEntry, load_bundle
+from hoe.model.router_weights import router_inputs
 from hoe.rewards.scoring import check_objective_name
 from hoe.rl.config import TrainConfig, check_objectives
 from hoe.rl.policies import RouterPolicy
@@ -114,7 +115,7 @@ def train_router(
     )  # the bundle as training sees it: the new router's weights in work/
     if new_entry is not None:
         base = CheckpointTensors(resolve_checkpoint(staged.spec.base_model))
-        staged.write_untrained_router(new_entry, {m: base.shape(f"{m}.weight")[1] for m in staged.spec.target_modules})
+        staged.write_untrained_router(new_entry, router_inputs(base, staged.spec.target_modules))
         new_entry.path = str((work / new_entry.path).resolve())
         staged.spec.routers.append(new_entry)
     hoe = HoEModel.from_loaded_bundle(Bundle(bundle_path, staged.spec), device=device)
