@@ -16,7 +16,7 @@ import math
 import shutil
 import time
 from pathlib import Path
-from typing import Callable, ContextManager
+from typing import Callable, ContextManager, Literal
 
 import numpy as np
 import torch
@@ -425,8 +425,8 @@ def check_checkpoint(folder: Path, config: TrainConfig) -> dict:
     """The checkpoint's state, if a run with ``config`` may resume from it: the same config and the
     current calibration rule (an older rule's z* would otherwise carry on). Cheap: no weights load."""
     state = json.loads((folder / "state.json").read_text())
-    if state["config"] != config.model_dump():
-        current = config.model_dump()
+    current = config.model_dump()
+    if state["config"] != current:
         changed = next(k for k in {**state["config"], **current} if state["config"].get(k) != current.get(k))
         raise HoEError(f"cannot resume: the checkpoint in '{folder}' was made with another config ({changed} differs)")
     if state.get("calibration") != CALIBRATION:
@@ -442,7 +442,7 @@ def calibration_statistics(
     objectives: list[str],
     margin: float,
     mean: Callable[[torch.Tensor], torch.Tensor] = lambda tensor: tensor,
-    scale: str = "range",
+    scale: Literal["range", "sd"] = "range",
 ) -> tuple[dict[str, tuple[float, float]], np.ndarray]:
     """Normalisation (centre, unit per objective) and ideal point from calibration samples (raw scores,
     rows × objectives).
