@@ -386,6 +386,37 @@ def test_hoe_serve_decodes_on_the_main_thread_and_drains_on_sigterm(tiny_hoe_mod
     assert app.state.server.engine.stopped and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
+def test_a_sigterm_while_the_server_starts_stops_it_gracefully(tiny_hoe_model, monkeypatch):
+    """A signal that lands while uvicorn starts (a streaming client may already hold its first chunk then)
+    reaches `serve_app`'s handler, which stops the server once it is up; it must never reach the handler
+    that was there before, which for `hoe serve` is the default one that kills the process (and once
+    killed the whole test run, from the test above)."""
+    import os
+    import signal
+
+    from hoe.serving import server as server_module
+    from hoe.serving.app import create_app
+    from hoe.serving.settings import ServeSettings
+
+    def too_early(signum, frame) -> None:
+        raise AssertionError("the SIGTERM reached the previous handler: serve_app installs its own too late")
+
+    real = server_module.BackgroundServer
+
+    def signalled_while_starting(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(server_module, "BackgroundServer", signalled_while_starting)
+    app = create_app(tiny_hoe_model, ServeSettings(bundle="unused", port=0), engine_thread=False)
+    before = signal.signal(signal.SIGTERM, too_early)
+    try:
+        server_module.serve_app(app, "127.0.0.1", 0)  # returns: the signal stopped the server once it was up
+        assert signal.getsignal(signal.SIGTERM) is too_early and app.state.server.engine.stopped
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def test_a_compiled_server_answers_mixed_requests_as_alone_without_compiling_again(tiny_hoe_model):
     """`--compile`: the prefill and decoding graphs are compiled once at start (``warm_up``); requests
     with other preferences, prompts, lengths and batch sizes then reuse them, and each answer (greedy)

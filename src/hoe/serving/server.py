@@ -39,24 +39,35 @@ def serve(settings: ServeSettings) -> None:
 
 def serve_app(app, host: str, port: int) -> None:
     """Serve an app made with ``engine_thread=False``. The first Ctrl-C or SIGTERM stops accepting
-    requests and lets the running ones finish (the engine keeps decoding them); a second one quits."""
+    requests and lets the running ones finish (the engine keeps decoding them); a second one quits.
+    The handlers go in before the HTTP server starts: a signal that lands while it starts (a client can
+    already hold a stream's first chunk then) must stop it gracefully, not kill the process."""
     engine = app.state.server.engine
-    http = BackgroundServer(app, host, port, log_level="warning")
+    http: BackgroundServer | None = None
+    signals = 0
 
     def stop(signum, frame) -> None:
-        if http.server.should_exit:
+        nonlocal signals
+        signals += 1
+        if signals > 1:
             raise KeyboardInterrupt
-        http.server.should_exit = True
+        if http is not None:
+            http.server.should_exit = True
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        http = BackgroundServer(app, host, port, log_level="warning")
+        if signals:  # it came while the server started, when `stop` had no server to stop yet
+            http.server.should_exit = True
         engine.run(until=lambda: not http.thread.is_alive())  # the app's shutdown closes the engine
     except KeyboardInterrupt:
-        http.server.force_exit = True
+        if http is not None:
+            http.server.force_exit = True
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        http.stop()
+        if http is not None:
+            http.stop()
 
 
 class BackgroundServer:
