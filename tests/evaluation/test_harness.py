@@ -287,3 +287,46 @@ def test_anchors_put_every_router_of_the_bundle_in_the_preference_set(bundle_dir
     for anchor in bundle.pool():
         assert sum(np.allclose(p, anchor) for p in planned) == 1
     assert any(np.allclose(p, bundle.routers[0].anchor) for p in planned[2:])
+
+
+def retrain_routers(bundle) -> None:
+    """Stand in for `hoe train-router`: new router weights and a new training record in hoe.json."""
+    from safetensors.torch import load_file, save_file
+
+    spec = json.loads((bundle / "hoe.json").read_text())
+    for router in spec["routers"]:
+        weights = load_file(bundle / router["path"])
+        save_file({k: v + 0.5 for k, v in weights.items()}, bundle / router["path"])
+        router["trained"], router["training"] = True, {"steps": 1}
+    (bundle / "hoe.json").write_text(json.dumps(spec))
+
+
+def test_retrained_routers_regenerate_only_hoes_answers(lora_run, bundle_dir, tmp_path, monkeypatch):
+    """Routers trained again change HoE's answers and nothing else: --overwrite then keeps every other
+    method's generations (and merged adapters) and generates HoE's again; without it, one line that says
+    so. Anything else in hoe.json changed (an expert remade) still regenerates every method."""
+    from hoe.evaluation import harness
+
+    out, bundle = tmp_path / "run", tmp_path / "bundle"
+    shutil.copytree(lora_run[0], out)
+    shutil.copytree(bundle_dir, bundle)
+    retrain_routers(bundle)
+    settings = settings_for(bundle, task_vectors="lora")
+    with pytest.raises(HoEError, match=r"\(routers_sha differs\).*only HoE's answers are generated again"):
+        evaluate(settings, out, progress=False)
+    kept = {p: p.read_text() for p in (out / "generations").rglob("*.jsonl") if p.parent.name != "hoe"}
+    generated = []
+    run_job = harness._run_job
+    monkeypatch.setattr(
+        harness, "_run_job", lambda method, point, *a: generated.append(point.method) or run_job(method, point, *a)
+    )
+    results = evaluate(settings, out, overwrite=True, progress=False)
+    assert set(generated) == {"hoe"}
+    assert {p: p.read_text() for p in kept} == kept
+    assert len(generated) == sum(p["method"] == "hoe" for p in results["points"])  # every HoE point
+    spec = json.loads((bundle / "hoe.json").read_text())
+    spec["experts"][0]["fingerprint"] = "remade"
+    (bundle / "hoe.json").write_text(json.dumps(spec))
+    generated.clear()
+    evaluate(settings, out, overwrite=True, progress=False)
+    assert set(generated) == {p["method"] for p in results["points"]}

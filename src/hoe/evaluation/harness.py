@@ -145,7 +145,7 @@ def _fingerprint(the_plan: Plan) -> dict:
     """What the cached generations depend on (methods and preferences may change between runs)."""
     s = the_plan.settings
     fingerprint = {
-        "bundle_sha": the_plan.bundle.fingerprint(),
+        **the_plan.bundle.part_fingerprints(),
         "prompts_sha": hashlib.sha256("\0".join(the_plan.prompts).encode()).hexdigest()[:16],
         "decoding": s.decoding.model_dump(),
         "task_vectors": s.task_vectors,
@@ -166,14 +166,13 @@ def _claim_output(out: Path, the_plan: Plan, overwrite: bool) -> None:
         old = json.loads(run_file.read_text()).get("fingerprint")
         if old != fingerprint:
             if not overwrite:
-                changed = next(k for k in fingerprint if (old or {}).get(k) != fingerprint[k])
+                changed = [k for k in fingerprint if (old or {}).get(k) != fingerprint[k]]
+                kept = " (only the routers differ: with it, only HoE's answers are generated again)"
                 raise HoEError(
-                    f"'{out}' holds generations of another run ({changed} differs); pass --overwrite or choose another "
-                    "--out"
+                    f"'{out}' holds generations of another run ({changed[0]} differs); pass --overwrite or choose "
+                    f"another --out{kept if changed == ['routers_sha'] else ''}"
                 )
-            shutil.rmtree(out / "generations", ignore_errors=True)
-            shutil.rmtree(out / "work", ignore_errors=True)
-            (out / TIMING_FILE).unlink(missing_ok=True)  # it timed the other run's models
+            _clear_stale(out, old or {}, fingerprint)
     s = the_plan.settings
     write_json(
         run_file,
@@ -193,6 +192,23 @@ def _claim_output(out: Path, the_plan: Plan, overwrite: bool) -> None:
             "merge": dict(zip(("method", "params"), merge_setting(the_plan.bundle, s.merge_method))),
         },
     )
+
+
+def _clear_stale(out: Path, old: dict, new: dict) -> None:
+    """Remove what another run's settings generated. When only the routers changed (a router trained
+    again), the answers of every method that does not route keep: re-evaluating a retrained bundle then
+    generates HoE's answers only, not every peer's again (most of a full evaluation's time)."""
+    only_routers = {k: v for k, v in old.items() if k != "routers_sha"} == {
+        k: v for k, v in new.items() if k != "routers_sha"
+    }
+    keep = {name for name, method in METHODS.items() if not method.uses_routers} if only_routers else set()
+    generations = out / "generations"
+    for folder in generations.iterdir() if generations.is_dir() else ():
+        if folder.name not in keep:
+            shutil.rmtree(folder, ignore_errors=True)
+    if not only_routers:
+        shutil.rmtree(out / "work", ignore_errors=True)  # merged and MORLHF adapters of the other experts
+    (out / TIMING_FILE).unlink(missing_ok=True)  # it timed the other run's models side by side
 
 
 def _morlhf_config(settings: EvalSettings):

@@ -9,6 +9,7 @@ checked against the base checkpoint's tensor headers before any weight is loaded
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import shutil
@@ -77,6 +78,10 @@ class BundleSpec(_Strict):
         return value
 
 
+def _digest(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+
+
 class Bundle:
     """A loaded and checked ``hoe.json``, with paths resolved against the bundle folder."""
 
@@ -105,6 +110,14 @@ class Bundle:
         """A digest of ``hoe.json`` as saved: it changes whenever an expert is remade or a router is
         trained, so cached or resumed outputs of another version of the bundle are told apart."""
         return hashlib.sha256((self.folder / BUNDLE_FILE).read_bytes()).hexdigest()[:16]
+
+    def part_fingerprints(self) -> dict[str, str]:
+        """Digests of ``hoe.json``'s router entries and of everything else in it, apart: answers that do
+        not go through the routers (the soups, merging, the experts' full models) stay valid when only
+        the routers are trained again, which an evaluation reads from these two."""
+        saved = read_json(self.folder / BUNDLE_FILE)
+        routers = saved.pop("routers", [])
+        return {"experts_sha": _digest(saved), "routers_sha": _digest(routers)}
 
     def pool(self) -> np.ndarray:
         """Anchors of the routing pool: LoRA experts first, then router experts."""

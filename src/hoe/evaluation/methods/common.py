@@ -176,6 +176,7 @@ class Method:
     name: ClassVar[str]
     per_preference: ClassVar[bool] = True
     needs_experts: ClassVar[bool] = True
+    uses_routers: ClassVar[bool] = False  # its answers change when the bundle's routers are trained again
 
     def __init__(self, context: Context) -> None:
         self.context = context

@@ -10,6 +10,7 @@ from hoe.model import HoEModel
 class HoEMethod(RoutedMethod):
     name = "hoe"
     needs_experts = False
+    uses_routers = True
 
     def setup(self, point: Point) -> None:
         if self.model is None:
