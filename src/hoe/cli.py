@@ -687,6 +687,7 @@ def make_expert_command(
     learning_rate: Optional[float] = settings_option(MakeExpertSettings, "learning_rate"),
     beta: float = settings_option(MakeExpertSettings, "beta"),
     sft_weight: float = settings_option(MakeExpertSettings, "sft_weight"),
+    precision: str = settings_option(MakeExpertSettings, "precision"),
     floor: Optional[str] = settings_option(MakeExpertSettings, "floor"),
     lora: bool = typer.Option(
         False,
@@ -722,6 +723,7 @@ def make_expert_command(
         learning_rate=learning_rate,
         beta=beta,
         sft_weight=sft_weight,
+        precision=precision,
         floor=_floor(floor),
         seed=seed,
         max_length=max_length,

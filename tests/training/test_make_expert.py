@@ -183,6 +183,7 @@ def test_keep_prompts_are_learnt_with_the_bases_own_first_answer(tiny_chat_model
         ({"lora_rank": 0}, r"lora_rank \(--lora-rank\): input should be greater than 0, got 0"),
         ({"top_p": 1.5}, r"top_p \(--top-p\): input should be less than or equal to 1"),
         ({"epochs": 3}, r"epochs \(--epochs\): extra inputs are not permitted$"),
+        ({"method": "dpo", "precision": "fp16"}, r"precision \(--precision\): input should be 'auto', 'float32' or"),
     ],
 )
 def test_bad_settings_fail_before_sampling(tiny_chat_model, tmp_path, values, message):
@@ -264,13 +265,43 @@ def test_dpo_progress_shows_a_bar_not_a_dict_of_metrics_per_step(tiny_chat_model
     assert len(json.loads((tmp_path / "expert" / "dpo_log.json").read_text())["history"]) == 2
 
 
-def test_dpo_trains_in_float32_on_the_cpu_whatever_trls_default():
-    assert dpo_precision("cpu") == {"bf16": False, "fp16": False}
+def test_dpo_trains_in_float32_on_the_cpu_unless_bf16_is_asked_for():
+    """auto (the default) is float32 on every CPU, whatever TRL's default; bf16 is autocast, float32 is float32."""
+    assert dpo_precision("cpu") == dpo_precision("cpu", "float32") == {"bf16": False, "fp16": False}
+    assert dpo_precision("cpu", "bf16") == {"bf16": True, "fp16": False}
     pytest.importorskip("trl")
     from trl import DPOConfig
 
     config = DPOConfig(output_dir="unused", use_cpu=True, report_to=[], **dpo_precision("cpu"))
     assert not config.bf16 and not config.fp16 and config.mixed_precision == "no"
+
+
+def test_bf16_on_a_cpu_without_amx_is_one_line_before_anything_loads(tiny_chat_model, tmp_path, monkeypatch):
+    from hoe.training import make_expert as module
+
+    monkeypatch.setattr(module, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(module, "load_model", lambda *a, **k: pytest.fail("a model was loaded"))
+    settings = _dpo_settings().model_copy(update={"precision": "bf16"})
+    with pytest.raises(HoEError, match=r"^precision bf16: this CPU has no AMX, so every bf16 matmul would be emulated"):
+        make_expert(str(tiny_chat_model), settings, tmp_path / "x", progress=False)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "x.partial").exists()
+
+
+def test_bf16_where_the_cpu_has_it_trains_under_autocast_and_says_so(tiny_chat_model, tmp_path, monkeypatch):
+    """The tiny model in bf16 autocast (emulated here if the CPU lacks AMX: tiny, so still quick); the report
+    records the precision, and precision other than auto is part of the cache key and the bundle fingerprint."""
+    pytest.importorskip("trl")
+    from hoe.training import make_expert as module
+
+    monkeypatch.setattr(module, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
+    settings = _dpo_settings(steps=2).model_copy(update={"precision": "bf16"})
+    report = make_expert(str(tiny_chat_model), settings, tmp_path / "expert", progress=False)
+    assert report["precision"] == "bf16"
+    assert settings.cache_fields()["precision"] == "bf16" and settings.fingerprint_fields()["precision"] == "bf16"
+    assert "precision" not in _dpo_settings().cache_fields() and "precision" not in _dpo_settings().fingerprint_fields()
+    with pytest.raises(ValueError, match="precision sets DPO's training precision: method 'dpo' only, not 'raft'"):
+        MakeExpertSettings(objective="civility", precision="float32")
 
 
 def test_dpo_with_an_sft_weight_adds_the_chosen_answers_nll_to_dpos_loss(tiny_chat_model, tmp_path, monkeypatch):

@@ -213,6 +213,7 @@ def make_expert(
 ) -> MakeExpertReport:
     """Make the expert at ``out`` (a transformers folder with ``make_expert_report.json``)."""
     check_output_dir(out, overwrite, inputs=(base,), marker="config.json")
+    check_dpo_precision(settings, device)
     for name in [settings.objective, *(settings.floor or {})]:
         check_objective_name(name)
         get_scorer(name)  # a scorer that cannot load fails here, before any sampling
@@ -446,15 +447,41 @@ def quiet_progress(trainer) -> None:
     trainer.add_callback(QuietProgress)
 
 
-def dpo_precision(device: str) -> dict:
+def dpo_precision(device: str, precision: str = "auto") -> dict:
     """TRL's DPOConfig turns bf16 autocast on by default; on a CPU without native bf16 (AVX2 only) a step
     then takes 11x as long as in float32 (239 s against 21 s for 8 pairs on SmolLM2-135M, 2 cores:
     benchmarks/experts/dpo_step.py --compare precision). So DPO trains in float32 like ``hoe finetune``, and in bf16
-    only on a CUDA device that has it."""
+    on a CUDA device that has it; ``precision: bf16`` asks for it on a CPU with AMX too (1.6x faster there),
+    ``float32`` for float32 everywhere. ``check_dpo_precision`` has refused bf16 where it would be emulated."""
     import torch
 
-    bf16 = device != "cpu" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    cuda_bf16 = device != "cpu" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    bf16 = {"auto": cuda_bf16, "float32": False, "bf16": True}[precision]
     return {"bf16": bf16, "fp16": False}
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (Intel AMX): the one kind measured faster in bf16 autocast
+    than in float32. torch's own probe, private, so a torch without it counts as no."""
+    import torch
+
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(probe and probe())
+
+
+def check_dpo_precision(settings: MakeExpertSettings, device: str) -> None:
+    """``precision: bf16`` on a device that would emulate it is one line, before anything loads."""
+    import torch
+
+    if settings.method != "dpo" or settings.precision != "bf16":
+        return
+    native = cpu_has_native_bf16() if device == "cpu" else torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if not native:
+        where = "this CPU has no AMX" if device == "cpu" else f"device '{device}' has no bf16"
+        raise HoEError(
+            f"precision bf16: {where}, so every bf16 matmul would be emulated (11x slower than float32 on an AVX2 "
+            "CPU); use precision auto or float32"
+        )
 
 
 def dpo_losses(settings: MakeExpertSettings) -> dict:
@@ -502,7 +529,7 @@ def _dpo(
         save_steps=sft.save_every,
         report_to=[],
         use_cpu=device == "cpu",
-        **dpo_precision(device),
+        **dpo_precision(device, settings.precision),
         seed=sft.seed,
         data_seed=sft.seed,
         disable_tqdm=not progress,

@@ -5,6 +5,7 @@ and a recipe's ``make:`` entry is a ``MakeExpertSettings``. The jobs live beside
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -62,7 +63,7 @@ class SFTSettings(Settings):
 
 
 # make-expert options added after bundles recorded their experts' settings in their fingerprints
-ADDED_AFTER_BUNDLES = {"sft_weight": 0.0, "floor": None}
+ADDED_AFTER_BUNDLES = {"sft_weight": 0.0, "floor": None, "precision": "auto"}
 
 
 class MakeExpertSettings(Settings):
@@ -130,6 +131,13 @@ class MakeExpertSettings(Settings):
         "and may lower both; the NLL term holds the chosen answers (on kept prompts the base's own) likely, "
         "so a strong update drifts less.",
     )
+    precision: Literal["auto", "float32", "bf16"] = Field(
+        "auto",
+        description="dpo: training precision. auto: bf16 autocast on a CUDA device that has it, float32 on any CPU. "
+        "bf16: bf16 autocast on a CPU too, refused on one without native "
+        "bf16 (AMX), where TRL's bf16 default made each step 11x slower; with AMX it was 1.6x faster "
+        "(benchmarks/experts/dpo_step.py --compare precision), at another build's arithmetic.",
+    )
     floor: dict[str, float] | None = Field(
         None,
         description="raft, distill and dpo: scores an answer must reach to be chosen, e.g. {relevance: 0.5} "
@@ -177,6 +185,8 @@ class MakeExpertSettings(Settings):
             raise ValueError("round_steps train every weight: each round's LoRA would hold only its own round")
         if self.sft_weight and self.method != "dpo":
             raise ValueError(f"sft_weight weighs a loss beside DPO's: method 'dpo' only, not '{self.method}'")
+        if self.precision != "auto" and self.method != "dpo":
+            raise ValueError(f"precision sets DPO's training precision: method 'dpo' only, not '{self.method}'")
         if self.floor is not None:
             self._check_floor(self.floor)
         if self.keep_prompts is not None and self.keep_prompts == self.prompts:
