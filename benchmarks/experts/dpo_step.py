@@ -5,7 +5,7 @@
     .venv/bin/python benchmarks/experts/dpo_step.py --compare precompute      # ~8 min; dpo-precompute.json
 
 Why: `hoe make-expert --method dpo` (the informative expert of both demo suites, the harmlessness expert)
-spends nearly all its time in TRL's DPO steps, and two of TRL's defaults might cost time on a CPU.
+spends nearly all its time in TRL's DPO steps; three of TRL's settings might change that time on a CPU.
 - ``precision``: DPOConfig turns bf16 autocast on by default, also on the CPU; without native bf16 (AVX2
   only) every matmul is emulated. hoe trains DPO in float32 on the CPU (``dpo_precision``) unless
   ``--precision bf16`` asks for autocast on a CPU with AMX; this measured it against bf16 autocast
