@@ -10,10 +10,12 @@ bundle to ``work/RUN-TAG/bundle``, checks that its single-objective experts answ
 for word as the run's did (else the peers' reused answers would not be those of these experts: a bundle
 rebuilt elsewhere stops here, after one evaluation of the expert points), trains its routers under the
 demo's full profile (``train_routers``: a router whose recorded settings or calibration rule differ is
-trained again; with ``--untrained`` every router is set to its static mix instead, the ablation of router
-training), copies the committed run's generations of every method but HoE into a fresh evaluation
-folder (the harness reuses them) and evaluates with the run's settings; the result is copied to
-``RUN-TAG/`` beside the run, so the two are compared on the same prompts and the same peers' answers.
+trained again; ``--set KEY=VALUE`` changes one key of that config, e.g. ``--set kl_coef=0.2``, for a
+change to router training tried before it becomes a default; with ``--untrained`` every router is set to
+its static mix instead, the ablation of router training), copies the committed run's generations of every
+method but HoE into a fresh evaluation folder (the harness reuses them) and evaluates with the run's
+settings; the result is copied to ``RUN-TAG/`` beside the run, so the two are compared on the same prompts
+and the same peers' answers.
 """
 
 from __future__ import annotations
@@ -25,12 +27,16 @@ import shutil
 import sys
 from pathlib import Path
 
+import yaml
+from pydantic import ValidationError
 from run import copy_evaluation
 
 from hoe.evaluation import EvalSettings, evaluate, methods_table, verdict
 from hoe.evaluation.harness import plan
 from hoe.model.bundle import load_bundle
-from hoe.pipeline.demo import PROFILES, suite_eval_settings, train_routers
+from hoe.pipeline.demo import PROFILES, Profile, router_config, suite_eval_settings, train_routers
+from hoe.rl import TrainConfig
+from hoe.settings import first_error
 from hoe.utils.io import read_jsonl
 
 HERE = Path(__file__).resolve().parent
@@ -64,6 +70,21 @@ def reset_routers(bundle: Path) -> list[dict]:
     return [{"router": router.name, "anchor": router.anchor, "untrained": True} for router in held.spec.routers]
 
 
+def varied_config(profile: Profile, pairs: list[str]) -> TrainConfig:
+    """The full profile's router config with each ``KEY=VALUE`` applied (VALUE read as YAML: 0.2, 32, sd);
+    an unknown key or a bad value is a ValueError of one line, raised before anything is copied."""
+    updates = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set takes KEY=VALUE, got {pair!r}")
+        updates[key.strip()] = yaml.safe_load(value)
+    try:
+        return TrainConfig.model_validate({**router_config(profile).model_dump(), **updates})
+    except ValidationError as exc:
+        raise ValueError(f"--set: {first_error(exc)}") from None
+
+
 def check_reproduced(eval_settings: EvalSettings, run: Path, work: Path) -> None:
     """Exit unless the bundle's single-objective experts give the run's answers to every prompt."""
     settings = eval_settings.model_copy(update={"methods": ["experts"]})
@@ -86,7 +107,12 @@ def main() -> None:
     parser.add_argument(
         "--untrained", action="store_true", help="no training: every router at its static mix (the ablation)"
     )
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a router-training config key changed"
+    )
     args = parser.parse_args()
+    if args.set and args.untrained:
+        parser.error("--set changes router training and --untrained skips it: give one of them")
     run, source = HERE / args.run, HERE / args.bundle
     if not (run / "results.json").is_file() or not (run / "generations").is_dir():
         parser.error(f"{run}: no results.json and generations/ (a committed run folder)")
@@ -96,6 +122,10 @@ def main() -> None:
         parser.error(f"--tag must be an identifier, got {args.tag!r}")
     recorded = json.loads((run / "run.json").read_text())
     profile = dataclasses.replace(PROFILES["full"], eval_prompts=recorded["prompts"]["limit"])
+    try:
+        config = varied_config(profile, args.set)
+    except ValueError as exc:
+        parser.error(str(exc))
     eval_settings = suite_eval_settings(source, len(recorded["objectives"]), profile)
     planned = plan(eval_settings)  # the anchors are the bundle's, so the grid is known before training
     comparable = (
@@ -111,7 +141,9 @@ def main() -> None:
     eval_settings = eval_settings.model_copy(update={"bundle": str(work / "bundle")})
     check_reproduced(eval_settings, run, work)
     routers = (
-        reset_routers(work / "bundle") if args.untrained else train_routers(work / "bundle", profile, progress=True)
+        reset_routers(work / "bundle")
+        if args.untrained
+        else train_routers(work / "bundle", profile, progress=True, config=config)
     )
     generations = work / "evaluation" / "generations"
     for method in (path for path in (run / "generations").iterdir() if path.name != "hoe"):
@@ -121,7 +153,8 @@ def main() -> None:
     shutil.copy2(run / "recipe.yaml", work / "recipe.yaml")
     target = HERE / f"{args.run}-{args.tag}"
     copy_evaluation(work, target)
-    (target / "summary.json").write_text(json.dumps({"routers": routers}, indent=2) + "\n")
+    summary = {"routers": routers, **({"set": args.set} if args.set else {})}
+    (target / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     copy_router_records(work / "bundle", target)
     print(f"copied to {target}")
 

@@ -59,3 +59,39 @@ def test_untrained_routers_are_the_static_mix_the_build_wrote(bundle_dir, tmp_pa
             == next(r for r in built if r["name"] == router["name"])["training"]["initial_weights"]
         )
     assert not list((bundle / "routers").glob("*.curve.csv"))
+
+
+def test_set_changes_one_key_of_the_full_profiles_router_config(monkeypatch):
+    """`--set KEY=VALUE` (VALUE as YAML) on the profile's config; bad keys and values are one line each."""
+    import pytest
+
+    from hoe.pipeline.demo import PROFILES, router_config
+
+    script = load_script(monkeypatch)
+    profile = PROFILES["full"]
+    varied = script.varied_config(profile, ["kl_coef=0.2", "steps=32", "reward_scale=sd"])
+    assert (varied.kl_coef, varied.steps, varied.reward_scale) == (0.2, 32, "sd")
+    assert varied.model_copy(update={"kl_coef": 0.05, "steps": 16, "reward_scale": "range"}) == router_config(profile)
+    assert script.varied_config(profile, []) == router_config(profile)
+    for pairs, message in [
+        (["kl_coef"], "--set takes KEY=VALUE, got 'kl_coef'"),
+        (["=1"], "--set takes KEY=VALUE"),
+        (["kl_coeff=0.2"], "--set: kl_coeff: Extra inputs are not permitted"),
+        (["kl_coef=-1"], "--set: kl_coef: Input should be greater than or equal to 0"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            script.varied_config(profile, pairs)
+
+
+def test_set_and_untrained_together_exit_2_with_one_line():
+    import subprocess
+
+    script = RESULTS / "retrain_routers.py"
+    args = ["--run", "x", "--bundle", "y", "--tag", "t", "--set", "kl_coef=0.2", "--untrained"]
+    done = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .endswith("--set changes router training and --untrained skips it: give one of them")
+    )

@@ -34,7 +34,7 @@ from hoe.pipeline.build import build_bundle
 from hoe.pipeline.recipe import Recipe, load_recipe
 from hoe.pipeline.train_router import train_router
 from hoe.recipes import shipped_recipe
-from hoe.rl import load_config
+from hoe.rl import TrainConfig, load_config
 from hoe.rl.trainer import CALIBRATION
 from hoe.settings import flag_name
 
@@ -223,10 +223,11 @@ def router_config(profile: Profile):
     )
 
 
-def train_routers(bundle_path: Path, profile: Profile, progress: bool) -> list[dict]:
-    """PPO for every router of the bundle at its anchor (Tchebycheff + OMD); a router already
-    trained with these settings and calibration rule (kept by the rebuild) is not trained again."""
-    config = router_config(profile)
+def train_routers(bundle_path: Path, profile: Profile, progress: bool, config: TrainConfig | None = None) -> list[dict]:
+    """PPO for every router of the bundle at its anchor (Tchebycheff + OMD) under the profile's config (or
+    ``config``: a benchmark's variant of it); a router already trained with these settings and calibration
+    rule (kept by the rebuild) is not trained again."""
+    config = config or router_config(profile)
     wanted = {k: v for k, v in config.model_dump().items() if k != "scorers"}
     summaries = []
     for router in load_bundle(bundle_path).routers:
