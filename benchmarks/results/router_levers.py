@@ -87,8 +87,9 @@ def main() -> None:
         configs = {"default": varied_config(profile, []), **{n: varied_config(profile, p) for n, p in args.variant}}
     except (ValueError, HoEError) as exc:  # a bad anchor or key: one line, before anything trains
         parser.error(str(exc).replace("--set", "--variant", 1))
-    if args.steps.stop - 1 > configs["default"].steps or len(args.steps) < 2:
-        parser.error(f"--steps must lie within the config's {configs['default'].steps} steps, two at least")
+    fewest = min(config.steps for config in configs.values())
+    if args.steps.stop - 1 > fewest or len(args.steps) < 2:
+        parser.error(f"--steps must lie within every arm's steps ({fewest} in the shortest), two at least")
     args.out.mkdir(parents=True, exist_ok=True)
     curves = {}
     for name, config in configs.items():
