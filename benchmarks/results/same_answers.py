@@ -6,7 +6,8 @@
 Why: a demo run on another machine (another CPU, an empty cache, every expert made again) should give the
 committed figures, or say how far it is from them. For each (method, λ) both folders hold, it counts the
 prompts whose answers are the same text, and it sets each method's hypervolume and each point's means beside
-the other run's. Reads ``generations/`` and ``results.json`` only; a folder without them exits 2 with one line.
+the other run's. Reads ``generations/``, ``results.json`` and ``run.json``; a folder without them, or two runs of
+other prompts or decoding, exits 2 with one line.
 """
 
 from __future__ import annotations
@@ -23,6 +24,16 @@ def answers(folder: Path) -> dict[str, list[str]]:
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         found[f"{path.parent.name}/{path.stem}"] = [row["response"] for row in sorted(rows, key=lambda r: r["index"])]
     return found
+
+
+SETTINGS = ("prompts_sha", "decoding", "task_vectors", "merge_method", "chat", "dtype")  # of run.json's fingerprint
+
+
+def different_setting(first: Path, second: Path) -> str | None:
+    """The first generation setting (prompts, decoding, ...) in which the two runs differ, if any; the bundle
+    digests are left out, since a bundle made again elsewhere is what a reproduction compares."""
+    prints = [json.loads((folder / "run.json").read_text()).get("fingerprint", {}) for folder in (first, second)]
+    return next((key for key in SETTINGS if prints[0].get(key) != prints[1].get(key)), None)
 
 
 def compare(first: Path, second: Path) -> dict:
@@ -60,8 +71,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="also write the comparison here (JSON)")
     args = parser.parse_args()
     for folder in (args.first, args.second):
-        if not (folder / "results.json").is_file() or not (folder / "generations").is_dir():
-            parser.error(f"'{folder}' has no results.json and generations/ (an evaluation folder?)")
+        if not all((folder / name).exists() for name in ("results.json", "run.json", "generations")):
+            parser.error(f"'{folder}' has no results.json, run.json and generations/ (an evaluation folder?)")
+    differing = different_setting(args.first, args.second)
+    if differing:
+        parser.error(f"the two runs differ in {differing}: their answers are not answers to the same question")
     result = compare(args.first, args.second)
     if not result["jobs_compared"]:
         parser.error("the two folders share no (method, λ) generations: nothing to compare")

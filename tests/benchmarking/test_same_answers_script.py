@@ -10,7 +10,7 @@ from pathlib import Path
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "same_answers.py"
 
 
-def evaluation(folder: Path, answers: dict[str, list[str]], hoe_volume: float) -> Path:
+def evaluation(folder: Path, answers: dict[str, list[str]], hoe_volume: float, tokens: int = 48) -> Path:
     """An evaluation folder as hoe evaluate writes one: generations/METHOD/LABEL.jsonl and results.json."""
     points = []
     for job, responses in answers.items():
@@ -21,6 +21,8 @@ def evaluation(folder: Path, answers: dict[str, list[str]], hoe_volume: float) -
         points.append({"method": method, "label": label, "mean": [hoe_volume, 1.0]})
     methods = {"hoe": {"hypervolume": hoe_volume}, "base": {"hypervolume": None}}
     (folder / "results.json").write_text(json.dumps({"methods": methods, "points": points}))
+    fingerprint = {"experts_sha": str(hoe_volume), "prompts_sha": "p", "decoding": {"max_new_tokens": tokens}}
+    (folder / "run.json").write_text(json.dumps({"fingerprint": fingerprint}))
     return folder
 
 
@@ -42,9 +44,11 @@ def test_it_counts_identical_answers_per_job_in_prompt_order(tmp_path):
 def test_bad_input_gets_one_line_and_exit_2(tmp_path):
     good = evaluation(tmp_path / "a", {"hoe/1-0": ["x"]}, 0.5)
     other = evaluation(tmp_path / "b", {"soup/1-0": ["x"]}, 0.5)
+    longer = evaluation(tmp_path / "c", {"hoe/1-0": ["x"]}, 0.5, tokens=64)
     cases = [
-        ([str(tmp_path / "none"), str(good)], "has no results.json and generations/"),
+        ([str(tmp_path / "none"), str(good)], "has no results.json, run.json and generations/"),
         ([str(good), str(other)], "share no (method, λ) generations"),
+        ([str(good), str(longer)], "the two runs differ in decoding"),
     ]
     for args, message in cases:
         done = run(*args)
