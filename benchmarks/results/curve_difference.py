@@ -17,15 +17,28 @@ import statistics
 from pathlib import Path
 
 
+def read_curve(path: Path) -> dict[int, dict[str, float]]:
+    """A curve.csv of hoe train-router: step -> every column's value."""
+    with path.open(newline="") as handle:
+        rows = csv.DictReader(handle)
+        return {int(row["step"]): {k: float(v) for k, v in row.items() if v not in ("", None)} for row in rows}
+
+
 def column_by_step(path: Path, column: str, parser: argparse.ArgumentParser) -> dict[int, float]:
     """One curve's ``column`` per step; a missing file or column exits 2 with one line."""
     if not path.is_file():
         parser.error(f"no curve at '{path}'")
     with path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows or column not in rows[0] or "step" not in rows[0]:
+        header = next(csv.reader(handle), [])
+    if column not in header or "step" not in header:
         parser.error(f"'{path}' has no '{column}' column (a curve.csv of hoe train-router?)")
-    return {int(row["step"]): float(row[column]) for row in rows}
+    return {step: row[column] for step, row in read_curve(path).items()}
+
+
+def paired_difference(first: dict[int, float], second: dict[int, float], steps: range) -> tuple[float, float]:
+    """second − first over the steps (which draw the same prompts in both runs): mean and its standard error."""
+    differences = [second[step] - first[step] for step in steps]
+    return statistics.mean(differences), statistics.stdev(differences) / math.sqrt(len(differences))
 
 
 def step_range(text: str) -> range:
@@ -47,14 +60,12 @@ def main() -> None:
     missing = [step for step in args.steps if step not in first or step not in second]
     if missing or len(args.steps) < 2:
         parser.error(f"--steps needs at least two steps that both curves have (missing: {missing})")
-    differences = [second[step] - first[step] for step in args.steps]
-    mean = statistics.mean(differences)
-    se = statistics.stdev(differences) / math.sqrt(len(differences))
+    mean, se = paired_difference(first, second, args.steps)
     means = [statistics.mean(curve[step] for step in args.steps) for curve in (first, second)]
     print(
         f"{args.column}, steps {args.steps.start}-{args.steps.stop - 1}: first {means[0]:+.4f}, "
         f"second {means[1]:+.4f}; second − first {mean:+.4f} ± {se:.4f} "
-        f"({mean / se if se else float('nan'):+.1f} paired SE over {len(differences)} steps)"
+        f"({mean / se if se else float('nan'):+.1f} paired SE over {len(args.steps)} steps)"
     )
 
 

@@ -70,19 +70,19 @@ def reset_routers(bundle: Path) -> list[dict]:
     return [{"router": router.name, "anchor": router.anchor, "untrained": True} for router in held.spec.routers]
 
 
-def varied_config(profile: Profile, pairs: list[str]) -> TrainConfig:
+def varied_config(profile: Profile, pairs: list[str], flag: str = "--set") -> TrainConfig:
     """The full profile's router config with each ``KEY=VALUE`` applied (VALUE read as YAML: 0.2, 32, sd);
-    an unknown key or a bad value is a ValueError of one line, raised before anything is copied."""
+    an unknown key or a bad value is a ValueError of one line naming ``flag``, raised before anything is copied."""
     updates = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"--set takes KEY=VALUE, got {pair!r}")
+            raise ValueError(f"{flag} takes KEY=VALUE, got {pair!r}")
         updates[key.strip()] = yaml.safe_load(value)
     try:
         return TrainConfig.model_validate({**router_config(profile).model_dump(), **updates})
     except ValidationError as exc:
-        raise ValueError(f"--set: {first_error(exc)}") from None
+        raise ValueError(f"{flag}: {first_error(exc)}") from None
 
 
 def check_reproduced(eval_settings: EvalSettings, run: Path, work: Path) -> None:

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shutil
 import statistics
 import tempfile
 from pathlib import Path
 
-from curve_difference import step_range
+from curve_difference import paired_difference, read_curve, step_range
 from retrain_routers import varied_config
 
 from hoe.errors import HoEError
@@ -44,16 +43,9 @@ def parse_variant(text: str) -> tuple[str, list[str]]:
     return name, pairs.split(",")
 
 
-def read_curve(path: Path) -> dict[int, dict[str, float]]:
-    lines = path.read_text().splitlines()
-    header = lines[0].split(",")
-    return {int(row[0]): dict(zip(header, map(float, row))) for row in (line.split(",") for line in lines[1:])}
-
-
 def paired(first: dict, second: dict, steps: range, column: str) -> dict:
-    """second − first over the steps, mean ± SE (the steps draw the same prompts in both)."""
-    differences = [second[step][column] - first[step][column] for step in steps]
-    mean, se = statistics.mean(differences), statistics.stdev(differences) / math.sqrt(len(differences))
+    """second − first in ``column`` over the steps, mean ± SE (the steps draw the same prompts in both)."""
+    mean, se = paired_difference(*({step: curve[step][column] for step in steps} for curve in (first, second)), steps)
     return {"difference": round(mean, 4), "se": round(se, 4), "in_se": round(mean / se, 1) if se else None}
 
 
@@ -84,9 +76,9 @@ def main() -> None:
             float(v)
             for v in parse_preference(args.anchor, json.loads((args.bundle / "hoe.json").read_text())["objectives"])
         ]
-        configs = {"default": varied_config(profile, []), **{n: varied_config(profile, p) for n, p in args.variant}}
+        configs = {n: varied_config(profile, p, "--variant") for n, p in [("default", []), *args.variant]}
     except (ValueError, HoEError) as exc:  # a bad anchor or key: one line, before anything trains
-        parser.error(str(exc).replace("--set", "--variant", 1))
+        parser.error(str(exc))
     fewest = min(config.steps for config in configs.values())
     if args.steps.stop - 1 > fewest or len(args.steps) < 2:
         parser.error(f"--steps must lie within every arm's steps ({fewest} in the shortest), two at least")
