@@ -279,7 +279,7 @@ def test_dpo_trains_in_float32_on_the_cpu_unless_bf16_is_asked_for():
 def test_bf16_on_a_cpu_without_amx_is_one_line_before_anything_loads(tiny_chat_model, tmp_path, monkeypatch):
     from hoe.training import make_expert as module
 
-    monkeypatch.setattr(module, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(module, "native_bf16", lambda device: False)
     monkeypatch.setattr(module, "load_model", lambda *a, **k: pytest.fail("a model was loaded"))
     settings = _dpo_settings().model_copy(update={"precision": "bf16"})
     with pytest.raises(HoEError, match=r"^precision bf16: this CPU has no AMX, so every bf16 matmul would be emulated"):
@@ -293,7 +293,7 @@ def test_bf16_where_the_cpu_has_it_trains_under_autocast_and_says_so(tiny_chat_m
     pytest.importorskip("trl")
     from hoe.training import make_expert as module
 
-    monkeypatch.setattr(module, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(module, "native_bf16", lambda device: True)
     monkeypatch.setenv("HOE_CACHE", str(tmp_path / "cache"))
     settings = _dpo_settings(steps=2).model_copy(update={"precision": "bf16"})
     report = make_expert(str(tiny_chat_model), settings, tmp_path / "expert", progress=False)

@@ -453,35 +453,31 @@ def dpo_precision(device: str, precision: str = "auto") -> dict:
     benchmarks/experts/dpo_step.py --compare precision). So DPO trains in float32 like ``hoe finetune``, and in bf16
     on a CUDA device that has it; ``precision: bf16`` asks for it on a CPU with AMX too (1.6x faster there),
     ``float32`` for float32 everywhere. ``check_dpo_precision`` has refused bf16 where it would be emulated."""
+    auto = device != "cpu" and native_bf16(device)
+    return {"bf16": {"auto": auto, "float32": False, "bf16": True}[precision], "fp16": False}
+
+
+def native_bf16(device: str) -> bool:
+    """Whether ``device`` multiplies bf16 in hardware: a CUDA device that says so, or a CPU with Intel AMX (the
+    one kind of CPU measured faster in bf16 autocast than in float32). On a CPU, torch's own probe, private,
+    so a torch without it counts as no."""
     import torch
 
-    cuda_bf16 = device != "cpu" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    bf16 = {"auto": cuda_bf16, "float32": False, "bf16": True}[precision]
-    return {"bf16": bf16, "fp16": False}
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU multiplies bf16 in hardware (Intel AMX): the one kind measured faster in bf16 autocast
-    than in float32. torch's own probe, private, so a torch without it counts as no."""
-    import torch
-
+    if device != "cpu":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
     return bool(probe and probe())
 
 
 def check_dpo_precision(settings: MakeExpertSettings, device: str) -> None:
     """``precision: bf16`` on a device that would emulate it is one line, before anything loads."""
-    import torch
-
-    if settings.method != "dpo" or settings.precision != "bf16":
+    if settings.method != "dpo" or settings.precision != "bf16" or native_bf16(device):
         return
-    native = cpu_has_native_bf16() if device == "cpu" else torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if not native:
-        where = "this CPU has no AMX" if device == "cpu" else f"device '{device}' has no bf16"
-        raise HoEError(
-            f"precision bf16: {where}, so every bf16 matmul would be emulated (11x slower than float32 on an AVX2 "
-            "CPU); use precision auto or float32"
-        )
+    where = "this CPU has no AMX" if device == "cpu" else f"device '{device}' has no bf16"
+    raise HoEError(
+        f"precision bf16: {where}, so every bf16 matmul would be emulated (11x slower than float32 on an AVX2 "
+        "CPU); use precision auto or float32"
+    )
 
 
 def dpo_losses(settings: MakeExpertSettings) -> dict:
