@@ -151,13 +151,13 @@ def main() -> None:
     args = parser.parse_args()
     steps = {arm: args.bf16_steps if arm == "bf16_autocast" else args.steps for arm in ARMS[args.compare]}
     rounds = args.rounds or (1 if args.compare == "precision" else 3)
+    out = HERE / (args.out or f"dpo-{args.compare}.json")
+    if out.parent != HERE or out.suffix != ".json":  # checked before minutes of measuring, not after
+        parser.error(f"--out is a .json file name here, not a path: {args.out!r}")
     epochs = args.epochs if args.compare == "precompute" else 0
     result = {**compare(args.compare, steps, rounds, args.work, epochs), "machine": machine()}
     if epochs:
         result["epochs"] = epochs
-    out = HERE / (args.out or f"dpo-{args.compare}.json")
-    if out.parent != HERE or out.suffix != ".json":
-        parser.error(f"--out is a .json file name here, not a path: {args.out!r}")
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
