@@ -3,27 +3,14 @@ each router's static mix exactly, and leave no trace of the training it replaces
 
 from __future__ import annotations
 
-import importlib
 import json
 import shutil
 import sys
 from pathlib import Path
 
 import torch
+from results_scripts import RESULTS, load_results_script
 from safetensors.torch import load_file, save_file
-
-RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
-
-
-def load_script(monkeypatch):
-    """The script as a module; it imports its sibling ``run``, so both leave sys.modules afterwards."""
-    monkeypatch.syspath_prepend(str(RESULTS))
-    for name in ("run", "retrain_routers"):
-        monkeypatch.delitem(sys.modules, name, raising=False)
-    module = importlib.import_module("retrain_routers")
-    for name in ("run", "retrain_routers"):
-        monkeypatch.delitem(sys.modules, name, raising=False)
-    return module
 
 
 def as_if_trained(bundle: Path) -> None:
@@ -39,7 +26,7 @@ def as_if_trained(bundle: Path) -> None:
 
 
 def test_untrained_routers_are_the_static_mix_the_build_wrote(bundle_dir, tmp_path, monkeypatch):
-    script = load_script(monkeypatch)
+    script = load_results_script(monkeypatch, "retrain_routers")
     bundle = tmp_path / "bundle"
     shutil.copytree(bundle_dir, bundle)
     built = json.loads((bundle / "hoe.json").read_text())["routers"]
@@ -67,7 +54,7 @@ def test_set_changes_one_key_of_the_full_profiles_router_config(monkeypatch):
 
     from hoe.pipeline.demo import PROFILES, router_config
 
-    script = load_script(monkeypatch)
+    script = load_results_script(monkeypatch, "retrain_routers")
     profile = PROFILES["full"]
     varied = script.varied_config(profile, ["kl_coef=0.2", "steps=32", "reward_scale=sd"])
     assert (varied.kl_coef, varied.steps, varied.reward_scale) == (0.2, 32, "sd")

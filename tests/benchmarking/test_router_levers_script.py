@@ -3,29 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-
-RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
-SIBLINGS = ("run", "retrain_routers", "curve_difference", "router_levers")
+from results_scripts import RESULTS, load_results_script
 
 
-def load_script(monkeypatch):
-    monkeypatch.syspath_prepend(str(RESULTS))
-    for name in SIBLINGS:
-        monkeypatch.delitem(sys.modules, name, raising=False)
-    module = importlib.import_module("router_levers")
-    for name in SIBLINGS:
-        monkeypatch.delitem(sys.modules, name, raising=False)
-    return module
-
-
-def test_variants_and_paired_differences(monkeypatch, tmp_path):
-    script = load_script(monkeypatch)
+def test_variants_and_paired_differences(tmp_path, monkeypatch):
+    script = load_results_script(monkeypatch, "router_levers")
     assert script.parse_variant("kl0_2:kl_coef=0.2,steps=8") == ("kl0_2", ["kl_coef=0.2", "steps=8"])
     for bad in ("default:kl_coef=1", "kl-2:kl_coef=1", "kl", "../x:kl_coef=1"):
         with pytest.raises(argparse.ArgumentTypeError, match="a variant is NAME:KEY=VALUE"):
