@@ -40,19 +40,17 @@ HERE = Path(__file__).resolve().parent
 
 
 def saved_answers(work: Path, folder: Path, prompts: list[str]) -> list[str]:
-    """run.py's greedy answers of one model folder (named after the folder, or by an older run.py
-    after the expert's label: found by the model they record), checked to be for the same prompts and,
-    where run.py recorded it, the same weights."""
-    named = work / "answers" / f"{folder.name}.json"
-    candidates = [named] if named.is_file() else sorted((work / "answers").glob("*.json"))
-    stamp = weights_stamp(folder)
-    for path in candidates:
-        saved = json.loads(path.read_text())
-        if Path(saved.get("model", "")).name == folder.name and saved["prompts"] == prompts:
-            if saved.get("weights", stamp) != stamp:  # files of an older run.py carry no stamp
-                raise SystemExit(f"{path}: answers of an earlier build of {folder.name}; rerun run.py")
-            return saved["responses"]
-    raise SystemExit(f"{folder.name}: no saved answers for these prompts in {work / 'answers'}; rerun run.py")
+    """run.py's greedy answers of one model folder (``work/answers/<folder name>.json``), checked to be for
+    the same prompts and the same weights: an expert made again at the same path must be answered again."""
+    path = work / "answers" / f"{folder.name}.json"
+    if not path.is_file():
+        raise SystemExit(f"{folder.name}: no saved answers in {work / 'answers'}; rerun run.py")
+    saved = json.loads(path.read_text())
+    if saved["prompts"] != prompts:
+        raise SystemExit(f"{path}: answers to other prompts than the base's; rerun run.py")
+    if saved.get("weights") != weights_stamp(folder):
+        raise SystemExit(f"{path}: answers of another build of {folder.name}; rerun run.py")
+    return saved["responses"]
 
 
 def extracted_answers(adapter: Path, tokenizer, prompts: list[str]) -> list[str]:
