@@ -270,6 +270,7 @@ def main() -> None:
     parser.add_argument("--prompt-count", type=int, default=96, help="training prompts per expert")
     parser.add_argument("--steps", type=int, default=24, help="fine-tuning steps per expert")
     parser.add_argument("--learning-rate", type=float, help="make-expert's learning rate (default: its own)")
+    parser.add_argument("--beta", type=float, help="dpo: DPO's KL strength (make-expert --beta; default: its own, 0.1)")
     parser.add_argument(
         "--sft-weight",
         type=float,
@@ -300,6 +301,8 @@ def main() -> None:
         parser.error("--contrastive is a way of making dpo's pairs: use it with --methods dpo")
     if args.tag and not re.fullmatch(r"[\w-]+", args.tag):
         parser.error("--tag takes letters, digits, - and _ only (it is part of a file name)")
+    if args.beta is not None and (methods != ["dpo"] or args.beta <= 0):
+        parser.error("--beta is DPO's KL strength: a positive number, with --methods dpo")
     if args.sft_weight and methods != ["dpo"]:
         parser.error("--sft-weight weighs a loss beside DPO's: use it with --methods dpo")
     try:
@@ -328,6 +331,8 @@ def main() -> None:
         variant_tag += "-contrastive"
     if args.learning_rate:
         variant_tag += f"-lr{args.learning_rate:g}"
+    if args.beta is not None:
+        variant_tag += f"-beta{args.beta:g}"
     if args.sft_weight:
         variant_tag += f"-sft{args.sft_weight:g}"
     if floor:
@@ -366,6 +371,7 @@ def main() -> None:
                     steps=args.steps,
                     learning_rate=args.learning_rate,
                     sft_weight=args.sft_weight or 0.0,
+                    **({"beta": args.beta} if args.beta is not None else {}),
                     **SAMPLING,
                     lora_rank=args.lora_rank,
                     keep_prompts=args.keep_prompts,
@@ -451,6 +457,7 @@ def main() -> None:
         + (f" --start-from {args.start_from}" if args.start_from else "")
         + (" --contrastive" if args.contrastive else "")
         + (f" --learning-rate {args.learning_rate:g}" if args.learning_rate else "")
+        + (f" --beta {args.beta:g}" if args.beta is not None else "")
         + (f" --sft-weight {args.sft_weight:g}" if args.sft_weight else "")
         + (f" --floor {args.floor}" if args.floor else "")
         + (" --validation" if args.validation else "")
