@@ -6,7 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "curve_difference.py"
+from results_scripts import RESULTS
+
+SCRIPT = RESULTS / "curve_difference.py"
 
 
 def curve(path: Path, values: list[float]) -> Path:

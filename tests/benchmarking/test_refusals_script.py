@@ -7,9 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from results_scripts import EXPERTS
+
 from hoe.data import load_prompts
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "experts" / "refusals.py"
+SCRIPT = EXPERTS / "refusals.py"
 
 
 def validation_prompts(per_subset: int) -> list[str]:

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from results_scripts import RESULTS, load_results_script
 from safetensors.torch import load_file, save_file
+
+from hoe.pipeline.demo import PROFILES, router_config
 
 
 def as_if_trained(bundle: Path) -> None:
@@ -50,10 +54,6 @@ def test_untrained_routers_are_the_static_mix_the_build_wrote(bundle_dir, tmp_pa
 
 def test_set_changes_one_key_of_the_full_profiles_router_config(monkeypatch):
     """`--set KEY=VALUE` (VALUE as YAML) on the profile's config; bad keys and values are one line each."""
-    import pytest
-
-    from hoe.pipeline.demo import PROFILES, router_config
-
     script = load_results_script(monkeypatch, "retrain_routers")
     profile = PROFILES["full"]
     varied = script.varied_config(profile, ["kl_coef=0.2", "steps=32", "reward_scale=sd"])
@@ -71,8 +71,6 @@ def test_set_changes_one_key_of_the_full_profiles_router_config(monkeypatch):
 
 
 def test_set_and_untrained_together_exit_2_with_one_line():
-    import subprocess
-
     script = RESULTS / "retrain_routers.py"
     args = ["--run", "x", "--bundle", "y", "--tag", "t", "--set", "kl_coef=0.2", "--untrained"]
     done = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=120)

@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "same_answers.py"
+from results_scripts import RESULTS
+
+SCRIPT = RESULTS / "same_answers.py"
 
 
 def evaluation(folder: Path, answers: dict[str, list[str]], hoe_volume: float, tokens: int = 48) -> Path:
